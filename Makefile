@@ -1,0 +1,62 @@
+# litebench: Transformer vs Evolved Transformer vs Lite Transformer at matched MAC budgets.
+# Every target uses .venv, which the first target that needs it builds (CPU torch, pinned).
+
+PYTHON        ?= python3
+TORCH_VERSION ?= 2.13.0
+# Extra pip arguments for torch alone, e.g. an index that serves CPU builds on a machine with network.
+TORCH_PIP_ARGS ?=
+VENV          ?= .venv
+PY            := $(VENV)/bin/python
+STAMP         := $(VENV)/.installed-$(TORCH_VERSION)
+
+BUDGET   ?= 100M
+MODELS   ?=
+SEEDS    ?= 1
+DEVICE   ?= cpu
+THREADS  ?=
+SCHEDULE ?= short
+TASK     ?= mt
+QUICK    ?=
+FORCE    ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-slow benchmark bench report profile-table lint clean
+
+help: ## list the targets
+	@echo "litebench — make targets (variables: BUDGET=$(BUDGET) MODELS= SEEDS= DEVICE= THREADS= SCHEDULE= TASK= QUICK=1 FORCE=1)"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
+	@echo "torch==$(TORCH_VERSION)" > $(VENV)/torch-pin.txt
+	$(PY) -m pip install -q -c $(VENV)/torch-pin.txt -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP) ## build .venv (torch==$(TORCH_VERSION), CPU build by default; override TORCH_VERSION=...)
+
+test: $(STAMP) ## the default test suite (minutes on 2 cores)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP) ## slow tests (marked slow): statistics over repeats, training smoke runs
+	$(PY) -m pytest -q -m slow
+
+benchmark: $(STAMP) ## pytest-benchmark micro-benchmarks (attention, convolutions, layers)
+	$(PY) -m pytest -q -m benchmark --benchmark-enable --benchmark-sort=name tests
+
+bench: $(STAMP) ## the whole comparison at BUDGET (solve, profile, latency, train, evaluate, report)
+	$(PY) -m bench run --budget $(BUDGET) --task $(TASK) --schedule $(SCHEDULE) --device $(DEVICE) \
+		$(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(THREADS),--threads $(THREADS)) \
+		$(if $(QUICK),--quick) $(if $(FORCE),--force)
+
+report: $(STAMP) ## rebuild leaderboard tables and figures from the run records
+	$(PY) -m bench report --budget $(BUDGET) --task $(TASK)
+
+profile-table: $(STAMP) ## the README's MACs/params table: every family at 100M and 500M, every counter
+	$(PY) -m bench table
+
+lint: $(STAMP) ## ruff
+	$(PY) -m ruff check models bench tests
+
+clean: ## remove caches (keeps .venv and results/)
+	rm -rf .pytest_cache .benchmarks .ruff_cache

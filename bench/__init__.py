@@ -1,0 +1,1 @@
+"""litebench: the benchmarking harness (counting, budgets, latency, data, training, evaluation, reports)."""

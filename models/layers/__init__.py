@@ -1,0 +1,1 @@
+"""Layers shared by the families: attention, convolutions over time, FFN, embeddings."""

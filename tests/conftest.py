@@ -1,0 +1,54 @@
+"""Shared fixtures: small configurations of every family, fast enough for 2 CPU cores."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import create_model
+
+# (id, registered name, overrides) — each a small member of a family, covering both Lite variants
+SMALL = {
+    "transformer": ("transformer", dict(d_model=32, heads=4, encoder_layers=2, decoder_layers=2)),
+    "evolved": ("evolved_transformer", dict(d_model=32, heads=4, encoder_layers=1, decoder_layers=2)),
+    "lite_dynamic_glu": (
+        "lite_transformer",
+        dict(d_model=32, encoder_layers=2, decoder_layers=2, kernel_sizes=[3, 7], conv="dynamic", glu=True),
+    ),
+    "lite_light_iwslt": (
+        "lite_transformer",
+        dict(
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            kernel_sizes=[5, 3],
+            conv="lightweight",
+            glu=False,
+            encoder_attention_heads=4,
+            share_embeddings=False,
+            tgt_vocab_size=45,
+        ),
+    ),
+}
+VOCAB = 50
+
+
+def small_model(key: str, task: str = "mt", seed: int = 0, **extra) -> torch.nn.Module:
+    name, overrides = SMALL[key]
+    overrides = {**overrides, "vocab_size": VOCAB, **extra}
+    if task == "lm":
+        overrides.pop("encoder_layers")
+        overrides.pop("share_embeddings", None)
+        overrides.pop("tgt_vocab_size", None)
+    torch.manual_seed(seed)
+    return create_model(name, task=task, **overrides).eval()
+
+
+def random_tokens(batch: int, length: int, vocab: int = VOCAB, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(4, vocab, (batch, length), generator=g)
+
+
+@pytest.fixture(params=list(SMALL))
+def family_key(request) -> str:
+    return request.param
