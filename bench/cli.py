@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from models import ConfigError, get_entry, list_models
+from models import ConfigError, create_model, get_entry, list_models
 
+from .budget import load_budget, solve_budget, solve_model
+from .counting import count_macs
 from .errors import BenchError
+from .params import count_params
+from .resolve import resolve_model
 
 EXIT_USAGE = 2
 
@@ -39,8 +45,82 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- profile
+def profile_record(model: str, task: str, budget: str | None, sets: list[str]) -> dict[str, Any]:
+    """The profile of one model: resolved config, params and MACs by every counter (paper convention)."""
+    cfg = resolve_model(model, task, budget, sets)
+    net = create_model(model, **cfg.to_dict())
+    record: dict[str, Any] = {"model": model, "task": task, "budget": budget, "config": cfg.to_dict()}
+    record.update(count_params(net))
+    record.update(count_macs(net).to_dict())
+    return record
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    rec = profile_record(args.model, args.task, args.budget, args.set)
+    for line in rec["warnings"]:
+        print(f"warning: {args.model}: {line}", file=sys.stderr)
+    if args.json:
+        _print_json(rec)
+        return 0
+    cfg = rec["config"]
+    print(f"{args.model} ({args.task}){' at budget ' + args.budget if args.budget else ''}")
+    print("  config: " + ", ".join(f"{k}={v}" for k, v in cfg.items()))
+    print(f"  params: {rec['params']:,} without embeddings ({rec['params_total']:,} total)")
+    print(f"  MACs:   {rec['macs']:,} (paper convention), {rec['macs_with_output']:,} with the output projection")
+    for name, value in rec["macs_by_counter"].items():
+        print(f"          {name:<13} {value:,}")
+    print(f"  ({rec['protocol']})")
+    return 0
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    budget = load_budget(args.budget, task=args.task)
+    sol = solve_model(budget, args.model)
+    if args.json:
+        _print_json(sol.to_dict())
+        return 0
+    c = sol.config
+    print(
+        f"{args.model} at {budget.name} ({budget.target_macs:,} MACs +-{budget.tolerance:.0%}, {args.task}): "
+        f"d_model={c.d_model}, ffn_dim={c.ffn_dim} -> {sol.macs:,} MACs ({sol.rel_error:+.2%})"
+    )
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    """The README's MACs/params table: every model of each budget, every counter."""
+    budgets = args.budgets or ["100M", "500M"]
+    from .counting import COUNTERS
+
+    head = ["budget", "model", "d_model", "ffn_dim", "params", "params_total", "MACs (rel. to target)"]
+    head += [f"{c}" for c in COUNTERS] + ["with output"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for spec in budgets:
+        budget = load_budget(spec, task=args.task)
+        for sol in solve_budget(budget):
+            rec = profile_record(sol.model, args.task, spec, [])
+            cells = [
+                budget.name,
+                sol.model,
+                str(sol.config.d_model),
+                str(sol.config.ffn_dim),
+                f"{rec['params'] / 1e6:.2f}M",
+                f"{rec['params_total'] / 1e6:.2f}M",
+                f"{rec['macs'] / 1e6:.1f}M ({rec['macs'] / budget.target_macs - 1:+.1%})",
+            ]
+            cells += [f"{rec['macs_by_counter'][c] / 1e6:.2f}M" for c in COUNTERS]
+            cells.append(f"{rec['macs_with_output'] / 1e6:.1f}M")
+            print("| " + " | ".join(cells) + " |")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "models": (cmd_models, "list the registered architectures"),
+    "profile": (cmd_profile, "config, params and MACs by every counter"),
+    "solve": (cmd_solve, "the config that puts a model at a MAC budget"),
+    "table": (cmd_table, "MACs/params table of every model at the budgets (markdown)"),
 }
 
 
@@ -50,10 +130,44 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help=COMMANDS["models"][1])
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*lite*'")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("profile", help=COMMANDS["profile"][1])
+    p.add_argument("model")
+    _model_args(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("solve", help=COMMANDS["solve"][1])
+    p.add_argument("model")
+    p.add_argument("--budget", required=True, help="100M, 500M, 1.2G, or a budget YAML file")
+    p.add_argument("--task", choices=["mt", "lm"], default="mt")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("table", help=COMMANDS["table"][1])
+    p.add_argument("--budgets", nargs="*", help="budget specs (default: 100M 500M)")
+    p.add_argument("--task", choices=["mt", "lm"], default="mt")
     return parser
 
 
+def _model_args(p: argparse.ArgumentParser) -> None:
+    """--budget, --set and --task: how a command picks the config it measures."""
+    p.add_argument("--budget", help="solve the config for this budget first (100M, 500M, 1.2G or a YAML file)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--task", choices=["mt", "lm"], default="mt")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--budget -5M`` -> ``--budget=-5M`` so that the value, not argparse, says what is wrong with it."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and re.match(r"^-[0-9.]", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command][0](args)
@@ -63,3 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # an internal failure: still one line, the traceback on request
+        if os.environ.get("LITEBENCH_DEBUG"):
+            raise
+        print(
+            f"error: internal failure: {type(exc).__name__}: {exc} (LITEBENCH_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1

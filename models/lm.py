@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .layers.common import TokenEmbedding
+from .layers.common import OutputProjection, TokenEmbedding
 from .seq2seq import LayerFactory, _Stack, next_token
 
 
@@ -21,10 +20,8 @@ class DecoderOnly(nn.Module):
         d = cfg.d_model
         embed = TokenEmbedding(cfg.vocab_size, d, cfg.pad_id, cfg.max_positions, cfg.dropout)
         self.decoder = _Stack(embed, [decoder_layer(i) for i in range(cfg.decoder_layers)], d, final_norm)
-        self.output_projection = None
-        if not cfg.share_embeddings:
-            self.output_projection = nn.Linear(d, cfg.vocab_size, bias=False)
-            nn.init.normal_(self.output_projection.weight, mean=0.0, std=d**-0.5)
+        tied = embed.embed if cfg.share_embeddings else None
+        self.output = OutputProjection(d, cfg.vocab_size, tied_to=tied)
 
     def decode_features(self, tokens: Tensor, state: dict | None = None) -> Tensor:
         x = self.decoder.embed(tokens, last_only=state is not None)
@@ -32,13 +29,8 @@ class DecoderOnly(nn.Module):
             x = layer(x, None, None, state)
         return self.decoder.norm(x) if self.decoder.norm is not None else x
 
-    def output_layer(self, features: Tensor) -> Tensor:
-        if self.output_projection is None:
-            return F.linear(features, self.decoder.embed.embed.weight)
-        return self.output_projection(features)
-
     def decode(self, tokens: Tensor, state: dict | None = None) -> Tensor:
-        return self.output_layer(self.decode_features(tokens, state))
+        return self.output(self.decode_features(tokens, state))
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.decode(tokens)

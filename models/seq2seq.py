@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .layers.common import TokenEmbedding
+from .layers.common import OutputProjection, TokenEmbedding
 
 LayerFactory = Callable[[int], nn.Module]
 
@@ -75,11 +75,10 @@ class EncoderDecoder(nn.Module):
         if cfg.share_embeddings:  # WMT-style: one joint vocabulary, source = target = output embedding
             tgt_embed = TokenEmbedding(cfg.vocab_size, d, cfg.pad_id, cfg.max_positions, cfg.dropout)
             tgt_embed.embed = src_embed.embed
-            self.output_projection = None
+            self.output = OutputProjection(d, cfg.vocab_size, tied_to=src_embed.embed)
         else:  # IWSLT-style: separate vocabularies, untied output projection
             tgt_embed = TokenEmbedding(cfg.target_vocab, d, cfg.pad_id, cfg.max_positions, cfg.dropout)
-            self.output_projection = nn.Linear(d, cfg.target_vocab, bias=False)
-            nn.init.normal_(self.output_projection.weight, mean=0.0, std=d**-0.5)
+            self.output = OutputProjection(d, cfg.target_vocab)
         self.encoder = _Stack(src_embed, [encoder_layer(i) for i in range(cfg.encoder_layers)], d, final_norm)
         self.decoder = _Stack(tgt_embed, [decoder_layer(i) for i in range(cfg.decoder_layers)], d, final_norm)
 
@@ -106,13 +105,8 @@ class EncoderDecoder(nn.Module):
             x = self.decoder.norm(x)
         return x
 
-    def output_layer(self, features: Tensor) -> Tensor:
-        if self.output_projection is None:
-            return F.linear(features, self.decoder.embed.embed.weight)
-        return self.output_projection(features)
-
     def decode(self, prev_output_tokens: Tensor, enc: EncoderOut, state: dict | None = None) -> Tensor:
-        return self.output_layer(self.decode_features(prev_output_tokens, enc, state))
+        return self.output(self.decode_features(prev_output_tokens, enc, state))
 
     def forward(self, src_tokens: Tensor, prev_output_tokens: Tensor) -> Tensor:
         return self.decode(prev_output_tokens, self.encode(src_tokens))

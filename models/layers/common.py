@@ -101,3 +101,19 @@ class Residual(nn.Module):
         h = f(self.norm(x)) if self.normalize_before else f(x)
         x = x + F.dropout(h, self.dropout, self.training)
         return x if self.normalize_before else self.norm(x)
+
+
+class OutputProjection(nn.Module):
+    """Features (B, T, d) -> vocabulary logits (B, T, V), no bias. ``tied_to`` shares an embedding's weight
+    (WMT-style); otherwise the projection owns its weight, initialised N(0, d^-0.5)."""
+
+    def __init__(self, d: int, vocab: int, tied_to: nn.Embedding | None = None) -> None:
+        super().__init__()
+        if tied_to is not None:
+            self.weight = tied_to.weight
+        else:
+            self.weight = nn.Parameter(torch.empty(vocab, d).normal_(0.0, d**-0.5))
+        self.tied = tied_to is not None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight)

@@ -185,7 +185,7 @@ def test_generate_stops_and_pads():
 
 def test_vocab_sizes_and_tying():
     tied = small_model("transformer")
-    assert tied.output_projection is None
+    assert tied.output.tied and tied.output.weight is tied.encoder.embed.embed.weight
     assert tied.encoder.embed.embed.weight is tied.decoder.embed.embed.weight
     untied = small_model("lite_light_iwslt")
     assert untied.encoder.embed.embed.num_embeddings == VOCAB

@@ -56,7 +56,7 @@ def test_untied_output_projection_is_counted():
     )
     p = count_params(m)
     assert p["params_total"] - p["params"] == (6000 + 5000) * 160  # two embedding tables
-    assert m.output_projection.weight.numel() == 5000 * 160
+    assert m.output.weight.numel() == 5000 * 160
     tied = count_params(create_model("lite_transformer", d_model=160, conv="lightweight", glu=False))
     assert p["params"] - tied["params"] == 5000 * 160
 

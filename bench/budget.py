@@ -1,0 +1,273 @@
+"""Budgets as data, and the solver that matches every model to one.
+
+A budget spec is ``100M``, ``500M``, ``1.2G``, ``750K`` (a file ``budgets/<spec>.yaml`` if there is one,
+otherwise the 100M file's scaling rules with that target) or a path to a YAML file.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from models import ConfigError, ModelConfig, get_entry, resolve_config
+
+from .analytic import Protocol, analytic_macs
+from .errors import BenchError
+
+BUDGET_DIR = Path(__file__).resolve().parent.parent / "budgets"
+TEMPLATE = "100M"
+MAX_FINE_DEPARTURE = 2.0  # the fine knob stays within a factor 2 of the family's own rule (e.g. ffn = 4d)
+_SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_SPEC = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([KMGT]?)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ScalingRule:
+    fixed: dict[str, Any]
+    task_fixed: dict[str, dict[str, Any]]
+    vary_key: str
+    step: int
+    low: int
+    high: int
+    fine_key: str
+    fine_step: int
+
+    def base(self, task: str) -> dict[str, Any]:
+        return {**self.fixed, **self.task_fixed.get(task, {})}
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    target_macs: int
+    tolerance: float
+    protocol: Protocol
+    counter: str
+    models: dict[str, ScalingRule]
+    task: str = "mt"
+    source: str = ""
+
+    @property
+    def low(self) -> float:
+        return self.target_macs * (1 - self.tolerance)
+
+    @property
+    def high(self) -> float:
+        return self.target_macs * (1 + self.tolerance)
+
+    def results_name(self) -> str:
+        return self.name if self.task == "mt" else f"{self.name}-{self.task}"
+
+
+@dataclass
+class Solution:
+    model: str
+    config: ModelConfig
+    macs: int  # confirmed by the budget's counter (paper convention)
+    analytic_macs: int
+    target_macs: int
+    tolerance: float
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rel_error(self) -> float:
+        return self.macs / self.target_macs - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "config": self.config.to_dict(),
+            "macs": self.macs,
+            "analytic_macs": self.analytic_macs,
+            "target_macs": self.target_macs,
+            "tolerance": self.tolerance,
+            "rel_error": round(self.rel_error, 6),
+        }
+
+
+def parse_target(spec: str) -> int:
+    """``"100M"`` -> 100_000_000. Raises BenchError for anything that is not a positive MAC count."""
+    m = _SPEC.match(str(spec))
+    if not m:
+        raise BenchError(f"budget {spec!r} is neither a MAC count like 100M, 500M, 1.2G nor a budget file")
+    value = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
+    if not value > 0 or not math.isfinite(value):
+        raise BenchError(f"budget {spec!r} must be a positive number of MACs")
+    return int(round(value))
+
+
+def _rule(name: str, raw: Any, where: str) -> ScalingRule:
+    try:
+        get_entry(name)
+    except ConfigError as exc:
+        raise BenchError(f"{where}: {exc}") from None
+    if not isinstance(raw, dict) or "vary" not in raw or "fine" not in raw:
+        raise BenchError(f"{where}: model {name!r} needs 'vary' and 'fine' entries")
+    vary, fine = raw["vary"], raw["fine"]
+    try:
+        return ScalingRule(
+            fixed=dict(raw.get("fixed") or {}),
+            task_fixed={t: dict(raw.get(t) or {}) for t in ("mt", "lm")},
+            vary_key=str(vary["key"]),
+            step=int(vary["step"]),
+            low=int(vary.get("min", vary["step"])),
+            high=int(vary["max"]),
+            fine_key=str(fine["key"]),
+            fine_step=int(fine["step"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BenchError(f"{where}: model {name!r} has a malformed scaling rule ({exc})") from None
+
+
+def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, target: int | None = None) -> Budget:
+    if not isinstance(raw, dict):
+        raise BenchError(f"{where}: a budget file must be a YAML mapping")
+    for key in ("target_macs", "models"):
+        if key not in raw:
+            raise BenchError(f"{where}: missing key {key!r}")
+    try:
+        if target is None:  # a number (100_000_000, 1e8) or a spec string ("100M")
+            value = raw["target_macs"]
+            target = int(value) if isinstance(value, (int, float)) else parse_target(str(value))
+        tolerance = float(raw.get("tolerance", 0.02))
+    except (TypeError, ValueError, BenchError):
+        raise BenchError(f"{where}: target_macs and tolerance must be numbers") from None
+    if target <= 0 or not 0 < tolerance < 1:
+        raise BenchError(f"{where}: target_macs must be positive and tolerance in (0, 1)")
+    proto = raw.get("protocol") or {}
+    protocol = Protocol(
+        batch=int(proto.get("batch", 1)),
+        src_tokens=int(proto.get("src_tokens", 30)),
+        tgt_tokens=int(proto.get("tgt_tokens", 30)),
+    )
+    if not isinstance(raw["models"], dict) or not raw["models"]:
+        raise BenchError(f"{where}: 'models' must map model names to scaling rules")
+    models = {m: _rule(m, r, where) for m, r in raw["models"].items()}
+    return Budget(
+        name=str(name or raw.get("name", target)),
+        target_macs=target,
+        tolerance=tolerance,
+        protocol=protocol,
+        counter=str(proto.get("counter", "flop_counter")),
+        models=models,
+        task=task,
+        source=where,
+    )
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        at = f" (line {line + 1})" if line is not None else ""
+        raise BenchError(f"budget file {path} does not parse as YAML{at}") from None
+    except OSError as exc:
+        raise BenchError(f"cannot read budget file {path}: {exc.strerror}") from None
+
+
+def load_budget(spec: str | Path, task: str = "mt") -> Budget:
+    """A budget from a spec (``100M``, ``1.2G``, a YAML path)."""
+    if task not in ("mt", "lm"):
+        raise BenchError(f"unknown task {task!r}; valid: mt, lm")
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise BenchError(f"budget file {path} does not exist")
+        return _from_mapping(_read_yaml(path), str(path), task)
+    target = parse_target(str(spec))
+    named = BUDGET_DIR / f"{str(spec).strip().upper()}.yaml"
+    if named.is_file():
+        return _from_mapping(_read_yaml(named), str(named), task)
+    template = BUDGET_DIR / f"{TEMPLATE}.yaml"
+    return _from_mapping(_read_yaml(template), str(template), task, name=str(spec).strip().upper(), target=target)
+
+
+# ------------------------------------------------------------------------------------------------ solver
+def _macs(model: str, task: str, protocol: Protocol, overrides: dict[str, Any]) -> tuple[ModelConfig, int] | None:
+    try:
+        cfg = resolve_config(model, task, **overrides)
+    except ConfigError:
+        return None  # not a valid member of the family (e.g. heads do not divide d)
+    return cfg, analytic_macs(cfg, protocol)["macs"]
+
+
+def solve_model(budget: Budget, model: str, confirm: bool = True) -> Solution:
+    """The config of ``model`` whose MACs land within the budget's tolerance, as close to the family's own
+    shape as the scaling rule allows. Deterministic. Raises BenchError when no config on the grid fits."""
+    if model not in budget.models:
+        raise BenchError(f"model {model!r} is not in budget {budget.name}; it has: {', '.join(budget.models)}")
+    rule, task, proto = budget.models[model], budget.task, budget.protocol
+    base = rule.base(task)
+    target = budget.target_macs
+
+    # 1. the width: every grid point, the family's own ffn rule
+    widths = []
+    for d in range(rule.low, rule.high + 1, rule.step):
+        got = _macs(model, task, proto, {**base, rule.vary_key: d})
+        if got is not None:
+            widths.append((d, got[0], got[1]))
+    if not widths:
+        raise BenchError(f"no valid {model} config on the grid {rule.vary_key}={rule.low}..{rule.high}")
+    smallest, largest = widths[0], widths[-1]
+
+    # 2. the fine step: MACs are linear in ffn_dim at a fixed width; solve, round to the step, check
+    candidates = []
+    nearest = sorted(widths, key=lambda w: abs(w[2] - target))[:4]
+    for d, cfg, macs in nearest:
+        f0 = getattr(cfg, rule.fine_key)
+        probe = _macs(model, task, proto, {**base, rule.vary_key: d, rule.fine_key: f0 + rule.fine_step})
+        if probe is None:
+            continue
+        slope = (probe[1] - macs) / rule.fine_step
+        ideal = f0 + (target - macs) / slope if slope > 0 else f0
+        for f in {
+            max(rule.fine_step, rule.fine_step * round(ideal / rule.fine_step) + k * rule.fine_step) for k in (-1, 0, 1)
+        }:
+            if not f0 / MAX_FINE_DEPARTURE <= f <= f0 * MAX_FINE_DEPARTURE:
+                continue  # the fine knob tunes; it does not reshape the model
+            got = _macs(model, task, proto, {**base, rule.vary_key: d, rule.fine_key: f})
+            if got is None or not budget.low <= got[1] <= budget.high:
+                continue
+            departure = abs(math.log(f / f0))
+            candidates.append((departure, abs(got[1] - target), d, f, got[0], got[1]))
+    if not candidates:
+        if smallest[2] > budget.high:
+            raise BenchError(
+                f"budget {budget.name} ({target:,} MACs) is infeasible for {model}: its smallest config on the grid "
+                f"({rule.vary_key}={smallest[0]}) already needs {smallest[2]:,} MACs"
+            )
+        if largest[2] < budget.low:
+            raise BenchError(
+                f"budget {budget.name} ({target:,} MACs) is beyond {model}'s grid: its largest config "
+                f"({rule.vary_key}={largest[0]}) needs only {largest[2]:,} MACs"
+            )
+        raise BenchError(f"no {model} config within +-{budget.tolerance:.0%} of {target:,} MACs on the grid")
+    candidates.sort(key=lambda c: (c[0], c[1], c[2], c[3]))
+    _, _, d, f, cfg, macs = candidates[0]
+    confirmed = macs
+    if confirm:
+        from models import create_model
+
+        from .counting import count_macs
+
+        report = count_macs(create_model(model, **cfg.to_dict()), counters=(budget.counter,), protocol=proto)
+        confirmed = report.macs_by_counter[budget.counter]
+        if not budget.low <= confirmed <= budget.high:
+            raise BenchError(
+                f"{model}: the {budget.counter} counter gives {confirmed:,} MACs for the solved config, outside the "
+                f"budget although the analytic formula gives {macs:,}; the formula and the model disagree"
+            )
+    table = [{rule.vary_key: c[2], rule.fine_key: c[3], "macs": c[5]} for c in candidates]
+    return Solution(model, cfg, confirmed, macs, target, budget.tolerance, table)
+
+
+def solve_budget(budget: Budget, models: list[str] | None = None, confirm: bool = True) -> list[Solution]:
+    names = models or list(budget.models)
+    return [solve_model(budget, m, confirm=confirm) for m in names]
