@@ -36,7 +36,7 @@ HELP_GLOB = "usr/share/libreoffice/help/*/text"
 UNIT_TAGS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6"})
 #: ``class`` values of units that hold source code rather than prose.
 CODE_CLASSES = frozenset({"code", "codeintable", "smathcode"})
-_SKIP_TAGS = frozenset({"script", "style", "img"})
+_SKIP_TAGS = frozenset({"script", "style"})
 _BREAK_TAGS = frozenset({"br"})
 
 #: What the extractor does, recorded in corpus manifests (change it when the extraction changes).
@@ -77,9 +77,9 @@ class _UnitParser(html.parser.HTMLParser):
         super().__init__(convert_charrefs=True)
         self.units: list[tuple[str, str]] = []  # (id, raw text) in document order
         self._unit: tuple[str, str] | None = None  # (tag, id) being read
-        self._depth = 0  # nesting of the unit's own tag inside itself
+        self._depth = 0  # nesting of the unit's own <h*> tag inside itself
         self._skip = 0  # inside <script>/<style>
-        # Text buffers: the unit's, plus one per open switch case. Each switch frame keeps its cases.
+        # Text buffers: the unit's, then per open switch one for the open case (or the text between cases).
         self._buffers: list[list[str]] = []
         self._spans: list[str] = []  # kind of every open <span> in the unit: "plain" | "switch" | "case"
         self._switches: list[dict] = []
@@ -114,19 +114,19 @@ class _UnitParser(html.parser.HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
         if tag in _SKIP_TAGS:
-            self._skip += tag != "img"
+            self._skip += 1
             return
         if self._unit is None:
             classes = set((a.get("class") or "").split())
             if tag in UNIT_TAGS and a.get("id") and not classes & CODE_CLASSES:
                 self._start_unit(tag, a["id"] or "")
             return
-        if tag == self._unit[0]:
-            self._depth += 1
-        elif tag in UNIT_TAGS and self._unit[0] == "p":  # a block inside <p> closes it, as in HTML
+        if tag in UNIT_TAGS and self._unit[0] == "p":  # <p> or <h*> inside <p> closes it, as in HTML
             self._end_unit()
             self.handle_starttag(tag, attrs)
             return
+        if tag == self._unit[0]:
+            self._depth += 1
         if tag in _BREAK_TAGS:
             self._data(" ")
         if tag != "span":
@@ -134,7 +134,7 @@ class _UnitParser(html.parser.HTMLParser):
         classes = set((a.get("class") or "").split())
         if classes & {"switch", "switchinline"}:
             self._spans.append("switch")
-            self._switches.append({"level": len(self._buffers) - 1, "cases": [], "pre": "", "post": ""})
+            self._switches.append({"cases": [], "pre": "", "post": ""})
             self._buffers.append([])  # whitespace between cases lands here
         elif self._switches and self._spans and self._spans[-1] == "switch" and "hidden" in a:
             self._spans.append("case")
@@ -153,7 +153,7 @@ class _UnitParser(html.parser.HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP_TAGS:
-            self._skip = max(0, self._skip - (tag != "img"))
+            self._skip = max(0, self._skip - 1)
             return
         if self._unit is None:
             return

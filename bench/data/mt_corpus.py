@@ -165,8 +165,8 @@ def build_mt_corpus_from_trees(
     for name in SPLITS:
         texts[f"{name}.{src}"] = [p.src for p in result.splits[name]]
         texts[f"{name}.{tgt}"] = [p.tgt for p in result.splits[name]]
-    counts = {"units": {src: alignment.src_units, tgt: alignment.tgt_units}, "pages": alignment.pages,
-              **result.counts}
+    counts = {"units": {src: alignment.src_units, tgt: alignment.tgt_units}, "pages_aligned": alignment.pages,
+              "unaligned_units": alignment.unaligned, **result.counts}
     manifest = {
         "name": config["name"],
         "task": "mt",
