@@ -1,0 +1,485 @@
+"""Pareto figures from the leaderboard: quality vs MACs, quality vs latency, latency vs MACs, and several budgets
+on one plot. PNG (200 dpi) and PDF, drawn with matplotlib's Agg canvas (no pyplot, no global backend switch)
+in seaborn's whitegrid style.
+
+Conventions: every axis title says its unit and convention (MACs at batch 1 and 30+30 tokens, latency p50 at
+batch 1 and 1 thread). Quality is test BLEU (higher is better) when the records have it, else test perplexity
+per token (language models) or validation NLL in nats per target token (both lower is better). Each figure
+draws the Pareto front as a step line (the best quality reachable at no more than a given cost), labels each
+point with its model, and draws the seed spread (sample std) as error bars where there are several seeds.
+Compressed variants (issue 7) appear only in the size figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bench.errors import BenchError
+
+from .leaderboard import _present, _unique_join, build_leaderboard, display_name, quality_kind, write_atomically
+
+FIGURES = ("quality_vs_macs", "quality_vs_latency", "latency_vs_macs", "quality_vs_size")
+FORMATS = ("png", "pdf")
+FAMILY_ORDER = ("transformer", "evolved_transformer", "lite_transformer")
+MARKERS = ("o", "s", "D", "^", "v", "P", "X")
+
+
+# ------------------------------------------------------------------------------------------------ Pareto
+def pareto_front(points: Any, minimize_x: bool = True, maximize_y: bool = True) -> np.ndarray:
+    """Indices of the points no other point dominates, in increasing x.
+
+    ``points``: (n, 2) array-like of (x, y). A point dominates another when it is at least as good on both
+    axes and strictly better on one ("good" = small x when ``minimize_x``, large y when ``maximize_y``).
+    Equal points do not dominate each other (both stay on the front). Points with a NaN or infinite
+    coordinate are never on the front. O(n log n): sort by (x, y) in the "smaller is better" frame and sweep.
+    """
+    pts = np.asarray(points, dtype=float).reshape(-1, 2)
+    ok = np.flatnonzero(np.isfinite(pts).all(axis=1))
+    xs = pts[ok, 0] if minimize_x else -pts[ok, 0]
+    ys = -pts[ok, 1] if maximize_y else pts[ok, 1]
+    order = np.lexsort((ys, xs))  # by x, then y
+    front = []
+    best_y, best_x = math.inf, math.inf
+    for i in order:
+        if ys[i] < best_y:
+            best_y, best_x = ys[i], xs[i]
+            front.append(ok[i])
+        elif ys[i] == best_y and xs[i] == best_x:  # a duplicate of the point that set the record
+            front.append(ok[i])
+    front_arr = np.asarray(front, dtype=int)
+    return front_arr[np.argsort(pts[front_arr, 0], kind="stable")]
+
+
+# ------------------------------------------------------------------------------------------------ quality
+def quality_spec(df: pd.DataFrame) -> dict[str, Any] | None:
+    """Which column measures quality here, its spread column, axis title and direction; None without any."""
+    kind = quality_kind(df)
+    if kind == "bleu":
+        beam = _unique_join(df["beam"]) if "beam" in df else None
+        label = f"test BLEU (sacreBLEU{', beam ' + beam if beam else ''})\nhigher is better"
+        return {"col": "bleu_test", "std": "bleu_test_std", "label": label, "maximize": True, "name": "BLEU"}
+    if kind == "ppl":
+        return {
+            "col": "ppl",
+            "std": "ppl_std",
+            "label": "test perplexity (per token)\nlower is better",
+            "maximize": False,
+            "name": "perplexity",
+        }
+    if "valid_nll" in df and df["valid_nll"].map(_present).any():
+        return {
+            "col": "valid_nll",
+            "std": "valid_nll_std",
+            "label": "validation NLL (nats / target token)\nlower is better",
+            "maximize": False,
+            "name": "validation NLL",
+        }
+    return None
+
+
+def _is_lm(df: pd.DataFrame) -> bool:
+    return "task" in df and (df["task"] == "lm").any()
+
+
+def macs_label(df: pd.DataFrame) -> str:
+    tokens = "30 tokens" if _is_lm(df) else "30+30 tokens"
+    return f"MACs (millions; batch 1, {tokens}, paper convention)"
+
+
+def latency_label(workload: str, df: pd.DataFrame, direction: bool = False) -> str:
+    what = {"forward": "forward", "translate": "generate-30" if _is_lm(df) else "translate"}[workload]
+    return f"{what} latency p50 (ms)\nbatch 1, 1 CPU thread, fp32" + (", lower is better" if direction else "")
+
+
+def workload_title(workload: str, df: pd.DataFrame) -> str:
+    if workload == "forward":
+        return "forward: the MAC pass (teacher-forced)"
+    return "generate: 30 greedy steps with caches" if _is_lm(df) else "translate: encode + 30 greedy steps"
+
+
+# ------------------------------------------------------------------------------------------------ drawing
+def _palette(families: Sequence[str] | pd.Series) -> dict[str, Any]:
+    families = [str(f) for f in families]  # a Series' `in` looks at its index, not its values
+    known = [f for f in FAMILY_ORDER if f in families] + sorted(f for f in set(families) if f not in FAMILY_ORDER)
+    colors = sns.color_palette("colorblind", n_colors=max(len(FAMILY_ORDER), len(known)))
+    return {f: colors[FAMILY_ORDER.index(f) if f in FAMILY_ORDER else i] for i, f in enumerate(known)}
+
+
+def _label_points(ax: Axes, xs: np.ndarray, ys: np.ndarray, labels: Sequence[str], fontsize: float = 8) -> None:
+    """Label each point just above and to its right (to its left near the right edge), nudging labels up
+    where they would overlap; a thin leader line joins a label moved away from its point."""
+    fig = ax.figure
+    ax.autoscale_view()
+    disp = ax.transData.transform(np.column_stack([xs, ys]))
+    box = ax.get_window_extent()
+    px_per_pt = fig.dpi / 72
+    char_w, line_h, gap = 0.58 * fontsize * px_per_pt, 1.3 * fontsize * px_per_pt, 4 * px_per_pt
+    placed: list[tuple[float, float, float]] = []  # (x0, x1, y0) of placed labels, display px
+    for i in np.argsort(disp[:, 1], kind="stable"):
+        x, y = disp[i]
+        width = char_w * len(labels[i])
+        right = x + gap + width < box.x1
+        x0 = x + gap if right else x - gap - width
+        ly = y + gap
+        for px0, px1, py in sorted(placed, key=lambda p: p[2]):
+            if px0 < x0 + width and x0 < px1 and abs(ly - py) < line_h:
+                ly = py + line_h
+        placed.append((x0, x0 + width, ly))
+        ax.annotate(
+            labels[i],
+            (xs[i], ys[i]),
+            xytext=(((x0 if right else x0 + width) - x) / px_per_pt, (ly - y) / px_per_pt),
+            textcoords="offset points",
+            ha="left" if right else "right",
+            va="bottom",
+            fontsize=fontsize,
+            arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5} if ly - y > 2 * gap else None,
+        )
+
+
+def _draw_front(ax: Axes, xs: np.ndarray, ys: np.ndarray, minimize_x: bool, maximize_y: bool) -> None:
+    idx = pareto_front(np.column_stack([xs, ys]), minimize_x=minimize_x, maximize_y=maximize_y)
+    if len(idx) == 0:
+        return
+    fx, fy = list(xs[idx]), list(ys[idx])
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    far = xs[finite].max() if minimize_x else xs[finite].min()
+    if far != fx[-1 if minimize_x else 0]:  # carry the last step on to the costliest point
+        if minimize_x:
+            fx.append(far)
+            fy.append(fy[-1])
+        else:
+            fx.insert(0, far)
+            fy.insert(0, fy[0])
+    ax.step(
+        fx, fy, where="post" if minimize_x else "pre", color="0.35", lw=1.2, ls="--", zorder=1, label="Pareto front"
+    )
+
+
+def _scatter(
+    ax: Axes,
+    data: pd.DataFrame,
+    x: str,
+    y: str,
+    *,
+    minimize_x: bool = True,
+    maximize_y: bool = True,
+    yerr: str | None = None,
+    labels: Sequence[str],
+    palette: dict[str, Any],
+    markers: dict[str, str] | None = None,
+    marker_col: str | None = None,
+) -> None:
+    xs = data[x].astype(float).to_numpy()
+    ys = data[y].astype(float).to_numpy()
+    _draw_front(ax, xs, ys, minimize_x, maximize_y)
+    if yerr and yerr in data:
+        err = data[yerr].astype(float).to_numpy()
+        has = np.isfinite(err)
+        if has.any():
+            ax.errorbar(
+                xs[has],
+                ys[has],
+                yerr=err[has],
+                fmt="none",
+                ecolor="0.4",
+                elinewidth=1,
+                capsize=3,
+                zorder=2,
+                label="± seed std",
+            )
+    labelled: set[str] = set()
+    for i, (_, r) in enumerate(data.iterrows()):
+        fam = str(r["family"])
+        mk = markers[str(r[marker_col])] if markers and marker_col else "o"
+        label = display_name(fam) if fam not in labelled else None
+        labelled.add(fam)
+        ax.scatter(
+            [xs[i]], [ys[i]], color=palette[fam], marker=mk, s=46, edgecolor="white", lw=0.6, zorder=3, label=label
+        )
+    _label_points(ax, xs, ys, labels)
+
+
+def _new_figure(panels: int = 1) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(5.6 * panels if panels > 1 else 7.0, 4.8), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    for ax in axes:
+        ax.margins(x=0.12, y=0.12)
+    return fig, list(axes)
+
+
+def _footnote(fig: Figure, df: pd.DataFrame, errorbars: bool = True) -> None:
+    parts = []
+    device = _unique_join(df["device_model"]) if "device_model" in df else None
+    if device:
+        parts.append(device)
+    torch = _unique_join(df["torch"]) if "torch" in df else None
+    if torch:
+        parts.append(f"torch {torch}")
+    sched = _unique_join(df["schedule"]) if "schedule" in df else None
+    if sched:
+        parts.append(f"{sched} schedule")
+    if errorbars:
+        parts.append("error bars: sample std over seeds")
+    fig.supxlabel("; ".join(parts), fontsize=6.5, color="0.4", x=0.01, ha="left")  # laid out, never overlaps
+
+
+def _title(df: pd.DataFrame, what: str) -> str:
+    budget = _unique_join(df["budget"]) or "?"
+    task = "language model" if _is_lm(df) else "translation"
+    return f"{what} at {budget} MACs ({task})"
+
+
+def _target_line(ax: Axes, df: pd.DataFrame) -> None:
+    targets = sorted({float(t) for t in df.get("target_macs", []) if _present(t)})
+    for i, t in enumerate(targets):
+        ax.axvline(
+            t / 1e6, color="#c44e52", alpha=0.7, lw=1.2, ls=":", zorder=1, label="budget target" if i == 0 else None
+        )
+
+
+def _valid(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    mask = np.ones(len(df), dtype=bool)
+    for c in cols:
+        if c not in df:
+            return df.iloc[0:0]
+        mask &= pd.to_numeric(df[c], errors="coerce").notna().to_numpy()
+    out = df[mask].copy()
+    for c in cols:
+        out[c] = pd.to_numeric(out[c])
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def fig_quality_vs_macs(df: pd.DataFrame) -> tuple[Figure | None, str]:
+    q = quality_spec(df)
+    if q is None:
+        return None, "no quality metric yet (no eval or train records)"
+    data = _valid(df.assign(macs_m=pd.to_numeric(df["macs"], errors="coerce") / 1e6), "macs_m", q["col"])
+    if data.empty:
+        return None, f"no model has both MACs and {q['name']}"
+    fig, (ax,) = _new_figure()
+    _target_line(ax, data)
+    _scatter(
+        ax,
+        data,
+        "macs_m",
+        q["col"],
+        maximize_y=q["maximize"],
+        yerr=q["std"],
+        palette=_palette(data["family"]),
+        labels=[display_name(m) for m in data["model"]],
+    )
+    ax.set_xlabel(macs_label(df))
+    ax.set_ylabel(q["label"])
+    ax.set_title(_title(df, f"{q['name']} vs MACs"))
+    ax.legend(fontsize=7, loc="best")
+    _footnote(fig, df)
+    return fig, ""
+
+
+def fig_quality_vs_latency(df: pd.DataFrame) -> tuple[Figure | None, str]:
+    q = quality_spec(df)
+    if q is None:
+        return None, "no quality metric yet (no eval or train records)"
+    workloads = [w for w in ("forward", "translate") if not _valid(df, f"{w}_p50_ms_t1", q["col"]).empty]
+    if not workloads:
+        return None, f"no model has both a 1-thread latency and {q['name']}"
+    fig, axes = _new_figure(len(workloads))
+    palette = _palette(df["family"])
+    for ax, w in zip(axes, workloads):
+        data = _valid(df, f"{w}_p50_ms_t1", q["col"])
+        _scatter(
+            ax,
+            data,
+            f"{w}_p50_ms_t1",
+            q["col"],
+            maximize_y=q["maximize"],
+            yerr=q["std"],
+            palette=palette,
+            labels=[display_name(m) for m in data["model"]],
+        )
+        ax.set_xlabel(latency_label(w, df).replace("\n", ", "))
+        ax.set_ylabel(q["label"])
+        ax.set_title(workload_title(w, df), fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(_title(df, f"{q['name']} vs latency"))
+    _footnote(fig, df)
+    return fig, ""
+
+
+def fig_latency_vs_macs(df: pd.DataFrame) -> tuple[Figure | None, str]:
+    df = df.assign(macs_m=pd.to_numeric(df["macs"], errors="coerce") / 1e6)
+    workloads = [w for w in ("forward", "translate") if not _valid(df, "macs_m", f"{w}_p50_ms_t1").empty]
+    if not workloads:
+        return None, "no model has both MACs and a 1-thread latency"
+    fig, axes = _new_figure(len(workloads))
+    palette = _palette(df["family"])
+    for ax, w in zip(axes, workloads):
+        col = f"{w}_p50_ms_t1"
+        data = _valid(df, "macs_m", col)
+        _target_line(ax, data)
+        rate = float(np.median(data[col] / data["macs_m"]))  # ms per million MACs
+        lo, hi = data["macs_m"].min(), data["macs_m"].max()
+        span = np.linspace(lo - 0.05 * (hi - lo + lo * 0.02), hi + 0.05 * (hi - lo + lo * 0.02), 2)
+        ax.plot(span, span * rate, color="0.6", lw=1, ls="-.", zorder=0, label="latency ∝ MACs (median rate)")
+        _scatter(
+            ax, data, "macs_m", col, maximize_y=False, palette=palette, labels=[display_name(m) for m in data["model"]]
+        )
+        ax.set_xlabel(macs_label(df))
+        ax.set_ylabel(latency_label(w, df, direction=True))
+        ax.set_title(workload_title(w, df), fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(_title(df, "Latency vs MACs (equal MACs, unequal latency)"))
+    _footnote(fig, df, errorbars=False)
+    return fig, ""
+
+
+def fig_quality_vs_size(df: pd.DataFrame) -> tuple[Figure | None, str]:
+    if "compression" not in df or not (df["compression"] != "none").any():
+        return None, "no compressed variants (no compress records)"
+    q = quality_spec(df)
+    if q is None:
+        return None, "no quality metric for the compressed variants"
+    data = _valid(df, "model_size_mb", q["col"])
+    if data.empty:
+        return None, f"no row has both a size and {q['name']}"
+    fig, (ax,) = _new_figure()
+    palette = _palette(data["family"])
+    for _, part in data.groupby("model"):
+        part = part.sort_values("model_size_mb", ascending=False)
+        ax.plot(part["model_size_mb"], part[q["col"]], color=palette[str(part["family"].iloc[0])], lw=0.8, alpha=0.6)
+    labels = [f"{display_name(m)} ({'fp32' if c == 'none' else c})" for m, c in zip(data["model"], data["compression"])]
+    _scatter(
+        ax, data, "model_size_mb", q["col"], maximize_y=q["maximize"], yerr=q["std"], palette=palette, labels=labels
+    )
+    ax.set_xlabel("model size (MB = 10^6 bytes; fp32: serialized weights, compressed: file on disk)")
+    ax.set_ylabel(q["label"])
+    ax.set_title(_title(df, f"{q['name']} vs model size"))
+    ax.legend(fontsize=7, loc="best")
+    _footnote(fig, df)
+    return fig, ""
+
+
+_BUILDERS = {
+    "quality_vs_macs": fig_quality_vs_macs,
+    "quality_vs_latency": fig_quality_vs_latency,
+    "latency_vs_macs": fig_latency_vs_macs,
+    "quality_vs_size": fig_quality_vs_size,
+}
+
+
+def _save(fig: Figure, stem: Path) -> list[Path]:
+    """``stem``.png and ``stem``.pdf, both or neither (temporary files, then os.replace)."""
+
+    def writer(fmt: str):
+        def write(path: Path) -> None:
+            fig.savefig(path, format=fmt, dpi=200, metadata={"CreationDate": None} if fmt == "pdf" else None)
+
+        return write
+
+    return write_atomically({_with_format(stem, fmt): writer(fmt) for fmt in FORMATS})
+
+
+def _with_format(stem: Path, fmt: str) -> Path:
+    return stem.parent / f"{stem.name}.{fmt}"  # not with_suffix: "1.2G" must stay whole
+
+
+def _styled(fn, *args):
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.8):
+        return fn(*args)
+
+
+def write_figures(results_dir: Path | str, notes: list[str] | None = None) -> list[Path]:
+    """Draw every figure the records allow into ``results_dir/figures`` (``<name>.png`` and ``.pdf``; names in
+    ``FIGURES``) and return the paths written. A figure the records cannot support yet is skipped, its reason
+    appended to ``notes``, and an older file of that name removed (it would no longer match the records)."""
+    results_dir = Path(results_dir)
+    df = build_leaderboard(results_dir)
+    base = df[df["compression"] == "none"]
+    out_dir = results_dir / "figures"
+    written: list[Path] = []
+    for name in FIGURES:
+        fig, why = _styled(_BUILDERS[name], df if name == "quality_vs_size" else base)
+        stem = out_dir / name
+        if fig is None:
+            if notes is not None:
+                notes.append(f"{name}: skipped, {why}")
+            for fmt in FORMATS:
+                _with_format(stem, fmt).unlink(missing_ok=True)
+            continue
+        written += _styled(_save, fig, stem)
+    return written
+
+
+def combined_leaderboard(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
+    """The base rows (no compression) of several results folders, one after the other, with ``results``."""
+    parts = []
+    for d in results_dirs:
+        df = build_leaderboard(d)
+        df = df[df["compression"] == "none"].copy()
+        df["results"] = Path(d).name
+        df["budget"] = df["budget"].where(df["budget"].map(_present), Path(d).name)
+        parts.append(df)
+    if not parts:
+        raise BenchError("no results folders to combine")
+    return pd.concat(parts, ignore_index=True)
+
+
+def fig_combined(df: pd.DataFrame) -> tuple[Figure | None, str]:
+    q = quality_spec(df)
+    if q is None:
+        return None, "no quality metric in any of the results folders"
+    data = _valid(df.assign(macs_m=pd.to_numeric(df["macs"], errors="coerce") / 1e6), "macs_m", q["col"])
+    if data.empty:
+        return None, f"no model has both MACs and {q['name']}"
+    budgets = list(dict.fromkeys(data["budget"].astype(str)))
+    markers = {b: MARKERS[i % len(MARKERS)] for i, b in enumerate(budgets)}
+    fig, (ax,) = _new_figure()
+    _target_line(ax, data)
+    palette = _palette(data["family"])
+    _scatter(
+        ax,
+        data,
+        "macs_m",
+        q["col"],
+        maximize_y=q["maximize"],
+        yerr=q["std"],
+        palette=palette,
+        labels=[display_name(m) for m in data["model"]],
+        markers=markers,
+        marker_col="budget",
+    )
+    for b, mk in markers.items():  # legend entries for the budgets' markers
+        ax.scatter([], [], marker=mk, color="0.3", label=f"budget {b}")
+    ax.set_xlabel(macs_label(df))
+    ax.set_ylabel(q["label"])
+    task = "language model" if _is_lm(df) else "translation"
+    ax.set_title(f"{q['name']} vs MACs across budgets ({', '.join(budgets)}; {task})")
+    ax.legend(fontsize=7, loc="best")
+    _footnote(fig, df)
+    return fig, ""
+
+
+def write_combined_figure(results_dirs: Sequence[Path | str], out_path: Path | str) -> list[Path]:
+    """Quality vs MACs for several results folders on one plot (e.g. results/100M and results/500M), one Pareto
+    front over all of them; written to ``out_path`` with suffixes .png and .pdf. Returns the paths written.
+    Raises BenchError when a folder has no records or none has a quality metric."""
+    df = combined_leaderboard(results_dirs)
+    fig, why = _styled(fig_combined, df)
+    if fig is None:
+        raise BenchError(f"cannot draw the combined figure: {why}")
+    out_path = Path(out_path)
+    stem = out_path.with_suffix("") if out_path.suffix in (".png", ".pdf") else out_path
+    return _styled(_save, fig, stem)

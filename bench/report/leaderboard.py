@@ -1,0 +1,699 @@
+"""The leaderboard: one row per model (and per compression of it), built from the run records alone.
+
+Conventions (../shared/design/protocol.md):
+- MACs: batch 1, 30 source + 30 target tokens (language models: 30 tokens), one teacher-forced pass, without
+  embeddings and the output projection ("macs"); "macs_with_output" adds the output projection;
+  ``macs_<counter>`` is each counter's count of "macs". ``macs_rel_budget`` = macs / target_macs - 1.
+- params: without embedding tables (paper convention); params_total: everything.
+- Latency: batch 1, eval mode, milliseconds. Columns ``<workload>_<p50|p90>_ms_t<threads>`` for CPU
+  measurements (fp32), ``..._cuda`` for GPU ones, with ``_<dtype>`` appended for other dtypes (e.g.
+  ``forward_p50_ms_t1_bf16``). Every thread count measured gets its columns; ``threads_max`` says which is
+  the largest. "forward" is the MAC pass, "translate" encodes 30 tokens then runs 30 greedy decoding steps.
+- peak_rss_mb / peak_gpu_mb: the largest over that device's latency records (MB = 10**6 bytes).
+  model_size_mb: the latency record's serialized size, else params x 4 bytes / 10**6; for compressed rows, the
+  compressed model's size on disk. efficiency: achieved MAC rate of the forward pass at 1 thread (CPU, fp32) as
+  a fraction of the machine's sustained fp32 GEMM rate.
+- Seeds: train/eval metrics are the mean over seeds; ``<metric>_std`` is the sample standard deviation
+  (ddof=1; empty with a single seed). ``seeds`` lists the seeds trained or evaluated, ``n_seeds`` counts them,
+  ``n_eval`` counts the evaluated ones. valid_nll (nats per target token) is the evaluation's, else the final
+  value of training. BLEU/chrF: sacreBLEU on the test split (``_test``) and its cleaned variant
+  (``_test_clean``), the signature beside them. Language models: test_nll, ppl (per token), ppl_word.
+- compression: "none" for the trained fp32 model; compressed variants (issue 7) get their own row with the
+  base model's shape and counts but their own size, quality and latency (never the fp32 ones).
+- One configuration per model: when a model has runs under several config hashes, the most recent one is
+  reported and the others are listed in ``df.attrs["notes"]``.
+
+``build_leaderboard(results_dir)`` returns the DataFrame; ``write_leaderboard(results_dir)`` writes
+``leaderboard.csv``, ``leaderboard.md`` (a compact table for READMEs) and ``leaderboard.tex`` (booktabs, for
+papers) into ``results_dir``, atomically: all three are rendered first, written to temporary files in the same
+folder, then moved into place with ``os.replace``; on an error no partial file is left.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+
+from .records import load_records
+
+COUNTER_ORDER = ("flop_counter", "fvcore", "thop", "analytic")
+DISPLAY_NAMES = {
+    "transformer": "Transformer",
+    "evolved_transformer": "Evolved Transformer",
+    "lite_transformer": "Lite Transformer",
+}
+
+# per-seed metrics: record key -> leaderboard column (eval overrides train where both have it)
+_TRAIN_KEYS = {
+    "train_tokens": "train_tokens",
+    "train_steps": "train_steps",
+    "train_wall_s": "train_wall_s",
+    "tokens_per_s": "tokens_per_s",
+    "valid_nll": "valid_nll",
+}
+_EVAL_KEYS = {
+    "valid_nll": "valid_nll",
+    "test.bleu": "bleu_test",
+    "test.chrf": "chrf_test",
+    "test_clean.bleu": "bleu_test_clean",
+    "test_clean.chrf": "chrf_test_clean",
+    "test.n": "test_n",
+    "test_nll": "test_nll",
+    "ppl": "ppl",
+    "ppl_word": "ppl_word",
+}
+_COMPRESS_KEYS = {
+    "bleu": "bleu_test",
+    "chrf": "chrf_test",
+    "test.bleu": "bleu_test",
+    "test.chrf": "chrf_test",
+    "test_clean.bleu": "bleu_test_clean",
+    "test_clean.chrf": "chrf_test_clean",
+    "bleu_clean": "bleu_test_clean",
+    "chrf_clean": "chrf_test_clean",
+    "test.n": "test_n",
+}
+WITH_STD = ("valid_nll", "bleu_test", "chrf_test", "bleu_test_clean", "chrf_test_clean", "test_nll", "ppl", "ppl_word")
+_STRING_KEYS = {
+    "test.bleu_signature": "bleu_signature",
+    "test.chrf_signature": "chrf_signature",
+    "bleu_signature": "bleu_signature",
+    "chrf_signature": "chrf_signature",
+}
+# keys of a record that describe the run, not a measurement
+_META_PREFIXES = ("config.", "env.")
+_META_KEYS = {
+    "stage",
+    "model",
+    "family",
+    "budget",
+    "target_macs",
+    "task",
+    "config_hash",
+    "command",
+    "created",
+    "wall_s",
+    "seed",
+    "compression",
+    "run",
+    "path",
+    "mtime",
+    "device_model",
+    "hostname",
+    "workload",
+}
+
+ID_COLUMNS = [
+    "model",
+    "family",
+    "compression",
+    "task",
+    "budget",
+    "target_macs",
+    "config_hash",
+    "d_model",
+    "ffn_dim",
+    "encoder_layers",
+    "decoder_layers",
+    "layers",
+    "heads",
+]
+COUNT_COLUMNS = ["params", "params_total", "macs", "macs_rel_budget", "macs_with_output"]
+MEMORY_COLUMNS = [
+    "threads_max",
+    "peak_rss_mb",
+    "peak_gpu_mb",
+    "model_size_mb",
+    "size_mb_disk",
+    "efficiency",
+    "achieved_gmacs",
+    "gemm_gmacs",
+]
+TRAIN_COLUMNS = ["schedule", "precision", "train_tokens", "train_steps", "train_wall_s", "tokens_per_s"]
+QUALITY_COLUMNS = [
+    "valid_nll",
+    "valid_nll_std",
+    "bleu_test",
+    "bleu_test_std",
+    "chrf_test",
+    "chrf_test_std",
+    "bleu_test_clean",
+    "bleu_test_clean_std",
+    "chrf_test_clean",
+    "chrf_test_clean_std",
+    "test_n",
+    "beam",
+    "bleu_signature",
+    "chrf_signature",
+    "test_nll",
+    "test_nll_std",
+    "ppl",
+    "ppl_std",
+    "ppl_word",
+    "ppl_word_std",
+]
+META_COLUMNS = [
+    "seeds",
+    "n_seeds",
+    "n_eval",
+    "torch",
+    "python",
+    "device_model",
+    "cuda_device_model",
+    "git_commit",
+    "hostname",
+    "created",
+]
+_LATENCY_RE = re.compile(r"^(forward|translate)_(p50|p90)_ms_(t(\d+)|cuda)(_\w+)?$")
+ALWAYS_LATENCY = ["forward_p50_ms_t1", "forward_p90_ms_t1", "translate_p50_ms_t1", "translate_p90_ms_t1"]
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return not (isinstance(value, str) and not value)
+
+
+def _first(recs: pd.DataFrame, key: str) -> Any:
+    if key not in recs.columns:
+        return None
+    for value in recs[key]:
+        if _present(value):
+            return value
+    return None
+
+
+def _unique_join(values: Iterable[Any], sep: str = ", ") -> str | None:
+    seen: list[str] = []
+    for v in values:
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            v = int(v)  # 4.0 -> "4" (a column with gaps holds floats)
+        if _present(v) and str(v) not in seen:
+            seen.append(str(v))
+    return sep.join(seen) if seen else None
+
+
+def _column_values(recs: pd.DataFrame, key: str) -> list[Any]:
+    return list(recs[key]) if key in recs.columns else []
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; NaN for fewer than two values)."""
+    arr = np.asarray([v for v in values if _present(v)], dtype=float)
+    if arr.size == 0:
+        return math.nan, math.nan
+    std = float(np.std(arr, ddof=1)) if arr.size >= 2 else math.nan
+    return float(np.mean(arr)), std
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def display_name(model: str) -> str:
+    """The name a figure or table shows: "Lite Transformer" for "lite_transformer"; unknown names as they are."""
+    return DISPLAY_NAMES.get(model, model)
+
+
+# ------------------------------------------------------------------------------------------------ one row
+def _latency_suffix(rec: Mapping[str, Any]) -> str:
+    device = str(rec.get("device", "cpu"))
+    suffix = f"t{int(rec['threads'])}" if device == "cpu" else device
+    dtype = rec.get("dtype") or "fp32"
+    return suffix if dtype == "fp32" else f"{suffix}_{dtype}"
+
+
+def _static_row(recs: pd.DataFrame) -> dict[str, Any]:
+    """Identity, shape and counts of one model configuration (from whichever records have them)."""
+    profile = recs[recs["stage"] == "profile"]
+    src = pd.concat([profile, recs[recs["stage"] != "profile"]])
+    row: dict[str, Any] = {"model": _first(src, "model"), "compression": "none"}
+    for key in ("family", "task", "budget", "target_macs", "config_hash"):
+        row[key] = _first(src, key)
+    for key in ("d_model", "ffn_dim", "encoder_layers", "decoder_layers", "heads"):
+        row[key] = _first(src, f"config.{key}")
+    enc, dec = row["encoder_layers"], row["decoder_layers"]
+    if _present(dec):
+        is_lm = row["task"] == "lm" or not _present(enc) or int(enc) == 0
+        row["layers"] = f"{int(dec)}" if is_lm else f"{int(enc)}+{int(dec)}"
+    else:
+        row["layers"] = None
+    for key in ("params", "params_total", "macs", "macs_with_output"):
+        row[key] = _first(profile, key)
+    if _present(row["macs"]) and _present(row["target_macs"]) and row["target_macs"]:
+        row["macs_rel_budget"] = row["macs"] / row["target_macs"] - 1
+    for col in profile.columns:
+        if col.startswith("macs_by_counter."):
+            row[f"macs_{col.split('.', 1)[1]}"] = _first(profile, col)
+    return row
+
+
+def _latency_columns(recs: pd.DataFrame, row: dict[str, Any]) -> None:
+    lat = recs[recs["stage"] == "latency"]
+    threads_max = None
+    for _, rec in lat.iterrows():
+        suffix = _latency_suffix(rec)
+        for stat in ("p50", "p90"):
+            row[f"{rec['workload']}_{stat}_ms_{suffix}"] = rec.get(f"{stat}_ms")
+        if rec["device"] == "cpu":
+            threads_max = max(threads_max or 0, int(rec["threads"]))
+    row["threads_max"] = threads_max
+    cpu = lat[lat["device"] == "cpu"] if len(lat) else lat
+    cuda = lat[lat["device"] == "cuda"] if len(lat) else lat
+    for name, part in (("peak_rss_mb", cpu), ("peak_gpu_mb", cuda)):
+        values = [v for v in _column_values(part, name) if _present(v)]
+        row[name] = max(values) if values else None
+    size = _first(lat, "model_size_mb")
+    if not _present(size) and _present(row.get("params")):
+        size = row["params"] * 4 / 1e6
+    row["model_size_mb"] = size
+    ref = cpu
+    if len(ref):
+        ref = ref[(ref["workload"] == "forward") & (ref["threads"] == 1) & (ref["dtype"] == "fp32")]
+    for key in ("efficiency", "achieved_gmacs", "gemm_gmacs"):
+        row[key] = _first(ref, key)
+    row["device_model"] = _first(cpu, "device_model") or _first(recs, "env.device_model")
+    row["cuda_device_model"] = _first(cuda, "device_model")
+
+
+def _seed_metrics(recs: pd.DataFrame, row: dict[str, Any]) -> None:
+    train = recs[recs["stage"] == "train"]
+    evals = recs[recs["stage"] == "eval"]
+    per_seed: dict[int, dict[str, Any]] = {}
+    for part, keys in ((train, _TRAIN_KEYS), (evals, _EVAL_KEYS)):
+        for _, rec in part.iterrows():
+            d = per_seed.setdefault(int(rec["seed"]), {})
+            for key, col in keys.items():
+                if key in rec and _present(rec[key]):
+                    d[col] = rec[key]
+    for col in dict.fromkeys([*_TRAIN_KEYS.values(), *_EVAL_KEYS.values()]):
+        mean, std = _mean_std([d.get(col) for d in per_seed.values()])
+        row[col] = mean
+        if col in WITH_STD:
+            row[f"{col}_std"] = std
+    seeds = sorted(per_seed)
+    row["seeds"] = " ".join(str(s) for s in seeds) if seeds else None
+    row["n_seeds"] = len(seeds)
+    row["n_eval"] = len({int(s) for s in _column_values(evals, "seed")})
+    row["schedule"] = _unique_join(_column_values(train, "schedule"))
+    row["precision"] = _unique_join(_column_values(train, "precision"))
+    row["beam"] = _unique_join(_column_values(evals, "beam"))
+    for key, col in _STRING_KEYS.items():
+        if key in evals.columns and not _present(row.get(col)):
+            row[col] = _unique_join(evals[key], sep="; ")
+
+
+def _env_columns(recs: pd.DataFrame, row: dict[str, Any]) -> None:
+    for key in ("torch", "python", "git_commit", "hostname"):
+        row[key] = _unique_join(_column_values(recs, f"env.{key}"))
+    created = [c for c in _column_values(recs, "created") if _present(c)]
+    row["created"] = max(created) if created else None
+
+
+def _compress_rows(recs: pd.DataFrame, base: dict[str, Any]) -> list[dict[str, Any]]:
+    comp = recs[recs["stage"] == "compress"]
+    if comp.empty:
+        return []
+    static = {k: base.get(k) for k in [*ID_COLUMNS, *COUNT_COLUMNS] if k in base}
+    static.update({k: v for k, v in base.items() if k.startswith("macs_")})
+    static.update(
+        {
+            k: base.get(k)
+            for k in (
+                "schedule",
+                "precision",
+                "train_tokens",
+                "beam",
+                "torch",
+                "python",
+                "device_model",
+                "git_commit",
+                "hostname",
+            )
+        }
+    )
+    rows = []
+    for tag, part in comp.groupby("compression", sort=True):
+        row = dict(static, compression=str(tag))
+        per_seed: dict[int, dict[str, Any]] = {}
+        strings: dict[str, list[Any]] = {}
+        for _, rec in part.iterrows():
+            d = per_seed.setdefault(int(rec["seed"]), {})
+            workload = rec.get("workload") if _present(rec.get("workload")) else "forward"
+            for key, value in rec.items():
+                if key in _META_KEYS or key.startswith(_META_PREFIXES) or not _present(value):
+                    continue
+                if key in _STRING_KEYS:
+                    strings.setdefault(_STRING_KEYS[key], []).append(value)
+                    continue
+                if not _is_number(value):
+                    continue
+                if key in _COMPRESS_KEYS:
+                    d[_COMPRESS_KEYS[key]] = value
+                    continue
+                m = re.match(r"^(p50|p90)_ms_(t\d+|cuda)$", key)
+                if m:  # latency measured with the harness; its workload is the record's (forward unless said)
+                    d[f"{workload}_{m.group(1)}_ms_{m.group(2)}"] = value
+                    continue
+                d[key] = value
+                if key == "size_mb_disk":
+                    d["model_size_mb"] = value
+        cols = dict.fromkeys(c for d in per_seed.values() for c in d)
+        for col in cols:
+            mean, std = _mean_std([d.get(col) for d in per_seed.values()])
+            row[col] = mean
+            if col in WITH_STD:
+                row[f"{col}_std"] = std
+        for col, values in strings.items():
+            row[col] = _unique_join(values, sep="; ")
+        seeds = sorted(per_seed)
+        row["seeds"] = " ".join(str(s) for s in seeds)
+        row["n_seeds"] = row["n_eval"] = len(seeds)
+        created = [c for c in _column_values(part, "created") if _present(c)]
+        row["created"] = max(created) if created else None
+        rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ the table
+def _pick_configs(records: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Keep, for each model, the records of its most recent configuration."""
+    records = records.copy()
+    records["config_hash"] = records["config_hash"].fillna("") if "config_hash" in records else ""
+    stamp = pd.to_datetime(records["mtime"], unit="s", utc=True)
+    if "created" in records.columns:
+        created = pd.to_datetime(records["created"], utc=True, errors="coerce", format="ISO8601")
+        records["_when"] = created.fillna(stamp)
+    else:
+        records["_when"] = stamp
+    keep = []
+    for model, part in records.groupby("model", sort=True):
+        latest = part.groupby("config_hash")["_when"].max().sort_values()
+        current = latest.index[-1]
+        stale = [h for h in latest.index if h != current]
+        if stale:
+            notes.append(f"{model}: reporting config {current}; older runs under config(s) {', '.join(stale)} ignored")
+        keep.append(part[part["config_hash"] == current])
+    return pd.concat(keep).drop(columns="_when")
+
+
+def _latency_sort_key(col: str) -> tuple:
+    m = _LATENCY_RE.match(col)
+    assert m is not None
+    workload, stat, where, threads, extra = m.groups()
+    return (where == "cuda", extra or "", workload, int(threads or 0), stat)
+
+
+def order_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Known columns in a fixed order (identity, counts, latency, memory, training, quality, provenance),
+    then anything else in alphabetical order."""
+    counters = sorted(
+        (c for c in df.columns if c.startswith("macs_") and c not in COUNT_COLUMNS),
+        key=lambda c: (COUNTER_ORDER.index(c[5:]) if c[5:] in COUNTER_ORDER else len(COUNTER_ORDER), c),
+    )
+    latency = sorted((c for c in df.columns if _LATENCY_RE.match(c)), key=_latency_sort_key)
+    known = [
+        *ID_COLUMNS,
+        *COUNT_COLUMNS,
+        *counters,
+        *latency,
+        *MEMORY_COLUMNS,
+        *TRAIN_COLUMNS,
+        *QUALITY_COLUMNS,
+        *META_COLUMNS,
+    ]
+    cols = [c for c in known if c in df.columns]
+    cols += sorted(c for c in df.columns if c not in cols)
+    return df[cols]
+
+
+def build_leaderboard(results_dir: Path | str) -> pd.DataFrame:
+    """One row per model (its current configuration) plus one per compressed variant; see the module docstring
+    for every column's convention. Raises BenchError when there are no records or one is bad."""
+    records = load_records(results_dir)
+    records = records[records["stage"].isin(("profile", "latency", "train", "eval", "compress"))]
+    if records.empty:
+        raise BenchError(f"no profile/latency/train/eval records under {Path(results_dir) / 'runs'}")
+    notes: list[str] = []
+    records = _pick_configs(records, notes)
+    rows: list[dict[str, Any]] = []
+    for _, recs in records.groupby("model", sort=True):
+        row = _static_row(recs)
+        _latency_columns(recs, row)
+        _seed_metrics(recs, row)
+        _env_columns(recs, row)
+        rows.append(row)
+        rows.extend(_compress_rows(recs, row))
+    df = pd.DataFrame(rows)
+    for col in ["macs_rel_budget", *ALWAYS_LATENCY, *MEMORY_COLUMNS, *TRAIN_COLUMNS, *QUALITY_COLUMNS, *META_COLUMNS]:
+        if col not in df.columns:
+            df[col] = None
+    df = order_columns(df).reset_index(drop=True)
+    df.attrs["notes"] = notes
+    df.attrs["results_dir"] = str(results_dir)
+    return df
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+def _num(value: Any) -> float | None:
+    if not _present(value):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fmt(value: Any, fmt: str, scale: float = 1.0) -> str:
+    v = _num(value)
+    return "–" if v is None else format(v / scale, fmt)
+
+
+def _fmt_ms(value: Any) -> str:
+    v = _num(value)
+    if v is None:
+        return "–"
+    return f"{v:.2f}" if v < 100 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+
+
+def _fmt_pm(mean: Any, std: Any, fmt: str, pm: str) -> str:
+    m, s = _num(mean), _num(std)
+    if m is None:
+        return "–"
+    return format(m, fmt) if s is None else f"{format(m, fmt)}{pm}{format(s, fmt)}"
+
+
+def quality_kind(df: pd.DataFrame) -> str:
+    """ "bleu" when any row has a test BLEU, "ppl" when any has a perplexity (tried first for language
+    models), else "nll"."""
+    kinds = [("bleu", "bleu_test"), ("ppl", "ppl")]
+    for kind, col in kinds[::-1] if _is_lm(df) else kinds:
+        if col in df.columns and df[col].map(_present).any():
+            return kind
+    return "nll"
+
+
+def _is_lm(df: pd.DataFrame) -> bool:
+    return "task" in df.columns and (df["task"] == "lm").any()
+
+
+def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[list[str]], list[str]]:
+    """The compact table both leaderboard.md and leaderboard.tex show: (headers, rows, notes on conventions)."""
+    lm = _is_lm(df)
+    kind = quality_kind(df)
+    tmax = df["threads_max"].map(_num).dropna().max() if "threads_max" in df else math.nan
+    tmax = int(tmax) if _present(tmax) and tmax > 1 else None
+    with_compression = (df["compression"] != "none").any()
+    has_translate = df["translate_p50_ms_t1"].map(_present).any()
+    has_cuda = "forward_p50_ms_cuda" in df.columns and df["forward_p50_ms_cuda"].map(_present).any()
+
+    heads = ["model"] + (["compression"] if with_compression else []) + ["d", "layers"]
+    heads += ["params (M, no emb.)", "MACs (M, 30 tok)" if lm else "MACs (M, 30+30 tok)", "fwd p50 ms (1 thr)"]
+    if tmax:
+        heads.append(f"fwd p50 ms ({tmax} thr)")
+    if has_translate:
+        heads.append("gen. 30 tok p50 ms (1 thr)" if lm else "transl. p50 ms (1 thr)")
+    if has_cuda:
+        heads.append("fwd p50 ms (GPU)")
+    heads.append("size (MB)")
+    if kind == "bleu":
+        heads += ["BLEU (test)", "chrF (test)"]
+    elif kind == "ppl":
+        heads.append("ppl (test, per token)")
+    heads += ["valid NLL (nats/tok)", "seeds"]
+
+    rows = []
+    for _, r in df.iterrows():
+        cells = [display_name(str(r["model"]))]
+        if with_compression:
+            cells.append(str(r["compression"]))
+        cells += [
+            _fmt(r["d_model"], ".0f"),
+            str(r["layers"] or "–"),
+            _fmt(r["params"], ".2f", 1e6),
+            _fmt(r["macs"], ".1f", 1e6),
+            _fmt_ms(r["forward_p50_ms_t1"]),
+        ]
+        if tmax:
+            cells.append(_fmt_ms(r.get(f"forward_p50_ms_t{tmax}")))
+        if has_translate:
+            cells.append(_fmt_ms(r["translate_p50_ms_t1"]))
+        if has_cuda:
+            cells.append(_fmt_ms(r["forward_p50_ms_cuda"]))
+        cells.append(_fmt(r["model_size_mb"], ".2f"))
+        if kind == "bleu":
+            cells += [
+                _fmt_pm(r["bleu_test"], r["bleu_test_std"], ".2f", pm),
+                _fmt_pm(r["chrf_test"], r["chrf_test_std"], ".1f", pm),
+            ]
+        elif kind == "ppl":
+            cells.append(_fmt_pm(r["ppl"], r["ppl_std"], ".2f", pm))
+        cells += [_fmt_pm(r["valid_nll"], r["valid_nll_std"], ".3f", pm), str(int(r["n_eval"] or 0))]
+        rows.append(cells)
+
+    notes = []
+    budget = _unique_join(df["budget"]) or "?"
+    macs = ("batch 1, 30 tokens" if lm else "batch 1, 30 source + 30 target tokens") + (
+        ", one teacher-forced pass, without embeddings and the output projection (paper convention)"
+    )
+    notes.append(f"Budget {budget} MACs. MACs: {macs}; params without embedding tables.")
+    device = _unique_join(df["device_model"]) or "unknown CPU"
+    torch = _unique_join(df["torch"]) or "?"
+    lat = f"Latency: batch 1, fp32, median (p50) of at least 30 timed calls on {device}, torch {torch}"
+    lat += "; fwd = the MAC pass"
+    if has_translate:
+        lat += ", gen. = 30 greedy incremental steps" if lm else ", transl. = encode 30 + 30 greedy decoding steps"
+    notes.append(lat + ". Size: fp32 serialized model (compressed rows: size on disk).")
+    seeds = "mean ± sample std over the evaluated seeds (column seeds)"
+    if kind == "bleu":
+        sig = _unique_join(df["bleu_signature"], sep="; ") or "signature not recorded"
+        beam = _unique_join(df["beam"]) or "?"
+        notes.append(f"BLEU/chrF: sacreBLEU on the test split, beam {beam} ({sig}); {seeds}.")
+    elif kind == "ppl":
+        notes.append(f"Perplexity per token on the test split; {seeds}.")
+    sched = _unique_join(df["schedule"])
+    if sched:
+        tokens = df["train_tokens"].map(_num).dropna()
+        tok = f", {tokens.max() / 1e6:.1f}M target tokens" if len(tokens) else ""
+        notes.append(f"Training: {sched} schedule, {_unique_join(df['precision']) or '?'}{tok}.")
+    return heads, rows, notes
+
+
+def render_markdown(df: pd.DataFrame) -> str:
+    heads, rows, notes = summary_table(df)
+
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(h) for h in heads) + " |"]
+    lines.append("|" + "|".join(":---" if h in ("model", "compression") else "---:" for h in heads) + "|")
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    lines.append("")
+    lines += [f"{n}" + "  " for n in notes]  # trailing double space: a line break in markdown
+    lines += ["Generated by `python -m bench report` from the run records in runs/ beside this file."]
+    return "\n".join(lines) + "\n"
+
+
+_TEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "–": "--",
+    "±": r"$\pm$",
+}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def render_latex(df: pd.DataFrame) -> str:
+    heads, rows, notes = summary_table(df, pm="±")
+    budget = _unique_join(df["budget"]) or "budget"
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{budget}-{_unique_join(df['task']) or ''}".lower()).strip("-")
+    label = f"tab:litebench-{slug}"
+    spec = "l" + ("l" if "compression" in heads else "") + "r" * (len(heads) - 1 - ("compression" in heads))
+    out = [
+        "% Generated by `python -m bench report` from the run records; needs \\usepackage{booktabs}.",
+        "\\begin{table}[t]",
+        "\\centering",
+        "\\small",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        " & ".join(tex_escape(h) for h in heads) + " \\\\",
+        "\\midrule",
+    ]
+    out += [" & ".join(tex_escape(c) for c in row) + " \\\\" for row in rows]
+    out += [
+        "\\bottomrule",
+        "\\end{tabular}",
+        f"\\caption{{{tex_escape(' '.join(notes))}}}",
+        f"\\label{{{label}}}",
+        "\\end{table}",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def render_csv(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False, lineterminator="\n")
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def write_atomically(files: Mapping[Path, Callable[[Path], None]]) -> list[Path]:
+    """Write several files all-or-nothing: each writer fills a temporary file in its target's folder; only
+    when every one succeeded are they moved into place with ``os.replace``. On an error the temporary files
+    are removed and the targets are left as they were."""
+    temps: dict[Path, Path] = {}
+    try:
+        for target, writer in files.items():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            os.close(fd)
+            temps[target] = Path(tmp)
+            writer(Path(tmp))
+        for target, tmp in temps.items():
+            os.replace(tmp, target)
+    finally:
+        for tmp in temps.values():
+            if tmp.exists():
+                tmp.unlink()
+    return list(files)
+
+
+def _text_writer(text: str) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
+    return write
+
+
+def write_leaderboard(results_dir: Path | str) -> dict[str, Path]:
+    """Build the leaderboard and write ``leaderboard.csv``, ``leaderboard.md`` and ``leaderboard.tex`` into
+    ``results_dir`` (all rendered before anything is written, then moved into place atomically). Returns
+    ``{"csv": path, "md": path, "tex": path}``."""
+    results_dir = Path(results_dir)
+    df = build_leaderboard(results_dir)
+    texts = {"csv": render_csv(df), "md": render_markdown(df), "tex": render_latex(df)}
+    paths = {kind: results_dir / f"leaderboard.{kind}" for kind in texts}
+    write_atomically({paths[kind]: _text_writer(text) for kind, text in texts.items()})
+    return paths
