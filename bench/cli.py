@@ -8,10 +8,14 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from models import ConfigError, create_model, get_entry, list_models
 
+from . import report
 from .budget import load_budget, solve_budget, solve_model
 from .counting import count_macs
 from .errors import BenchError
@@ -116,11 +120,96 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------ train / eval
+DEFAULT_CORPUS = {"mt": "libreoffice-en-de", "lm": "sotu"}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .schedules import get_schedule
+    from .train import Trainer, init_distributed, load_task_data
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise BenchError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    schedule = get_schedule(
+        args.schedule,
+        max_tokens=args.max_tokens,
+        max_steps=args.max_steps,
+        max_time=args.max_time,
+        precision=args.precision,
+    )
+    cfg = resolve_model(args.model, args.task, args.budget, args.set)
+    init_distributed(args.device)
+    data = load_task_data(args.corpus or DEFAULT_CORPUS[args.task], args.task, schedule, cfg.vocab_size)
+    trainer = Trainer(
+        args.model,
+        cfg.to_dict(),
+        data,
+        schedule,
+        args.seed,
+        Path(args.out),
+        progress=not args.quiet,
+        device=args.device,
+    )
+    summary = trainer.run(resume=not args.no_resume)
+    if trainer.rank == 0:
+        _print_json(summary) if args.json else print(
+            f"{args.model}: {summary['train_steps']} steps, {summary['train_tokens']:,} target tokens in "
+            f"{summary['train_wall_s']:.0f} s ({summary['tokens_per_s']:.0f} tok/s); valid NLL "
+            f"{summary['valid_nll']:.3f} nats/token; stopped by {summary['stop']}; run folder {args.out}"
+        )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_run
+
+    res = evaluate_run(
+        Path(args.run_dir), beam=args.beam, length_penalty=args.length_penalty, max_sentences=args.max_sentences
+    )
+    if args.json:
+        _print_json(res)
+    elif "test" in res:
+        for split in ("test", "test_clean"):
+            r = res.get(split)
+            if r:
+                print(
+                    f"{split:<10} BLEU {r['bleu']:.2f}  chrF {r['chrf']:.2f}  (n={r['n']}, beam {res['beam']})  "
+                    f"{r['bleu_signature']}"
+                )
+        print(f"valid NLL {res['valid_nll']:.3f} nats/token")
+    else:
+        print(
+            f"test NLL {res['test_nll']:.3f} nats/token, perplexity {res['ppl']:.1f} per token, "
+            f"{res['ppl_word']:.1f} per word; valid NLL {res['valid_nll']:.3f}"
+        )
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .evaluate import paired_bootstrap
+
+    res = paired_bootstrap(Path(args.run_a), Path(args.run_b), args.split, args.samples)
+    if args.json:
+        _print_json(res)
+    else:
+        print(
+            f"{args.split}: A {res['a']['bleu']:.2f} vs B {res['b']['bleu']:.2f} BLEU; paired bootstrap "
+            f"p = {res['p_value']:.4f} ({res['n_samples']} samples)"
+        )
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "models": (cmd_models, "list the registered architectures"),
     "profile": (cmd_profile, "config, params and MACs by every counter"),
     "solve": (cmd_solve, "the config that puts a model at a MAC budget"),
     "table": (cmd_table, "MACs/params table of every model at the budgets (markdown)"),
+    "train": (cmd_train, "train one model on a short schedule (torchrun for several processes)"),
+    "evaluate": (cmd_evaluate, "BLEU/chrF (sacreBLEU) or perplexity of a trained run folder"),
+    "compare": (cmd_compare, "sacreBLEU paired bootstrap between two evaluated runs"),
+    "report": (report.run, report.HELP),
 }
 
 
@@ -141,6 +230,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", required=True, help="100M, 500M, 1.2G, or a budget YAML file")
     p.add_argument("--task", choices=["mt", "lm"], default="mt")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("train", help=COMMANDS["train"][1])
+    p.add_argument("model")
+    _model_args(p)
+    p.add_argument("--corpus", help="libreoffice-en-de (mt default), libreoffice-en-fr, sotu (lm default), or a folder")
+    p.add_argument("--schedule", choices=["quick", "short", "full"], default="short")
+    p.add_argument("--max-tokens", type=int, help="stop after this many target tokens")
+    p.add_argument("--max-steps", type=int, help="stop after this many updates")
+    p.add_argument("--max-time", type=float, help="stop after this many seconds")
+    p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--out", required=True, help="run folder (resumed if it holds a checkpoint of the same run)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("evaluate", help=COMMANDS["evaluate"][1])
+    p.add_argument("run_dir")
+    p.add_argument("--beam", type=int, help="beam size (default: the schedule's, 4; 1 = greedy)")
+    p.add_argument("--length-penalty", type=float)
+    p.add_argument("--max-sentences", type=int, help="score only the first N test sentences")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("compare", help=COMMANDS["compare"][1])
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.add_argument("--split", default="test", choices=["test", "test-clean"])
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--json", action="store_true")
+
+    report.add_parser(sub)
 
     p = sub.add_parser("table", help=COMMANDS["table"][1])
     p.add_argument("--budgets", nargs="*", help="budget specs (default: 100M 500M)")

@@ -47,8 +47,11 @@ def test_budget_file_path(tmp_path):
         ("name: [unclosed\n", "does not parse as YAML"),
         ("- a list\n", "must be a YAML mapping"),
         ("name: x\nmodels: {}\n", "missing key 'target_macs'"),
-        ("target_macs: 1e8\nmodels:\n  nosuch: {vary: {key: d_model, step: 8, max: 64}, fine: {key: ffn_dim, step: 8}}\n",
-         "unknown model 'nosuch'"),
+        (
+            "target_macs: 1e8\nmodels:\n  nosuch: {vary: {key: d_model, step: 8, max: 64},"
+            " fine: {key: ffn_dim, step: 8}}\n",
+            "unknown model 'nosuch'",
+        ),
     ],
 )
 def test_malformed_budget_files(tmp_path, content, message):

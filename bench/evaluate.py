@@ -1,0 +1,173 @@
+"""Evaluation of a trained run: sacreBLEU (BLEU, chrF) on detokenized output, validation NLL, perplexity.
+
+Translation: beam search (beam 4, length penalty 1.0, as in the paper) or greedy over the test split and
+its "test-clean" subset; hypotheses are decoded by the sentencepiece model (which restores the raw text)
+and scored against the raw references with sacreBLEU's defaults (13a tokenization, mixed case); the full
+signature string is stored beside every score. Validation NLL per target token (nats, fp32) is the primary
+quality number of a short schedule, where BLEU is still near its floor. Language models: NLL per token on
+the test split, perplexity per token and per word (words = whitespace tokens + one end-of-line per line).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sacrebleu
+import torch
+from torch import nn
+
+from models import create_model
+
+from .batching import encode_parallel, encode_stream, lm_blocks
+from .data import Tokenizer, get_corpus
+from .errors import BenchError
+from .train import CHECKPOINT, atomic_write_text, corpus_nll, load_checkpoint
+
+
+def load_run(run_dir: Path) -> tuple[nn.Module, dict[str, Any], Tokenizer]:
+    """(model in eval mode, run spec, tokenizer) from a run folder's checkpoint (weights_only=True)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BenchError(f"run folder {run_dir} does not exist")
+    ck = load_checkpoint(run_dir / CHECKPOINT)
+    spec = ck.get("spec")
+    if not isinstance(spec, dict) or "model" not in spec:
+        raise BenchError(f"{run_dir / CHECKPOINT} has no run description; it is not a litebench checkpoint")
+    model = create_model(spec["model"], **spec["config"])
+    model.load_state_dict(ck["model"])
+    model.eval()
+    tok_path = spec.get("tokenizer")
+    if not tok_path or not Path(tok_path).exists():
+        raise BenchError(f"the tokenizer of {run_dir} ({tok_path}) is missing; rebuild the corpus first")
+    return model, spec, Tokenizer.load(Path(tok_path))
+
+
+def bleu_chrf(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, Any]:
+    """Corpus BLEU and chrF with sacreBLEU's defaults, and their signatures."""
+    bleu, chrf = sacrebleu.BLEU(), sacrebleu.CHRF()
+    b = bleu.corpus_score(list(hyps), [list(refs)])
+    c = chrf.corpus_score(list(hyps), [list(refs)])
+    return {
+        "bleu": round(b.score, 4),
+        "chrf": round(c.score, 4),
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf_signature": str(chrf.get_signature()),
+        "n": len(hyps),
+    }
+
+
+@torch.no_grad()
+def translate(
+    model: nn.Module,
+    tok: Tokenizer,
+    sources: Sequence[str],
+    beam: int = 4,
+    length_penalty: float = 1.0,
+    batch: int = 32,
+    max_len_a: float = 1.2,
+    max_len_b: int = 10,
+) -> list[str]:
+    """Detokenized translations, in input order. Output length is capped at a*len(src)+b subwords (<= 200)."""
+    cfg = model.config
+    encoded = [np.asarray(tok.encode(s) + [tok.eos_id], dtype=np.int64) for s in sources]
+    order = np.argsort([len(e) for e in encoded], kind="stable")
+    out: list[str] = [""] * len(sources)
+    for i in range(0, len(order), batch):
+        idx = order[i : i + batch]
+        width = max(len(encoded[j]) for j in idx)
+        src = torch.full((len(idx), width), cfg.pad_id, dtype=torch.long)
+        for row, j in enumerate(idx):
+            src[row, : len(encoded[j])] = torch.from_numpy(encoded[j])
+        max_len = min(200, int(max_len_a * width + max_len_b))
+        hyps = model.generate(src, max_len=max_len, beam=beam, length_penalty=length_penalty)
+        for row, j in enumerate(idx):
+            ids = hyps[row].tolist()
+            if cfg.eos_id in ids:
+                ids = ids[: ids.index(cfg.eos_id)]
+            out[j] = tok.decode([t for t in ids if t != cfg.pad_id])
+    return out
+
+
+def evaluate_run(
+    run_dir: Path,
+    beam: int | None = None,
+    length_penalty: float | None = None,
+    max_sentences: int | None = None,
+    batch: int | None = None,
+) -> dict[str, Any]:
+    """Score a run folder and write ``eval.json`` and the hypotheses beside its checkpoint."""
+    run_dir = Path(run_dir)
+    model, spec, tok = load_run(run_dir)
+    sched = spec.get("schedule", {})
+    beam = beam if beam is not None else int(sched.get("eval_beam", 4))
+    if beam < 1:
+        raise BenchError(f"--beam must be >= 1, got {beam}")
+    lp = length_penalty if length_penalty is not None else float(sched.get("eval_length_penalty", 1.0))
+    limit = max_sentences if max_sentences is not None else sched.get("eval_sentences")
+    batch = batch or int(sched.get("eval_batch", 32))
+    corpus = get_corpus(spec["corpus"], task=spec["task"])
+    splits = corpus.load()
+    result: dict[str, Any] = {"model": spec["model"], "seed": spec.get("seed"), "corpus": corpus.name}
+    if spec["task"] == "mt":
+        valid = encode_parallel(tok, splits["valid"].src, splits["valid"].tgt)
+        result["valid_nll"] = corpus_nll(model, valid, tok.pad_id, tok.bos_id)
+        result.update({"beam": beam, "length_penalty": lp})
+        src, refs = splits["test"].src[:limit], splits["test"].tgt[:limit]
+        hyps = translate(model, tok, src, beam=beam, length_penalty=lp, batch=batch)
+        by_pair = dict(zip(zip(src, refs), hyps))
+        for split in ("test", "test-clean"):
+            if split not in splits:
+                continue
+            # test-clean is a subset of test: reuse the test translations
+            pairs = [p for p in zip(splits[split].src, splits[split].tgt) if p in by_pair]
+            split_hyps = [by_pair[p] for p in pairs]
+            atomic_write_text(run_dir / f"hyp.{split}.beam{beam}.{corpus.tgt}", "\n".join(split_hyps) + "\n")
+            atomic_write_text(run_dir / f"ref.{split}.{corpus.tgt}", "\n".join(r for _, r in pairs) + "\n")
+            result[split.replace("-", "_")] = bleu_chrf(split_hyps, [r for _, r in pairs])
+    else:
+        block = int(sched.get("lm_block", 128))
+        valid = lm_blocks(encode_stream(tok, splits["valid"]), block)
+        result["valid_nll"] = corpus_nll(model, valid, tok.pad_id, tok.bos_id)
+        lines = splits["test"][:limit]
+        stream = encode_stream(tok, lines)
+        test = lm_blocks(stream, block)
+        nll = corpus_nll(model, test, tok.pad_id, tok.bos_id)
+        n_tokens = test[1].numel()
+        words = sum(len(line.split()) + 1 for line in lines) * n_tokens / max(len(stream) - 1, 1)
+        result.update({"test_nll": nll, "ppl": math.exp(nll), "ppl_word": math.exp(nll * n_tokens / words),
+                       "test_tokens": n_tokens})
+    atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2))
+    return result
+
+
+def paired_bootstrap(run_a: Path, run_b: Path, split: str = "test", n_samples: int = 1000) -> dict[str, Any]:
+    """sacreBLEU's paired bootstrap resampling between the hypotheses of two evaluated runs (same split,
+    same references): BLEU of each with its 95% interval, and the p-value of the difference."""
+    from sacrebleu.significance import PairedTest
+
+    hyps, refs = [], []
+    for run in (Path(run_a), Path(run_b)):
+        files = sorted(run.glob(f"hyp.{split}.beam*.*"))
+        ref_files = sorted(run.glob(f"ref.{split}.*"))
+        if not files or not ref_files:
+            raise BenchError(f"{run} has no hypotheses for {split}; run `python -m bench evaluate {run}` first")
+        hyps.append(files[0].read_text(encoding="utf-8").splitlines())
+        refs.append(ref_files[0].read_text(encoding="utf-8").splitlines())
+    if refs[0] != refs[1]:
+        raise BenchError(f"the two runs were scored against different {split} references")
+    test = PairedTest([("a", hyps[0]), ("b", hyps[1])], {"BLEU": sacrebleu.BLEU()}, [refs[0]], test_type="bs",
+                      n_samples=n_samples)
+    _, scores = test()
+    a, b = scores["BLEU"][0], scores["BLEU"][1]
+    return {
+        "split": split,
+        "a": {"run": str(run_a), "bleu": a.score, "ci95": a.mean_ci if hasattr(a, "mean_ci") else None},
+        "b": {"run": str(run_b), "bleu": b.score, "ci95": b.mean_ci if hasattr(b, "mean_ci") else None},
+        "p_value": b.p_value,
+        "n_samples": n_samples,
+    }

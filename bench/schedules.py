@@ -1,0 +1,95 @@
+"""Training schedules as named presets, identical for every model in a comparison.
+
+Only the architecture and its own dropout differ between the models of one budget: the data, tokenizer,
+token budget (target tokens seen), optimizer recipe, precision, seed and evaluation are these.
+
+How ``short`` was tuned (README, "Short schedules"): on the Transformer at 100M, LibreOffice en-de, 2 CPU
+cores, by validation NLL at equal wall time: batch size (1k / 2k / 4k target tokens), warm-up, peak learning
+rate, decay (inverse square root / cosine to zero over the token budget) and precision (fp32 / bf16
+autocast), then frozen for every family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from .errors import BenchError
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    max_tokens: int | None  # target tokens seen (the budget that is equal for every model)
+    max_steps: int | None = None
+    max_time: float | None = None  # seconds; a safety stop, not the comparison's budget
+    batch_tokens: int = 2048  # target tokens per update (per process)
+    lr: float = 1e-3
+    warmup_steps: int = 300
+    decay: str = "cosine"  # "cosine" (to min_lr over max_tokens) | "inverse_sqrt"
+    min_lr: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.1
+    clip_norm: float = 1.0
+    precision: str = "bf16"  # "fp32" | "bf16" (autocast)
+    max_len: int = 128  # training pairs longer than this (subwords, either side) are skipped
+    lm_block: int = 128  # language models: tokens per training sequence
+    valid_every: int = 200  # steps between validation passes
+    valid_sentences: int | None = 400  # validation subset during training (the final one uses all)
+    checkpoint_every: int = 200  # steps
+    log_every: int = 20
+    eval_beam: int = 4
+    eval_length_penalty: float = 1.0
+    eval_sentences: int | None = None  # None: the whole test split
+    eval_batch: int = 32
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_overrides(self, **kw: Any) -> Schedule:
+        unknown = [k for k in kw if k not in self.to_dict()]
+        if unknown:
+            raise BenchError(f"unknown schedule key(s) {', '.join(unknown)}; valid: {', '.join(self.to_dict())}")
+        kw = {k: tuple(v) if k == "betas" else v for k, v in kw.items()}
+        return replace(self, **kw)
+
+    def check(self) -> None:
+        for key in ("max_tokens", "max_steps", "max_time"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise BenchError(f"--{key.replace('_', '-')} must be positive, got {value}")
+        if self.max_tokens is None and self.max_steps is None and self.max_time is None:
+            raise BenchError("a schedule needs a stop: max_tokens, max_steps or max_time")
+        if self.decay not in ("cosine", "inverse_sqrt"):
+            raise BenchError(f"decay={self.decay!r} is not valid; valid: cosine, inverse_sqrt")
+        if self.precision not in ("fp32", "bf16"):
+            raise BenchError(f"precision={self.precision!r} is not valid; valid: fp32, bf16")
+        if self.batch_tokens < self.max_len:
+            raise BenchError(f"batch_tokens={self.batch_tokens} must be at least max_len={self.max_len}")
+
+
+SCHEDULES: dict[str, Schedule] = {
+    # a smoke run for CI: a few dozen updates, a slice of the test set, greedy decoding
+    "quick": Schedule(
+        name="quick", max_tokens=40_000, max_steps=40, batch_tokens=1024, warmup_steps=10, valid_every=20,
+        valid_sentences=100, checkpoint_every=20, log_every=5, eval_beam=1, eval_sentences=60, max_len=64,
+        lm_block=64,
+    ),
+    # the default: a whole 100M comparison of three models within the bench's 60-minute bound on 2 cores
+    "short": Schedule(name="short", max_tokens=2_500_000, batch_tokens=2048, warmup_steps=300, lr=1.5e-3),
+    # paper-like, for a GPU: ~60 epochs of the default corpus
+    "full": Schedule(
+        name="full", max_tokens=40_000_000, batch_tokens=8192, warmup_steps=2000, lr=1e-3, decay="inverse_sqrt",
+        valid_every=1000, valid_sentences=None, checkpoint_every=1000, log_every=100, precision="bf16",
+    ),
+}
+
+
+def get_schedule(name: str, **overrides: Any) -> Schedule:
+    if name not in SCHEDULES:
+        raise BenchError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
+    sched = SCHEDULES[name].with_overrides(**{k: v for k, v in overrides.items() if v is not None})
+    sched.check()
+    return sched

@@ -1,0 +1,444 @@
+"""Short-schedule training: one recipe for every model of a comparison.
+
+Token-count batches bucketed by length; Adam (0.9, 0.98); linear warm-up then cosine (over the token
+budget) or inverse-sqrt decay; label-smoothed cross-entropy (0.1); gradient clipping; the family's own
+dropout; fp32 or bf16 autocast; stops at max_tokens (target tokens seen), max_steps or max_time, whichever
+comes first; validation NLL on a schedule; atomic checkpoints with exact resume; a JSONL log; `torchrun`
+(DDP: gloo on CPU, nccl on GPU) splits every global batch between the processes.
+
+A run folder holds: run.json (what was trained: model, config, corpus, tokenizer, schedule, seed),
+checkpoint.pt (weights, optimizer, position in the data, RNG), train.jsonl (the log), train.json (summary).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models import create_model
+
+from .batching import (
+    MTData,
+    collate_mt,
+    encode_parallel,
+    encode_stream,
+    epoch_order,
+    lm_batches,
+    lm_blocks,
+    token_batches,
+)
+from .data import DataError, Tokenizer, get_corpus, get_tokenizer
+from .data.tokenizer import TokenizerConfig
+from .errors import BenchError
+from .schedules import Schedule
+
+CHECKPOINT = "checkpoint.pt"
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint, loaded with ``weights_only=True``; a corrupt file is one clear line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BenchError(f"no checkpoint at {path}") from None
+    except Exception as exc:  # unpickling errors come in many types
+        raise BenchError(f"checkpoint {path} is corrupt or not a litebench checkpoint ({type(exc).__name__})") from None
+
+
+def label_smoothed_nll(logits: Tensor, target: Tensor, eps: float, pad: int) -> tuple[Tensor, Tensor]:
+    """(smoothed loss sum, NLL sum) over non-pad targets, fairseq's formula: (1 - eps - eps_i) * nll +
+    eps_i * sum_v(-log p_v), eps_i = eps / (V - 1)."""
+    lprobs = F.log_softmax(logits.float(), dim=-1)
+    nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    smooth = -lprobs.sum(-1)
+    mask = target.ne(pad)
+    nll, smooth = nll[mask], smooth[mask]
+    eps_i = eps / (lprobs.size(-1) - 1)
+    loss = (1.0 - eps - eps_i) * nll + eps_i * smooth
+    return loss.sum(), nll.sum()
+
+
+def learning_rate(s: Schedule, step: int, tokens: int) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine to ``min_lr`` over the token budget (or the step
+    budget when there is no token budget), or inverse square root."""
+    if step < s.warmup_steps:
+        return s.lr * (step + 1) / s.warmup_steps
+    if s.decay == "inverse_sqrt":
+        return s.lr * math.sqrt(s.warmup_steps / (step + 1))
+    progress = tokens / s.max_tokens if s.max_tokens else (step / s.max_steps if s.max_steps else 0.0)
+    return s.min_lr + 0.5 * (s.lr - s.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+# ------------------------------------------------------------------------------------------------- data
+@dataclass
+class TaskData:
+    """The tokenized splits a run trains and validates on."""
+
+    task: str
+    tokenizer: Tokenizer
+    train: Any  # MTData or (inputs, targets) blocks
+    valid: Any
+    corpus_name: str
+    corpus_manifest: dict | None = None
+
+
+def load_task_data(corpus: str | Path, task: str, schedule: Schedule, vocab_size: int = 8000,
+                   cache_dir: Path | None = None) -> TaskData:
+    kw = {"cache_dir": cache_dir} if cache_dir else {}
+    corp = get_corpus(corpus, task=task, **kw)
+    if corp.task != task:
+        raise BenchError(f"corpus {corpus} is a {corp.task} corpus, not {task}")
+    tok = get_tokenizer(corp, TokenizerConfig(vocab_size=vocab_size))
+    splits = corp.load()
+    if task == "mt":
+        train = encode_parallel(tok, splits["train"].src, splits["train"].tgt, schedule.max_len)
+        valid = encode_parallel(tok, splits["valid"].src, splits["valid"].tgt)
+        if len(train) == 0:
+            raise DataError(f"corpus {corp.name}: no training pair is at most {schedule.max_len} subwords long")
+    else:
+        train = lm_blocks(encode_stream(tok, splits["train"]), schedule.lm_block)
+        valid = lm_blocks(encode_stream(tok, splits["valid"]), schedule.lm_block)
+        if len(train[0]) == 0:
+            raise DataError(f"corpus {corp.name}: the train split is shorter than one {schedule.lm_block}-token block")
+    # a built-in name, or the folder's absolute path, so that evaluation finds the same corpus again
+    spec = str(corpus) if str(corpus) == corp.name else str(Path(corpus).resolve())
+    return TaskData(task, tok, train, valid, spec, corp.manifest)
+
+
+def subset(data: Any, n: int | None) -> Any:
+    if n is None:
+        return data
+    if isinstance(data, MTData):
+        return MTData(data.src[:n], data.tgt[:n])
+    return data[0][:n], data[1][:n]
+
+
+@torch.no_grad()
+def corpus_nll(model: nn.Module, data: Any, pad: int, bos: int, batch_tokens: int = 4096,
+               device: torch.device | str = "cpu") -> float:
+    """Mean NLL per target token (nats) of ``data`` (MTData, or LM (inputs, targets) blocks), fp32."""
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    if isinstance(data, MTData):
+        for idx in token_batches(data, batch_tokens, seed=0):
+            b = collate_mt(data, idx, pad, bos)
+            logits = model(b["src"].to(device), b["prev"].to(device))
+            _, nll = label_smoothed_nll(logits, b["target"].to(device), 0.0, pad)
+            total, count = total + float(nll), count + b["ntokens"]
+    else:
+        inputs, targets = data
+        per = max(1, batch_tokens // max(inputs.size(1), 1))
+        for i in range(0, len(inputs), per):
+            y = targets[i : i + per].to(device)
+            _, nll = label_smoothed_nll(model(inputs[i : i + per].to(device)), y, 0.0, pad)
+            total, count = total + float(nll), count + int(y.ne(pad).sum())
+    model.train(was)
+    return total / max(count, 1)
+
+
+# --------------------------------------------------------------------------------------------- training
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0
+    batch_index: int = 0  # position within the epoch's batch order
+    tokens: int = 0  # target tokens seen, all processes together
+    wall_s: float = 0.0
+    valid_nll: float | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model_name: str,
+        config: dict[str, Any],
+        data: TaskData,
+        schedule: Schedule,
+        seed: int,
+        out_dir: Path,
+        progress: bool = True,
+        device: str = "cpu",
+    ) -> None:
+        self.rank, self.world = _rank_world()
+        self.model_name, self.data, self.schedule, self.seed = model_name, data, schedule, seed
+        self.out_dir, self.progress, self.device = Path(out_dir), progress and self.rank == 0, torch.device(device)
+        tok = data.tokenizer
+        self.config = {**config, "vocab_size": tok.vocab_size, "tgt_vocab_size": None,
+                       "bos_id": tok.bos_id, "pad_id": tok.pad_id, "eos_id": tok.eos_id, "unk_id": tok.unk_id}
+        torch.manual_seed(seed)
+        self.model = create_model(model_name, **self.config).to(self.device)
+        self.net: nn.Module = self.model
+        if self.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(self.model)
+        s = schedule
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr, betas=s.betas, eps=s.eps,
+                                          weight_decay=s.weight_decay, fused=True)
+        self.state = TrainState()
+        if data.task == "mt":
+            self.batches = token_batches(data.train, s.batch_tokens, seed)
+        else:
+            self.batches = lm_batches(len(data.train[0]), s.batch_tokens, s.lm_block)
+        self.pad = tok.pad_id
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------ run folder
+    def spec(self) -> dict[str, Any]:
+        tok = self.data.tokenizer
+        return {
+            "model": self.model_name,
+            "config": self.model.config.to_dict(),
+            "task": self.data.task,
+            "corpus": self.data.corpus_name,
+            "tokenizer": str(tok.path) if tok.path else None,
+            "vocab_size": tok.vocab_size,
+            "schedule": self.schedule.to_dict(),
+            "seed": self.seed,
+            "world_size": self.world,
+        }
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        st = self.state
+        atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "state": {k: getattr(st, k) for k in ("step", "epoch", "batch_index", "tokens", "wall_s")},
+                "valid_nll": st.valid_nll,
+                "rng": torch.get_rng_state(),
+                "spec": json.loads(json.dumps(self.spec())),
+            },
+            self.out_dir / CHECKPOINT,
+        )
+
+    def restore(self, path: Path) -> None:
+        ck = load_checkpoint(path)
+        if ck.get("spec", {}).get("model") != self.model_name or ck["spec"].get("seed") != self.seed:
+            raise BenchError(f"{path} belongs to another run (model/seed differ); use another --out")
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        for k, v in ck["state"].items():
+            setattr(self.state, k, v)
+        self.state.valid_nll = ck.get("valid_nll")
+        torch.set_rng_state(ck["rng"])
+
+    # ------------------------------------------------------------------ one step
+    def _batch(self, idx: np.ndarray) -> dict[str, Tensor]:
+        idx = idx[self.rank :: self.world] if self.world > 1 else idx
+        if self.data.task == "mt":
+            b = collate_mt(self.data.train, idx, self.pad, self.data.tokenizer.bos_id)
+        else:
+            inputs, targets = self.data.train
+            b = {"tokens": inputs[idx], "target": targets[idx], "ntokens": int(targets[idx].ne(self.pad).sum())}
+        return {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in b.items()}
+
+    def _forward(self, b: dict[str, Tensor]) -> Tensor:
+        if self.data.task == "mt":
+            return self.net(b["src"], b["prev"])
+        return self.net(b["tokens"])
+
+    def _autocast(self):
+        enabled = self.schedule.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def train_step(self, idx: np.ndarray) -> tuple[float, int]:
+        """One update on the global batch ``idx``; returns (loss per target token, global target tokens)."""
+        s = self.schedule
+        self.model.train()
+        b = self._batch(idx)
+        ntokens = torch.tensor(float(b["ntokens"]), device=self.device)
+        if self.world > 1:
+            dist.all_reduce(ntokens)
+        with self._autocast():
+            logits = self._forward(b)
+        loss, _ = label_smoothed_nll(logits, b["target"], s.label_smoothing, self.pad)
+        # DDP averages gradients over processes: scale so the result is the global per-token mean
+        (loss * self.world / ntokens).backward()
+        if s.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip_norm)
+        lr = learning_rate(s, self.state.step, self.state.tokens)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = loss.detach().clone()
+        if self.world > 1:
+            dist.all_reduce(loss_sum)
+        return float(loss_sum / ntokens), int(ntokens.item())
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, limit: int | None) -> float:
+        """NLL per target token (nats), fp32, no label smoothing."""
+        tok = self.data.tokenizer
+        return corpus_nll(self.model, subset(self.data.valid, limit), tok.pad_id, tok.bos_id,
+                          2 * self.schedule.batch_tokens, self.device)
+
+    # ------------------------------------------------------------------ loop
+    def _should_stop(self, started: float) -> str | None:
+        s, st = self.schedule, self.state
+        if s.max_tokens is not None and st.tokens >= s.max_tokens:
+            return "max_tokens"
+        if s.max_steps is not None and st.step >= s.max_steps:
+            return "max_steps"
+        if s.max_time is not None and st.wall_s + (time.perf_counter() - started) >= s.max_time:
+            return "max_time"
+        return None
+
+    def _log(self, record: dict) -> None:
+        if self.rank == 0:
+            with open(self.out_dir / "train.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def run(self, resume: bool = True, stop_at_step: int | None = None) -> dict[str, Any]:
+        """Train until the schedule stops (or ``stop_at_step``, which simulates an interruption: the run
+        checkpoints and returns as it would on SIGINT/SIGTERM)."""
+        s, st = self.schedule, self.state
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        ck = self.out_dir / CHECKPOINT
+        if resume and ck.exists():
+            self.restore(ck)
+        elif self.rank == 0:
+            atomic_write_text(self.out_dir / "run.json", json.dumps(self.spec(), indent=2))
+            (self.out_dir / "train.jsonl").unlink(missing_ok=True)
+        old_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def request_stop(signum, frame):  # finish the step, checkpoint, leave
+            self._stop_requested = True
+
+        if self.rank == 0 and threading_is_main():
+            for sig in old_handlers:
+                signal.signal(sig, request_stop)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            total = s.max_tokens or s.max_steps
+            bar = tqdm(total=total, initial=st.tokens if s.max_tokens else st.step, unit="tok" if s.max_tokens
+                       else "step", unit_scale=True, dynamic_ncols=True, leave=False, desc=self.model_name)
+        started = time.perf_counter()
+        reason = None
+        window_tokens, window_start = 0, time.perf_counter()
+        try:
+            while True:
+                reason = self._should_stop(started)
+                if reason:
+                    break
+                if self._stop_requested or (stop_at_step is not None and st.step >= stop_at_step):
+                    reason = "interrupted"
+                    break
+                order = epoch_order(len(self.batches), self.seed, st.epoch)
+                loss, ntok = self.train_step(self.batches[order[st.batch_index]])
+                st.step += 1
+                st.tokens += ntok
+                st.batch_index += 1
+                if st.batch_index >= len(self.batches):
+                    st.epoch, st.batch_index = st.epoch + 1, 0
+                window_tokens += ntok
+                if not math.isfinite(loss):
+                    raise BenchError(f"training diverged at step {st.step} (loss {loss}); lower the learning rate")
+                entry = None
+                if st.step % s.log_every == 0:
+                    now = time.perf_counter()
+                    entry = {"step": st.step, "tokens": st.tokens, "wall_s": round(st.wall_s + now - started, 2),
+                             "train_loss": round(loss, 4), "lr": learning_rate(s, st.step - 1, st.tokens - ntok),
+                             "tokens_per_s": round(window_tokens / max(now - window_start, 1e-9), 1),
+                             "valid_nll": None}
+                    window_tokens, window_start = 0, now
+                if st.step % s.valid_every == 0:
+                    st.valid_nll = self.validate(s.valid_sentences)
+                    entry = entry or {"step": st.step, "tokens": st.tokens,
+                                      "wall_s": round(st.wall_s + time.perf_counter() - started, 2),
+                                      "train_loss": round(loss, 4), "lr": None, "tokens_per_s": None}
+                    entry["valid_nll"] = round(st.valid_nll, 4)
+                if entry:
+                    self._log(entry)
+                if bar is not None:
+                    bar.update(ntok if s.max_tokens else 1)
+                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{learning_rate(s, st.step, st.tokens):.2e}",
+                                    valid=f"{st.valid_nll:.3f}" if st.valid_nll is not None else "-")
+                if st.step % s.checkpoint_every == 0:
+                    st.wall_s += time.perf_counter() - started
+                    started = time.perf_counter()
+                    self.save()
+        finally:
+            if bar is not None:
+                bar.close()
+            if self.rank == 0 and threading_is_main():
+                for sig, handler in old_handlers.items():
+                    signal.signal(sig, handler)
+        st.wall_s += time.perf_counter() - started
+        if reason != "interrupted":
+            st.valid_nll = self.validate(None)
+        self.save()
+        summary = {
+            "stop": reason,
+            "train_steps": st.step,
+            "train_tokens": st.tokens,
+            "train_wall_s": round(st.wall_s, 2),
+            "tokens_per_s": round(st.tokens / max(st.wall_s, 1e-9), 1),
+            "valid_nll": st.valid_nll,
+            "epochs": st.epoch + st.batch_index / max(len(self.batches), 1),
+            "schedule": s.name,
+            "precision": s.precision,
+            "seed": self.seed,
+            "world_size": self.world,
+        }
+        if self.rank == 0 and reason != "interrupted":
+            atomic_write_text(self.out_dir / "train.json", json.dumps(summary, indent=2))
+        return summary
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def read_curve(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "train.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def init_distributed(device: str) -> None:
+    """Join the process group torchrun describes (WORLD_SIZE > 1); gloo on CPU, nccl on GPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+        if device == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

@@ -1,0 +1,257 @@
+"""Training and evaluation on a tiny corpus: batching, loss, schedule, exact resume, DDP, BLEU, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from bench.batching import MTData, collate_mt, epoch_order, token_batches
+from bench.data import DataError
+from bench.errors import BenchError
+from bench.evaluate import bleu_chrf, evaluate_run
+from bench.schedules import get_schedule
+from bench.train import Trainer, label_smoothed_nll, learning_rate, load_checkpoint, load_task_data
+
+WORDS = "the a cat dog sees runs big small red blue house tree car bird sings fast slow old new".split()
+DE = "der ein katze hund sieht rennt gross klein rot blau haus baum auto vogel singt schnell langsam alt neu"
+GERMAN = dict(zip(WORDS, DE.split()))
+TINY = dict(d_model=32, heads=4, encoder_layers=1, decoder_layers=1, ffn_dim=64, dropout=0.1)
+
+
+def write_corpus(root: Path, n_train: int = 300, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("valid", 30), ("test", 20)):
+        en, de = [], []
+        for _ in range(n):
+            words = [rng.choice(WORDS) for _ in range(rng.randint(2, 9))]
+            en.append(" ".join(words))
+            de.append(" ".join(GERMAN[w] for w in words))
+        (root / f"{split}.en").write_text("\n".join(en) + "\n")
+        (root / f"{split}.de").write_text("\n".join(de) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "toy")
+
+
+def schedule(**kw):
+    base = dict(
+        max_steps=12,
+        batch_tokens=256,
+        warmup_steps=3,
+        valid_every=4,
+        valid_sentences=None,
+        checkpoint_every=4,
+        log_every=2,
+        precision="fp32",
+        max_len=64,
+        eval_beam=2,
+        eval_sentences=None,
+    )
+    base.update(kw)
+    return get_schedule("quick", **base)
+
+
+def task_data(corpus: Path, sched):
+    return load_task_data(str(corpus), "mt", sched, vocab_size=60)
+
+
+def trainer(corpus: Path, out: Path, sched=None, seed: int = 3, **config) -> Trainer:
+    sched = sched or schedule()
+    return Trainer("transformer", {**TINY, **config}, task_data(corpus, sched), sched, seed, out, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------- batching
+def test_batches_cover_every_sentence_once_per_epoch():
+    rng = np.random.RandomState(0)
+    data = MTData([np.ones(rng.randint(2, 30)) for _ in range(500)], [np.ones(rng.randint(2, 30)) for _ in range(500)])
+    batches = token_batches(data, 200, seed=1)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(500))
+    for b in batches:
+        longest = max(max(len(data.src[i]), len(data.tgt[i])) for i in b)
+        assert longest * len(b) <= 200 or len(b) == 1
+    assert sorted(epoch_order(len(batches), 1, 0).tolist()) == list(range(len(batches)))
+    assert not np.array_equal(epoch_order(len(batches), 1, 0), epoch_order(len(batches), 1, 1))
+
+
+def test_collate_shifts_targets():
+    data = MTData([np.array([5, 6, 2])], [np.array([7, 8, 9, 2])])
+    b = collate_mt(data, np.array([0]), pad=1, bos=0)
+    assert b["prev"].tolist() == [[0, 7, 8, 9]] and b["target"].tolist() == [[7, 8, 9, 2]]
+    assert b["ntokens"] == 4
+
+
+# -------------------------------------------------------------------------------------------- loss, lr
+def test_label_smoothed_loss_equals_naive_formula():
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 3, 7), torch.tensor([[4, 5, 1], [2, 1, 1]])
+    loss, nll = label_smoothed_nll(logits, target, 0.1, pad=1)
+    lp = torch.log_softmax(logits, -1)
+    exp_loss = exp_nll = 0.0
+    for b in range(2):
+        for t in range(3):
+            if target[b, t] == 1:
+                continue
+            for v in range(7):  # target prob 1 - eps, the other V-1 share eps
+                q = 0.9 if v == target[b, t] else 0.1 / 6
+                exp_loss -= q * lp[b, t, v].item()
+            exp_nll -= lp[b, t, target[b, t]].item()
+    assert abs(nll.item() - exp_nll) < 1e-4 and abs(loss.item() - exp_loss) < 1e-4
+
+
+def test_learning_rate_schedule():
+    s = get_schedule("short")
+    assert learning_rate(s, 0, 0) == pytest.approx(s.lr / s.warmup_steps)
+    assert learning_rate(s, s.warmup_steps - 1, 0) == pytest.approx(s.lr)
+    assert learning_rate(s, 10_000, s.max_tokens) == pytest.approx(s.min_lr)
+    mid = learning_rate(s, 10_000, s.max_tokens // 2)
+    assert mid == pytest.approx(s.min_lr + 0.5 * (s.lr - s.min_lr))
+    inv = get_schedule("full")
+    assert learning_rate(inv, 4 * inv.warmup_steps - 1, 0) == pytest.approx(inv.lr / 2)
+
+
+# ------------------------------------------------------------------------------------------ training
+def test_training_lowers_validation_loss_and_logs(corpus, tmp_path):
+    t = trainer(corpus, tmp_path / "run", schedule(max_steps=30, lr=3e-3))
+    first = t.validate(None)
+    summary = t.run(resume=False)
+    assert summary["stop"] == "max_steps" and summary["train_steps"] == 30
+    assert summary["valid_nll"] < first - 0.5
+    log = [json.loads(line) for line in (tmp_path / "run" / "train.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if e["valid_nll"] is not None] == [4, 8, 12, 16, 20, 24, 28]
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["train_tokens"] == summary["train_tokens"]
+
+
+def test_fixed_seed_gives_the_same_curve(corpus, tmp_path):
+    a = trainer(corpus, tmp_path / "a").run(resume=False)
+    b = trainer(corpus, tmp_path / "b").run(resume=False)
+    la = [e["train_loss"] for e in map(json.loads, (tmp_path / "a" / "train.jsonl").read_text().splitlines())]
+    lb = [e["train_loss"] for e in map(json.loads, (tmp_path / "b" / "train.jsonl").read_text().splitlines())]
+    assert la == lb and a["valid_nll"] == b["valid_nll"]
+
+
+def test_resume_after_interruption_gives_the_same_weights(corpus, tmp_path):
+    full = trainer(corpus, tmp_path / "full")
+    full.run(resume=False)
+    part = trainer(corpus, tmp_path / "part")
+    assert part.run(resume=False, stop_at_step=5)["stop"] == "interrupted"  # checkpoints mid-epoch
+    again = trainer(corpus, tmp_path / "part")
+    again.run(resume=True)
+    assert again.state.step == full.state.step == 12
+    for (name, p), (_, q) in zip(full.model.state_dict().items(), again.model.state_dict().items()):
+        assert torch.equal(p, q), name
+
+
+def test_stops_at_max_tokens(corpus, tmp_path):
+    s = schedule(max_steps=None, max_tokens=700)
+    summary = trainer(corpus, tmp_path / "tok", s).run(resume=False)
+    assert summary["stop"] == "max_tokens" and 700 <= summary["train_tokens"] < 700 + 256
+
+
+def _ddp_worker(rank: int, world: int, init: str, corpus: str, out: str, result: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        t = trainer(Path(corpus), Path(out), schedule(max_steps=2, batch_tokens=256), dropout=0.0)
+        t.run(resume=False)
+        if rank == 0:
+            torch.save(t.model.state_dict(), result)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_process_ddp_equals_one_process_on_the_same_global_batch(corpus, tmp_path):
+    torch.set_num_threads(1)
+    # dropout off: the processes draw their masks from their own RNG streams
+    single = trainer(corpus, tmp_path / "single", schedule(max_steps=2, batch_tokens=256), dropout=0.0)
+    single.run(resume=False)
+    result = tmp_path / "ddp.pt"
+    init = f"file://{tmp_path / 'rendezvous'}"
+    mp.spawn(_ddp_worker, args=(2, init, str(corpus), str(tmp_path / "ddp"), str(result)), nprocs=2, join=True)
+    ddp = torch.load(result, weights_only=True)
+    # The key bias gets an exactly-zero gradient in theory (softmax ignores a per-query constant); Adam turns
+    # its float noise into a full-size step, so it carries no information about DDP. Every other tensor must match.
+    bad = [
+        n
+        for n, p in single.model.state_dict().items()
+        if "k_proj.bias" not in n and not torch.allclose(ddp[n], p, atol=2e-6, rtol=1e-5)
+    ]
+    assert bad == []
+
+
+# -------------------------------------------------------------------------------------------- evaluation
+def test_references_against_themselves_score_100():
+    refs = ["Das ist ein Test.", "Noch ein Satz, mit Komma!"]
+    r = bleu_chrf(refs, refs)
+    assert r["bleu"] == 100.0 and r["chrf"] == 100.0
+    assert r["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+    assert "chrf_signature" in r and r["n"] == 2
+
+
+def test_evaluate_writes_scores_and_hypotheses(corpus, tmp_path):
+    t = trainer(corpus, tmp_path / "ev", schedule(max_steps=40, lr=3e-3))
+    t.run(resume=False)
+    res = evaluate_run(tmp_path / "ev", beam=2)
+    assert res["test"]["n"] == 20 and 0 <= res["test"]["bleu"] <= 100
+    assert res["test"]["bleu_signature"].startswith("nrefs:1|case:mixed")
+    (hyp,) = (tmp_path / "ev").glob("hyp.test.beam2.*")
+    assert hyp.read_text().count("\n") == 20
+    assert json.loads((tmp_path / "ev" / "eval.json").read_text())["valid_nll"] == pytest.approx(res["valid_nll"])
+    assert math.isfinite(res["valid_nll"])
+
+
+# --------------------------------------------------------------------------------------------- bad input
+def test_bad_corpora(tmp_path):
+    with pytest.raises(DataError):
+        task_data(tmp_path / "missing", schedule())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError):
+        task_data(empty, schedule())
+    bad = write_corpus(tmp_path / "bad")
+    (bad / "train.de").write_text("nur eine zeile\n")
+    with pytest.raises(DataError, match="train"):
+        task_data(bad, schedule())
+
+
+def test_corrupt_checkpoint_is_one_clear_line(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(BenchError, match="corrupt"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_bad_input_leaves_nothing(corpus, tmp_path):
+    out = tmp_path / "out"
+    r = _bench("train", "transformer", "--max-steps", "-1", "--out", str(out), "--corpus", str(corpus))
+    assert r.returncode == 2 and "--max-steps must be positive" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert not out.exists()
+    r = _bench("train", "transformer", "--corpus", str(tmp_path / "nope"), "--out", str(out), "--max-steps", "1")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not out.exists()
+    bad = tmp_path / "corrupt"
+    bad.mkdir()
+    (bad / "checkpoint.pt").write_bytes(b"\x80garbage")
+    before = (bad / "checkpoint.pt").read_bytes()
+    r = _bench("evaluate", str(bad))
+    assert r.returncode == 2 and "corrupt" in r.stderr and (bad / "checkpoint.pt").read_bytes() == before
