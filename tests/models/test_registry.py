@@ -82,7 +82,11 @@ def test_config_round_trip_rebuilds_the_same_model():
 def test_family_rules_resolve():
     assert resolve_config("transformer", d_model=256).ffn_dim == 1024
     assert resolve_config("lite_transformer", d_model=496).ffn_dim == 496
-    assert resolve_config("lite_transformer", conv="lightweight").conv_impl == "conv1d"
+    from models.lite import conv_path
+
+    light = resolve_config("lite_transformer", conv="lightweight")
+    assert light.conv_impl == "auto" and conv_path(light, 7) == "unfold" and conv_path(light, 31) == "conv1d"
+    assert conv_path(resolve_config("lite_transformer"), 3) == "unfold"
     assert resolve_config("transformer").normalize_before is False
     assert resolve_config("transformer", task="lm").normalize_before is True
     lm = resolve_config("lite_transformer", task="lm")
