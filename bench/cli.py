@@ -15,7 +15,7 @@ import torch
 
 from models import ConfigError, create_model, get_entry, list_models
 
-from . import report
+from . import compress, latency, report
 from .budget import load_budget, solve_budget, solve_model
 from .counting import count_macs
 from .errors import BenchError
@@ -201,6 +201,45 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str | None, what: str) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(v) for v in re.split(r"[,\s]+", text.strip()) if v]
+    except ValueError:
+        raise BenchError(f"{what} must be integers separated by commas, got {text!r}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import Sweep, SweepOptions
+
+    models = [m for m in re.split(r"[,\s]+", args.models or "") if m] or None
+    threads = _int_list(args.threads, "--threads")
+    if threads is not None and min(threads) < 1:
+        raise BenchError(f"--threads must be >= 1, got {args.threads}")
+    opts = SweepOptions(
+        budget=args.budget,
+        task=args.task,
+        models=models,
+        seeds=_int_list(args.seeds, "--seeds") or [1],
+        device=args.device,
+        threads=threads,
+        schedule=args.schedule,
+        quick=args.quick,
+        force=args.force,
+        corpus=args.corpus,
+        executor=args.executor,
+    )
+    if args.results:
+        opts.results_root = Path(args.results)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda: no CUDA device is visible here; use --device cpu")
+    sweep = Sweep(opts)
+    for path in sweep.run():
+        print(f"wrote {path}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "models": (cmd_models, "list the registered architectures"),
     "profile": (cmd_profile, "config, params and MACs by every counter"),
@@ -209,7 +248,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "train": (cmd_train, "train one model on a short schedule (torchrun for several processes)"),
     "evaluate": (cmd_evaluate, "BLEU/chrF (sacreBLEU) or perplexity of a trained run folder"),
     "compare": (cmd_compare, "sacreBLEU paired bootstrap between two evaluated runs"),
+    "latency": (latency.run, latency.HELP),
     "report": (report.run, report.HELP),
+    "compress": (compress.run, compress.HELP),
+    "run": (cmd_run, "the whole comparison at a budget: solve, profile, latency, train, evaluate, report"),
 }
 
 
@@ -262,7 +304,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--json", action="store_true")
 
+    latency.add_parser(sub)
     report.add_parser(sub)
+    compress.add_parser(sub)
+
+    p = sub.add_parser("run", help=COMMANDS["run"][1])
+    p.add_argument("--budget", required=True, help="100M, 500M, 1.2G or a budget YAML file")
+    p.add_argument("--task", choices=["mt", "lm"], default="mt")
+    p.add_argument("--models", help="comma-separated subset of the budget's models")
+    p.add_argument("--seeds", help="comma-separated training seeds (default 1)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--threads", help="latency thread counts, comma-separated (default: 1 and all cores)")
+    p.add_argument("--schedule", choices=["quick", "short", "full"], default="short")
+    p.add_argument("--corpus", help="corpus name or folder (default: libreoffice-en-de / sotu)")
+    p.add_argument("--quick", action="store_true", help="smoke run: quick schedule, short timing, results/<B>-quick")
+    p.add_argument("--force", action="store_true", help="re-run stages whose records exist")
+    p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local")
+    p.add_argument("--results", help="results root (default: results/)")
 
     p = sub.add_parser("table", help=COMMANDS["table"][1])
     p.add_argument("--budgets", nargs="*", help="budget specs (default: 100M 500M)")

@@ -1,0 +1,392 @@
+"""The sweep behind ``make bench``: for every model of a budget, solve -> profile -> latency -> train ->
+evaluate, each stage writing one JSON record, then the leaderboard, tables and figures.
+
+Records live in ``results/<budget>[-lm][-quick]/runs/<model>-<config_hash>/<stage>.json``; the hash covers
+the resolved config, the MAC protocol, the schedule and the corpus, so a changed recipe never reuses a
+stale record. A stage whose record exists is skipped (``force`` re-runs), so an interrupted sweep resumes
+where it stopped. Records are written atomically under a per-run lock: two sweeps at once never corrupt a
+file and never run the same stage twice. Checkpoints and logs of training go to ``.cache/runs/`` (not
+committed); the record keeps the learning curve.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models import create_model
+
+from .budget import Budget, Solution, load_budget, solve_model
+from .counting import count_macs
+from .errors import BenchError
+from .params import count_params
+from .schedules import Schedule, get_schedule
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = {"mt": "libreoffice-en-de", "lm": "sotu"}
+
+
+# -------------------------------------------------------------------------------------------- plumbing
+def config_hash(payload: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return (sha or "unknown") + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment() -> dict[str, Any]:
+    from .latency import cpu_model_name
+
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device_model": cpu_model_name(),
+        "cpus": os.cpu_count(),
+        "git_commit": git_commit(),
+        "hostname": platform.node(),
+    }
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on a run folder: a second sweep waits, then finds the record written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -------------------------------------------------------------------------------------------------- sweep
+@dataclass
+class SweepOptions:
+    budget: str = "100M"
+    task: str = "mt"
+    models: list[str] | None = None
+    seeds: list[int] = field(default_factory=lambda: [1])
+    device: str = "cpu"
+    threads: list[int] | None = None  # latency thread counts; default: 1 and all cores
+    train_threads: int | None = None
+    schedule: str = "short"
+    quick: bool = False
+    force: bool = False
+    corpus: str | None = None
+    results_root: Path = REPO / "results"
+    cache_root: Path = REPO / ".cache" / "runs"
+    executor: str = "local"
+    stages: tuple[str, ...] = ("profile", "latency", "train", "evaluate")
+    log: Callable[[str], None] = field(default=lambda: _stderr)
+
+
+@dataclass
+class ModelRun:
+    """One model of a sweep: its solution and where its records go."""
+
+    budget: Budget
+    solution: Solution
+    schedule: Schedule
+    corpus: str
+    folder: Path
+    cache: Path
+    key: str
+
+    @property
+    def model(self) -> str:
+        return self.solution.model
+
+    def common(self) -> dict[str, Any]:
+        cfg = self.solution.config
+        return {
+            "model": self.model,
+            "family": type(cfg).family,
+            "budget": self.budget.name,
+            "target_macs": self.budget.target_macs,
+            "task": self.budget.task,
+            "config_hash": self.key,
+            "config": cfg.to_dict(),
+            "schedule": self.schedule.name,
+            "corpus": self.corpus,
+        }
+
+
+class Sweep:
+    def __init__(self, opts: SweepOptions) -> None:
+        if opts.task not in ("mt", "lm"):
+            raise BenchError(f"unknown task {opts.task!r}; valid: mt, lm")
+        if not opts.seeds or min(opts.seeds) < 0:
+            raise BenchError("SEEDS must be one or more non-negative integers")
+        self.opts = opts
+        self.budget = load_budget(opts.budget, task=opts.task)
+        names = opts.models or list(self.budget.models)
+        unknown = [m for m in names if m not in self.budget.models]
+        if unknown:
+            raise BenchError(
+                f"unknown model(s) in MODELS: {', '.join(unknown)}; budget {self.budget.name} has: "
+                f"{', '.join(self.budget.models)}"
+            )
+        self.models = names
+        self.schedule = get_schedule("quick" if opts.quick else opts.schedule, **self._budget_schedule())
+        self.corpus = opts.corpus or DEFAULT_CORPUS[opts.task]
+        suffix = "-quick" if opts.quick else ""
+        self.results = Path(opts.results_root) / f"{self.budget.results_name()}{suffix}"
+        self.env = environment()
+        self.command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+    def _budget_schedule(self) -> dict[str, Any]:
+        """A budget file may adjust the schedule for all its models alike (e.g. fewer tokens at 500M)."""
+        if self.opts.quick:
+            return {}
+        from .budget import _read_yaml
+
+        source = Path(self.budget.source)
+        raw = _read_yaml(source) if source.is_file() else {}
+        overrides = (raw.get("train") or {}).get(self.opts.schedule, {}) if isinstance(raw, dict) else {}
+        return dict(overrides or {})
+
+    # ------------------------------------------------------------------ records
+    def _record(self, run: ModelRun, stage: str, extra: dict[str, Any], wall: float) -> dict[str, Any]:
+        return {
+            "stage": stage.split("-")[0],
+            **run.common(),
+            **extra,
+            "env": self.env,
+            "command": self.command,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wall_s": round(wall, 2),
+        }
+
+    def _stage(self, run: ModelRun, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        path = run.folder / f"{name}.json"
+        with locked(run.folder):
+            existing = read_record(path)
+            if existing is not None and not self.opts.force:
+                self.opts.log(f"  {name}: done before, skipped ({path.relative_to(self.results)})")
+                return existing
+            started = time.perf_counter()
+            extra = fn()
+            record = self._record(run, name, extra, time.perf_counter() - started)
+            write_json_atomic(path, record)
+            self.opts.log(f"  {name}: {time.perf_counter() - started:.1f} s")
+            return record
+
+    # ------------------------------------------------------------------ stages
+    def plan(self, model: str) -> ModelRun:
+        sol = solve_model(self.budget, model)
+        proto = self.budget.protocol
+        key = config_hash(
+            {
+                "config": sol.config.to_dict(),
+                "protocol": [proto.batch, proto.src_tokens, proto.tgt_tokens],
+                "schedule": self.schedule.to_dict(),
+                "corpus": self.corpus,
+            }
+        )
+        folder = self.results / "runs" / f"{model}-{key}"
+        cache = Path(self.opts.cache_root) / self.results.name / f"{model}-{key}"
+        return ModelRun(self.budget, sol, self.schedule, self.corpus, folder, cache, key)
+
+    def profile(self, run: ModelRun) -> dict[str, Any]:
+        net = create_model(run.model, **run.solution.config.to_dict())
+        report = count_macs(net, protocol=self.budget.protocol)
+        for w in report.warnings:
+            self.opts.log(f"  warning: {run.model}: {w}")
+        return {**count_params(net), **report.to_dict()}
+
+    def latency_settings(self) -> list[tuple[str, int, str]]:
+        from .latency import all_cores
+
+        threads = self.opts.threads or sorted({1, all_cores()})
+        out = []
+        if self.opts.device == "cpu":
+            out += [("cpu", t, w) for t in threads for w in ("forward", "translate")]
+        else:
+            out += [("cuda", 1, w) for w in ("forward", "translate")]
+        return out
+
+    def latency(self, run: ModelRun, device: str, threads: int, workload: str) -> dict[str, Any]:
+        from .latency import measure_in_subprocess
+
+        # smoke runs time fewer calls than the protocol asks for (their records say so)
+        extra = ["--warmup", "3", "--min-runs", "10", "--min-time", "0.2"] if self.opts.quick else []
+        rec = measure_in_subprocess(
+            run.model,
+            task=self.budget.task,
+            budget=str(self.opts.budget),
+            workload=workload,
+            threads=threads,
+            device=device,
+            extra=extra,
+        )
+        rec.pop("model", None)
+        rec.pop("config", None)
+        return rec
+
+    def train(self, run: ModelRun, seed: int) -> dict[str, Any]:
+        from .train import Trainer, load_task_data, read_curve
+
+        if self.opts.train_threads:
+            torch.set_num_threads(self.opts.train_threads)
+        data = load_task_data(self.corpus, self.budget.task, self.schedule, run.solution.config.vocab_size)
+        out = run.cache / f"train-s{seed}"
+        trainer = Trainer(
+            run.model,
+            run.solution.config.to_dict(),
+            data,
+            self.schedule,
+            seed,
+            out,
+            progress=sys.stderr.isatty(),
+            device=self.opts.device,
+        )
+        summary = trainer.run(resume=True)
+        if summary["stop"] == "interrupted":
+            raise KeyboardInterrupt
+        return {**summary, "run_dir": str(out), "curve": read_curve(out)}
+
+    def evaluate(self, run: ModelRun, seed: int) -> dict[str, Any]:
+        from .evaluate import evaluate_run
+
+        res = evaluate_run(run.cache / f"train-s{seed}")
+        res.pop("model", None)
+        return res
+
+    # ------------------------------------------------------------------ driver
+    def run_model(self, model: str) -> None:
+        self.opts.log(f"{model} at {self.budget.name} ({self.budget.task}):")
+        run = self.plan(model)
+        c = run.solution.config
+        self.opts.log(
+            f"  solved: d_model={c.d_model}, ffn_dim={c.ffn_dim}, {run.solution.macs:,} MACs "
+            f"({run.solution.rel_error:+.2%}); records in {run.folder}"
+        )
+        stages = self.opts.stages
+        if "profile" in stages:
+            self._stage(run, "profile", lambda: self.profile(run))
+        if "latency" in stages:
+            for device, threads, workload in self.latency_settings():
+                name = f"latency-{device}-t{threads}-{workload}"
+                self._stage(run, name, lambda d=device, t=threads, w=workload: self.latency(run, d, t, w))
+        for seed in self.opts.seeds:
+            if "train" in stages:
+                self._stage(run, f"train-s{seed}", lambda s=seed: self.train(run, s))
+            if "evaluate" in stages:
+                self._stage(run, f"eval-s{seed}", lambda s=seed: self.evaluate(run, s))
+
+    def report(self) -> list[Path]:
+        from .report.figures import write_figures
+        from .report.leaderboard import write_leaderboard
+
+        written = list(write_leaderboard(self.results).values())
+        notes: list[str] = []
+        written += write_figures(self.results, notes=notes)
+        for note in notes:
+            self.opts.log(f"note: {note}")
+        return written
+
+    def run(self) -> list[Path]:
+        started = time.perf_counter()
+        if self.opts.executor == "local":
+            for model in self.models:
+                self.run_model(model)
+        else:
+            self._run_submitit()
+        written = self.report()
+        self._write_manifest(time.perf_counter() - started)
+        return written
+
+    def _write_manifest(self, wall: float) -> None:
+        """How the results in this folder were produced: command, machine, wall time (appended per sweep)."""
+        path = self.results / "RUNS.md"
+        line = (
+            f"- {datetime.now(timezone.utc).isoformat(timespec='seconds')}: `{self.command}` "
+            f"(schedule {self.schedule.name}, seeds {self.opts.seeds}, {wall / 60:.1f} min) on "
+            f"{self.env['device_model']} ({self.env['cpus']} CPUs), torch {self.env['torch']}, "
+            f"commit {self.env['git_commit']}\n"
+        )
+        old = path.read_text(encoding="utf-8") if path.exists() else "# Sweeps that wrote these records\n\n"
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(old + line, encoding="utf-8")
+        os.replace(tmp, path)
+
+    def _run_submitit(self) -> None:
+        """One job per model and seed (Slurm, or submitit's local executor); the same records and locks.
+        Latency jobs ask for a whole node so that no other job shares the machine while they time."""
+        try:
+            import submitit
+        except ImportError:
+            raise BenchError("the submitit executor needs `pip install submitit` (the `cluster` extra)") from None
+        folder = self.results / "submitit"
+        if self.opts.executor == "slurm":
+            ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+            ex.update_parameters(timeout_min=240, slurm_exclusive=True)
+        elif self.opts.executor == "submitit-local":
+            ex = submitit.LocalExecutor(folder=str(folder))
+            ex.update_parameters(timeout_min=240)
+        else:
+            raise BenchError(f"unknown executor {self.opts.executor!r}; valid: local, slurm, submitit-local")
+        jobs = []
+        for model in self.models:  # profile + latency first, one job per model, strictly serial on a node
+            jobs.append(ex.submit(_job, self.opts, model, None))
+        for job in jobs:
+            job.result()
+        jobs = [ex.submit(_job, self.opts, model, seed) for model in self.models for seed in self.opts.seeds]
+        for job in jobs:
+            job.result()
+
+
+def _job(opts: SweepOptions, model: str, seed: int | None) -> None:
+    """A submitit job: measurement stages (seed None) or one seed's training and evaluation."""
+    stages = ("profile", "latency") if seed is None else ("train", "evaluate")
+    sub = SweepOptions(
+        **{**opts.__dict__, "stages": stages, "seeds": [seed] if seed is not None else opts.seeds, "executor": "local"}
+    )
+    Sweep(sub).run_model(model)
