@@ -15,7 +15,7 @@ import torch
 
 from models import ConfigError, create_model, get_entry, list_models
 
-from . import compress, latency, report
+from . import compress, latency, report, study
 from .budget import load_budget, solve_budget, solve_model
 from .counting import count_macs
 from .errors import BenchError
@@ -251,6 +251,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "latency": (latency.run, latency.HELP),
     "report": (report.run, report.HELP),
     "compress": (compress.run, compress.HELP),
+    "recipes": (study.run, "sample-efficiency study: short schedule vs plain recipe at equal wall time"),
     "run": (cmd_run, "the whole comparison at a budget: solve, profile, latency, train, evaluate, report"),
 }
 
@@ -277,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     _model_args(p)
     p.add_argument("--corpus", help="libreoffice-en-de (mt default), libreoffice-en-fr, sotu (lm default), or a folder")
-    p.add_argument("--schedule", choices=["quick", "short", "full"], default="short")
+    p.add_argument("--schedule", choices=["quick", "short", "full", "plain"], default="short")
     p.add_argument("--max-tokens", type=int, help="stop after this many target tokens")
     p.add_argument("--max-steps", type=int, help="stop after this many updates")
     p.add_argument("--max-time", type=float, help="stop after this many seconds")
@@ -307,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_parser(sub)
     report.add_parser(sub)
     compress.add_parser(sub)
+    study.add_parser(sub)
 
     p = sub.add_parser("run", help=COMMANDS["run"][1])
     p.add_argument("--budget", required=True, help="100M, 500M, 1.2G or a budget YAML file")

@@ -124,7 +124,7 @@ class SweepOptions:
     cache_root: Path = REPO / ".cache" / "runs"
     executor: str = "local"
     stages: tuple[str, ...] = ("profile", "latency", "train", "evaluate")
-    log: Callable[[str], None] = field(default=lambda: _stderr)
+    log: Callable[[str], None] = _stderr
 
 
 @dataclass
