@@ -92,9 +92,44 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def latency_table(budgets: list[str], results_root: Path) -> list[str]:
+    """The README's latency table, from the sweep's latency records (results/<budget>/runs/*/latency-*.json)."""
+    from .report.records import load_records
+
+    head = ["budget", "model", "fwd p50 ms 1 thr", "fwd p50 ms 2 thr", "transl. p50 ms 1 thr",
+            "transl. p50 ms 2 thr", "fwd CV 1 thr", "peak RSS MB", "workload mem MB", "GEMM GMAC/s 1 thr",
+            "efficiency fwd 1 thr"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for spec in budgets:
+        folder = results_root / load_budget(spec).results_name()
+        if not (folder / "runs").is_dir():
+            raise BenchError(f"no latency records in {folder}: run `make bench BUDGET={spec}` first")
+        df = load_records(folder)
+        lat = df[df["stage"] == "latency"]
+        for model, part in lat.groupby("model", sort=True):
+            def get(workload: str, threads: int, key: str, part=part) -> Any:
+                row = part[(part["workload"] == workload) & (part["threads"] == threads)]
+                return None if row.empty else row.iloc[0][key]
+
+            def ms(v: Any) -> str:
+                return "—" if v is None else f"{v:.2f}"
+
+            cells = [spec, model, ms(get("forward", 1, "p50_ms")), ms(get("forward", 2, "p50_ms")),
+                     ms(get("translate", 1, "p50_ms")), ms(get("translate", 2, "p50_ms")),
+                     f"{get('forward', 1, 'cv'):.1%}", f"{part['peak_rss_mb'].max():.0f}",
+                     f"{part['workload_memory_mb'].max():.1f}", f"{get('forward', 1, 'gemm_gmacs'):.0f}",
+                     f"{get('forward', 1, 'efficiency'):.1%}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def cmd_table(args: argparse.Namespace) -> int:
-    """The README's MACs/params table: every model of each budget, every counter."""
+    """The README's MACs/params table: every model of each budget, every counter (``--latency``: the
+    latency table from the sweep's records instead)."""
     budgets = args.budgets or ["100M", "500M"]
+    if args.latency:
+        print("\n".join(latency_table(budgets, Path(args.results))))
+        return 0
     from .counting import COUNTERS
 
     head = ["budget", "model", "d_model", "ffn_dim", "params", "params_total", "MACs (rel. to target)"]
@@ -326,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("table", help=COMMANDS["table"][1])
     p.add_argument("--budgets", nargs="*", help="budget specs (default: 100M 500M)")
+    p.add_argument("--latency", action="store_true", help="the latency table from results/<budget> records")
+    p.add_argument("--results", default="results", help="results root for --latency")
     p.add_argument("--task", choices=["mt", "lm"], default="mt")
     return parser
 

@@ -84,15 +84,21 @@ def label_smoothed_nll(logits: Tensor, target: Tensor, eps: float, pad: int) -> 
     return loss.sum(), nll.sum()
 
 
-def learning_rate(s: Schedule, step: int, tokens: int) -> float:
-    """Linear warm-up over ``warmup_steps``, then cosine to ``min_lr`` over the token budget (or the step
-    budget when there is no token budget), or inverse square root."""
+def learning_rate(s: Schedule, step: int, tokens: int, warmup_tokens: int = 0) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine from the peak to ``min_lr`` over what remains of the
+    token budget after warm-up (``warmup_tokens`` were seen during it; the step budget when there is no token
+    budget), or inverse square root."""
     if step < s.warmup_steps:
         return s.lr * (step + 1) / s.warmup_steps
     if s.decay == "inverse_sqrt":
         return s.lr * math.sqrt(s.warmup_steps / (step + 1))
-    progress = tokens / s.max_tokens if s.max_tokens else (step / s.max_steps if s.max_steps else 0.0)
-    return s.min_lr + 0.5 * (s.lr - s.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+    if s.max_tokens:
+        progress = (tokens - warmup_tokens) / max(s.max_tokens - warmup_tokens, 1)
+    elif s.max_steps:
+        progress = (step - s.warmup_steps) / max(s.max_steps - s.warmup_steps, 1)
+    else:
+        progress = 0.0
+    return s.min_lr + 0.5 * (s.lr - s.min_lr) * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
 def _rank_world() -> tuple[int, int]:
@@ -114,8 +120,9 @@ class TaskData:
     corpus_manifest: dict | None = None
 
 
-def load_task_data(corpus: str | Path, task: str, schedule: Schedule, vocab_size: int = 8000,
-                   cache_dir: Path | None = None) -> TaskData:
+def load_task_data(
+    corpus: str | Path, task: str, schedule: Schedule, vocab_size: int = 8000, cache_dir: Path | None = None
+) -> TaskData:
     kw = {"cache_dir": cache_dir} if cache_dir else {}
     corp = get_corpus(corpus, task=task, **kw)
     if corp.task != task:
@@ -146,8 +153,9 @@ def subset(data: Any, n: int | None) -> Any:
 
 
 @torch.no_grad()
-def corpus_nll(model: nn.Module, data: Any, pad: int, bos: int, batch_tokens: int = 4096,
-               device: torch.device | str = "cpu") -> float:
+def corpus_nll(
+    model: nn.Module, data: Any, pad: int, bos: int, batch_tokens: int = 4096, device: torch.device | str = "cpu"
+) -> float:
     """Mean NLL per target token (nats) of ``data`` (MTData, or LM (inputs, targets) blocks), fp32."""
     was = model.training
     model.eval()
@@ -176,6 +184,7 @@ class TrainState:
     epoch: int = 0
     batch_index: int = 0  # position within the epoch's batch order
     tokens: int = 0  # target tokens seen, all processes together
+    warmup_tokens: int = 0  # target tokens seen by the end of warm-up (where the cosine starts)
     wall_s: float = 0.0
     valid_nll: float | None = None
     history: list[dict] = field(default_factory=list)
@@ -197,16 +206,24 @@ class Trainer:
         self.model_name, self.data, self.schedule, self.seed = model_name, data, schedule, seed
         self.out_dir, self.progress, self.device = Path(out_dir), progress and self.rank == 0, torch.device(device)
         tok = data.tokenizer
-        self.config = {**config, "vocab_size": tok.vocab_size, "tgt_vocab_size": None,
-                       "bos_id": tok.bos_id, "pad_id": tok.pad_id, "eos_id": tok.eos_id, "unk_id": tok.unk_id}
+        self.config = {
+            **config,
+            "vocab_size": tok.vocab_size,
+            "tgt_vocab_size": None,
+            "bos_id": tok.bos_id,
+            "pad_id": tok.pad_id,
+            "eos_id": tok.eos_id,
+            "unk_id": tok.unk_id,
+        }
         torch.manual_seed(seed)
         self.model = create_model(model_name, **self.config).to(self.device)
         self.net: nn.Module = self.model
         if self.world > 1:
             self.net = nn.parallel.DistributedDataParallel(self.model)
         s = schedule
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr, betas=s.betas, eps=s.eps,
-                                          weight_decay=s.weight_decay, fused=True)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay, fused=True
+        )
         self.state = TrainState()
         if data.task == "mt":
             self.batches = token_batches(data.train, s.batch_tokens, seed)
@@ -238,7 +255,9 @@ class Trainer:
             {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
-                "state": {k: getattr(st, k) for k in ("step", "epoch", "batch_index", "tokens", "wall_s")},
+                "state": {
+                    k: getattr(st, k) for k in ("step", "epoch", "batch_index", "tokens", "warmup_tokens", "wall_s")
+                },
                 "valid_nll": st.valid_nll,
                 "rng": torch.get_rng_state(),
                 "spec": json.loads(json.dumps(self.spec())),
@@ -291,7 +310,9 @@ class Trainer:
         (loss * self.world / ntokens).backward()
         if s.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip_norm)
-        lr = learning_rate(s, self.state.step, self.state.tokens)
+        if self.state.step == s.warmup_steps:
+            self.state.warmup_tokens = self.state.tokens
+        lr = learning_rate(s, self.state.step, self.state.tokens, self.state.warmup_tokens)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
@@ -305,8 +326,14 @@ class Trainer:
     def validate(self, limit: int | None) -> float:
         """NLL per target token (nats), fp32, no label smoothing."""
         tok = self.data.tokenizer
-        return corpus_nll(self.model, subset(self.data.valid, limit), tok.pad_id, tok.bos_id,
-                          2 * self.schedule.batch_tokens, self.device)
+        return corpus_nll(
+            self.model,
+            subset(self.data.valid, limit),
+            tok.pad_id,
+            tok.bos_id,
+            2 * self.schedule.batch_tokens,
+            self.device,
+        )
 
     # ------------------------------------------------------------------ loop
     def _should_stop(self, started: float) -> str | None:
@@ -348,8 +375,15 @@ class Trainer:
             from tqdm import tqdm
 
             total = s.max_tokens or s.max_steps
-            bar = tqdm(total=total, initial=st.tokens if s.max_tokens else st.step, unit="tok" if s.max_tokens
-                       else "step", unit_scale=True, dynamic_ncols=True, leave=False, desc=self.model_name)
+            bar = tqdm(
+                total=total,
+                initial=st.tokens if s.max_tokens else st.step,
+                unit="tok" if s.max_tokens else "step",
+                unit_scale=True,
+                dynamic_ncols=True,
+                leave=False,
+                desc=self.model_name,
+            )
         started = time.perf_counter()
         reason = None
         window_tokens, window_start = 0, time.perf_counter()
@@ -374,23 +408,36 @@ class Trainer:
                 entry = None
                 if st.step % s.log_every == 0:
                     now = time.perf_counter()
-                    entry = {"step": st.step, "tokens": st.tokens, "wall_s": round(st.wall_s + now - started, 2),
-                             "train_loss": round(loss, 4), "lr": learning_rate(s, st.step - 1, st.tokens - ntok),
-                             "tokens_per_s": round(window_tokens / max(now - window_start, 1e-9), 1),
-                             "valid_nll": None}
+                    entry = {
+                        "step": st.step,
+                        "tokens": st.tokens,
+                        "wall_s": round(st.wall_s + now - started, 2),
+                        "train_loss": round(loss, 4),
+                        "lr": learning_rate(s, st.step - 1, st.tokens - ntok, st.warmup_tokens),
+                        "tokens_per_s": round(window_tokens / max(now - window_start, 1e-9), 1),
+                        "valid_nll": None,
+                    }
                     window_tokens, window_start = 0, now
                 if st.step % s.valid_every == 0:
                     st.valid_nll = self.validate(s.valid_sentences)
-                    entry = entry or {"step": st.step, "tokens": st.tokens,
-                                      "wall_s": round(st.wall_s + time.perf_counter() - started, 2),
-                                      "train_loss": round(loss, 4), "lr": None, "tokens_per_s": None}
+                    entry = entry or {
+                        "step": st.step,
+                        "tokens": st.tokens,
+                        "wall_s": round(st.wall_s + time.perf_counter() - started, 2),
+                        "train_loss": round(loss, 4),
+                        "lr": None,
+                        "tokens_per_s": None,
+                    }
                     entry["valid_nll"] = round(st.valid_nll, 4)
                 if entry:
                     self._log(entry)
                 if bar is not None:
                     bar.update(ntok if s.max_tokens else 1)
-                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{learning_rate(s, st.step, st.tokens):.2e}",
-                                    valid=f"{st.valid_nll:.3f}" if st.valid_nll is not None else "-")
+                    bar.set_postfix(
+                        loss=f"{loss:.3f}",
+                        lr=f"{learning_rate(s, st.step, st.tokens, st.warmup_tokens):.2e}",
+                        valid=f"{st.valid_nll:.3f}" if st.valid_nll is not None else "-",
+                    )
                 if st.step % s.checkpoint_every == 0:
                     st.wall_s += time.perf_counter() - started
                     started = time.perf_counter()

@@ -117,8 +117,10 @@ def test_learning_rate_schedule():
     s = get_schedule("short")
     assert learning_rate(s, 0, 0) == pytest.approx(s.lr / s.warmup_steps)
     assert learning_rate(s, s.warmup_steps - 1, 0) == pytest.approx(s.lr)
-    assert learning_rate(s, 10_000, s.max_tokens) == pytest.approx(s.min_lr)
-    mid = learning_rate(s, 10_000, s.max_tokens // 2)
+    assert learning_rate(s, 10_000, s.max_tokens, 100_000) == pytest.approx(s.min_lr)
+    # the cosine starts at the peak where warm-up ended (no jump) and is halfway at the middle of the rest
+    assert learning_rate(s, s.warmup_steps, 100_000, 100_000) == pytest.approx(s.lr)
+    mid = learning_rate(s, 10_000, (s.max_tokens + 100_000) // 2, 100_000)
     assert mid == pytest.approx(s.min_lr + 0.5 * (s.lr - s.min_lr))
     inv = get_schedule("full")
     assert learning_rate(inv, 4 * inv.warmup_steps - 1, 0) == pytest.approx(inv.lr / 2)
