@@ -20,7 +20,7 @@ QUICK    ?=
 FORCE    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow benchmark bench report profile-table lint clean
+.PHONY: help setup test test-slow benchmark bench report profile-table latency-table recipes lint clean
 
 help: ## list the targets
 	@echo "litebench — make targets (variables: BUDGET=$(BUDGET) MODELS= SEEDS= DEVICE= THREADS= SCHEDULE= TASK= QUICK=1 FORCE=1)"
@@ -33,12 +33,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -c $(VENV)/torch-pin.txt -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-setup: $(STAMP) ## build .venv (torch==$(TORCH_VERSION), CPU build by default; override TORCH_VERSION=...)
+setup: $(STAMP) ## build .venv: torch pinned by TORCH_VERSION (default 2.13.0, a CPU build), then the suite
 
 test: $(STAMP) ## the default test suite (minutes on 2 cores)
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP) ## slow tests (marked slow): statistics over repeats, training smoke runs
+test-slow: $(STAMP) ## slow tests (marked slow): latency statistics over repeats, ours vs torch.nn.Transformer
 	$(PY) -m pytest -q -m slow
 
 benchmark: $(STAMP) ## pytest-benchmark micro-benchmarks (attention, convolutions, layers)
@@ -54,6 +54,12 @@ report: $(STAMP) ## rebuild leaderboard tables and figures from the run records
 
 profile-table: $(STAMP) ## the README's MACs/params table: every family at 100M and 500M, every counter
 	$(PY) -m bench table
+
+latency-table: $(STAMP) ## the README's latency table, from the latency records of results/100M and results/500M
+	$(PY) -m bench table --latency
+
+recipes: $(STAMP) ## the README's sample-efficiency study: short schedule vs the plain recipe, 2 seeds
+	$(PY) -m bench recipes --model transformer --budget 100M --seeds 1,2
 
 lint: $(STAMP) ## ruff
 	$(PY) -m ruff check models bench tests
