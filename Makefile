@@ -18,6 +18,7 @@ SCHEDULE ?= short
 TASK     ?= mt
 QUICK    ?=
 FORCE    ?=
+COMPRESS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-slow benchmark bench report profile-table latency-table recipes lint clean
@@ -47,7 +48,7 @@ benchmark: $(STAMP) ## pytest-benchmark micro-benchmarks (attention, convolution
 bench: $(STAMP) ## the whole comparison at BUDGET (solve, profile, latency, train, evaluate, report)
 	$(PY) -m bench run --budget $(BUDGET) --task $(TASK) --schedule $(SCHEDULE) --device $(DEVICE) \
 		$(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(THREADS),--threads $(THREADS)) \
-		$(if $(QUICK),--quick) $(if $(FORCE),--force)
+		$(if $(QUICK),--quick) $(if $(FORCE),--force) $(if $(COMPRESS),--compress $(COMPRESS))
 
 report: $(STAMP) ## rebuild leaderboard tables and figures from the run records
 	$(PY) -m bench report --budget $(BUDGET) --task $(TASK)

@@ -357,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smoke run: quick schedule, short timing, results/<B>-quick")
     p.add_argument("--force", action="store_true", help="re-run stages whose records exist")
     p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local")
+    p.add_argument("--compress", help="models to prune + quantize to int8 after evaluation (comma-separated)")
     p.add_argument("--results", help="results root (default: results/)")
 
     p = sub.add_parser("table", help=COMMANDS["table"][1])

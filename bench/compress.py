@@ -82,7 +82,7 @@ from models.layers.convolution import DepthwiseConv, LightweightConv
 from .batching import MTData, encode_parallel
 from .data import Tokenizer, get_corpus
 from .errors import BenchError
-from .evaluate import bleu_chrf, load_run, translate
+from .evaluate import bleu_chrf, eval_settings, load_run, score_test_splits, translate
 from .params import count_params
 from .schedules import Schedule
 from .train import CHECKPOINT, Trainer, atomic_save, atomic_write_text, corpus_nll, load_task_data
@@ -491,17 +491,11 @@ class EvalContext:
     def for_run(cls, spec: dict[str, Any], tok: Tokenizer, beam: int | None = None,
                 length_penalty: float | None = None, max_sentences: int | None = None,
                 batch: int | None = None) -> EvalContext:
-        sched = spec.get("schedule", {})
-        beam = beam if beam is not None else int(sched.get("eval_beam", 4))
-        if beam < 1:
-            raise BenchError(f"--beam must be >= 1, got {beam}")
-        lp = length_penalty if length_penalty is not None else float(sched.get("eval_length_penalty", 1.0))
-        limit = max_sentences if max_sentences is not None else sched.get("eval_sentences")
+        beam, lp, limit, batch = eval_settings(spec, beam, length_penalty, max_sentences, batch)
         corpus = get_corpus(spec["corpus"], task=spec["task"])
         splits = corpus.load()
         valid = encode_parallel(tok, splits["valid"].src, splits["valid"].tgt)
-        return cls(spec, tok, splits, valid, str(corpus.tgt), beam, lp, limit,
-                   batch or int(sched.get("eval_batch", 32)))
+        return cls(spec, tok, splits, valid, str(corpus.tgt), beam, lp, limit, batch)
 
 
 def evaluate_model(model: nn.Module, ctx: EvalContext, tag: str | None = None,
@@ -515,25 +509,16 @@ def evaluate_model(model: nn.Module, ctx: EvalContext, tag: str | None = None,
     out: dict[str, Any] = {"valid_nll": corpus_nll(model, ctx.valid, tok.pad_id, tok.bos_id),
                            "beam": ctx.beam, "length_penalty": ctx.length_penalty,
                            "bleu_test_clean": None, "chrf_test_clean": None, "test_clean_n": None}
-    test = ctx.splits["test"]
-    src, refs = test.src[: ctx.limit], test.tgt[: ctx.limit]
-    hyps = translate(model, tok, src, beam=ctx.beam, length_penalty=ctx.length_penalty, batch=ctx.batch)
-    by_pair = dict(zip(zip(src, refs), hyps))
-    for split in ("test", "test-clean"):
-        if split not in ctx.splits:
-            continue
-        pairs = [p for p in zip(ctx.splits[split].src, ctx.splits[split].tgt) if p in by_pair]
-        split_hyps = [by_pair[p] for p in pairs]
-        score = bleu_chrf(split_hyps, [r for _, r in pairs])
-        if out_dir is not None and tag is not None:
-            atomic_write_text(Path(out_dir) / f"hyp.{split}.{tag}.beam{ctx.beam}.{ctx.tgt_lang}",
-                              "\n".join(split_hyps) + "\n")
-            atomic_write_text(Path(out_dir) / f"ref.{split}.{ctx.tgt_lang}", "\n".join(r for _, r in pairs) + "\n")
-        if split == "test":
-            out.update(bleu=score["bleu"], chrf=score["chrf"], bleu_signature=score["bleu_signature"],
-                       chrf_signature=score["chrf_signature"], test_n=score["n"])
-        else:
-            out.update(bleu_test_clean=score["bleu"], chrf_test_clean=score["chrf"], test_clean_n=score["n"])
+    scores = score_test_splits(model, tok, ctx.splits, ctx.beam, ctx.length_penalty, ctx.limit, ctx.batch,
+                               out_dir if tag is not None else None, f"{tag}.beam{ctx.beam}.{ctx.tgt_lang}",
+                               ctx.tgt_lang)
+    if "test" in scores:
+        t = scores["test"]
+        out.update(bleu=t["bleu"], chrf=t["chrf"], bleu_signature=t["bleu_signature"],
+                   chrf_signature=t["chrf_signature"], test_n=t["n"])
+    if "test-clean" in scores:
+        c = scores["test-clean"]
+        out.update(bleu_test_clean=c["bleu"], chrf_test_clean=c["chrf"], test_clean_n=c["n"])
     return out
 
 

@@ -93,6 +93,42 @@ def translate(
     return out
 
 
+def score_test_splits(
+    model: nn.Module, tok: Tokenizer, splits: dict[str, Any], beam: int, length_penalty: float,
+    limit: int | None, batch: int, out_dir: Path | None = None, hyp_suffix: str = "", tgt_lang: str = "",
+) -> dict[str, dict[str, Any]]:
+    """BLEU/chrF of ``model`` on the test split and its test-clean subset (translated once: test-clean is a
+    subset of test). With ``out_dir`` writes ``hyp.<split>.<hyp_suffix>`` and ``ref.<split>.<tgt_lang>``."""
+    src, refs = splits["test"].src[:limit], splits["test"].tgt[:limit]
+    hyps = translate(model, tok, src, beam=beam, length_penalty=length_penalty, batch=batch)
+    by_pair = dict(zip(zip(src, refs), hyps))
+    scores = {}
+    for split in ("test", "test-clean"):
+        if split not in splits:
+            continue
+        pairs = [p for p in zip(splits[split].src, splits[split].tgt) if p in by_pair]
+        split_hyps = [by_pair[p] for p in pairs]
+        if out_dir is not None:
+            atomic_write_text(Path(out_dir) / f"hyp.{split}.{hyp_suffix}", "\n".join(split_hyps) + "\n")
+            atomic_write_text(Path(out_dir) / f"ref.{split}.{tgt_lang}", "\n".join(r for _, r in pairs) + "\n")
+        scores[split] = bleu_chrf(split_hyps, [r for _, r in pairs])
+    return scores
+
+
+def eval_settings(
+    spec: dict[str, Any], beam: int | None = None, length_penalty: float | None = None,
+    max_sentences: int | None = None, batch: int | None = None,
+) -> tuple[int, float, int | None, int]:
+    """(beam, length penalty, sentence limit, batch): the arguments given, else the run's schedule's."""
+    sched = spec.get("schedule", {})
+    beam = beam if beam is not None else int(sched.get("eval_beam", 4))
+    if beam < 1:
+        raise BenchError(f"--beam must be >= 1, got {beam}")
+    lp = length_penalty if length_penalty is not None else float(sched.get("eval_length_penalty", 1.0))
+    limit = max_sentences if max_sentences is not None else sched.get("eval_sentences")
+    return beam, lp, limit, batch or int(sched.get("eval_batch", 32))
+
+
 def evaluate_run(
     run_dir: Path,
     beam: int | None = None,
@@ -103,13 +139,7 @@ def evaluate_run(
     """Score a run folder and write ``eval.json`` and the hypotheses beside its checkpoint."""
     run_dir = Path(run_dir)
     model, spec, tok = load_run(run_dir)
-    sched = spec.get("schedule", {})
-    beam = beam if beam is not None else int(sched.get("eval_beam", 4))
-    if beam < 1:
-        raise BenchError(f"--beam must be >= 1, got {beam}")
-    lp = length_penalty if length_penalty is not None else float(sched.get("eval_length_penalty", 1.0))
-    limit = max_sentences if max_sentences is not None else sched.get("eval_sentences")
-    batch = batch or int(sched.get("eval_batch", 32))
+    beam, lp, limit, batch = eval_settings(spec, beam, length_penalty, max_sentences, batch)
     corpus = get_corpus(spec["corpus"], task=spec["task"])
     splits = corpus.load()
     result: dict[str, Any] = {"model": spec["model"], "seed": spec.get("seed"), "corpus": corpus.name}
@@ -117,20 +147,11 @@ def evaluate_run(
         valid = encode_parallel(tok, splits["valid"].src, splits["valid"].tgt)
         result["valid_nll"] = corpus_nll(model, valid, tok.pad_id, tok.bos_id)
         result.update({"beam": beam, "length_penalty": lp})
-        src, refs = splits["test"].src[:limit], splits["test"].tgt[:limit]
-        hyps = translate(model, tok, src, beam=beam, length_penalty=lp, batch=batch)
-        by_pair = dict(zip(zip(src, refs), hyps))
-        for split in ("test", "test-clean"):
-            if split not in splits:
-                continue
-            # test-clean is a subset of test: reuse the test translations
-            pairs = [p for p in zip(splits[split].src, splits[split].tgt) if p in by_pair]
-            split_hyps = [by_pair[p] for p in pairs]
-            atomic_write_text(run_dir / f"hyp.{split}.beam{beam}.{corpus.tgt}", "\n".join(split_hyps) + "\n")
-            atomic_write_text(run_dir / f"ref.{split}.{corpus.tgt}", "\n".join(r for _, r in pairs) + "\n")
-            result[split.replace("-", "_")] = bleu_chrf(split_hyps, [r for _, r in pairs])
+        scores = score_test_splits(model, tok, splits, beam, lp, limit, batch, run_dir, f"beam{beam}.{corpus.tgt}",
+                                   str(corpus.tgt))
+        result.update({split.replace("-", "_"): score for split, score in scores.items()})
     else:
-        block = int(sched.get("lm_block", 128))
+        block = int(spec.get("schedule", {}).get("lm_block", 128))
         valid = lm_blocks(encode_stream(tok, splits["valid"]), block)
         result["valid_nll"] = corpus_nll(model, valid, tok.pad_id, tok.bos_id)
         lines = splits["test"][:limit]

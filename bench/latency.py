@@ -339,24 +339,15 @@ def make_workload(
     return call
 
 
-def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    from torch.utils.flop_counter import sdpa_flop_count
-
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
 def count_workload_macs(fn: Callable[[], Any]) -> int:
-    """MACs one call of ``fn`` executes, counted at the dispatcher (``torch.utils.flop_counter``, flops / 2).
-
-    Adds the formula the counter lacks for CPU scaled-dot-product attention
-    (``aten._scaled_dot_product_flash_attention_for_cpu``), so an SDPA path is not counted as zero."""
+    """MACs one call of ``fn`` executes, counted at the dispatcher (``torch.utils.flop_counter``, flops / 2),
+    with the formulas bench.counting adds for what the counter lacks (CPU scaled-dot-product attention), so
+    an SDPA path is not counted as zero."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    extra = {}
-    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    if op is not None:
-        extra[op] = _sdpa_cpu_flop
-    with FlopCounterMode(display=False, custom_mapping=extra) as counter:
+    from .counting import CUSTOM_FLOPS
+
+    with FlopCounterMode(display=False, custom_mapping=dict(CUSTOM_FLOPS)) as counter:
         fn()
     return int(counter.get_total_flops()) // 2
 

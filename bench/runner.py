@@ -123,7 +123,8 @@ class SweepOptions:
     results_root: Path = REPO / "results"
     cache_root: Path = REPO / ".cache" / "runs"
     executor: str = "local"
-    stages: tuple[str, ...] = ("profile", "latency", "train", "evaluate")
+    stages: tuple[str, ...] = ("profile", "latency", "train", "evaluate", "compress")
+    compress: list[str] = field(default_factory=list)  # models to prune + quantize after evaluation
     log: Callable[[str], None] = _stderr
 
 
@@ -292,6 +293,20 @@ class Sweep:
             raise KeyboardInterrupt
         return {**summary, "run_dir": str(out), "curve": read_curve(out)}
 
+    def compress(self, run: ModelRun, seed: int) -> list[dict[str, Any]]:
+        """int8, then int8 + the largest magnitude-pruning sparsity that keeps validation BLEU within 0.5 of
+        fp32; one record per compressed stage (the fp32 row is the model's own)."""
+        from .compress import compress_run
+
+        quick = self.opts.quick
+        res = compress_run(
+            run.cache / f"train-s{seed}", quantize="int8", prune="auto", out_dir=run.cache / f"compress-s{seed}",
+            threads=(1, "all"), candidates=(0.1, 0.2, 0.3) if quick else (0.1, 0.2, 0.3, 0.4, 0.5),
+            choose_sentences=40 if quick else 300, timing={"warmup": 3, "min_runs": 10, "min_time_s": 0.2} if quick
+            else None,
+        )
+        return [{**st, "choice": res.get("choice")} for st in res["stages"] if st["compression"] != "fp32"]
+
     def evaluate(self, run: ModelRun, seed: int) -> dict[str, Any]:
         from .evaluate import evaluate_run
 
@@ -300,6 +315,23 @@ class Sweep:
         return res
 
     # ------------------------------------------------------------------ driver
+    def _compress_stage(self, run: ModelRun, seed: int) -> None:
+        """One compress run writes several records (one per compressed stage), all or none."""
+        marker = run.folder / f"compress-s{seed}.done"
+        if marker.exists() and not self.opts.force:
+            self.opts.log(f"  compress-s{seed}: done before, skipped")
+            return
+        with locked(run.folder):
+            started = time.perf_counter()
+            stages = self.compress(run, seed)
+            wall = time.perf_counter() - started
+            for st in stages:
+                tag = st["compression"].replace("+", "_")
+                write_json_atomic(run.folder / f"compress-s{seed}-{tag}.json",
+                                  self._record(run, "compress", {**st, "seed": seed}, wall))
+            marker.write_text(json.dumps([st["compression"] for st in stages]))
+            self.opts.log(f"  compress-s{seed}: {wall:.1f} s ({', '.join(st['compression'] for st in stages)})")
+
     def run_model(self, model: str) -> None:
         self.opts.log(f"{model} at {self.budget.name} ({self.budget.task}):")
         run = self.plan(model)
@@ -320,6 +352,8 @@ class Sweep:
                 self._stage(run, f"train-s{seed}", lambda s=seed: self.train(run, s))
             if "evaluate" in stages:
                 self._stage(run, f"eval-s{seed}", lambda s=seed: self.evaluate(run, s))
+            if "compress" in stages and model in self.opts.compress:
+                self._compress_stage(run, seed)
 
     def report(self) -> list[Path]:
         from .report.figures import write_figures

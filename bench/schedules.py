@@ -78,7 +78,7 @@ SCHEDULES: dict[str, Schedule] = {
         lm_block=64,
     ),
     # the default: a whole 100M comparison of three models within the bench's 60-minute bound on 2 cores
-    "short": Schedule(name="short", max_tokens=1_500_000, batch_tokens=1024, warmup_steps=200, lr=1e-3),
+    "short": Schedule(name="short", max_tokens=2_000_000, batch_tokens=2048, warmup_steps=300, lr=1e-3),
     # the plain recipe the short schedule was measured against (issue 5's prototype): 4k-token batches,
     # 1000 warm-up steps, peak lr 1e-3, inverse-sqrt decay, fp32; give it --max-time
     "plain": Schedule(

@@ -10,7 +10,6 @@ import argparse
 import json
 import math
 import os
-import random
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +44,8 @@ from bench.params import count_params
 from bench.schedules import get_schedule
 from bench.train import Trainer, load_task_data
 from models import create_model
+from tests.toy_corpus import write_corpus
 
-WORDS = "the a cat dog sees runs big small red blue house tree car bird sings fast slow old new".split()
-DE = "der ein katze hund sieht rennt gross klein rot blau haus baum auto vogel singt schnell langsam alt neu"
-GERMAN = dict(zip(WORDS, DE.split()))
 TINY = dict(d_model=32, heads=4, encoder_layers=1, decoder_layers=1, ffn_dim=64, dropout=0.1)
 FAST = dict(warmup=1, min_runs=3, min_time_s=0.0)  # latency timing for tests (far below the protocol's minima)
 
@@ -59,23 +56,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def write_corpus(root: Path, n_train: int = 300, seed: int = 0) -> Path:
-    rng = random.Random(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("valid", 30), ("test", 20)):
-        en, de = [], []
-        for _ in range(n):
-            words = [rng.choice(WORDS) for _ in range(rng.randint(2, 9))]
-            en.append(" ".join(words))
-            de.append(" ".join(GERMAN[w] for w in words))
-        (root / f"{split}.en").write_text("\n".join(en) + "\n")
-        (root / f"{split}.de").write_text("\n".join(de) + "\n")
-        if split == "test":  # test-clean: a subset of test, as the built-in corpora have it
-            (root / "test-clean.en").write_text("\n".join(en[::2]) + "\n")
-            (root / "test-clean.de").write_text("\n".join(de[::2]) + "\n")
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -21,25 +20,9 @@ from bench.errors import BenchError
 from bench.evaluate import bleu_chrf, evaluate_run
 from bench.schedules import get_schedule
 from bench.train import Trainer, label_smoothed_nll, learning_rate, load_checkpoint, load_task_data
+from tests.toy_corpus import write_corpus, write_lm_corpus
 
-WORDS = "the a cat dog sees runs big small red blue house tree car bird sings fast slow old new".split()
-DE = "der ein katze hund sieht rennt gross klein rot blau haus baum auto vogel singt schnell langsam alt neu"
-GERMAN = dict(zip(WORDS, DE.split()))
 TINY = dict(d_model=32, heads=4, encoder_layers=1, decoder_layers=1, ffn_dim=64, dropout=0.1)
-
-
-def write_corpus(root: Path, n_train: int = 300, seed: int = 0) -> Path:
-    rng = random.Random(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("valid", 30), ("test", 20)):
-        en, de = [], []
-        for _ in range(n):
-            words = [rng.choice(WORDS) for _ in range(rng.randint(2, 9))]
-            en.append(" ".join(words))
-            de.append(" ".join(GERMAN[w] for w in words))
-        (root / f"{split}.en").write_text("\n".join(en) + "\n")
-        (root / f"{split}.de").write_text("\n".join(de) + "\n")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +240,16 @@ def test_cli_bad_input_leaves_nothing(corpus, tmp_path):
     before = (bad / "checkpoint.pt").read_bytes()
     r = _bench("evaluate", str(bad))
     assert r.returncode == 2 and "corrupt" in r.stderr and (bad / "checkpoint.pt").read_bytes() == before
+
+
+def test_language_model_trains_and_reports_perplexity(tmp_path):
+    corpus = write_lm_corpus(tmp_path / "lm")
+    sched = schedule(max_steps=20, lr=3e-3, lm_block=16, batch_tokens=128, max_len=16)
+    data = load_task_data(str(corpus), "lm", sched, vocab_size=40)
+    t = Trainer("lite_transformer", dict(d_model=32, decoder_layers=2, kernel_sizes=[3, 5]), data, sched, 1,
+                tmp_path / "run", progress=False)
+    first = t.validate(None)
+    assert t.run(resume=False)["valid_nll"] < first
+    res = evaluate_run(tmp_path / "run")
+    assert res["ppl"] == pytest.approx(math.exp(res["test_nll"]))
+    assert res["ppl_word"] > 1 and math.isfinite(res["valid_nll"])
