@@ -113,6 +113,10 @@ FORMULAS: dict[str, Callable[[Any, int, int], int]] = {
 }
 
 
+def has_formula(cfg: ModelConfig) -> bool:
+    return type(cfg).family in FORMULAS
+
+
 def analytic_macs(cfg: ModelConfig, protocol: Protocol = Protocol()) -> dict[str, int]:
     """``macs`` and ``macs_with_output`` of ``cfg`` by the hand formula (LMs: ``tgt_tokens`` tokens)."""
     family = type(cfg).family

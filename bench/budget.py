@@ -16,7 +16,7 @@ import yaml
 
 from models import ConfigError, ModelConfig, get_entry, resolve_config
 
-from .analytic import Protocol, analytic_macs
+from .analytic import Protocol, analytic_macs, has_formula
 from .errors import BenchError
 
 BUDGET_DIR = Path(__file__).resolve().parent.parent / "budgets"
@@ -195,7 +195,14 @@ def _macs(model: str, task: str, protocol: Protocol, overrides: dict[str, Any]) 
         cfg = resolve_config(model, task, **overrides)
     except ConfigError:
         return None  # not a valid member of the family (e.g. heads do not divide d)
-    return cfg, analytic_macs(cfg, protocol)["macs"]
+    if has_formula(cfg):
+        return cfg, analytic_macs(cfg, protocol)["macs"]
+    # a family without a hand formula (e.g. one just added in a single file): count the real model
+    from models import create_model
+
+    from .counting import count_macs
+
+    return cfg, count_macs(create_model(model, **cfg.to_dict()), counters=("flop_counter",), protocol=protocol).macs
 
 
 def solve_model(budget: Budget, model: str, confirm: bool = True) -> Solution:

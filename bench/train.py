@@ -206,8 +206,11 @@ class Trainer:
         self.model_name, self.data, self.schedule, self.seed = model_name, data, schedule, seed
         self.out_dir, self.progress, self.device = Path(out_dir), progress and self.rank == 0, torch.device(device)
         tok = data.tokenizer
+        if config.get("task", data.task) != data.task:
+            raise BenchError(f"the model config is for task {config['task']!r} but the corpus is {data.task!r}")
         self.config = {
             **config,
+            "task": data.task,
             "vocab_size": tok.vocab_size,
             "tgt_vocab_size": None,
             "bos_id": tok.bos_id,

@@ -91,9 +91,7 @@ class ModelConfig:
     def parse_value(cls, key: str, text: str) -> Any:
         """Parse a command-line ``KEY=VALUE`` string into the key's type (used by ``--set``)."""
         if key not in cls.keys():
-            raise ConfigError(
-                f"unknown config key {key!r} for {cls.family}; valid keys: {', '.join(cls.keys())}"
-            )
+            raise ConfigError(f"unknown config key {key!r} for {cls.family}; valid keys: {', '.join(cls.keys())}")
         hint = _hints(cls)[key]
         base, optional = _unwrap(hint)
         t = text.strip()
@@ -164,9 +162,7 @@ def _unwrap(hint: Any) -> tuple[Any, bool]:
 
 def _type_name(hint: Any) -> str:
     base, optional = _unwrap(hint)
-    name = (
-        "list of ints" if typing.get_origin(base) in (list, tuple) else getattr(base, "__name__", str(base))
-    )
+    name = "list of ints" if typing.get_origin(base) in (list, tuple) else getattr(base, "__name__", str(base))
     return f"{name} (or none)" if optional else name
 
 
@@ -186,9 +182,7 @@ def _check_type(cls: type, key: str, value: Any) -> Any:
     elif base is str:
         ok = isinstance(value, str)
     elif typing.get_origin(base) in (list, tuple):
-        ok = isinstance(value, (list, tuple)) and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value
-        )
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         value = list(value) if ok else value
     if not ok:
         raise ConfigError(f"{key}={value!r} is not a valid {_type_name(hint)}")

@@ -59,9 +59,7 @@ class EvolvedConfig(ModelConfig):
 
     def check(self) -> None:
         if not self.normalize_before:
-            raise ConfigError(
-                "the Evolved Transformer is pre-norm by construction: normalize_before must be true"
-            )
+            raise ConfigError("the Evolved Transformer is pre-norm by construction: normalize_before must be true")
         self.require_divisible("d_model", self.d_model, 2, "the branches use d/2 channels")
         self.require_divisible("d_model", self.d_model, self.heads, "self-attention heads")
         self.require_divisible("d_model", self.d_model, self.parallel_heads, "the 16-head decoder attention")
@@ -118,12 +116,8 @@ class ETDecoderCell(nn.Module):
         self.self_attn = MultiheadAttention(d, cfg.heads, dropout=cfg.attention_dropout)
         self.parallel_cross = self.cross_attn = None
         if cross_attention:
-            self.parallel_cross = MultiheadAttention(
-                d, cfg.encoder_attention_heads, dropout=cfg.attention_dropout
-            )
-            self.cross_attn = MultiheadAttention(
-                d, cfg.encoder_attention_heads, dropout=cfg.attention_dropout
-            )
+            self.parallel_cross = MultiheadAttention(d, cfg.encoder_attention_heads, dropout=cfg.attention_dropout)
+            self.cross_attn = MultiheadAttention(d, cfg.encoder_attention_heads, dropout=cfg.attention_dropout)
         self.ffn = FeedForward(d, cfg.ffn_dim, "swish", cfg.activation_dropout, inner_norm=True)
 
     def _add(self, x: Tensor, h: Tensor) -> Tensor:
@@ -135,9 +129,7 @@ class ETDecoderCell(nn.Module):
         h = next(norms)(x)
         x = self._add(x, self.parallel_attn(h, causal=True, state=state))
         if self.parallel_cross is not None:
-            x = self._add(
-                x, self.parallel_cross(h, enc, key_padding_mask=enc_mask, state=state, static_kv=True)
-            )
+            x = self._add(x, self.parallel_cross(h, enc, key_padding_mask=enc_mask, state=state, static_kv=True))
         h = next(norms)(x)
         left = F.relu(self.left(h, state=state))
         right = F.relu(self.right(h, state=state))
@@ -152,9 +144,7 @@ class ETDecoderCell(nn.Module):
         return self._add(x, self.ffn(next(norms)(x)))
 
 
-@register_model(
-    EvolvedConfig, "Evolved-Transformer-style cells (GLU, conv branches, 16-head parallel attention)"
-)
+@register_model(EvolvedConfig, "Evolved-Transformer-style cells (GLU, conv branches, 16-head parallel attention)")
 def evolved_transformer(cfg: EvolvedConfig) -> nn.Module:
     if cfg.task == "lm":
         return DecoderOnly(cfg, lambda i: ETDecoderCell(cfg, cross_attention=False), final_norm=True)

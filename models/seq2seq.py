@@ -94,9 +94,7 @@ class EncoderDecoder(nn.Module):
             x = x.masked_fill(mask[..., None], 0.0)
         return EncoderOut(x, mask)
 
-    def decode_features(
-        self, prev_output_tokens: Tensor, enc: EncoderOut, state: dict | None = None
-    ) -> Tensor:
+    def decode_features(self, prev_output_tokens: Tensor, enc: EncoderOut, state: dict | None = None) -> Tensor:
         """Decoder hidden states (B, T, d); with ``state``, only the newest position (B, 1, d)."""
         x = self.decoder.embed(prev_output_tokens, last_only=state is not None)
         for layer in self.decoder.layers:
@@ -148,9 +146,7 @@ class EncoderDecoder(nn.Module):
                 break
         return tokens[:, 1:]
 
-    def _beam_search(
-        self, enc: EncoderOut, batch: int, max_len: int, beam: int, length_penalty: float
-    ) -> Tensor:
+    def _beam_search(self, enc: EncoderOut, batch: int, max_len: int, beam: int, length_penalty: float) -> Tensor:
         cfg = self.config
         k, device = beam, enc.out.device
         expand = torch.arange(batch, device=device).repeat_interleave(k)
@@ -211,9 +207,7 @@ class EncoderDecoder(nn.Module):
                             finalize(b, b * k + j, float(scores[b, j]), eos=False)
 
         best = [max(f, key=lambda h: h[0])[1] if f else [] for f in finalized]
-        out = torch.full(
-            (batch, max(1, max(len(h) for h in best))), cfg.pad_id, dtype=torch.long, device=device
-        )
+        out = torch.full((batch, max(1, max(len(h) for h in best))), cfg.pad_id, dtype=torch.long, device=device)
         for b, hyp in enumerate(best):
             out[b, : len(hyp)] = torch.tensor(hyp, dtype=torch.long, device=device)
         return out

@@ -63,9 +63,7 @@ class DecoderLayer(nn.Module):
         self.res_self = Residual(d, cfg.normalize_before, cfg.dropout)
         self.cross_attn = None
         if cross_attention:
-            self.cross_attn = MultiheadAttention(
-                d, cfg.encoder_attention_heads, dropout=cfg.attention_dropout
-            )
+            self.cross_attn = MultiheadAttention(d, cfg.encoder_attention_heads, dropout=cfg.attention_dropout)
             self.res_cross = Residual(d, cfg.normalize_before, cfg.dropout)
         self.ffn = FeedForward(d, cfg.ffn_dim, "relu", cfg.activation_dropout)
         self.res_ffn = Residual(d, cfg.normalize_before, cfg.dropout)

@@ -80,9 +80,7 @@ class TokenEmbedding(nn.Module):
         """tokens (B, T) -> (B, T, d); with ``last_only`` only the last position (incremental decoding)."""
         pos = make_positions(tokens, self.pad_id)
         if tokens.size(1) > self.max_positions:
-            raise ValueError(
-                f"sequence of {tokens.size(1)} tokens exceeds max_positions={self.max_positions}"
-            )
+            raise ValueError(f"sequence of {tokens.size(1)} tokens exceeds max_positions={self.max_positions}")
         if last_only:
             tokens, pos = tokens[:, -1:], pos[:, -1:]
         x = self.scale * self.embed(tokens) + self.positions[pos]

@@ -92,3 +92,39 @@ def test_profile_and_solve_json_interface():
     assert set(rec["macs_by_counter"]) == {"flop_counter", "fvcore", "thop", "analytic"}
     sol = json.loads(bench("solve", "lite_transformer", "--budget", "100M", "--json").stdout)
     assert sol["config"]["d_model"] == rec["config"]["d_model"] and sol["macs"] == rec["macs"]
+
+
+def test_a_family_without_a_hand_formula_is_solved_by_counting():
+    """An engineer adds an architecture in one file, with no formula in bench/analytic.py: the solver
+    counts the real model instead, and the report says the analytic cross-check is missing."""
+    from dataclasses import dataclass
+
+    from bench.budget import solve_model
+    from bench.counting import count_macs
+    from models import create_model, registry
+    from models.transformer import TransformerConfig, transformer
+
+    @dataclass
+    class NarrowConfig(TransformerConfig):
+        family = "narrow_transformer"
+
+    def narrow_transformer(cfg):
+        return transformer(cfg)
+
+    registry.register_model(NarrowConfig, "test-only family")(narrow_transformer)
+    try:
+        from bench.budget import Budget, ScalingRule
+
+        template = load_budget("20M")
+        rule = template.models["transformer"]
+        narrow_rule = ScalingRule(rule.fixed, rule.task_fixed, "d_model", 8, 16, 256, "ffn_dim", 8)
+        budget = Budget("20M", 20_000_000, 0.02, template.protocol, "flop_counter",
+                        {"narrow_transformer": narrow_rule})
+        sol = solve_model(budget, "narrow_transformer")
+        assert abs(sol.macs / 20e6 - 1) <= 0.02
+        report = count_macs(create_model("narrow_transformer", **sol.config.to_dict()))
+        assert "analytic" not in report.macs_by_counter
+        assert report.unsupported_ops["analytic"] == ["no formula for family 'narrow_transformer'"]
+        assert report.macs_by_counter["fvcore"] == report.macs_by_counter["flop_counter"] == sol.macs
+    finally:
+        registry._REGISTRY.pop("narrow_transformer", None)
