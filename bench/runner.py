@@ -52,7 +52,18 @@ def git_commit() -> str:
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # dirty: code or budgets differ from the commit (a README edit changes no result)
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                "bench",
+                "models",
+                "budgets",
+                "pyproject.toml",
+            ],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -300,10 +311,14 @@ class Sweep:
 
         quick = self.opts.quick
         res = compress_run(
-            run.cache / f"train-s{seed}", quantize="int8", prune="auto", out_dir=run.cache / f"compress-s{seed}",
-            threads=(1, "all"), candidates=(0.1, 0.2, 0.3) if quick else (0.1, 0.2, 0.3, 0.4, 0.5),
-            choose_sentences=40 if quick else 300, timing={"warmup": 3, "min_runs": 10, "min_time_s": 0.2} if quick
-            else None,
+            run.cache / f"train-s{seed}",
+            quantize="int8",
+            prune="auto",
+            out_dir=run.cache / f"compress-s{seed}",
+            threads=(1, "all"),
+            candidates=(0.1, 0.2, 0.3) if quick else (0.1, 0.2, 0.3, 0.4, 0.5),
+            choose_sentences=40 if quick else 300,
+            timing={"warmup": 3, "min_runs": 10, "min_time_s": 0.2} if quick else None,
         )
         return [{**st, "choice": res.get("choice")} for st in res["stages"] if st["compression"] != "fp32"]
 
@@ -327,8 +342,10 @@ class Sweep:
             wall = time.perf_counter() - started
             for st in stages:
                 tag = st["compression"].replace("+", "_")
-                write_json_atomic(run.folder / f"compress-s{seed}-{tag}.json",
-                                  self._record(run, "compress", {**st, "seed": seed}, wall))
+                write_json_atomic(
+                    run.folder / f"compress-s{seed}-{tag}.json",
+                    self._record(run, "compress", {**st, "seed": seed}, wall),
+                )
             marker.write_text(json.dumps([st["compression"] for st in stages]))
             self.opts.log(f"  compress-s{seed}: {wall:.1f} s ({', '.join(st['compression'] for st in stages)})")
 
