@@ -12,6 +12,7 @@ Python: ``load_records``, ``build_leaderboard``, ``write_leaderboard``, ``write_
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,15 @@ def run(args: argparse.Namespace) -> int:
     lm = args.task == "lm" or results_dir.name.endswith("-lm")
     if args.combine is None:  # every budget of this task with records, when there are several
         folders = (
-            [d for d in sorted(root.iterdir()) if d.is_dir() and d.name.endswith("-lm") == lm and _has_records(d)]
+            [
+                d
+                for d in sorted(root.iterdir())
+                # budget folders only (100M, 500M-lm, ...): not smoke runs (-quick) nor other studies
+                if d.is_dir()
+                and re.fullmatch(r"[0-9.]+[KMGT](-lm)?", d.name)
+                and d.name.endswith("-lm") == lm
+                and _has_records(d)
+            ]
             if root.is_dir()
             else []
         )
