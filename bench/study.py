@@ -132,7 +132,10 @@ def _figure(curves: dict[str, list[dict]], path: Path, model: str, budget: str) 
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, curve in sorted(curves.items()):
-        pts = [(e["wall_s"] / 60, e["valid_nll"]) for e in curve if e.get("valid_nll") is not None]
+        # in-training validations only (the final one uses the whole split, a different number)
+        pts = [
+            (e["wall_s"] / 60, e["valid_nll"]) for e in curve if e.get("valid_nll") is not None and not e.get("final")
+        ]
         if pts:
             x, y = zip(*pts)
             ax.plot(x, y, marker="o", ms=3, label=key, linestyle="-" if key.startswith("short") else "--")

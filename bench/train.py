@@ -454,6 +454,8 @@ class Trainer:
         st.wall_s += time.perf_counter() - started
         if reason != "interrupted":
             st.valid_nll = self.validate(None)
+            self._log({"step": st.step, "tokens": st.tokens, "wall_s": round(st.wall_s, 2), "train_loss": None,
+                       "lr": None, "tokens_per_s": None, "valid_nll": round(st.valid_nll, 4), "final": True})
         self.save()
         summary = {
             "stop": reason,

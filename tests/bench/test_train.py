@@ -117,7 +117,8 @@ def test_training_lowers_validation_loss_and_logs(corpus, tmp_path):
     assert summary["stop"] == "max_steps" and summary["train_steps"] == 30
     assert summary["valid_nll"] < first - 0.5
     log = [json.loads(line) for line in (tmp_path / "run" / "train.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in log if e["valid_nll"] is not None] == [4, 8, 12, 16, 20, 24, 28]
+    assert [e["step"] for e in log if e["valid_nll"] is not None and not e.get("final")] == [4, 8, 12, 16, 20, 24, 28]
+    assert log[-1]["final"] and log[-1]["valid_nll"] == round(summary["valid_nll"], 4)
     assert json.loads((tmp_path / "run" / "train.json").read_text())["train_tokens"] == summary["train_tokens"]
 
 
@@ -246,8 +247,15 @@ def test_language_model_trains_and_reports_perplexity(tmp_path):
     corpus = write_lm_corpus(tmp_path / "lm")
     sched = schedule(max_steps=20, lr=3e-3, lm_block=16, batch_tokens=128, max_len=16)
     data = load_task_data(str(corpus), "lm", sched, vocab_size=40)
-    t = Trainer("lite_transformer", dict(d_model=32, decoder_layers=2, kernel_sizes=[3, 5]), data, sched, 1,
-                tmp_path / "run", progress=False)
+    t = Trainer(
+        "lite_transformer",
+        dict(d_model=32, decoder_layers=2, kernel_sizes=[3, 5]),
+        data,
+        sched,
+        1,
+        tmp_path / "run",
+        progress=False,
+    )
     first = t.validate(None)
     assert t.run(resume=False)["valid_nll"] < first
     res = evaluate_run(tmp_path / "run")
