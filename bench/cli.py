@@ -264,7 +264,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         force=args.force,
         corpus=args.corpus,
         executor=args.executor,
+        compress=[m for m in re.split(r"[,\s]+", args.compress or "") if m],
     )
+    unknown = [m for m in opts.compress if m not in (models or [m])]
+    if unknown:
+        raise BenchError(f"--compress {', '.join(unknown)}: not among the models of this sweep")
     if args.results:
         opts.results_root = Path(args.results)
     if args.device == "cuda" and not torch.cuda.is_available():
