@@ -262,13 +262,21 @@ def _valid(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------ figures
-def fig_quality_vs_macs(df: pd.DataFrame) -> tuple[Figure | None, str]:
+def _quality_and_macs(df: pd.DataFrame, no_quality: str) -> tuple[dict | None, pd.DataFrame | None, str]:
+    """(quality spec, rows with both MACs (in millions, ``macs_m``) and quality, reason when there are none)."""
     q = quality_spec(df)
     if q is None:
-        return None, "no quality metric yet (no eval or train records)"
+        return None, None, no_quality
     data = _valid(df.assign(macs_m=pd.to_numeric(df["macs"], errors="coerce") / 1e6), "macs_m", q["col"])
     if data.empty:
-        return None, f"no model has both MACs and {q['name']}"
+        return None, None, f"no model has both MACs and {q['name']}"
+    return q, data, ""
+
+
+def fig_quality_vs_macs(df: pd.DataFrame) -> tuple[Figure | None, str]:
+    q, data, why = _quality_and_macs(df, "no quality metric yet (no eval or train records)")
+    if q is None:
+        return None, why
     fig, (ax,) = _new_figure()
     _target_line(ax, data)
     _scatter(
@@ -438,12 +446,9 @@ def combined_leaderboard(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
 
 
 def fig_combined(df: pd.DataFrame) -> tuple[Figure | None, str]:
-    q = quality_spec(df)
+    q, data, why = _quality_and_macs(df, "no quality metric in any of the results folders")
     if q is None:
-        return None, "no quality metric in any of the results folders"
-    data = _valid(df.assign(macs_m=pd.to_numeric(df["macs"], errors="coerce") / 1e6), "macs_m", q["col"])
-    if data.empty:
-        return None, f"no model has both MACs and {q['name']}"
+        return None, why
     budgets = list(dict.fromkeys(data["budget"].astype(str)))
     markers = {b: MARKERS[i % len(MARKERS)] for i, b in enumerate(budgets)}
     fig, (ax,) = _new_figure()
