@@ -2,7 +2,7 @@
 
 Example::
 
-    corpus = get_corpus("libreoffice-en-de")          # builds .cache/data/libreoffice-en-de once
+    corpus = get_corpus("libreoffice-en-de")          # builds <repo>/.cache/data/libreoffice-en-de once
     corpus.path("train", "de")                        # .cache/data/libreoffice-en-de/train.de
     get_corpus("data/iwslt14.tokenized.de-en").src    # "de": a folder with train.de/train.en reads de -> en
     get_corpus("sotu").path("valid")                  # .cache/data/sotu/valid.txt
@@ -16,7 +16,7 @@ from typing import Literal
 
 from bench.data.errors import DataError
 from bench.data.lm_corpus import LM_CORPORA, build_lm_corpus
-from bench.data.manifest import read_manifest
+from bench.data.manifest import DEFAULT_CACHE, read_manifest
 from bench.data.mt_corpus import MT_CORPORA, build_mt_corpus, parse_mt_name
 from bench.data.plaintext import (
     REQUIRED_SPLITS,
@@ -27,7 +27,6 @@ from bench.data.plaintext import (
 )
 
 Task = Literal["mt", "lm"]
-DEFAULT_CACHE = Path(".cache/data")
 
 
 @dataclass(frozen=True)

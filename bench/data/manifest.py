@@ -8,15 +8,47 @@ when the stored ``config`` equals the requested one and every listed file has it
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+# Built corpora and tokenizers live here, whatever the working directory: the repository's .cache/data
+# (git-ignored), or the folder named by LITEBENCH_DATA.
+DEFAULT_CACHE = Path(os.environ.get("LITEBENCH_DATA") or Path(__file__).resolve().parents[2] / ".cache" / "data")
+
+
+@contextlib.contextmanager
+def build_lock(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock while ``target`` (a corpus folder or a tokenizer file) is checked and built.
+
+    Two processes that need the same missing corpus (two shells, a sweep next to ``bench train``) would
+    otherwise build it at once and replace each other's folders mid-way; with the lock the second waits and
+    then finds the first one's result current. The lock file, ``.<name>.lock`` beside ``target``, stays.
+    Where locking is not possible (no fcntl, a read-only folder) it builds without one.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(target.parent / f".{target.name}.lock", "a")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def sha256_file(path: Path) -> str:

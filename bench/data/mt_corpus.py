@@ -31,7 +31,7 @@ from bench.data.cleaning import CleaningRules, filter_pairs
 from bench.data.errors import DataError
 from bench.data.fetch import apt_download, deb_fields, extract_deb, find_debs
 from bench.data.libreoffice import EXTRACTION, AlignedPair, align_help_trees, help_package
-from bench.data.manifest import is_current, sha256_file, write_corpus
+from bench.data.manifest import DEFAULT_CACHE, build_lock, is_current, sha256_file, write_corpus
 from bench.data.near_duplicates import METHOD as NEAR_DUP_METHOD
 from bench.data.near_duplicates import near_duplicate_mask
 from bench.data.splitting import HashSplit
@@ -185,7 +185,7 @@ def build_mt_corpus_from_trees(
 
 def build_mt_corpus(
     name: str = "libreoffice-en-de",
-    cache_dir: Path = Path(".cache/data"),
+    cache_dir: Path = DEFAULT_CACHE,
     *,
     deb_dir: Path | None = None,
     rules: CleaningRules = CleaningRules(),
@@ -204,23 +204,24 @@ def build_mt_corpus(
     src, tgt = parse_mt_name(name)
     config = mt_config(name, src, tgt, rules, split, near_dup_threshold)
     out_dir = Path(cache_dir) / name
-    if not force and is_current(out_dir, config):
-        return out_dir
-    packages = config["packages"]
-    hint = "pass that folder as deb_dir=... (or use a folder of plain-text train/valid/test files)"
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="litebench-debs-") as tmp_name:
-        tmp = Path(tmp_name)
-        debs = find_debs(packages, Path(deb_dir), hint) if deb_dir else apt_download(packages, tmp / "debs", hint)
-        sources = []
-        trees = []
-        for pkg in packages:
-            fields = deb_fields(debs[pkg])
-            sources.append({"package": pkg, "version": fields.get("Version", "?"),
-                            "source": fields.get("Source", ""), "deb": debs[pkg].name,
-                            "sha256": sha256_file(debs[pkg])})
-            trees.append(extract_deb(debs[pkg], tmp / pkg))
-        build_mt_corpus_from_trees(
-            trees[0], trees[1], out_dir, config, rules, split, near_dup_threshold, sources, started=start
-        )
+    with build_lock(out_dir):  # one builder at a time; a waiter then finds the result current
+        if not force and is_current(out_dir, config):
+            return out_dir
+        packages = config["packages"]
+        hint = "pass that folder as deb_dir=... (or use a folder of plain-text train/valid/test files)"
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="litebench-debs-") as tmp_name:
+            tmp = Path(tmp_name)
+            debs = find_debs(packages, Path(deb_dir), hint) if deb_dir else apt_download(packages, tmp / "debs", hint)
+            sources = []
+            trees = []
+            for pkg in packages:
+                fields = deb_fields(debs[pkg])
+                sources.append({"package": pkg, "version": fields.get("Version", "?"),
+                                "source": fields.get("Source", ""), "deb": debs[pkg].name,
+                                "sha256": sha256_file(debs[pkg])})
+                trees.append(extract_deb(debs[pkg], tmp / pkg))
+            build_mt_corpus_from_trees(
+                trees[0], trees[1], out_dir, config, rules, split, near_dup_threshold, sources, started=start
+            )
     return out_dir

@@ -27,7 +27,7 @@ import sentencepiece as spm
 
 from bench.data.corpus import Corpus
 from bench.data.errors import DataError
-from bench.data.manifest import sha256_file
+from bench.data.manifest import build_lock, sha256_file
 
 BOS_ID, PAD_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 
@@ -187,6 +187,7 @@ def get_tokenizer(
     """The corpus's tokenizer, trained on first use into ``model_dir`` (default: beside the corpus)."""
     inputs = training_files(corpus)
     model = model_path(model_dir or corpus.root, config.vocab_size)
-    if _is_current(model, inputs, config):
-        return Tokenizer.load(model)
-    return train_tokenizer(inputs, model, config)
+    with build_lock(model):  # one trainer at a time; a waiter then finds the model current
+        if _is_current(model, inputs, config):
+            return Tokenizer.load(model)
+        return train_tokenizer(inputs, model, config)

@@ -10,6 +10,7 @@ import hashlib
 import io
 import itertools
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -279,6 +280,57 @@ def test_build_mt_corpus_from_deb_dir_and_cache(help_trees: tuple[Path, Path], t
     (out / "train.de").write_text("tampered\n")
     with pytest.raises(pytest.fail.Exception):
         build_mt_corpus("libreoffice-en-de", cache, deb_dir=debs)
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb not installed (non-Debian system)")
+def test_concurrent_builds_of_one_corpus_build_it_once(
+    help_trees: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes (here: threads, each with its own lock handle) asking for the same missing corpus and
+    tokenizer: one builds, the other waits and reuses the result; neither sees the other's half-built folder."""
+    import threading
+    import time
+
+    import bench.data.mt_corpus as mt
+
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    _make_deb(help_trees[0], "libreoffice-help-en-us", debs)
+    _make_deb(help_trees[1], "libreoffice-help-de", debs)
+    cache = tmp_path / "cache"
+    calls = []
+    real_align = mt.align_help_trees
+
+    def slow_align(*args):
+        calls.append(threading.get_ident())
+        time.sleep(0.3)  # long enough for the other thread to arrive while this one builds
+        return real_align(*args)
+
+    monkeypatch.setattr(mt, "align_help_trees", slow_align)
+    outs, errors = [], []
+
+    def build() -> None:
+        try:
+            build_mt_corpus("libreoffice-en-de", cache, deb_dir=debs)
+            corpus = get_corpus("libreoffice-en-de", cache_dir=cache)
+            outs.append(get_tokenizer(corpus, TokenizerConfig(vocab_size=60)).encode("the page"))
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(calls) == 1
+    assert len(outs) == 2 and outs[0] == outs[1]
+
+
+def test_default_cache_does_not_depend_on_the_working_directory() -> None:
+    from bench.data.manifest import DEFAULT_CACHE
+
+    assert DEFAULT_CACHE.is_absolute()
+    assert DEFAULT_CACHE == Path(__file__).resolve().parents[2] / ".cache" / "data" or "LITEBENCH_DATA" in os.environ
 
 
 def test_build_mt_corpus_without_apt_raises_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
