@@ -51,6 +51,11 @@ class Budget:
     models: dict[str, ScalingRule]
     task: str = "mt"
     source: str = ""
+    # schedule adjustments for every model of this budget alike: {schedule name: {schedule key: value}}
+    train: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def schedule_overrides(self, schedule: str) -> dict[str, Any]:
+        return dict(self.train.get(schedule) or {})
 
     @property
     def low(self) -> float:
@@ -148,6 +153,9 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
     if not isinstance(raw["models"], dict) or not raw["models"]:
         raise BenchError(f"{where}: 'models' must map model names to scaling rules")
     models = {m: _rule(m, r, where) for m, r in raw["models"].items()}
+    train = raw.get("train") or {}
+    if not isinstance(train, dict) or not all(isinstance(v, dict) or v is None for v in train.values()):
+        raise BenchError(f"{where}: 'train' must map schedule names to mappings of schedule keys")
     return Budget(
         name=str(name or raw.get("name", target)),
         target_macs=target,
@@ -157,6 +165,7 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         models=models,
         task=task,
         source=where,
+        train={str(k): dict(v or {}) for k, v in train.items()},
     )
 
 

@@ -160,20 +160,20 @@ DEFAULT_CORPUS = {"mt": "libreoffice-en-de", "lm": "sotu"}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .schedules import get_schedule
+    from .budget import load_budget
+    from .schedules import get_schedule, parse_schedule_sets
     from .train import Trainer, init_distributed, load_task_data
 
     if args.threads is not None:
         if args.threads < 1:
             raise BenchError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    schedule = get_schedule(
-        args.schedule,
-        max_tokens=args.max_tokens,
-        max_steps=args.max_steps,
-        max_time=args.max_time,
-        precision=args.precision,
-    )
+    # the preset, then the budget file's adjustments (as `run` applies them), then --schedule-set, then flags
+    overrides = load_budget(args.budget, task=args.task).schedule_overrides(args.schedule) if args.budget else {}
+    overrides.update(parse_schedule_sets(args.schedule_set))
+    flags = {"max_tokens": args.max_tokens, "max_steps": args.max_steps, "max_time": args.max_time}
+    overrides.update({k: v for k, v in {**flags, "precision": args.precision}.items() if v is not None})
+    schedule = get_schedule(args.schedule, **overrides)
     cfg = resolve_model(args.model, args.task, args.budget, args.set)
     init_distributed(args.device)
     data = load_task_data(args.corpus or DEFAULT_CORPUS[args.task], args.task, schedule, cfg.vocab_size)
@@ -322,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="stop after this many updates")
     p.add_argument("--max-time", type=float, help="stop after this many seconds")
     p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument(
+        "--schedule-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a schedule key (batch_tokens, lr, warmup_steps, decay, ...), e.g. batch_tokens=1024",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")

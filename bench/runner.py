@@ -195,14 +195,7 @@ class Sweep:
 
     def _budget_schedule(self) -> dict[str, Any]:
         """A budget file may adjust the schedule for all its models alike (e.g. fewer tokens at 500M)."""
-        if self.opts.quick:
-            return {}
-        from .budget import _read_yaml
-
-        source = Path(self.budget.source)
-        raw = _read_yaml(source) if source.is_file() else {}
-        overrides = (raw.get("train") or {}).get(self.opts.schedule, {}) if isinstance(raw, dict) else {}
-        return dict(overrides or {})
+        return {} if self.opts.quick else self.budget.schedule_overrides(self.opts.schedule)
 
     # ------------------------------------------------------------------ records
     def _record(self, run: ModelRun, stage: str, extra: dict[str, Any], wall: float) -> dict[str, Any]:

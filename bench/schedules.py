@@ -11,7 +11,7 @@ autocast), then frozen for every family.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from .errors import BenchError
@@ -93,9 +93,43 @@ SCHEDULES: dict[str, Schedule] = {
 }
 
 
+def parse_schedule_sets(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--schedule-set batch_tokens=1024``) as typed schedule overrides.
+
+    The type comes from the key's annotation: ints (``2e6`` too), floats (``1e-3``), strings, ``none`` for
+    the optional ones, ``0.9,0.98`` for betas. One clear line for an unknown key or a value of the wrong type.
+    """
+    hints = {f.name: str(f.type) for f in fields(Schedule)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or key not in hints or key == "name":
+            valid = ", ".join(k for k in hints if k != "name")
+            raise BenchError(f"--schedule-set wants KEY=VALUE with a schedule key, got {item!r}; valid keys: {valid}")
+        hint = hints[key]
+        try:
+            if "None" in hint and text.lower() in ("none", "null"):
+                out[key] = None
+            elif hint.startswith("tuple"):
+                out[key] = tuple(float(v) for v in text.strip("()[]").split(","))
+            elif hint.startswith("int"):
+                number = float(text)
+                if not number.is_integer():
+                    raise ValueError
+                out[key] = int(number)
+            elif hint.startswith("float"):
+                out[key] = float(text)
+            else:
+                out[key] = text
+        except ValueError:
+            raise BenchError(f"--schedule-set {key}={text!r}: expected {hint}") from None
+    return out
+
+
 def get_schedule(name: str, **overrides: Any) -> Schedule:
     if name not in SCHEDULES:
         raise BenchError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
-    sched = SCHEDULES[name].with_overrides(**{k: v for k, v in overrides.items() if v is not None})
+    sched = SCHEDULES[name].with_overrides(**overrides)
     sched.check()
     return sched

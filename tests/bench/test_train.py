@@ -15,10 +15,11 @@ import torch
 import torch.multiprocessing as mp
 
 from bench.batching import MTData, collate_mt, epoch_order, token_batches
+from bench.budget import load_budget
 from bench.data import DataError
 from bench.errors import BenchError
 from bench.evaluate import bleu_chrf, evaluate_run
-from bench.schedules import get_schedule
+from bench.schedules import get_schedule, parse_schedule_sets
 from bench.train import Trainer, label_smoothed_nll, learning_rate, load_checkpoint, load_task_data
 from tests.toy_corpus import write_corpus, write_lm_corpus
 
@@ -107,6 +108,33 @@ def test_learning_rate_schedule():
     assert mid == pytest.approx(s.min_lr + 0.5 * (s.lr - s.min_lr))
     inv = get_schedule("full")
     assert learning_rate(inv, 4 * inv.warmup_steps - 1, 0) == pytest.approx(inv.lr / 2)
+
+
+def test_schedule_sets_are_typed_and_bad_ones_are_one_line():
+    got = parse_schedule_sets(["batch_tokens=1024", "lr=2e-3", "decay=inverse_sqrt", "max_tokens=3e6",
+                               "max_steps=none", "betas=0.9,0.997"])
+    assert got == {"batch_tokens": 1024, "lr": 0.002, "decay": "inverse_sqrt", "max_tokens": 3_000_000,
+                   "max_steps": None, "betas": (0.9, 0.997)}
+    assert type(got["batch_tokens"]) is int and type(got["max_tokens"]) is int
+    s = get_schedule("short", **got)
+    assert (s.batch_tokens, s.lr, s.max_steps, s.betas) == (1024, 0.002, None, (0.9, 0.997))
+    for bad, says in [("nonsense=1", "valid keys"), ("lr", "KEY=VALUE"), ("batch_tokens=1.5", "expected int"),
+                      ("lr=fast", "expected float"), ("name=x", "valid keys")]:
+        with pytest.raises(BenchError, match=says) as err:
+            parse_schedule_sets([bad])
+        assert "\n" not in str(err.value)
+    with pytest.raises(BenchError, match="decay="):
+        get_schedule("short", **parse_schedule_sets(["decay=linear"]))
+
+
+def test_budget_files_adjust_the_schedule_for_train_and_run(tmp_path):
+    assert load_budget("500M").schedule_overrides("short") == {"max_tokens": 600_000}
+    small = load_budget("100M")
+    assert small.schedule_overrides("short") == {} and small.schedule_overrides("full") == {}
+    bad = tmp_path / "b.yaml"
+    bad.write_text((Path(__file__).parents[2] / "budgets" / "100M.yaml").read_text() + "\n" + "train: [1, 2]\n")
+    with pytest.raises(BenchError, match="'train' must map"):
+        load_budget(bad)
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -231,6 +259,9 @@ def test_cli_bad_input_leaves_nothing(corpus, tmp_path):
     out = tmp_path / "out"
     r = _bench("train", "transformer", "--max-steps", "-1", "--out", str(out), "--corpus", str(corpus))
     assert r.returncode == 2 and "--max-steps must be positive" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert not out.exists()
+    r = _bench("train", "transformer", "--schedule-set", "batch_tokens=big", "--out", str(out), "--corpus", str(corpus))
+    assert r.returncode == 2 and "batch_tokens='big'" in r.stderr and len(r.stderr.splitlines()) == 1
     assert not out.exists()
     r = _bench("train", "transformer", "--corpus", str(tmp_path / "nope"), "--out", str(out), "--max-steps", "1")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
