@@ -98,7 +98,7 @@ def test_label_smoothed_loss_equals_naive_formula():
 
 
 def test_learning_rate_schedule():
-    s = get_schedule("short")
+    s = get_schedule("short", decay="cosine")
     assert learning_rate(s, 0, 0) == pytest.approx(s.lr / s.warmup_steps)
     assert learning_rate(s, s.warmup_steps - 1, 0) == pytest.approx(s.lr)
     assert learning_rate(s, 10_000, s.max_tokens, 100_000) == pytest.approx(s.min_lr)
@@ -128,7 +128,7 @@ def test_schedule_sets_are_typed_and_bad_ones_are_one_line():
 
 
 def test_budget_files_adjust_the_schedule_for_train_and_run(tmp_path):
-    assert load_budget("500M").schedule_overrides("short") == {"max_tokens": 600_000}
+    assert load_budget("500M").schedule_overrides("short") == {"max_tokens": 1_500_000}
     small = load_budget("100M")
     assert small.schedule_overrides("short") == {} and small.schedule_overrides("full") == {}
     bad = tmp_path / "b.yaml"
