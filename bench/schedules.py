@@ -13,6 +13,7 @@ stays on the unigram plateau (6.3-6.5 nats) unless it gets both many updates (1k
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -51,11 +52,10 @@ class Schedule:
         return asdict(self)
 
     def with_overrides(self, **kw: Any) -> Schedule:
-        unknown = [k for k in kw if k not in self.to_dict()]
+        unknown = [k for k in kw if k not in self.to_dict() or k == "name"]
         if unknown:
             raise BenchError(f"unknown schedule key(s) {', '.join(unknown)}; valid: {', '.join(self.to_dict())}")
-        kw = {k: tuple(v) if k == "betas" else v for k, v in kw.items()}
-        return replace(self, **kw)
+        return replace(self, **{k: _coerce(k, v, "schedule") for k, v in kw.items()})
 
     def check(self) -> None:
         for key in ("max_tokens", "max_steps", "max_time"):
@@ -71,6 +71,8 @@ class Schedule:
         if self.batch_tokens < self.max_len:
             raise BenchError(f"batch_tokens={self.batch_tokens} must be at least max_len={self.max_len}")
 
+
+_HINTS = {f.name: str(f.type) for f in fields(Schedule)}
 
 SCHEDULES: dict[str, Schedule] = {
     # a smoke run for CI: a few dozen updates, a slice of the test set, greedy decoding
@@ -98,37 +100,48 @@ SCHEDULES: dict[str, Schedule] = {
 }
 
 
-def parse_schedule_sets(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings (``--schedule-set batch_tokens=1024``) as typed schedule overrides.
+def _coerce(key: str, value: Any, where: str) -> Any:
+    """``value`` as the type of schedule key ``key`` (from its annotation); strings are parsed (``1e-3``,
+    ``2e6`` for an int, ``none`` for an optional key, ``0.9,0.98`` for betas). One clear line otherwise."""
+    hint = _HINTS[key]
+    try:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+            if "None" not in hint:
+                raise ValueError
+            return None
+        if hint.startswith("tuple"):
+            items = value.strip("()[] ").split(",") if isinstance(value, str) else list(value)
+            if len(items) != 2:
+                raise ValueError
+            return tuple(float(v) for v in items)
+        if hint.startswith(("int", "float")):
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            if hint.startswith("float"):
+                return number
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if not isinstance(value, str):
+            raise ValueError
+        return value.strip()
+    except (TypeError, ValueError):
+        raise BenchError(f"{where} {key}={value!r}: expected {hint}") from None
 
-    The type comes from the key's annotation: ints (``2e6`` too), floats (``1e-3``), strings, ``none`` for
-    the optional ones, ``0.9,0.98`` for betas. One clear line for an unknown key or a value of the wrong type.
-    """
-    hints = {f.name: str(f.type) for f in fields(Schedule)}
+
+def parse_schedule_sets(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--schedule-set batch_tokens=1024``) as typed schedule overrides."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
-        key, text = key.strip(), text.strip()
-        if not sep or key not in hints or key == "name":
-            valid = ", ".join(k for k in hints if k != "name")
+        key = key.strip()
+        if not sep or key not in _HINTS or key == "name":
+            valid = ", ".join(k for k in _HINTS if k != "name")
             raise BenchError(f"--schedule-set wants KEY=VALUE with a schedule key, got {item!r}; valid keys: {valid}")
-        hint = hints[key]
-        try:
-            if "None" in hint and text.lower() in ("none", "null"):
-                out[key] = None
-            elif hint.startswith("tuple"):
-                out[key] = tuple(float(v) for v in text.strip("()[]").split(","))
-            elif hint.startswith("int"):
-                number = float(text)
-                if not number.is_integer():
-                    raise ValueError
-                out[key] = int(number)
-            elif hint.startswith("float"):
-                out[key] = float(text)
-            else:
-                out[key] = text
-        except ValueError:
-            raise BenchError(f"--schedule-set {key}={text!r}: expected {hint}") from None
+        out[key] = _coerce(key, text, "--schedule-set")
     return out
 
 

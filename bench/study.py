@@ -132,15 +132,20 @@ def _figure(curves: dict[str, list[dict]], path: Path, model: str, budget: str) 
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, curve in sorted(curves.items()):
-        # in-training validations only (the final one uses the whole split, a different number)
+        # in-training validations (a 400-sentence subset) as a line; the final one (the whole split, a
+        # slightly different number) as a hollow marker of the same colour at the end
         pts = [
             (e["wall_s"] / 60, e["valid_nll"]) for e in curve if e.get("valid_nll") is not None and not e.get("final")
         ]
+        final = [(e["wall_s"] / 60, e["valid_nll"]) for e in curve if e.get("final") and e.get("valid_nll") is not None]
         if pts:
             x, y = zip(*pts)
-            ax.plot(x, y, marker="o", ms=3, label=key, linestyle="-" if key.startswith("short") else "--")
+            (line,) = ax.plot(x, y, marker="o", ms=3, label=key, linestyle="-" if key.startswith("short") else "--")
+            if final:
+                ax.plot(*final[-1], marker="D", ms=6, mfc="none", color=line.get_color())
+    ax.plot([], [], marker="D", ms=6, mfc="none", color="gray", linestyle="none", label="final (whole split)")
     ax.set_xlabel("training wall time (min, 1 thread, 2 runs sharing 2 cores)")
-    ax.set_ylabel("validation NLL (nats per target token, 400 sentences)")
+    ax.set_ylabel("validation NLL (nats per target token)")
     ax.set_title(f"{model} at {budget}: short schedule vs plain recipe")
     ax.grid(alpha=0.3)
     ax.legend()

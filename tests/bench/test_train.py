@@ -125,6 +125,11 @@ def test_schedule_sets_are_typed_and_bad_ones_are_one_line():
         assert "\n" not in str(err.value)
     with pytest.raises(BenchError, match="decay="):
         get_schedule("short", **parse_schedule_sets(["decay=linear"]))
+    # values from a budget file's train: section get the same typing (YAML reads 1.5e6 as a string)
+    assert get_schedule("short", max_tokens="1.5e6", lr=5e-4).max_tokens == 1_500_000
+    for bad in ({"max_tokens": "lots"}, {"warmup_steps": 2.5}, {"lr": True}, {"betas": [0.9]}, {"decay": 3}):
+        with pytest.raises(BenchError, match="expected"):
+            get_schedule("short", **bad)
 
 
 def test_budget_files_adjust_the_schedule_for_train_and_run(tmp_path):
