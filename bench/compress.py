@@ -283,6 +283,7 @@ def finetune_schedule(spec: Mapping[str, Any], tokens: int, lr: float | None = N
         lr=float(lr) if lr is not None else s.lr * FINETUNE_LR_FACTOR,
         min_lr=min(s.min_lr, (float(lr) if lr is not None else s.lr * FINETUNE_LR_FACTOR) / 10),
         warmup_steps=max(1, min(s.warmup_steps, steps // 10)),
+        decay="cosine",  # as documented, whatever decay the run itself used (short is inverse-sqrt)
         valid_every=10**12, checkpoint_every=10**12, log_every=max(1, min(s.log_every, steps)),
     )
     ft.check()

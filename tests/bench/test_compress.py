@@ -25,6 +25,7 @@ from bench.compress import (
     compress_run,
     compression_ratio,
     finetune_masked,
+    finetune_schedule,
     load_compressed,
     magnitude_masks,
     measure_sparsity,
@@ -364,3 +365,11 @@ def test_command_line(run_dir, tmp_path, capsys):
 def test_apply_masks_rejects_unknown_names():
     with pytest.raises(BenchError):
         apply_masks(nn.Linear(2, 2), {"nope.weight": torch.ones(2, 2, dtype=torch.bool)})
+
+
+def test_finetune_schedule_is_a_short_cosine_whatever_the_run_used():
+    spec = {"schedule": get_schedule("short").to_dict()}  # inverse-sqrt, 1000 warm-up steps
+    ft = finetune_schedule(spec, tokens=50_000)
+    steps = -(-50_000 // ft.batch_tokens)
+    assert ft.decay == "cosine" and ft.max_tokens == 50_000 and ft.warmup_steps == max(1, steps // 10)
+    assert ft.lr < spec["schedule"]["lr"] and ft.max_steps is None
