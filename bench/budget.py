@@ -55,7 +55,7 @@ class Budget:
     train: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def schedule_overrides(self, schedule: str) -> dict[str, Any]:
-        return dict(self.train.get(schedule) or {})
+        return dict(self.train.get(schedule, {}))
 
     @property
     def low(self) -> float:

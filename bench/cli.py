@@ -171,8 +171,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     # the preset, then the budget file's adjustments (as `run` applies them), then --schedule-set, then flags
     overrides = load_budget(args.budget, task=args.task).schedule_overrides(args.schedule) if args.budget else {}
     overrides.update(parse_schedule_sets(args.schedule_set))
-    flags = {"max_tokens": args.max_tokens, "max_steps": args.max_steps, "max_time": args.max_time}
-    overrides.update({k: v for k, v in {**flags, "precision": args.precision}.items() if v is not None})
+    flags = dict(max_tokens=args.max_tokens, max_steps=args.max_steps, max_time=args.max_time, precision=args.precision)
+    overrides.update({k: v for k, v in flags.items() if v is not None})
     schedule = get_schedule(args.schedule, **overrides)
     cfg = resolve_model(args.model, args.task, args.budget, args.set)
     init_distributed(args.device)
