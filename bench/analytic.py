@@ -1,12 +1,12 @@
 """Hand-written MAC formulas for each family: the independent reference the counters are checked against,
 and the fast model the budget solver searches with.
 
-Paper convention (protocol.md): batch 1, N_src = N_tgt = 30, one teacher-forced pass. Counted: every Linear
+Paper convention (docs/protocol.md): batch 1, N_src = N_tgt = 30, one teacher-forced pass. Counted: every Linear
 (weights only, no bias), Q K^T and A V, convolutions (depthwise: N*C*K), the dynamic-kernel predictor, the
 encoder-decoder K/V projections of the source. Not counted: embeddings, positions, LayerNorm, softmax, GLU,
 other element-wise work, and (for ``macs``) the output projection; ``macs_with_output`` adds N_tgt*d*V.
 
-These formulas are written from the papers' descriptions (../shared/design/models.md), not from the model
+These formulas are written from the papers' descriptions (docs/models.md), not from the model
 code, so that a wiring mistake in either shows up as a disagreement.
 """
 

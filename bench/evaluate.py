@@ -10,9 +10,9 @@ the test split, perplexity per token and per word (words = whitespace tokens + o
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,11 @@ from torch import nn
 
 from models import create_model
 
+from .atomic import write_json, write_text
 from .batching import encode_parallel, encode_stream, lm_blocks
 from .data import Tokenizer, get_corpus
 from .errors import BenchError
-from .train import CHECKPOINT, atomic_write_text, corpus_nll, load_checkpoint
+from .train import CHECKPOINT, corpus_nll, load_checkpoint
 
 
 def load_run(run_dir: Path) -> tuple[nn.Module, dict[str, Any], Tokenizer]:
@@ -109,8 +110,8 @@ def score_test_splits(
         pairs = [p for p in zip(splits[split].src, splits[split].tgt) if p in by_pair]
         split_hyps = [by_pair[p] for p in pairs]
         if out_dir is not None:
-            atomic_write_text(Path(out_dir) / f"hyp.{split}.{hyp_suffix}", "\n".join(split_hyps) + "\n")
-            atomic_write_text(Path(out_dir) / f"ref.{split}.{tgt_lang}", "\n".join(r for _, r in pairs) + "\n")
+            write_text(Path(out_dir) / f"hyp.{split}.{hyp_suffix}", "\n".join(split_hyps) + "\n")
+            write_text(Path(out_dir) / f"ref.{split}.{tgt_lang}", "\n".join(r for _, r in pairs) + "\n")
         scores[split] = bleu_chrf(split_hyps, [r for _, r in pairs])
     return scores
 
@@ -129,6 +130,65 @@ def eval_settings(
     return beam, lp, limit, batch or int(sched.get("eval_batch", 32))
 
 
+@dataclass
+class EvalContext:
+    """What a model of one run is evaluated on, loaded once: the run's tokenizer, corpus splits, validation
+    data and decoding settings (the arguments given, else the run's schedule's)."""
+
+    spec: dict[str, Any]
+    tok: Tokenizer
+    corpus_name: str
+    splits: dict[str, Any]
+    valid: Any  # MTData, or LM (inputs, targets) blocks
+    tgt_lang: str
+    beam: int
+    length_penalty: float
+    limit: int | None
+    batch: int
+
+    @classmethod
+    def for_run(cls, spec: dict[str, Any], tok: Tokenizer, beam: int | None = None,
+                length_penalty: float | None = None, max_sentences: int | None = None,
+                batch: int | None = None) -> EvalContext:
+        beam, lp, limit, batch = eval_settings(spec, beam, length_penalty, max_sentences, batch)
+        corpus = get_corpus(spec["corpus"], task=spec["task"])
+        splits = corpus.load()
+        if spec["task"] == "mt":
+            valid = encode_parallel(tok, splits["valid"].src, splits["valid"].tgt)
+            tgt = str(corpus.tgt)
+        else:
+            valid = lm_blocks(encode_stream(tok, splits["valid"]), int(spec.get("schedule", {}).get("lm_block", 128)))
+            tgt = ""
+        return cls(spec, tok, corpus.name, splits, valid, tgt, beam, lp, limit, batch)
+
+
+def evaluate_model(model: nn.Module, ctx: EvalContext, out_dir: Path | None = None,
+                   tag: str | None = None) -> dict[str, Any]:
+    """Score an in-memory model. Translation: ``valid_nll``, ``beam``, ``length_penalty``, then ``test`` and
+    ``test_clean`` (each: bleu, chrf, their signatures, n); with ``out_dir`` the hypotheses are written as
+    ``hyp.<split>.[<tag>.]beam<b>.<lang>`` and the references as ``ref.<split>.<lang>``. Language models:
+    ``valid_nll``, ``test_nll``, ``ppl``, ``ppl_word``, ``test_tokens``."""
+    tok = ctx.tok
+    result: dict[str, Any] = {"valid_nll": corpus_nll(model, ctx.valid, tok.pad_id, tok.bos_id)}
+    if ctx.spec["task"] == "mt":
+        result.update({"beam": ctx.beam, "length_penalty": ctx.length_penalty})
+        suffix = f"{tag + '.' if tag else ''}beam{ctx.beam}.{ctx.tgt_lang}"
+        scores = score_test_splits(model, tok, ctx.splits, ctx.beam, ctx.length_penalty, ctx.limit, ctx.batch,
+                                   out_dir, suffix, ctx.tgt_lang)
+        result.update({split.replace("-", "_"): score for split, score in scores.items()})
+    else:
+        block = int(ctx.spec.get("schedule", {}).get("lm_block", 128))
+        lines = ctx.splits["test"][: ctx.limit]
+        stream = encode_stream(tok, lines)
+        test = lm_blocks(stream, block)
+        nll = corpus_nll(model, test, tok.pad_id, tok.bos_id)
+        n_tokens = test[1].numel()
+        words = sum(len(line.split()) + 1 for line in lines) * n_tokens / max(len(stream) - 1, 1)
+        result.update({"test_nll": nll, "ppl": math.exp(nll), "ppl_word": math.exp(nll * n_tokens / words),
+                       "test_tokens": n_tokens})
+    return result
+
+
 def evaluate_run(
     run_dir: Path,
     beam: int | None = None,
@@ -139,30 +199,10 @@ def evaluate_run(
     """Score a run folder and write ``eval.json`` and the hypotheses beside its checkpoint."""
     run_dir = Path(run_dir)
     model, spec, tok = load_run(run_dir)
-    beam, lp, limit, batch = eval_settings(spec, beam, length_penalty, max_sentences, batch)
-    corpus = get_corpus(spec["corpus"], task=spec["task"])
-    splits = corpus.load()
-    result: dict[str, Any] = {"model": spec["model"], "seed": spec.get("seed"), "corpus": corpus.name}
-    if spec["task"] == "mt":
-        valid = encode_parallel(tok, splits["valid"].src, splits["valid"].tgt)
-        result["valid_nll"] = corpus_nll(model, valid, tok.pad_id, tok.bos_id)
-        result.update({"beam": beam, "length_penalty": lp})
-        scores = score_test_splits(model, tok, splits, beam, lp, limit, batch, run_dir, f"beam{beam}.{corpus.tgt}",
-                                   str(corpus.tgt))
-        result.update({split.replace("-", "_"): score for split, score in scores.items()})
-    else:
-        block = int(spec.get("schedule", {}).get("lm_block", 128))
-        valid = lm_blocks(encode_stream(tok, splits["valid"]), block)
-        result["valid_nll"] = corpus_nll(model, valid, tok.pad_id, tok.bos_id)
-        lines = splits["test"][:limit]
-        stream = encode_stream(tok, lines)
-        test = lm_blocks(stream, block)
-        nll = corpus_nll(model, test, tok.pad_id, tok.bos_id)
-        n_tokens = test[1].numel()
-        words = sum(len(line.split()) + 1 for line in lines) * n_tokens / max(len(stream) - 1, 1)
-        result.update({"test_nll": nll, "ppl": math.exp(nll), "ppl_word": math.exp(nll * n_tokens / words),
-                       "test_tokens": n_tokens})
-    atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2))
+    ctx = EvalContext.for_run(spec, tok, beam, length_penalty, max_sentences, batch)
+    result: dict[str, Any] = {"model": spec["model"], "seed": spec.get("seed"), "corpus": ctx.corpus_name}
+    result.update(evaluate_model(model, ctx, run_dir))
+    write_json(run_dir / "eval.json", result)
     return result
 
 
@@ -187,8 +227,15 @@ def paired_bootstrap(run_a: Path, run_b: Path, split: str = "test", n_samples: i
     a, b = scores["BLEU"][0], scores["BLEU"][1]
     return {
         "split": split,
-        "a": {"run": str(run_a), "bleu": a.score, "ci95": a.mean_ci if hasattr(a, "mean_ci") else None},
-        "b": {"run": str(run_b), "bleu": b.score, "ci95": b.mean_ci if hasattr(b, "mean_ci") else None},
+        "a": {"run": str(run_a), "bleu": a.score, "ci95": _ci95(a)},
+        "b": {"run": str(run_b), "bleu": b.score, "ci95": _ci95(b)},
         "p_value": b.p_value,
         "n_samples": n_samples,
     }
+
+
+def _ci95(result: Any) -> list[float] | None:
+    """sacreBLEU's bootstrap mean +- its 95% half-width, as [low, high]."""
+    if getattr(result, "mean", None) is None or getattr(result, "ci", None) is None:
+        return None
+    return [float(result.mean - result.ci), float(result.mean + result.ci)]

@@ -12,7 +12,6 @@ committed); the record keeps the learning curve.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -29,12 +28,10 @@ from typing import Any
 
 import torch
 
-from models import create_model
-
+from .atomic import write_text
 from .budget import Budget, Solution, load_budget, solve_model
-from .counting import count_macs
 from .errors import BenchError
-from .params import count_params
+from .records import StageRecord, make_record, read_record, write_record
 from .schedules import Schedule, get_schedule
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,7 +72,7 @@ def git_commit() -> str:
 
 
 def environment() -> dict[str, Any]:
-    from .latency import cpu_model_name
+    from .machine import cpu_model_name
 
     return {
         "torch": torch.__version__,
@@ -87,29 +84,24 @@ def environment() -> dict[str, Any]:
     }
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 @contextlib.contextmanager
 def locked(folder: Path) -> Iterator[None]:
     """An exclusive lock on a run folder: a second sweep waits, then finds the record written."""
+    from filelock import FileLock
+
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(folder / ".lock"):
+        yield
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
+def finished(path: Path) -> StageRecord | None:
+    """The record of a stage that has run (of any record version), or None when it has not (or its record
+    is unreadable, so that the stage runs again)."""
+    if not path.exists():
+        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        return read_record(path)
+    except BenchError:
         return None
 
 
@@ -131,6 +123,7 @@ class SweepOptions:
     quick: bool = False
     force: bool = False
     corpus: str | None = None
+    vocab_size: int | None = None  # the tokenizer's vocabulary (default: the model config's, 8000)
     results_root: Path = REPO / "results"
     cache_root: Path = REPO / ".cache" / "runs"
     executor: str = "local"
@@ -198,34 +191,37 @@ class Sweep:
         return {} if self.opts.quick else self.budget.schedule_overrides(self.opts.schedule)
 
     # ------------------------------------------------------------------ records
-    def _record(self, run: ModelRun, stage: str, extra: dict[str, Any], wall: float) -> dict[str, Any]:
-        return {
-            "stage": stage.split("-")[0],
-            **run.common(),
-            **extra,
-            "env": self.env,
-            "command": self.command,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "wall_s": round(wall, 2),
-        }
+    def _record(self, run: ModelRun, stage: str, extra: dict[str, Any], wall: float) -> StageRecord:
+        return make_record(
+            stage.split("-")[0],
+            run.common(),
+            extra,
+            env=self.env,
+            command=self.command,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            wall_s=round(wall, 2),
+        )
 
-    def _stage(self, run: ModelRun, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _stage(self, run: ModelRun, name: str, fn: Callable[[], dict[str, Any]]) -> StageRecord:
         path = run.folder / f"{name}.json"
         with locked(run.folder):
-            existing = read_record(path)
+            existing = finished(path)
             if existing is not None and not self.opts.force:
                 self.opts.log(f"  {name}: done before, skipped ({path.relative_to(self.results)})")
                 return existing
             started = time.perf_counter()
             extra = fn()
             record = self._record(run, name, extra, time.perf_counter() - started)
-            write_json_atomic(path, record)
+            write_record(path, record)
             self.opts.log(f"  {name}: {time.perf_counter() - started:.1f} s")
             return record
 
     # ------------------------------------------------------------------ stages
     def plan(self, model: str) -> ModelRun:
         sol = solve_model(self.budget, model)
+        if self.opts.vocab_size is not None:  # another vocabulary: another model (and another hash)
+            cfg = {**sol.config.to_dict(), "vocab_size": self.opts.vocab_size}
+            sol.config = type(sol.config).create(cfg.pop("task"), **cfg)
         proto = self.budget.protocol
         key = config_hash(
             {
@@ -240,14 +236,15 @@ class Sweep:
         return ModelRun(self.budget, sol, self.schedule, self.corpus, folder, cache, key)
 
     def profile(self, run: ModelRun) -> dict[str, Any]:
-        net = create_model(run.model, **run.solution.config.to_dict())
-        report = count_macs(net, protocol=self.budget.protocol)
-        for w in report.warnings:
+        from .profiling import profile
+
+        rec = profile(run.model, run.solution.config.to_dict(), self.budget.protocol)
+        for w in rec["warnings"]:
             self.opts.log(f"  warning: {run.model}: {w}")
-        return {**count_params(net), **report.to_dict()}
+        return rec
 
     def latency_settings(self) -> list[tuple[str, int, str]]:
-        from .latency import all_cores
+        from .machine import all_cores
 
         threads = self.opts.threads or sorted({1, all_cores()})
         out = []
@@ -257,19 +254,27 @@ class Sweep:
             out += [("cuda", 1, w) for w in ("forward", "translate")]
         return out
 
-    def latency(self, run: ModelRun, device: str, threads: int, workload: str) -> dict[str, Any]:
+    def latency(self, run: ModelRun, device: str, threads: int, workload: str,
+                profile: StageRecord | None = None) -> dict[str, Any]:
+        """One latency record, measured in a child process that receives the solved config; the paper's MAC
+        counts come from the profile (counted with the budget's protocol)."""
         from .latency import measure_in_subprocess
+        from .profiling import paper_macs
 
+        if profile is not None:
+            paper = (profile.get("macs"), profile.get("macs_with_output"))
+        else:
+            paper = paper_macs(run.model, run.solution.config.to_dict(), self.budget.protocol)
         # smoke runs time fewer calls than the protocol asks for (their records say so)
-        extra = ["--warmup", "3", "--min-runs", "10", "--min-time", "0.2"] if self.opts.quick else []
+        timing = dict(warmup=3, min_runs=10, min_time_s=0.2) if self.opts.quick else {}
         rec = measure_in_subprocess(
             run.model,
-            task=self.budget.task,
-            budget=str(self.opts.budget),
+            run.solution.config.to_dict(),
             workload=workload,
             threads=threads,
             device=device,
-            extra=extra,
+            paper_macs=paper,
+            **timing,
         )
         rec.pop("model", None)
         rec.pop("config", None)
@@ -281,6 +286,8 @@ class Sweep:
         if self.opts.train_threads:
             torch.set_num_threads(self.opts.train_threads)
         data = load_task_data(self.corpus, self.budget.task, self.schedule, run.solution.config.vocab_size)
+        if data.vocab_note:
+            self.opts.log(f"  note: {data.vocab_note}")
         out = run.cache / f"train-s{seed}"
         trainer = Trainer(
             run.model,
@@ -335,11 +342,11 @@ class Sweep:
             wall = time.perf_counter() - started
             for st in stages:
                 tag = st["compression"].replace("+", "_")
-                write_json_atomic(
+                write_record(
                     run.folder / f"compress-s{seed}-{tag}.json",
                     self._record(run, "compress", {**st, "seed": seed}, wall),
                 )
-            marker.write_text(json.dumps([st["compression"] for st in stages]))
+            write_text(marker, json.dumps([st["compression"] for st in stages]))
             self.opts.log(f"  compress-s{seed}: {wall:.1f} s ({', '.join(st['compression'] for st in stages)})")
 
     def run_model(self, model: str) -> None:
@@ -351,12 +358,11 @@ class Sweep:
             f"({run.solution.rel_error:+.2%}); records in {run.folder}"
         )
         stages = self.opts.stages
-        if "profile" in stages:
-            self._stage(run, "profile", lambda: self.profile(run))
+        prof = self._stage(run, "profile", lambda: self.profile(run)) if "profile" in stages else None
         if "latency" in stages:
             for device, threads, workload in self.latency_settings():
                 name = f"latency-{device}-t{threads}-{workload}"
-                self._stage(run, name, lambda d=device, t=threads, w=workload: self.latency(run, d, t, w))
+                self._stage(run, name, lambda d=device, t=threads, w=workload: self.latency(run, d, t, w, prof))
         for seed in self.opts.seeds:
             if "train" in stages:
                 self._stage(run, f"train-s{seed}", lambda s=seed: self.train(run, s))
@@ -367,7 +373,7 @@ class Sweep:
 
     def report(self) -> list[Path]:
         from .report.figures import write_figures
-        from .report.leaderboard import write_leaderboard
+        from .report.render import write_leaderboard
 
         written = list(write_leaderboard(self.results).values())
         notes: list[str] = []
@@ -397,26 +403,14 @@ class Sweep:
             f"commit {self.env['git_commit']}\n"
         )
         old = path.read_text(encoding="utf-8") if path.exists() else "# Sweeps that wrote these records\n\n"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(old + line, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, old + line)
 
     def _run_submitit(self) -> None:
         """One job per model and seed (Slurm, or submitit's local executor); the same records and locks.
         Latency jobs ask for a whole node so that no other job shares the machine while they time."""
-        try:
-            import submitit
-        except ImportError:
-            raise BenchError("the submitit executor needs `pip install submitit` (the `cluster` extra)") from None
-        folder = self.results / "submitit"
-        if self.opts.executor == "slurm":
-            ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
-            ex.update_parameters(timeout_min=240, slurm_exclusive=True)
-        elif self.opts.executor == "submitit-local":
-            ex = submitit.LocalExecutor(folder=str(folder))
-            ex.update_parameters(timeout_min=240)
-        else:
-            raise BenchError(f"unknown executor {self.opts.executor!r}; valid: local, slurm, submitit-local")
+        from .launcher import submitit_executor
+
+        ex = submitit_executor(self.opts.executor, self.results / "submitit")
         jobs = []
         for model in self.models:  # profile + latency first, one job per model, strictly serial on a node
             jobs.append(ex.submit(_job, self.opts, model, None))

@@ -86,7 +86,7 @@ SCHEDULES: dict[str, Schedule] = {
     "short": Schedule(
         name="short", max_tokens=2_000_000, batch_tokens=1024, warmup_steps=1000, lr=1e-3, decay="inverse_sqrt"
     ),
-    # the plain recipe the short schedule was measured against (issue 5's prototype): 4k-token batches,
+    # the plain recipe the short schedule was measured against (the first prototype's): 4k-token batches,
     # 1000 warm-up steps, peak lr 1e-3, inverse-sqrt decay, fp32; give it --max-time
     "plain": Schedule(
         name="plain", max_tokens=None, max_time=1200.0, batch_tokens=4096, warmup_steps=1000, lr=1e-3,

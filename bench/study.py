@@ -1,64 +1,55 @@
 """Sample-efficiency study: the ``short`` schedule against the plain recipe, at equal wall time.
 
-Every run trains one model in its own process at 1 thread, ``jobs`` processes at a time, so that runs
-sharing the machine get equal resources. The ``short`` runs go first and stop at their token budget; the
-``plain`` runs then get the same wall time (the slowest short run's). Each run is evaluated with greedy
-decoding (BLEU, chrF on test) and the full validation NLL. Writes ``<out>/recipes.md``, ``recipes.json``
-and ``learning_curve.png`` (validation NLL against wall time, every run).
+Every run trains one model with the solved config in its own process (bench.launcher) at 1 thread, ``jobs``
+processes at a time, so that runs sharing the machine get equal resources. The ``short`` runs go first and
+stop at their token budget; the ``plain`` runs then get the same wall time (the slowest short run's). Each
+run is evaluated with greedy decoding (BLEU, chrF on test) and the full validation NLL. Writes
+``<out>/recipes.md``, ``recipes.json`` and ``learning_curve.png`` (validation NLL against wall time, every run).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .errors import BenchError
+from .atomic import write_text, write_with
 from .evaluate import evaluate_run
-from .train import atomic_write_text, read_curve
+from .launcher import REPO_ROOT, call_in_child
+from .train import read_curve
 
-REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO_ROOT / "results" / "recipes"
+
+
+def train_one(model: str, config: dict[str, Any], schedule: str, overrides: dict[str, Any], seed: int, out: str,
+              max_time: float | None, corpus: str = "libreoffice-en-de") -> dict[str, Any]:
+    """One training run (what each child process runs): the solved ``config``, the schedule preset with the
+    budget's adjustments, stopped at ``max_time`` seconds when given. Returns the Trainer's summary."""
+    from .schedules import get_schedule
+    from .train import Trainer, load_task_data
+
+    sched = get_schedule(schedule, **overrides, **({"max_time": max_time} if max_time is not None else {}))
+    data = load_task_data(corpus, "mt", sched, int(config.get("vocab_size", 8000)))
+    return Trainer(model, config, data, sched, seed, Path(out), progress=False).run(resume=True)
 
 
 def _train(model: str, budget: str, schedule: str, seed: int, out: Path, max_time: float | None) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench",
-        "train",
-        model,
-        "--budget",
-        budget,
-        "--schedule",
-        schedule,
-        "--seed",
-        str(seed),
-        "--threads",
-        "1",
-        "--out",
-        str(out),
-        "--quiet",
-        "--json",
-    ]
-    if max_time is not None:
-        cmd += ["--max-time", str(max_time)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise BenchError(f"training {schedule} seed {seed} failed: {last}")
-    return json.loads(proc.stdout)
+    from .budget import load_budget
+    from .resolve import resolve_model
+
+    config = resolve_model(model, "mt", budget).to_dict()
+    overrides = load_budget(budget).schedule_overrides(schedule)
+    kwargs = dict(model=model, config=config, schedule=schedule, overrides=overrides, seed=seed, out=str(out),
+                  max_time=max_time)
+    return call_in_child("bench.study:train_one", kwargs, what=f"training {schedule} seed {seed}", threads=1)
 
 
 def compare_recipes(
     model: str = "transformer",
     budget: str = "100M",
     seeds: tuple[int, ...] = (1, 2),
-    out: Path = REPO / "results" / "recipes",
+    out: Path = DEFAULT_OUT,
     jobs: int = 2,
 ) -> dict[str, Any]:
     out = Path(out)
@@ -101,13 +92,13 @@ def compare_recipes(
         "parallel_runs": jobs,
         "rows": rows,
     }
-    atomic_write_text(out / "recipes.json", json.dumps(result, indent=2))
-    atomic_write_text(out / "recipes.md", _markdown(result))
+    write_text(out / "recipes.json", json.dumps(result, indent=2))
+    write_text(out / "recipes.md", markdown(result))
     _figure({k: read_curve(r["folder"]) for k, r in runs.items()}, out / "learning_curve.png", model, budget)
     return result
 
 
-def _markdown(result: dict[str, Any]) -> str:
+def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"{result['model']} at {result['budget']}, LibreOffice en-de, {result['parallel_runs']} runs at a time, "
         f"1 thread each, equal wall time {result['equal_wall_s'] / 60:.1f} min per run.",
@@ -150,25 +141,7 @@ def _figure(curves: dict[str, list[dict]], path: Path, model: str, budget: str) 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=130)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def add_parser(subparsers: Any) -> Any:
-    p = subparsers.add_parser("recipes", help="sample-efficiency study: short schedule vs plain recipe")
-    p.add_argument("--model", default="transformer")
-    p.add_argument("--budget", default="100M")
-    p.add_argument("--seeds", default="1,2")
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--out", default=str(REPO / "results" / "recipes"))
-    return p
-
-
-def run(args: Any) -> int:
-    seeds = tuple(int(s) for s in str(args.seeds).split(",") if s.strip())
-    res = compare_recipes(args.model, args.budget, seeds, Path(args.out), args.jobs)
-    print(_markdown(res))
-    return 0
+    try:
+        write_with(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
+    finally:
+        plt.close(fig)

@@ -29,6 +29,8 @@ from torch import Tensor, nn
 
 from models import create_model
 
+from .atomic import save_torch as atomic_save
+from .atomic import write_text as atomic_write_text
 from .batching import (
     MTData,
     collate_mt,
@@ -39,8 +41,8 @@ from .batching import (
     lm_blocks,
     token_batches,
 )
-from .data import DataError, Tokenizer, get_corpus, get_tokenizer
-from .data.tokenizer import TokenizerConfig
+from .data import DataError, Tokenizer, get_corpus
+from .data.tokenizer import TokenizerConfig, get_tokenizer_capped
 from .errors import BenchError
 from .schedules import Schedule
 
@@ -48,19 +50,6 @@ CHECKPOINT = "checkpoint.pt"
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint, loaded with ``weights_only=True``; a corrupt file is one clear line."""
     try:
@@ -118,6 +107,7 @@ class TaskData:
     valid: Any
     corpus_name: str
     corpus_manifest: dict | None = None
+    vocab_note: str | None = None  # set when the corpus was too small for the vocabulary asked for
 
 
 def load_task_data(
@@ -127,8 +117,8 @@ def load_task_data(
     corp = get_corpus(corpus, task=task, **kw)
     if corp.task != task:
         raise BenchError(f"corpus {corpus} is a {corp.task} corpus, not {task}")
-    tok = get_tokenizer(corp, TokenizerConfig(vocab_size=vocab_size))
-    splits = corp.load()
+    splits = corp.load()  # before the tokenizer: a broken corpus is reported as such, not as a vocabulary error
+    tok, note = get_tokenizer_capped(corp, TokenizerConfig(vocab_size=vocab_size))
     if task == "mt":
         train = encode_parallel(tok, splits["train"].src, splits["train"].tgt, schedule.max_len)
         valid = encode_parallel(tok, splits["valid"].src, splits["valid"].tgt)
@@ -141,7 +131,7 @@ def load_task_data(
             raise DataError(f"corpus {corp.name}: the train split is shorter than one {schedule.lm_block}-token block")
     # a built-in name, or the folder's absolute path, so that evaluation finds the same corpus again
     spec = str(corpus) if str(corpus) == corp.name else str(Path(corpus).resolve())
-    return TaskData(task, tok, train, valid, spec, corp.manifest)
+    return TaskData(task, tok, train, valid, spec, corp.manifest, note)
 
 
 def subset(data: Any, n: int | None) -> Any:
@@ -470,6 +460,8 @@ class Trainer:
             "seed": self.seed,
             "world_size": self.world,
         }
+        if self.data.vocab_note:
+            summary["vocab_size"], summary["vocab_note"] = self.data.tokenizer.vocab_size, self.data.vocab_note
         if self.rank == 0 and reason != "interrupted":
             atomic_write_text(self.out_dir / "train.json", json.dumps(summary, indent=2))
         return summary

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import sentencepiece as spm
@@ -191,3 +192,25 @@ def get_tokenizer(
         if _is_current(model, inputs, config):
             return Tokenizer.load(model)
         return train_tokenizer(inputs, model, config)
+
+
+_TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
+
+
+def get_tokenizer_capped(
+    corpus: Corpus, config: TokenizerConfig = TokenizerConfig(), model_dir: Path | None = None
+) -> tuple[Tokenizer, str | None]:
+    """:func:`get_tokenizer`, with the vocabulary capped where the corpus is too small for the size asked for:
+    sentencepiece then names the largest size the text supports, and that size is used. Returns the tokenizer
+    and, when capped, a one-line note saying so (None otherwise)."""
+    try:
+        return get_tokenizer(corpus, config, model_dir), None
+    except DataError as err:
+        m = _TOO_HIGH.search(str(err))
+        if not m or int(m.group(2)) < 5:
+            raise
+    cap = int(m.group(2))
+    tok = get_tokenizer(corpus, replace(config, vocab_size=cap), model_dir)
+    note = (f"corpus {corpus.name}: vocabulary capped at {cap} subwords (asked for {config.vocab_size}): "
+            "its train split supports no more")
+    return tok, note

@@ -7,7 +7,7 @@ batch 1 and 1 thread). Quality is test BLEU (higher is better) when the records 
 per token (language models) or validation NLL in nats per target token (both lower is better). Each figure
 draws the Pareto front as a step line (the best quality reachable at no more than a given cost), labels each
 point with its model, and draws the seed spread (sample std) as error bars where there are several seeds.
-Compressed variants (issue 7) appear only in the size figure.
+Compressed variants (bench.compress) appear only in the size figure.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from bench.atomic import write_files
 from bench.errors import BenchError
 
-from .leaderboard import _present, _unique_join, build_leaderboard, display_name, quality_kind, write_atomically
+from .leaderboard import _present, _unique_join, build_leaderboard, display_name
+from .render import quality_kind
 
 FIGURES = ("quality_vs_macs", "quality_vs_latency", "latency_vs_macs", "quality_vs_size")
 FORMATS = ("png", "pdf")
@@ -389,7 +391,7 @@ _BUILDERS = {
 
 
 def _save(fig: Figure, stem: Path) -> list[Path]:
-    """``stem``.png and ``stem``.pdf, both or neither (temporary files, then os.replace)."""
+    """``stem``.png and ``stem``.pdf, both or neither (bench.atomic)."""
 
     def writer(fmt: str):
         def write(path: Path) -> None:
@@ -397,7 +399,7 @@ def _save(fig: Figure, stem: Path) -> list[Path]:
 
         return write
 
-    return write_atomically({_with_format(stem, fmt): writer(fmt) for fmt in FORMATS})
+    return write_files({_with_format(stem, fmt): writer(fmt) for fmt in FORMATS})
 
 
 def _with_format(stem: Path, fmt: str) -> Path:

@@ -1,10 +1,7 @@
 """Run records -> one flat table: reading and validating what the pipeline's stages wrote.
 
-Layout (one JSON file per stage, written atomically by the pipeline):
-``<results_dir>/runs/<model>-<config_hash>/<stage>[-<detail>].json``, with stages ``profile``, ``latency``
-(``latency-<device>-t<threads>-<workload>[-<dtype>].json``), ``train`` (``train-s<seed>.json``), ``eval``
-(``eval-s<seed>.json``) and ``compress`` (``compress-s<seed>-<tag>.json``). Every record carries the common
-keys ``stage``, ``model``, ``family``, ``budget``, ``config_hash``, ``config``, ``env``, ``command``, ``created``.
+Layout and schema: bench.records (one JSON file per stage, ``<results_dir>/runs/<model>-<config_hash>/``),
+read with its reader, so records of every version load alike.
 
 ``load_records`` returns one row per record file; nested dicts are flattened with dotted keys
 (``macs_by_counter.fvcore``, ``test.bleu``, ``env.torch``), lists (raw latency samples, training curves) stay
@@ -15,8 +12,6 @@ with one line naming the file. Hidden files and ``*.tmp`` files (atomic writes i
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,20 +20,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
-
-STAGES = ("profile", "latency", "train", "eval", "compress")
-
-# keys a record of each stage must have (besides "stage" and "model"), and whether they must be numbers
-_REQUIRED: dict[str, dict[str, bool]] = {
-    "profile": {"params": True, "macs": True},
-    "latency": {"workload": False, "device": False, "threads": True, "p50_ms": True},
-    "train": {"seed": True},
-    "eval": {"seed": True},
-    "compress": {"seed": True, "compression": False},
-}
-
-# other names the same quantity goes by (bench.latency's Measurement.to_dict -> the pipeline's record)
-_ALIASES = {"device_name": "device_model", "peak_cuda_allocated_mb": "peak_gpu_mb"}
+from bench.records import STAGES, is_record_file, read_record
 
 
 def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -51,52 +33,6 @@ def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def is_record_file(path: Path) -> bool:
-    """A ``*.json`` file that is not hidden and not a temporary file of an atomic write."""
-    name = path.name
-    return path.is_file() and name.endswith(".json") and not name.startswith(".") and ".tmp" not in name
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    """One record file -> its dict, validated for its stage. Raises BenchError naming the file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BenchError(f"{path}: cannot read run record ({exc})") from None
-    try:
-        rec = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BenchError(
-            f"{path}: not a valid JSON run record ({exc.msg} at line {exc.lineno}); delete it and re-run its stage"
-        ) from None
-    if not isinstance(rec, dict):
-        raise BenchError(f"{path}: run record must be a JSON object, got {type(rec).__name__}")
-    for key in ("stage", "model"):
-        if not isinstance(rec.get(key), str) or not rec[key]:
-            raise BenchError(f"{path}: run record has no {key!r} (a non-empty string)")
-    stage = rec["stage"]
-    if stage in STAGES and not path.name.startswith(stage):
-        raise BenchError(f"{path}: record says stage {stage!r} but the file name says otherwise")
-    for old, new in _ALIASES.items():
-        if old in rec and new not in rec:
-            rec[new] = rec[old]
-    for key, numeric in _REQUIRED.get(stage, {}).items():
-        value = rec.get(key)
-        if value is None:
-            raise BenchError(f"{path}: {stage} record has no {key!r}")
-        if numeric and (not _is_number(value) or (isinstance(value, float) and math.isnan(value))):
-            raise BenchError(f"{path}: {stage} record's {key!r} is {value!r}, expected a number")
-    if stage == "latency":
-        rec["device"] = str(rec["device"]).split(":")[0]  # "cuda:0" -> "cuda"
-        rec.setdefault("dtype", "fp32")
-    return rec
 
 
 def load_records(results_dir: Path | str, allow_empty: bool = False) -> pd.DataFrame:
@@ -116,7 +52,7 @@ def load_records(results_dir: Path | str, allow_empty: bool = False) -> pd.DataF
         raise BenchError(f"no run records under {runs} (run `make bench` for this budget first)")
     rows = []
     for path in files:
-        rec = read_record(path)
+        rec = read_record(path).to_dict()
         folder = path.parent.name
         if not rec.get("config_hash") and folder.startswith(rec["model"] + "-"):
             rec["config_hash"] = folder[len(rec["model"]) + 1 :]

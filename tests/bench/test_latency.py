@@ -18,10 +18,12 @@ import torch
 
 from bench import latency as L
 from bench.errors import BenchError
+from bench.latency import record
 from bench.memory import MB, measure_peak_memory, serialized_size_bytes
 from models import create_model
 from models.layers.attention import IMPLS, MultiheadAttention, set_attention_impl
 from tests.conftest import small_model
+from tests.torch_reference import TorchTransformerReference, compare_with_torch_transformer
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine (torch.cuda.is_available() is False)")
@@ -298,21 +300,23 @@ def test_gemm_rate_is_measured_once_per_setting():
 
 # ============================================================================================ record and CLI
 def _cli(argv):
+    from bench.cli import main
+
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        code = L.main(argv)
+        code = main(["latency", *argv])
     return code, out.getvalue(), err.getvalue()
 
 
 REQUIRED_KEYS = set(
-    "model config workload device threads dtype batch p50_ms p90_ms mean_ms iqr_ms cv n samples_ms device_name "
+    "model config workload device threads dtype batch p50_ms p90_ms mean_ms iqr_ms cv n samples_ms device_model "
     "torch_version peak_rss_mb workload_memory_mb model_size_mb model_size_bytes gemm_gmacs achieved_gmacs "
     "efficiency workload_macs params params_total warning".split()
 )
 
 
 def test_json_record(monkeypatch):
-    monkeypatch.setattr(L, "measure_gemm_rate", lambda threads, device: L.GemmRate("cpu", threads, 1, 1.0, 50.0))
+    monkeypatch.setattr(record, "measure_gemm_rate", lambda threads, device: L.GemmRate("cpu", threads, 1, 1.0, 50.0))
     code, out, err = _cli(["transformer", *TINY, "--workload", "translate", "--json", "--min-time", "0.05"])
     assert code == 0, err
     rec = json.loads(out)
@@ -330,7 +334,7 @@ def test_json_record(monkeypatch):
 
 
 def test_human_summary_names_units(monkeypatch):
-    monkeypatch.setattr(L, "measure_gemm_rate", lambda threads, device: L.GemmRate("cpu", threads, 1, 1.0, 50.0))
+    monkeypatch.setattr(record, "measure_gemm_rate", lambda threads, device: L.GemmRate("cpu", threads, 1, 1.0, 50.0))
     sets = ["d_model=32", "encoder_attention_heads=4", "vocab_size=50", "encoder_layers=1", "decoder_layers=1"]
     code, out, _ = _cli(["lite_transformer", *[w for kv in sets for w in ("--set", kv)], "--min-time", "0.05"])
     assert code == 0
@@ -376,29 +380,40 @@ def test_python_api_rejects_bad_input():
 
 # ============================================================================================ isolation
 def test_measure_in_subprocess_returns_the_child_record():
-    rec = L.measure_in_subprocess(
-        "transformer",
-        sets=TINY_SETS,
-        workload="forward",
-        extra=["--min-time", "0.05"],
-        timeout_s=300,
-    )
-    assert rec["model"] == "transformer" and rec["config"]["d_model"] == 32 and rec["n"] >= 30
+    cfg = tiny_transformer().config.to_dict()
+    rec = L.measure_in_subprocess("transformer", cfg, workload="forward", min_time_s=0.05, paper_macs=(7, 8),
+                                  timeout_s=300)
+    assert rec["model"] == "transformer" and rec["config"] == cfg and rec["n"] >= 30
+    assert (rec["macs"], rec["macs_with_output"]) == (7, 8)  # the caller's counts, not a count of its own
     with pytest.raises(BenchError, match="failed in its own process.*unknown workload"):
-        L.measure_in_subprocess("transformer", workload="nonsense", timeout_s=300)
+        L.measure_in_subprocess("transformer", cfg, workload="nonsense", timeout_s=300)
 
 
-def test_subprocess_command_line():
-    argv = L.latency_argv("lite_transformer", budget="100M", sets=["d_model=200"], threads=None, dtype="bf16")
-    assert argv[0] == "lite_transformer" and "--json" in argv
-    assert argv[argv.index("--threads") + 1] == "all" and argv[argv.index("--budget") + 1] == "100M"
-    assert argv[argv.index("--set") + 1] == "d_model=200" and argv[argv.index("--dtype") + 1] == "bf16"
+def test_latency_child_loads_no_evaluation_or_counting_modules(tmp_path):
+    """The child's peak memory counts what a latency measurement needs: not sacreBLEU, sentencepiece, fvcore
+    or pandas."""
+    import subprocess
+    import sys
+
+    from bench.launcher import REPO_ROOT, child_env
+
+    code = (
+        "import json, sys; from bench.latency.record import measure_model; "
+        "measure_model('transformer', json.loads(sys.argv[1]), min_time_s=0.0, min_runs=2, warmup=1); "
+        "print(json.dumps(sorted(m for m in ('sacrebleu', 'sentencepiece', 'fvcore', 'pandas', 'bench.cli') "
+        "if m in sys.modules)))"
+    )
+    cfg = json.dumps(tiny_transformer().config.to_dict())
+    proc = subprocess.run([sys.executable, "-c", code, cfg], capture_output=True, text=True, cwd=REPO_ROOT,
+                          env=child_env(1), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
 
 
 def test_torch_transformer_reference_runs_the_same_shape():
-    r = L.compare_with_torch_transformer(32, 1, layers=1, heads=4, vocab=50, warmup=2, min_runs=5, min_time_s=0.0)
+    r = compare_with_torch_transformer(32, 1, layers=1, heads=4, vocab=50, warmup=2, min_runs=5, min_time_s=0.0)
     assert r["ours"]["n"] == r["torch"]["n"] >= 5 and r["ratio"] > 0 and r["threads"] == 1
-    ref = L.TorchTransformerReference(32, 4, 1, 128, 50)
+    ref = TorchTransformerReference(32, 4, 1, 128, 50)
     ours = tiny_transformer()
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     # same weights up to nn.Transformer's two final LayerNorms (2 x 2d) and our sinusoids (no parameters)
@@ -410,16 +425,17 @@ def test_torch_transformer_reference_runs_the_same_shape():
 @needs_cuda
 def test_cuda_latency_uses_events_and_reports_gpu_memory():
     rec = L.measure_latency(tiny_transformer(), "translate", device="cuda", **QUICK)
-    assert rec.timer == "cuda events" and rec.device.startswith("cuda")
-    assert rec.device_name == torch.cuda.get_device_name(0)
-    assert rec.peak_cuda_allocated_mb > 0 and rec.n >= 30 and rec.efficiency > 0
+    d = rec.to_dict()
+    assert d["timer"] == "cuda events" and d["device"].startswith("cuda")
+    assert d["device_model"] == torch.cuda.get_device_name(0)
+    assert d["peak_gpu_mb"] > 0 and rec.n >= 30 and d["efficiency"] > 0
 
 
 @pytest.mark.gpu
 @needs_cuda
 def test_cuda_bf16_and_gemm_rate():
     rec = L.measure_latency(tiny_transformer(), "forward", device="cuda", dtype="bf16", **QUICK)
-    assert rec.dtype == "bf16" and rec.p50_ms > 0
+    assert rec.setting.dtype == "bf16" and rec.p50_ms > 0
     assert L.measure_gemm_rate(1, "cuda", size=4096).gmacs > 100
 
 
@@ -461,8 +477,8 @@ def test_p50_agrees_with_torch_utils_benchmark(name):
 
 @pytest.mark.slow
 def test_ours_no_slower_than_torch_transformer_at_d512():
-    r = L.compare_with_torch_transformer(512, 1, min_time_s=3.0)
-    small = L.compare_with_torch_transformer(128, 1, min_time_s=2.0)
+    r = compare_with_torch_transformer(512, 1, min_time_s=3.0)
+    small = compare_with_torch_transformer(128, 1, min_time_s=2.0)
     print(
         f"ours / nn.Transformer at 1 thread: d=512 {r['ratio']:.3f} (paired {r['paired_ratio']:.3f}), "
         f"d=128 {small['ratio']:.3f} (paired {small['paired_ratio']:.3f})"

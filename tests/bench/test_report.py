@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.cli import build_parser
+from bench.cli.sweep import cmd_report as run
 from bench.errors import BenchError
-from bench.report import add_parser, run
 from bench.report.figures import FIGURES, pareto_front, write_combined_figure, write_figures
-from bench.report.leaderboard import build_leaderboard, write_leaderboard
+from bench.report.leaderboard import build_leaderboard
 from bench.report.records import load_records
+from bench.report.render import write_leaderboard
 
 COUNTERS = ("flop_counter", "fvcore", "thop", "analytic")
 SEEDS = (1, 2)
@@ -387,7 +389,8 @@ def test_write_leaderboard_csv_md_tex(results: Path) -> None:
 
 
 def test_no_partial_files_after_an_error(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.report.leaderboard as lb
+    import bench.atomic
+    import bench.report.render as lb
 
     (results / "leaderboard.csv").write_text("old\n")
 
@@ -407,7 +410,7 @@ def test_no_partial_files_after_an_error(results: Path, monkeypatch: pytest.Monk
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        lb.write_atomically({results / "a.txt": lambda p: p.write_text("a"), results / "b.txt": half})
+        bench.atomic.write_files({results / "a.txt": lambda p: p.write_text("a"), results / "b.txt": half})
     assert not (results / "a.txt").exists() and not (results / "b.txt").exists()
     assert not [p for p in results.iterdir() if p.name.startswith(".")]
 
@@ -503,9 +506,7 @@ def test_language_model_quality_is_perplexity(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ CLI
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["report", *argv])
+    return build_parser().parse_args(["report", *argv])
 
 
 def test_cli_rebuilds_tables_figures_and_combined(

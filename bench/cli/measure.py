@@ -1,0 +1,123 @@
+"""``latency`` and ``compress``: measuring one model, and compressing one trained run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+from . import args as check
+from .output import print_json
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    """Measure in this process, then print a summary or (``--json``) one JSON record."""
+    import torch
+
+    from bench.latency import DTYPES, WORKLOADS, measure_latency
+    from bench.machine import DEVICES, check_device
+    from bench.profiling import paper_macs, protocol_of
+    from bench.resolve import resolve_model
+    from models import create_model
+    from models.config import TASKS
+
+    check.choice("task", args.task, TASKS)
+    check.choice("workload", args.workload, WORKLOADS)
+    check.choice("dtype", args.dtype, DTYPES)
+    threads = check.threads("--threads", args.threads)
+    check.choice("device", args.device.split(":")[0], DEVICES)
+    device = check_device(args.device)
+    batch = check.integer("--batch", args.batch)
+    warmup = check.integer("--warmup", args.warmup, 0)
+    min_runs = check.integer("--min-runs", args.min_runs)
+    min_time = check.number("--min-time", args.min_time)
+
+    cfg = resolve_model(args.model, args.task, args.budget, args.set)
+    torch.manual_seed(0)
+    model = create_model(args.model, **cfg.to_dict())
+    paper = paper_macs(args.model, cfg.to_dict(), protocol_of(args.budget, args.task))
+    result = measure_latency(model, args.workload, threads=threads, device=device, dtype=args.dtype, batch=batch,
+                             name=args.model, warmup=warmup, min_runs=min_runs, min_time_s=min_time)
+    result.efficiency.macs, result.efficiency.macs_with_output = paper
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(result.summary())
+    return 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    """Compress, measure, print a table (or ``--json``, one object)."""
+    from bench.compress import QSCHEMES, check_quantize, check_scope, check_sparsity, compress_run
+
+    threads = check.words(args.threads)
+    for t in threads:
+        check.threads("--threads", t)
+    drop = check.number("--max-bleu-drop", args.max_bleu_drop)
+    if args.qscheme not in QSCHEMES:
+        raise BenchError(f"--qscheme: unknown scheme {args.qscheme!r}; valid: {', '.join(QSCHEMES)}")
+    prune = args.prune
+    if prune is not None and str(prune).strip().lower() != "auto":
+        prune = check_sparsity(prune)
+    elif prune is not None:
+        prune = "auto"
+    res = compress_run(
+        Path(args.run_dir),
+        quantize=check_quantize(args.quantize),
+        prune=prune,
+        prune_scope=check_scope(args.prune_scope),
+        finetune_tokens=check.integer("--finetune-tokens", args.finetune_tokens),
+        out_dir=Path(args.out) if args.out else None,
+        threads=[int(t) if t.isdigit() else t for t in threads] or [1],
+        qscheme=args.qscheme,
+        beam=check.integer("--beam", args.beam),
+        max_sentences=check.integer("--max-sentences", args.max_sentences),
+        latency=not args.no_latency,
+        max_bleu_drop=drop,
+    )
+    if args.json:
+        print_json(res)
+        return 0
+    print(summary_table(res))
+    return 0
+
+
+def summary_table(res: Mapping[str, Any]) -> str:
+    """A few lines a person reads: one per stage, with units and conventions."""
+    from bench.compress import MB
+
+    base = res["transformer_base"]
+    lines = [f"{res['model']} (seed {res['seed']}): compressed stages in {res['out_dir']}"]
+    ch = res.get("choice")
+    if ch:
+        tried = ", ".join(f"{c['sparsity']:.2f}: {c['bleu']:.2f}" for c in ch["candidates"])
+        lines.append(f"  sparsity chosen on the validation split ({ch['valid_sentences']} sentences): "
+                     f"{ch['sparsity']} (fp32 BLEU {ch['reference_bleu']:.2f}, allowed drop {ch['max_bleu_drop']}; "
+                     f"tried {tried})")
+    head = f"  {'stage':<28} {'sparsity':>8} {'disk MB':>9} {'sp-int8 MB':>10} {'ratio':>6} {'BLEU':>6} " \
+           f"{'chrF':>6} {'vNLL':>6} {'fwd ms t1':>9} {'tr ms t1':>9}"
+    lines.append(head)
+    for s in res["stages"]:
+        def fmt(key: str, spec: str = ".2f", s: Mapping[str, Any] = s) -> str:
+            for part in key.split(".")[:-1]:  # "test.bleu": the evaluator's nested keys
+                s = s.get(part) or {}
+            v = s.get(key.split(".")[-1])
+            return format(v, spec) if isinstance(v, (int, float)) else "-"
+
+        lines.append(
+            f"  {s['compression']:<28} {fmt('sparsity', '.3f'):>8} {fmt('size_mb_disk', '.3f'):>9} "
+            f"{fmt('size_mb_sparse_int8', '.3f'):>10} {fmt('compression_ratio', '.1f'):>6} {fmt('test.bleu'):>6} "
+            f"{fmt('test.chrf'):>6} {fmt('valid_nll', '.3f'):>6} {fmt('forward_p50_ms_t1', '.2f'):>9} "
+            f"{fmt('translate_p50_ms_t1', '.2f'):>9}"
+        )
+    lines.append(f"  ratio: fp32 Transformer base (d=512, ffn 2048, 6+6, same vocabulary; {base['params_total']:,} "
+                 f"params x 4 B = {base['bytes_fp32'] / MB:.1f} MB) / size on disk; MB = 10^6 bytes; latency: "
+                 "batch 1, p50, forward = 30+30 tokens, translate = 30 greedy steps")
+    return "\n".join(lines)
+

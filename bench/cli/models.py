@@ -1,0 +1,141 @@
+"""``models``, ``profile``, ``solve`` and ``table``: what the architectures are at a budget, without training."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+from .output import print_json
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from models import get_entry, list_models
+
+    rows = []
+    for name in list_models(args.pattern):
+        e = get_entry(name)
+        rows.append({"name": name, "family": e.family, "tasks": list(e.tasks), "description": e.description})
+    if args.json:
+        print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['name']:<22} {r['family']:<22} {','.join(r['tasks']):<6} {r['description']}")
+    return 0
+
+
+def profile_record(model: str, task: str, budget: str | None, sets: list[str]) -> dict[str, Any]:
+    """The profile of one model: resolved config, params and MACs by every counter (paper convention), counted
+    with the budget's protocol when a budget is given (as the sweep counts)."""
+    from bench.profiling import profile, protocol_of
+    from bench.resolve import resolve_model
+
+    cfg = resolve_model(model, task, budget, sets)
+    record: dict[str, Any] = {"model": model, "task": task, "budget": budget, "config": cfg.to_dict()}
+    record.update(profile(model, cfg.to_dict(), protocol_of(budget, task)))
+    return record
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    rec = profile_record(args.model, args.task, args.budget, args.set)
+    for line in rec["warnings"]:
+        print(f"warning: {args.model}: {line}", file=sys.stderr)
+    if args.json:
+        print_json(rec)
+        return 0
+    cfg = rec["config"]
+    print(f"{args.model} ({args.task}){' at budget ' + args.budget if args.budget else ''}")
+    print("  config: " + ", ".join(f"{k}={v}" for k, v in cfg.items()))
+    print(f"  params: {rec['params']:,} without embeddings ({rec['params_total']:,} total)")
+    print(f"  MACs:   {rec['macs']:,} (paper convention), {rec['macs_with_output']:,} with the output projection")
+    for name, value in rec["macs_by_counter"].items():
+        print(f"          {name:<13} {value:,}")
+    print(f"  ({rec['protocol']})")
+    return 0
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from bench.budget import load_budget, solve_model
+
+    budget = load_budget(args.budget, task=args.task)
+    sol = solve_model(budget, args.model)
+    if args.json:
+        print_json(sol.to_dict())
+        return 0
+    c = sol.config
+    print(
+        f"{args.model} at {budget.name} ({budget.target_macs:,} MACs +-{budget.tolerance:.0%}, {args.task}): "
+        f"d_model={c.d_model}, ffn_dim={c.ffn_dim} -> {sol.macs:,} MACs ({sol.rel_error:+.2%})"
+    )
+    return 0
+
+
+def latency_table(budgets: list[str], results_root: Path) -> list[str]:
+    """The README's latency table, from the sweep's latency records (results/<budget>/runs/*/latency-*.json)."""
+    from bench.budget import load_budget
+    from bench.report.records import load_records
+
+    head = ["budget", "model", "fwd p50 ms 1 thr", "fwd p50 ms 2 thr", "transl. p50 ms 1 thr",
+            "transl. p50 ms 2 thr", "fwd CV 1 thr", "peak RSS MB", "workload mem MB", "GEMM GMAC/s 1 thr",
+            "efficiency fwd 1 thr"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for spec in budgets:
+        folder = results_root / load_budget(spec).results_name()
+        if not (folder / "runs").is_dir():
+            raise BenchError(f"no latency records in {folder}: run `make bench BUDGET={spec}` first")
+        df = load_records(folder)
+        lat = df[df["stage"] == "latency"]
+        for model, part in lat.groupby("model", sort=True):
+            def get(workload: str, threads: int, key: str, part=part) -> Any:
+                row = part[(part["workload"] == workload) & (part["threads"] == threads)]
+                return None if row.empty else row.iloc[0][key]
+
+            def ms(v: Any) -> str:
+                return "—" if v is None else f"{v:.2f}"
+
+            cells = [spec, model, ms(get("forward", 1, "p50_ms")), ms(get("forward", 2, "p50_ms")),
+                     ms(get("translate", 1, "p50_ms")), ms(get("translate", 2, "p50_ms")),
+                     f"{get('forward', 1, 'cv'):.1%}", f"{part['peak_rss_mb'].max():.0f}",
+                     f"{part['workload_memory_mb'].max():.1f}", f"{get('forward', 1, 'gemm_gmacs'):.0f}",
+                     f"{get('forward', 1, 'efficiency'):.1%}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    """The README's MACs/params table: every model of each budget, every counter (``--latency``: the
+    latency table from the sweep's records instead)."""
+    budgets = args.budgets or ["100M", "500M"]
+    if args.latency:
+        print("\n".join(latency_table(budgets, Path(args.results))))
+        return 0
+    from bench.budget import load_budget, solve_budget
+    from bench.counting import COUNTERS
+
+    head = ["budget", "model", "d_model", "ffn_dim", "params", "params_total", "MACs (rel. to target)"]
+    head += [f"{c}" for c in COUNTERS] + ["with output"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for spec in budgets:
+        budget = load_budget(spec, task=args.task)
+        for sol in solve_budget(budget):
+            rec = profile_record(sol.model, args.task, spec, [])
+            for line in rec["warnings"]:
+                print(f"warning: {sol.model}: {line}", file=sys.stderr)
+            cells = [
+                budget.name,
+                sol.model,
+                str(sol.config.d_model),
+                str(sol.config.ffn_dim),
+                f"{rec['params'] / 1e6:.2f}M",
+                f"{rec['params_total'] / 1e6:.2f}M",
+                f"{rec['macs'] / 1e6:.1f}M ({rec['macs'] / budget.target_macs - 1:+.1%})",
+            ]
+            by = rec["macs_by_counter"]
+            cells += [f"{by[c] / 1e6:.2f}M" if c in by else "—" for c in COUNTERS]
+            cells.append(f"{rec['macs_with_output'] / 1e6:.1f}M")
+            print("| " + " | ".join(cells) + " |")
+    return 0

@@ -1,0 +1,220 @@
+"""Every command's parser. Arguments arrive as text and are checked by the command (bench.cli.args), so that
+a bad value is reported in the suite's own words, not argparse's."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import NamedTuple
+
+from bench.errors import BenchError
+from bench.latency.timing import MIN_RUNS, MIN_TIME_S, MIN_WARMUP
+
+TASKS = ["mt", "lm"]
+
+
+class Command(NamedTuple):
+    target: str  # "<module of bench.cli>:<function>", imported when the command runs
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "models": Command("models:cmd_models", "list the registered architectures"),
+    "profile": Command("models:cmd_profile", "config, params and MACs by every counter"),
+    "solve": Command("models:cmd_solve", "the config that puts a model at a MAC budget"),
+    "table": Command("models:cmd_table", "MACs/params table of every model at the budgets (markdown)"),
+    "train": Command("training:cmd_train", "train one model on a short schedule (torchrun for several processes)"),
+    "evaluate": Command("training:cmd_evaluate", "BLEU/chrF (sacreBLEU) or perplexity of a trained run folder"),
+    "compare": Command("training:cmd_compare", "sacreBLEU paired bootstrap between two evaluated runs"),
+    "latency": Command(
+        "measure:cmd_latency",
+        "latency of one model: p50/p90/IQR/CV in ms, peak memory, efficiency against the GEMM rate",
+    ),
+    "report": Command(
+        "sweep:cmd_report", "rebuild leaderboard tables (CSV, Markdown, LaTeX) and Pareto figures from the run records"
+    ),
+    "compress": Command(
+        "measure:cmd_compress",
+        "prune and/or quantize a trained run to int8; size on disk, BLEU/chrF and latency of each stage",
+    ),
+    "recipes": Command(
+        "sweep:cmd_recipes", "sample-efficiency study: short schedule vs plain recipe at equal wall time"
+    ),
+    "run": Command(
+        "sweep:cmd_run", "the whole comparison at a budget: solve, profile, latency, train, evaluate, report"
+    ),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + traceback
+        raise BenchError(f"{self.prog}: {message}")
+
+
+def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="litebench: architectures at matched MAC budgets")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add(name: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=COMMANDS[name].help, description=COMMANDS[name].help)
+
+    p = add("models")
+    p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*lite*'")
+    p.add_argument("--json", action="store_true")
+
+    p = add("profile")
+    p.add_argument("model")
+    _model_args(p)
+    p.add_argument("--json", action="store_true")
+
+    p = add("solve")
+    p.add_argument("model")
+    p.add_argument("--budget", required=True, help="100M, 500M, 1.2G, or a budget YAML file")
+    p.add_argument("--task", choices=TASKS, default="mt")
+    p.add_argument("--json", action="store_true")
+
+    p = add("table")
+    p.add_argument("--budgets", nargs="*", help="budget specs (default: 100M 500M)")
+    p.add_argument("--latency", action="store_true", help="the latency table from results/<budget> records")
+    p.add_argument("--results", default="results", help="results root for --latency")
+    p.add_argument("--task", choices=TASKS, default="mt")
+
+    p = add("train")
+    p.add_argument("model")
+    _model_args(p)
+    p.add_argument("--corpus", help="libreoffice-en-de (mt default), libreoffice-en-fr, sotu (lm default), or a folder")
+    p.add_argument("--vocab-size", help="sentencepiece vocabulary (default 8000; capped for a small corpus)")
+    p.add_argument("--schedule", choices=["quick", "short", "full", "plain"], default="short")
+    p.add_argument("--max-tokens", type=int, help="stop after this many target tokens")
+    p.add_argument("--max-steps", type=int, help="stop after this many updates")
+    p.add_argument("--max-time", type=float, help="stop after this many seconds")
+    p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument(
+        "--schedule-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a schedule key (batch_tokens, lr, warmup_steps, decay, ...), e.g. batch_tokens=1024",
+    )
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", help="torch threads (a positive integer or 'all')")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--out", required=True, help="run folder (resumed if it holds a checkpoint of the same run)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true")
+
+    p = add("evaluate")
+    p.add_argument("run_dir")
+    p.add_argument("--beam", type=int, help="beam size (default: the schedule's, 4; 1 = greedy)")
+    p.add_argument("--length-penalty", type=float)
+    p.add_argument("--max-sentences", type=int, help="score only the first N test sentences")
+    p.add_argument("--json", action="store_true")
+
+    p = add("compare")
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.add_argument("--split", default="test", choices=["test", "test-clean"])
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--json", action="store_true")
+
+    p = add("latency")
+    p.add_argument("model", help="a registered model name (python -m bench models)")
+    _model_args(p, task_choices=False)
+    p.add_argument(
+        "--workload",
+        default="forward",
+        metavar="{forward,translate}",
+        help="forward: one 30+30-token teacher-forced pass; translate: encode 30 + 30 greedy steps",
+    )
+    p.add_argument("--threads", default="1", metavar="{N,all}", help="torch threads (default 1)")
+    p.add_argument("--device", default="cpu", metavar="{cpu,cuda}")
+    p.add_argument("--dtype", default="fp32", metavar="{fp32,bf16}", help="bf16 = autocast to bfloat16")
+    p.add_argument("--batch", default="1", help="sentences per call (default 1)")
+    p.add_argument("--warmup", default=str(MIN_WARMUP), help=f"warm-up calls (protocol: >= {MIN_WARMUP})")
+    p.add_argument("--min-runs", default=str(MIN_RUNS), help=f"timed calls at least (protocol: >= {MIN_RUNS})")
+    p.add_argument("--min-time", default=str(MIN_TIME_S), help=f"timed seconds at least (protocol: >= {MIN_TIME_S:g})")
+    p.add_argument("--json", action="store_true", help="print one JSON record on stdout")
+
+    p = add("report")
+    p.add_argument("--budget", help="100M, 500M, ... or a budget YAML file (its name picks results/<name>)")
+    p.add_argument("--task", choices=TASKS, default="mt", help="lm reads results/<budget>-lm")
+    p.add_argument(
+        "--results",
+        metavar="DIR",
+        help="the results root holding <budget>[-lm]/ (default: results), or one results folder itself "
+        "(a folder with runs/ inside)",
+    )
+    p.add_argument(
+        "--combine",
+        nargs="*",
+        metavar="BUDGET",
+        help="budgets to draw together in results/combined[-lm]/ (default: every budget of this task with "
+        "records; give no value to skip)",
+    )
+
+    p = add("compress")
+    p.add_argument("run_dir", help="a trained run folder (python -m bench train ... --out RUN_DIR)")
+    p.add_argument("--quantize", default=None, metavar="{int8,none}",
+                   help="8-bit weights for every nn.Linear (PyTorch dynamic quantization)")
+    p.add_argument("--qscheme", default="per_channel", metavar="{per_channel,per_tensor}",
+                   help="int8 weight scales: one per output channel (default) or one per tensor")
+    p.add_argument("--prune", default=None, metavar="SPARSITY",
+                   help="magnitude-prune this fraction of the Linear/conv weights, in [0, 1), or 'auto' (the "
+                        "largest of 0.1..0.5 that keeps validation BLEU within --max-bleu-drop of fp32)")
+    p.add_argument("--prune-scope", default="global", metavar="{global,layer}",
+                   help="one threshold over all weights (global, default) or the same fraction in each tensor")
+    p.add_argument("--finetune-tokens", default=None, metavar="N",
+                   help="fine-tune the pruned model for N target tokens with the mask held (the run's recipe)")
+    p.add_argument("--max-bleu-drop", default="0.5", help="--prune auto: allowed BLEU drop (default 0.5)")
+    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/compress-<tag>)")
+    p.add_argument("--beam", default=None, help="beam size (default: the run's schedule, 4; 1 = greedy)")
+    p.add_argument("--max-sentences", default=None, help="score only the first N test sentences")
+    p.add_argument("--threads", default="1,all", help="latency thread counts, comma-separated (default 1,all)")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency measurements")
+    p.add_argument("--json", action="store_true", help="print the whole result as one JSON object")
+
+    p = add("recipes")
+    p.add_argument("--model", default="transformer")
+    p.add_argument("--budget", default="100M")
+    p.add_argument("--seeds", default="1,2", help="comma-separated training seeds (default 1,2)")
+    p.add_argument("--jobs", default="2", help="runs at a time, one thread each (default 2)")
+    p.add_argument("--out", help="output folder (default results/recipes)")
+
+    p = add("run")
+    p.add_argument("--budget", required=True, help="100M, 500M, 1.2G or a budget YAML file")
+    p.add_argument("--task", choices=TASKS, default="mt")
+    p.add_argument("--models", help="comma-separated subset of the budget's models")
+    p.add_argument("--seeds", help="comma-separated training seeds (default 1)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--threads", help="latency thread counts, comma-separated (default: 1 and all cores)")
+    p.add_argument("--schedule", choices=["quick", "short", "full"], default="short")
+    p.add_argument("--corpus", help="corpus name or folder (default: libreoffice-en-de / sotu)")
+    p.add_argument("--vocab-size", help="sentencepiece vocabulary (default 8000; capped for a small corpus)")
+    p.add_argument("--quick", action="store_true", help="smoke run: quick schedule, short timing, results/<B>-quick")
+    p.add_argument("--force", action="store_true", help="re-run stages whose records exist")
+    p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local")
+    p.add_argument("--compress", help="models to prune + quantize to int8 after evaluation (comma-separated)")
+    p.add_argument("--results", help="results root (default: results/)")
+    return parser
+
+
+def _model_args(p: argparse.ArgumentParser, task_choices: bool = True) -> None:
+    """--budget, --set and --task: how a command picks the config it measures."""
+    p.add_argument("--budget", help="solve the config for this budget first (100M, 500M, 1.2G or a YAML file)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    if task_choices:
+        p.add_argument("--task", choices=TASKS, default="mt")
+    else:  # checked by the command, in its words
+        p.add_argument("--task", default="mt", metavar="{mt,lm}", help="translation (mt) or language model (lm)")
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """``--budget -5M`` -> ``--budget=-5M`` so that the value, not argparse, says what is wrong with it."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and re.match(r"^-[0-9.]", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out

@@ -1,0 +1,125 @@
+"""``run``, ``report`` and ``recipes``: the sweep, the tables and figures it leaves, and the recipe study."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+
+from . import args as check
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.runner import Sweep, SweepOptions
+
+    models = check.words(args.models) or None
+    compress = check.words(args.compress)
+    unknown = [m for m in compress if m not in (models or [m])]
+    if unknown:
+        raise BenchError(f"--compress {', '.join(unknown)}: not among the models of this sweep")
+    opts = SweepOptions(
+        budget=args.budget,
+        task=args.task,
+        models=models,
+        seeds=check.integers("--seeds", args.seeds) or [1],
+        device=args.device,
+        threads=check.thread_list("--threads", args.threads),
+        schedule=args.schedule,
+        quick=args.quick,
+        force=args.force,
+        corpus=args.corpus,
+        vocab_size=check.integer("--vocab-size", args.vocab_size, 5),
+        executor=args.executor,
+        compress=compress,
+    )
+    if args.results:
+        opts.results_root = Path(args.results)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BenchError("--device cuda: no CUDA device is visible here; use --device cpu")
+    sweep = Sweep(opts)
+    for path in sweep.run():
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Rebuild tables and figures; prints the files written (stdout) and what could not be drawn yet (stderr,
+    ``note:`` lines). A missing folder or no records is bad input."""
+    from bench.report import has_records, results_dir_for
+    from bench.report.figures import write_combined_figure, write_figures
+    from bench.report.leaderboard import build_leaderboard
+    from bench.report.render import write_leaderboard
+
+    given = Path(args.results) if args.results else None
+    if given is not None and (given / "runs").is_dir():
+        results_dir, root = given, given.parent
+    else:
+        if not args.budget:
+            raise BenchError("report: give --budget (e.g. 100M), or --results pointing at a folder with runs/ inside")
+        root = given or Path("results")
+        results_dir = results_dir_for(args.budget, args.task, root)
+    if not results_dir.is_dir():
+        budget = args.budget or results_dir.name
+        raise BenchError(f"no results folder {results_dir} (run `make bench BUDGET={budget}` first)")
+    if not has_records(results_dir):
+        raise BenchError(f"no run records under {results_dir / 'runs'} (run `make bench` for this budget first)")
+
+    lm = args.task == "lm" or results_dir.name.endswith("-lm")
+    if args.combine is None:  # every budget of this task with records, when there are several
+        folders = (
+            [
+                d
+                for d in sorted(root.iterdir())
+                # budget folders only (100M, 500M-lm, ...): not smoke runs (-quick) nor other studies
+                if d.is_dir()
+                and re.fullmatch(r"[0-9.]+[KMGT](-lm)?", d.name)
+                and d.name.endswith("-lm") == lm
+                and has_records(d)
+            ]
+            if root.is_dir()
+            else []
+        )
+        folders = folders if len(folders) >= 2 and results_dir.resolve() in [d.resolve() for d in folders] else []
+        strict = False
+    else:  # asked for: every folder must exist and have records, checked before anything is written
+        folders = [
+            Path(b) if Path(b).is_dir() else results_dir_for(b, "lm" if lm else "mt", root) for b in args.combine
+        ]
+        for folder in folders:
+            if not has_records(folder):
+                raise BenchError(f"--combine: no run records under {folder / 'runs'}")
+        strict = True
+
+    notes: list[str] = list(build_leaderboard(results_dir).attrs.get("notes", []))
+    written = list(write_leaderboard(results_dir).values())
+    written += write_figures(results_dir, notes)
+    if folders:
+        out = root / ("combined-lm" if lm else "combined") / "quality_vs_macs"
+        try:
+            written += write_combined_figure(folders, out)
+        except BenchError as exc:
+            if strict:
+                raise
+            notes.append(f"combined figure: skipped, {exc}")
+
+    for path in written:
+        print(f"wrote {path}")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from bench.study import DEFAULT_OUT, compare_recipes, markdown
+
+    seeds = check.integers("--seeds", args.seeds) or [1]
+    jobs = check.integer("--jobs", args.jobs)
+    res = compare_recipes(args.model, args.budget, tuple(seeds), Path(args.out) if args.out else DEFAULT_OUT, jobs)
+    print(markdown(res))
+    return 0

@@ -1,0 +1,83 @@
+"""Compression of a trained run: magnitude pruning, fine-tuning with the mask held, 8-bit weights; each stage
+measured for size, quality and latency with the suite's own protocols (docs/protocol.md, Compression).
+
+- :mod:`.pruning`: the pruning set, exact magnitude masks (global or per layer), fine-tuning with the mask held.
+- :mod:`.quantization`: dynamic int8 of every ``nn.Linear``.
+- :mod:`.sizes`: the stage's file, its sparse int8 size, the ratio to the Transformer base.
+- :mod:`.pipeline`: ``compress_run`` (fp32 -> int8 -> pruned stages, each a leaderboard row) and
+  ``choose_sparsity`` (on the validation split).
+
+Stages are tagged "fp32", "int8", "int8+prune0.30", "prune0.30-layer", "int8+prune0.30+ft50k", ...; a stage's
+record carries bench.evaluate's keys (``valid_nll``, ``test.bleu``, ``test_clean.chrf``, ...), its sizes,
+sparsity and latency (``<workload>_<p50|p90>_ms_t<threads>``).
+"""
+
+from .pipeline import DEFAULT_CANDIDATES, choose_sparsity, compress_run, measure_stage_latency, stage_tag, valid_bleu
+from .pruning import (
+    FINETUNE_LR_FACTOR,
+    PRUNE_SCOPES,
+    MaskedTrainer,
+    apply_masks,
+    check_scope,
+    check_sparsity,
+    check_tokens,
+    finetune_masked,
+    finetune_schedule,
+    magnitude_masks,
+    measure_sparsity,
+    prunable_weights,
+    prune_model,
+    run_schedule,
+    stored_weights,
+)
+from .quantization import QSCHEMES, QUANTIZE, check_quantize, quantize_int8
+from .sizes import (
+    BASE_SHAPE,
+    FORMAT,
+    MB,
+    compression_ratio,
+    load_compressed,
+    relative_index_entries,
+    save_compressed,
+    sparse_int8_size,
+    sparse_int8_tensor_bytes,
+    transformer_base_size,
+)
+
+__all__ = [
+    "BASE_SHAPE",
+    "DEFAULT_CANDIDATES",
+    "FINETUNE_LR_FACTOR",
+    "FORMAT",
+    "MB",
+    "PRUNE_SCOPES",
+    "QSCHEMES",
+    "QUANTIZE",
+    "MaskedTrainer",
+    "apply_masks",
+    "check_quantize",
+    "check_scope",
+    "check_sparsity",
+    "check_tokens",
+    "choose_sparsity",
+    "compress_run",
+    "compression_ratio",
+    "finetune_masked",
+    "finetune_schedule",
+    "load_compressed",
+    "magnitude_masks",
+    "measure_sparsity",
+    "measure_stage_latency",
+    "prunable_weights",
+    "prune_model",
+    "quantize_int8",
+    "relative_index_entries",
+    "run_schedule",
+    "save_compressed",
+    "sparse_int8_size",
+    "sparse_int8_tensor_bytes",
+    "stage_tag",
+    "stored_weights",
+    "transformer_base_size",
+    "valid_bleu",
+]

@@ -1,0 +1,313 @@
+"""The compression pipeline: a trained run -> fp32, int8 and pruned (+ fine-tuned) stages, each measured.
+
+Every stage is saved (bench.compress.sizes), evaluated with bench.evaluate's protocol and key layout (the
+same evaluator as ``python -m bench evaluate``: validation NLL, sacreBLEU BLEU/chrF on the test split and its
+test-clean subset, the run's beam) and timed with bench.latency (forward and translate, batch 1, at 1 thread
+and at all cores, in this process). ``choose_sparsity`` picks the largest sparsity whose pruned model keeps
+BLEU within ``max_bleu_drop`` of fp32 on the validation split (never the test split).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.atomic import write_text
+from bench.data import Tokenizer
+from bench.errors import BenchError
+from bench.evaluate import EvalContext, bleu_chrf, evaluate_model, load_run, translate
+from bench.params import count_params
+from bench.train import CHECKPOINT
+
+from .pruning import check_scope, check_sparsity, check_tokens, finetune_masked, measure_sparsity, prune_model
+from .quantization import check_quantize, quantize_int8
+from .sizes import BASE_SHAPE, MB, compression_ratio, save_compressed, sparse_int8_size, transformer_base_size
+
+DEFAULT_CANDIDATES = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def _human(n: int) -> str:
+    """50000 -> '50k', 2500000 -> '2.5M', 1234 -> '1234'."""
+    for unit, div in (("M", 10**6), ("k", 10**3)):
+        if n >= div and n % (div // 10) == 0:
+            return f"{n / div:g}{unit}"
+    return str(n)
+
+
+def stage_tag(quantize: str | None, prune: float | None, scope: str = "global",
+              finetune_tokens: int | None = None) -> str:
+    """"fp32", "int8", "int8+prune0.30", "prune0.30-layer", "int8+prune0.30+ft50k", ..."""
+    parts = [quantize] if quantize else []
+    if prune:
+        parts.append(f"prune{prune:.2f}" + ("-layer" if scope == "layer" else ""))
+        if finetune_tokens:
+            parts.append(f"ft{_human(finetune_tokens)}")
+    return "+".join(parts) or "fp32"
+
+
+
+def valid_bleu(model: nn.Module, ctx: EvalContext, max_sentences: int | None = None) -> dict[str, Any]:
+    """BLEU/chrF on the first ``max_sentences`` of the validation split (all by default), the run's beam."""
+    src = ctx.splits["valid"].src[:max_sentences]
+    refs = ctx.splits["valid"].tgt[:max_sentences]
+    hyps = translate(model, ctx.tok, src, beam=ctx.beam, length_penalty=ctx.length_penalty, batch=ctx.batch)
+    return bleu_chrf(hyps, refs)
+
+
+# ============================================================================================ latency
+def measure_stage_latency(model: nn.Module, threads: Sequence[int | str | None] = (1, "all"),
+                          workloads: Sequence[str] = ("forward", "translate"), name: str | None = None,
+                          **timing: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``bench.latency.measure_latency`` of each workload at each thread count (batch 1, CPU, fp32 activations
+    outside the int8 matmuls). Returns the flat keys ``<workload>_<p50|p90>_ms_t<threads>`` (+ ``threads_all``)
+    and the full records without their raw samples. ``timing``: warmup, min_runs, min_time_s."""
+    from bench.latency import all_cores, check_threads, measure_latency
+
+    flat: dict[str, Any] = {}
+    records, warns = [], []
+    for th in threads:
+        n = check_threads(th)
+        for workload in workloads:
+            m = measure_latency(model, workload, threads=n, gemm=False, memory=False, name=name, **timing)
+            suffix = f"t{m.threads}"
+            flat[f"{workload}_p50_ms_{suffix}"] = m.p50_ms
+            flat[f"{workload}_p90_ms_{suffix}"] = m.p90_ms
+            if m.warning:
+                warns.append(f"{workload} {suffix}: {m.warning}")
+            rec = m.to_dict()
+            rec.pop("samples_ms", None)
+            records.append(rec)
+    flat["threads_all"] = all_cores()
+    flat["latency_warning"] = " | ".join(warns) or None
+    return flat, records
+
+
+# ============================================================================================ stages
+def _load_mt_run(run_dir: Path) -> tuple[nn.Module, dict[str, Any], Tokenizer]:
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and not (run_dir / CHECKPOINT).exists():
+        raise BenchError(f"{run_dir} has no {CHECKPOINT}; train it first (python -m bench train ... --out {run_dir})")
+    model, spec, tok = load_run(run_dir)
+    if spec.get("task") != "mt":
+        raise BenchError(f"{run_dir} is a {spec.get('task')} run; compress measures BLEU and supports translation "
+                         "runs only")
+    return model, spec, tok
+
+
+def _stage(model: nn.Module, tag: str, *, spec: dict[str, Any], ctx: EvalContext, out_dir: Path,
+           meta: dict[str, Any], fp32_counts: dict[str, int], threads: Sequence[int | str | None],
+           latency: bool, timing: Mapping[str, Any], latency_records: dict[str, Any]) -> dict[str, Any]:
+    path = out_dir / f"model-{tag}.pt"
+    disk = save_compressed(model, path, spec, {**meta, "tag": tag})
+    sparse = sparse_int8_size(model, meta.get("qscheme", "per_channel"))
+    sp = measure_sparsity(model)
+    cfg = spec["config"]
+    rec: dict[str, Any] = {
+        "stage": "compress",
+        "model": spec["model"],
+        "seed": spec.get("seed"),
+        "compression": tag,
+        "quantize": meta.get("quantize") or "none",
+        "qscheme": meta.get("qscheme") if meta.get("quantize") else None,
+        "prune_target": meta.get("prune") or 0.0,
+        "prune_scope": meta.get("prune_scope") if meta.get("prune") else None,
+        "finetune_tokens": meta.get("finetune_tokens"),
+        "sparsity": sp["sparsity"],
+        "pruned_set_weights": sp["weights"],
+        "file": str(path),
+        "size_bytes_disk": disk,
+        "size_mb_disk": disk / MB,
+        "size_bytes_sparse_int8": sparse["bytes"],
+        "size_mb_sparse_int8": sparse["bytes"] / MB,
+        "size_mb_sparse_int8_no_emb": sparse["bytes_no_emb"] / MB,
+        "size_mb_fp32_params": 4 * fp32_counts["params_total"] / MB,
+        "size_mb_fp32_params_no_emb": 4 * fp32_counts["params"] / MB,
+        "sparse_int8_schemes": ", ".join(f"{k}: {v}" for k, v in sorted(sparse["schemes"].items())),
+        "compression_ratio": compression_ratio(disk, cfg),
+        "compression_ratio_sparse_int8": compression_ratio(sparse["bytes"], cfg),
+        "compression_ratio_no_emb": compression_ratio(sparse["bytes_no_emb"], cfg, include_embeddings=False),
+    }
+    rec.update(evaluate_model(model, ctx, out_dir, tag))
+    if latency:
+        flat, records = measure_stage_latency(model, threads, name=f"{spec['model']} {tag}", **timing)
+        rec.update(flat)
+        latency_records[tag] = records
+    return rec
+
+
+def compress_run(
+    run_dir: Path | str,
+    quantize: str | None = "int8",
+    prune: float | str | None = None,
+    prune_scope: str = "global",
+    finetune_tokens: int | None = None,
+    out_dir: Path | str | None = None,
+    threads: Sequence[int | str | None] = (1, "all"),
+    *,
+    qscheme: str = "per_channel",
+    beam: int | None = None,
+    length_penalty: float | None = None,
+    max_sentences: int | None = None,
+    latency: bool = True,
+    timing: Mapping[str, Any] | None = None,
+    finetune_lr: float | None = None,
+    candidates: Sequence[float] = DEFAULT_CANDIDATES,
+    max_bleu_drop: float = 0.5,
+    choose_sentences: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Compress a trained run folder and measure every stage (module docstring): "fp32", then "int8" (with
+    ``quantize``), then the pruned model ("int8+prune0.30", or "prune0.30" without ``quantize``) when
+    ``prune`` is given; ``prune="auto"`` picks the sparsity with :func:`choose_sparsity` on the validation
+    split. Each stage's model goes to ``out_dir/model-<tag>.pt`` (default ``RUN_DIR/compress-<final tag>``),
+    everything to ``out_dir/compress.json``. Returns that dict: ``stages`` (one flat record per stage, the
+    leaderboard's compress rows), ``settings``, ``choice``, ``finetune``, ``transformer_base``, ``latency``."""
+    quantize = check_quantize(quantize)
+    scope = check_scope(prune_scope)
+    auto = isinstance(prune, str) and prune.strip().lower() == "auto"
+    sparsity = None if auto or prune is None else check_sparsity(prune)
+    if sparsity == 0.0:
+        sparsity = None
+    ft_tokens = check_tokens(finetune_tokens)
+    if ft_tokens and sparsity is None and not auto:
+        raise BenchError("--finetune-tokens fine-tunes a pruned model with its mask held; give --prune too")
+    if quantize is None and sparsity is None and not auto:
+        raise BenchError("nothing to compress: give --quantize int8, --prune SPARSITY (or auto), or both")
+    if not math.isfinite(max_bleu_drop) or max_bleu_drop < 0:
+        raise BenchError(f"max_bleu_drop must be >= 0, got {max_bleu_drop}")
+    timing = dict(timing or {})
+
+    model, spec, tok = _load_mt_run(Path(run_dir))
+    ctx = EvalContext.for_run(spec, tok, beam, length_penalty, max_sentences)
+    choice = None
+    if auto:
+        choice = _choose(model, spec, ctx, candidates, max_bleu_drop, quantize, scope, ft_tokens, finetune_lr,
+                         choose_sentences, Path(out_dir or Path(run_dir) / "compress-choose"), progress, qscheme)
+        sparsity = choice["sparsity"]
+        if sparsity is None and quantize is None:
+            raise BenchError(f"prune auto: no candidate sparsity kept BLEU within {max_bleu_drop} of fp32 on the "
+                             "validation split, and no quantization was asked for")
+    final = stage_tag(quantize, sparsity, scope, ft_tokens if sparsity else None)
+    out = Path(out_dir) if out_dir else Path(run_dir) / f"compress-{final}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    counts = count_params(model)
+    common = dict(spec=spec, ctx=ctx, out_dir=out, fp32_counts=counts, threads=threads, latency=latency,
+                  timing=timing)
+    latency_records: dict[str, Any] = {}
+    stages = [_stage(model, "fp32", meta={"quantize": None}, latency_records=latency_records, **common)]
+    if quantize:
+        qmodel = quantize_int8(model, qscheme)
+        stages.append(_stage(qmodel, stage_tag(quantize, None), meta={"quantize": quantize, "qscheme": qscheme},
+                             latency_records=latency_records, **common))
+        del qmodel
+    ft_summary = None
+    if sparsity:
+        pruned = copy.deepcopy(model)
+        masks = prune_model(pruned, sparsity, scope)
+        if ft_tokens:
+            ft_summary = finetune_masked(pruned, spec, tok, masks, ft_tokens, out / "finetune", finetune_lr, progress)
+            pruned.eval()
+        target = quantize_int8(pruned, qscheme) if quantize else pruned
+        meta = {"quantize": quantize, "qscheme": qscheme, "prune": sparsity, "prune_scope": scope,
+                "finetune_tokens": ft_summary["train_tokens"] if ft_summary else None}
+        stages.append(_stage(target, final, meta=meta, latency_records=latency_records, **common))
+    result = {
+        "run_dir": str(run_dir),
+        "out_dir": str(out),
+        "model": spec["model"],
+        "seed": spec.get("seed"),
+        "settings": {"quantize": quantize, "qscheme": qscheme if quantize else None, "prune": sparsity,
+                     "prune_auto": auto, "prune_scope": scope, "finetune_tokens": ft_tokens,
+                     "finetune_lr": ft_summary["lr"] if ft_summary else None, "beam": ctx.beam,
+                     "length_penalty": ctx.length_penalty, "test_sentences": ctx.limit,
+                     "threads": [str(t) for t in threads] if latency else [], "torch": torch.__version__,
+                     "quantized_engine": torch.backends.quantized.engine},
+        "stages": stages,
+        "choice": choice,
+        "finetune": ft_summary,
+        "transformer_base": {**transformer_base_size(spec["config"]), **BASE_SHAPE},
+        "latency": latency_records,
+    }
+    write_text(out / "compress.json", json.dumps(result, indent=2, default=str))
+    return result
+
+
+# ============================================================================================ sparsity choice
+def _choose(model: nn.Module, spec: dict[str, Any], ctx: EvalContext, candidates: Sequence[float],
+            max_bleu_drop: float, quantize: str | None, scope: str, finetune_tokens: int | None,
+            finetune_lr: float | None, max_sentences: int | None, out_dir: Path,
+            progress: bool, qscheme: str = "per_channel") -> dict[str, Any]:
+    cands = sorted({check_sparsity(c, "candidate") for c in candidates} - {0.0})
+    if not cands:
+        raise BenchError("choose_sparsity needs at least one candidate sparsity in (0, 1)")
+    ref = valid_bleu(model, ctx, max_sentences)
+    tried, chosen = [], None
+    for s in cands:
+        pruned = copy.deepcopy(model)
+        masks = prune_model(pruned, s, scope)
+        if finetune_tokens:
+            finetune_masked(pruned, spec, ctx.tok, masks, finetune_tokens, out_dir / f"choose-{s:.2f}", finetune_lr,
+                            progress)
+            pruned.eval()
+        target = quantize_int8(pruned, qscheme) if quantize else pruned
+        score = valid_bleu(target, ctx, max_sentences)
+        drop = ref["bleu"] - score["bleu"]
+        ok = drop <= max_bleu_drop
+        tried.append({"sparsity": s, "bleu": score["bleu"], "chrf": score["chrf"], "bleu_drop": drop, "ok": ok})
+        if not ok:
+            break
+        chosen = s
+    return {
+        "sparsity": chosen,
+        "split": "valid",
+        "valid_sentences": ref["n"],
+        "reference": "fp32",
+        "reference_bleu": ref["bleu"],
+        "bleu_signature": ref["bleu_signature"],
+        "max_bleu_drop": max_bleu_drop,
+        "pipeline": "+".join([*([quantize] if quantize else []), "prune<s>" + ("-layer" if scope == "layer" else ""),
+                              *([f"ft{_human(finetune_tokens)}"] if finetune_tokens else [])]),
+        "rule": "candidates in increasing order; the last one before the first whose BLEU drop exceeds "
+                "max_bleu_drop (None when the smallest already does)",
+        "candidates": tried,
+    }
+
+
+def choose_sparsity(
+    run_dir: Path | str,
+    candidates: Sequence[float] = DEFAULT_CANDIDATES,
+    max_bleu_drop: float = 0.5,
+    *,
+    quantize: str | None = "int8",
+    qscheme: str = "per_channel",
+    prune_scope: str = "global",
+    finetune_tokens: int | None = None,
+    finetune_lr: float | None = None,
+    max_sentences: int | None = None,
+    beam: int | None = None,
+    out_dir: Path | str | None = None,
+) -> dict[str, Any]:
+    """The largest candidate sparsity whose pruned (+ int8, + fine-tuned when asked) model keeps BLEU within
+    ``max_bleu_drop`` of the fp32 model, measured on the validation split (the first ``max_sentences``
+    sentences; never the test split, so the choice is not tuned on test), with the run's beam. Candidates
+    are tried in increasing order and the search stops at the first failure. Returns ``sparsity`` (None when
+    even the smallest candidate fails) and every candidate's BLEU, chrF and drop."""
+    quantize = check_quantize(quantize)
+    scope = check_scope(prune_scope)
+    ft = check_tokens(finetune_tokens)
+    if not math.isfinite(max_bleu_drop) or max_bleu_drop < 0:
+        raise BenchError(f"max_bleu_drop must be >= 0, got {max_bleu_drop}")
+    model, spec, tok = _load_mt_run(Path(run_dir))
+    ctx = EvalContext.for_run(spec, tok, beam)
+    out = Path(out_dir) if out_dir else Path(run_dir) / "compress-choose"
+    return _choose(model, spec, ctx, candidates, max_bleu_drop, quantize, scope, ft, finetune_lr, max_sentences,
+                   out, False, qscheme)
+

@@ -1,0 +1,151 @@
+"""Timing statistics: time single calls under the protocol's minima and derive p50, p90, mean, IQR and CV
+from the raw samples, with a warning when the spread is too wide to trust."""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.machine import synchronize
+
+# the protocol's minima
+MIN_WARMUP = 10
+MIN_RUNS = 30
+MIN_TIME_S = 1.0
+MAX_RUNS = 100_000  # bounds the record of a very fast call
+# when the spread is too wide to trust
+CV_WARN = 0.05
+IQR_WARN = 0.10
+
+
+@dataclass
+class Measurement:
+    """Raw per-call times (ms) and the statistics derived from them (cf. torch.utils.benchmark.Measurement).
+
+    Percentiles are numpy's default (linear interpolation); ``cv`` is the sample standard deviation
+    (ddof=1) over the mean; ``iqr_ms`` = p75 - p25.
+    """
+
+    samples_ms: list[float]
+    label: str = ""
+    min_runs: int = MIN_RUNS
+    min_time_s: float = MIN_TIME_S
+    warmup: int = MIN_WARMUP
+
+    @property
+    def n(self) -> int:
+        return len(self.samples_ms)
+
+    def _pct(self, q: float) -> float:
+        return float(np.percentile(np.asarray(self.samples_ms, dtype=np.float64), q)) if self.n else math.nan
+
+    @property
+    def p50_ms(self) -> float:
+        return self._pct(50)
+
+    @property
+    def p90_ms(self) -> float:
+        return self._pct(90)
+
+    @property
+    def mean_ms(self) -> float:
+        return float(np.mean(self.samples_ms)) if self.n else math.nan
+
+    @property
+    def iqr_ms(self) -> float:
+        return self._pct(75) - self._pct(25)
+
+    @property
+    def cv(self) -> float:
+        if self.n < 2:
+            return math.nan
+        return float(np.std(self.samples_ms, ddof=1) / np.mean(self.samples_ms))
+
+    @property
+    def total_s(self) -> float:
+        return float(np.sum(self.samples_ms)) / 1e3
+
+    @property
+    def warning(self) -> str | None:
+        """Why these samples should not be trusted, in one line; None when they can be."""
+        why = []
+        if self.n < MIN_RUNS or self.total_s < MIN_TIME_S or self.warmup < MIN_WARMUP:
+            why.append(
+                f"below the protocol's minima ({self.warmup} warm-up, {self.n} calls, {self.total_s:.2f} s; "
+                f"needs >= {MIN_WARMUP}, >= {MIN_RUNS}, >= {MIN_TIME_S:g} s)"
+            )
+        if self.n >= 2 and self.cv > CV_WARN:
+            why.append(f"CV {self.cv:.1%} > {CV_WARN:.0%}")
+        if self.n and self.p50_ms > 0 and self.iqr_ms / self.p50_ms > IQR_WARN:
+            why.append(f"IQR {self.iqr_ms / self.p50_ms:.1%} of the median > {IQR_WARN:.0%}")
+        return "; ".join(why) or None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
+            "mean_ms": self.mean_ms,
+            "iqr_ms": self.iqr_ms,
+            "cv": self.cv,
+            "n": self.n,
+            "warning": self.warning,
+        }
+
+    def __repr__(self) -> str:
+        head = f"{self.label}: " if self.label else ""
+        return (
+            f"{head}p50 {self.p50_ms:.3f} ms, p90 {self.p90_ms:.3f} ms, IQR {self.iqr_ms:.3f} ms, "
+            f"CV {self.cv:.1%}, n={self.n}" + (f" [warning: {self.warning}]" if self.warning else "")
+        )
+
+
+def time_callable(
+    fn: Callable[[], Any],
+    *,
+    device: str | torch.device = "cpu",
+    warmup: int = MIN_WARMUP,
+    min_runs: int = MIN_RUNS,
+    min_time_s: float = MIN_TIME_S,
+    max_runs: int = MAX_RUNS,
+    label: str = "",
+) -> Measurement:
+    """Call ``fn`` ``warmup`` times, then time single calls until at least ``min_runs`` calls and at least
+    ``min_time_s`` seconds of timed calls (or ``max_runs`` calls). CPU: wall time per call; CUDA: events
+    around each call and a synchronisation after it, so a sample is the call's full latency."""
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    for _ in range(warmup):
+        fn()
+    synchronize(dev)
+    samples: list[float] = []
+    total_ms = 0.0
+    if cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        while (len(samples) < min_runs or total_ms < min_time_s * 1e3) and len(samples) < max_runs:
+            if cuda:
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                ms = start.elapsed_time(end)
+            else:
+                t0 = time.perf_counter_ns()
+                fn()
+                ms = (time.perf_counter_ns() - t0) / 1e6
+            samples.append(ms)
+            total_ms += ms
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return Measurement(samples, label=label, min_runs=min_runs, min_time_s=min_time_s, warmup=warmup)

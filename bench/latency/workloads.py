@@ -1,0 +1,101 @@
+"""The protocol's workloads: the call one latency sample times, built once with its inputs on the device.
+
+- "forward":   translation: one teacher-forced pass over 30 source + 30 target tokens (the MAC pass);
+               language model: one pass over 30 tokens.
+- "translate": translation: encode 30 source tokens, then exactly 30 greedy incremental decoder steps with
+               caches (no early stop); language model: exactly 30 greedy incremental steps from BOS (the same
+               decoder work, no encoder).
+Eval mode, ``torch.inference_mode``; dtype "fp32", or "bf16" = ``torch.autocast`` to bfloat16 (weights stay
+fp32), on CPU and CUDA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bench.errors import BenchError
+
+WORKLOADS = ("forward", "translate")
+DTYPES = ("fp32", "bf16")
+SRC_LEN = 30  # source tokens (translation) or tokens (language model) of the forward workload
+TGT_LEN = 30  # teacher-forced target tokens of the forward workload
+DECODE_STEPS = 30  # greedy incremental steps of the translate workload
+
+
+def check_choice(what: str, value: str, valid: Sequence[str]) -> str:
+    if value not in valid:
+        raise BenchError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+    return value
+
+
+def autocast(device: torch.device, dtype: str) -> AbstractContextManager:
+    """The context a call runs under: nothing for fp32, ``torch.autocast(..., bfloat16)`` for bf16."""
+    if check_choice("dtype", dtype, DTYPES) == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _token_range(cfg: Any) -> tuple[int, int]:
+    """Ids that are no special symbol (so no padding mask appears): [max special + 1, vocab)."""
+    low = max(cfg.bos_id, cfg.pad_id, cfg.eos_id, cfg.unk_id) + 1
+    return low, cfg.vocab_size
+
+
+def make_workload(
+    model: nn.Module,
+    workload: str = "forward",
+    *,
+    batch: int = 1,
+    device: str | torch.device = "cpu",
+    dtype: str = "fp32",
+    seed: int = 0,
+) -> Callable[[], Tensor]:
+    """The call one sample times (see the module docstring), inputs built once on ``device``."""
+    check_choice("workload", workload, WORKLOADS)
+    dev = torch.device(device)
+    cfg = model.config
+    g = torch.Generator().manual_seed(seed)
+    low, high = _token_range(cfg)
+    if cfg.task == "mt":
+        src = torch.randint(low, high, (batch, SRC_LEN), generator=g).to(dev)
+        tgt_high = min(high, cfg.target_vocab)
+        tgt = torch.randint(low, tgt_high, (batch, TGT_LEN), generator=g).to(dev)
+        tgt[:, 0] = cfg.bos_id  # prev_output_tokens starts with BOS
+
+        def body() -> Tensor:
+            if workload == "forward":
+                return model(src, tgt)
+            return model.generate(src, DECODE_STEPS, beam=1, early_stop=False)
+
+    else:
+        tokens = torch.randint(low, high, (batch, SRC_LEN), generator=g).to(dev)
+        bos = torch.full((batch, 1), cfg.bos_id, dtype=torch.long, device=dev)
+
+        def body() -> Tensor:
+            if workload == "forward":
+                return model(tokens)
+            return model.generate(bos, DECODE_STEPS, early_stop=False)
+
+    def call() -> Tensor:
+        with torch.inference_mode(), autocast(dev, dtype):
+            return body()
+
+    return call
+
+
+def count_workload_macs(fn: Callable[[], Any]) -> int:
+    """MACs one call of ``fn`` executes, counted at the dispatcher (``torch.utils.flop_counter``, flops / 2),
+    with the formulas bench.counting adds for what the counter lacks (CPU scaled-dot-product attention), so
+    an SDPA path is not counted as zero."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.counting import CUSTOM_FLOPS
+
+    with FlopCounterMode(display=False, custom_mapping=dict(CUSTOM_FLOPS)) as counter:
+        fn()
+    return int(counter.get_total_flops()) // 2

@@ -1,0 +1,39 @@
+"""The profile of a model: params and MACs by every counter, counted with a budget's protocol. One path for
+``python -m bench profile`` and the sweep's profile stage, so both count the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .analytic import Protocol
+
+
+def protocol_of(budget: str | None, task: str = "mt") -> Protocol:
+    """The MAC protocol of a budget spec (its file's ``protocol`` section), or the default one without a budget."""
+    if budget is None:
+        return Protocol()
+    from .budget import load_budget
+
+    return load_budget(budget, task=task).protocol
+
+
+def profile(model: str, config: dict[str, Any], protocol: Protocol = Protocol()) -> dict[str, Any]:
+    """``params``, ``params_total`` and bench.counting's MAC report (every counter) of ``model`` built from
+    ``config``."""
+    from models import create_model
+
+    from .counting import count_macs
+    from .params import count_params
+
+    net = create_model(model, **config)
+    return {**count_params(net), **count_macs(net, protocol=protocol).to_dict()}
+
+
+def paper_macs(model: str, config: dict[str, Any], protocol: Protocol = Protocol()) -> tuple[int, int]:
+    """(macs, macs_with_output) of the paper's convention by the primary counter alone."""
+    from models import create_model
+
+    from .counting import count_macs
+
+    report = count_macs(create_model(model, **config), counters=(), protocol=protocol)
+    return report.macs, report.macs_with_output

@@ -1,0 +1,234 @@
+"""The run records: one typed dataclass per stage, one writer, one reader (docs/records.md).
+
+A sweep writes one JSON file per stage of every model configuration,
+``<results>/runs/<model>-<config_hash>/<stage>[-<detail>].json``: ``profile.json``,
+``latency-<device>-t<threads>-<workload>[-<dtype>].json``, ``train-s<seed>.json``, ``eval-s<seed>.json`` and
+``compress-s<seed>-<tag>.json``. Every record carries the common part of :class:`StageRecord` (what was run:
+model, family, budget, config and its hash, schedule, corpus; where and when: env, command, created, wall_s)
+and ``version``; each stage's class adds the fields that identify and define it (typed and checked on read)
+and keeps the rest of its measurements in ``values``, written flat beside them.
+
+:func:`write_record` writes atomically (bench.atomic, mode 0644); :func:`read_record` reads any version:
+records written before ``version`` existed (version 1) are converted on read, so a sweep started by older
+code resumes, and the report reads old and new records alike. A record that does not parse or lacks what its
+stage needs raises BenchError with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .atomic import write_json
+from .errors import BenchError
+
+VERSION = 2
+STAGES = ("profile", "latency", "train", "eval", "compress")
+
+
+@dataclass(kw_only=True)
+class StageRecord:
+    """The common part of every record; a stage this schema does not know is read as a bare StageRecord."""
+
+    stage: str
+    model: str
+    family: str | None = None
+    budget: str | None = None
+    target_macs: int | None = None
+    task: str | None = None
+    config_hash: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    schedule: str | None = None
+    corpus: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)  # the stage's other measurements, written flat
+    env: dict[str, Any] = field(default_factory=dict)
+    command: str | None = None
+    created: str | None = None
+    wall_s: float | None = None
+    version: int = VERSION
+
+    # the stage's own fields: name -> whether it must be a number (checked on read)
+    REQUIRED: ClassVar[dict[str, bool]] = {}
+    _HEAD: ClassVar[tuple[str, ...]] = (
+        "stage", "model", "family", "budget", "target_macs", "task", "config_hash", "config", "schedule", "corpus",
+    )
+    _TAIL: ClassVar[tuple[str, ...]] = ("env", "command", "created", "wall_s")
+
+    def own_fields(self) -> list[str]:
+        """The fields a stage class adds to the common part."""
+        common = {f.name for f in fields(StageRecord)}
+        return [f.name for f in fields(self) if f.name not in common]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON layout: ``version``, the common head, the stage's fields and values (flat), env and provenance."""
+        out: dict[str, Any] = {"version": self.version}
+        out.update({k: getattr(self, k) for k in self._HEAD})
+        out.update({k: getattr(self, k) for k in self.own_fields()})
+        out.update(self.values)
+        out.update({k: getattr(self, k) for k in self._TAIL})
+        return out
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field or a value by its record key."""
+        if key in self.values:
+            return self.values[key]
+        return getattr(self, key, default) if key in {f.name for f in fields(self)} else default
+
+
+@dataclass(kw_only=True)
+class ProfileStage(StageRecord):
+    stage: str = "profile"
+    params: int
+    macs: int
+    REQUIRED: ClassVar[dict[str, bool]] = {"params": True, "macs": True}
+
+
+@dataclass(kw_only=True)
+class LatencyStage(StageRecord):
+    stage: str = "latency"
+    workload: str
+    device: str
+    threads: int
+    dtype: str = "fp32"
+    p50_ms: float
+    REQUIRED: ClassVar[dict[str, bool]] = {"workload": False, "device": False, "threads": True, "p50_ms": True}
+
+
+@dataclass(kw_only=True)
+class TrainStage(StageRecord):
+    stage: str = "train"
+    seed: int
+    REQUIRED: ClassVar[dict[str, bool]] = {"seed": True}
+
+
+@dataclass(kw_only=True)
+class EvalStage(StageRecord):
+    stage: str = "eval"
+    seed: int
+    REQUIRED: ClassVar[dict[str, bool]] = {"seed": True}
+
+
+@dataclass(kw_only=True)
+class CompressStage(StageRecord):
+    stage: str = "compress"
+    seed: int
+    compression: str
+    REQUIRED: ClassVar[dict[str, bool]] = {"seed": True, "compression": False}
+
+
+CLASSES: dict[str, type[StageRecord]] = {
+    "profile": ProfileStage,
+    "latency": LatencyStage,
+    "train": TrainStage,
+    "eval": EvalStage,
+    "compress": CompressStage,
+}
+
+
+# ------------------------------------------------------------------------------------------------ building
+def make_record(stage: str, common: dict[str, Any], measured: dict[str, Any], **provenance: Any) -> StageRecord:
+    """A record of ``stage`` from the run's common part, what the stage measured, and ``env``, ``command``,
+    ``created``, ``wall_s``. Raises BenchError when the stage's own fields are missing."""
+    return from_dict({"stage": stage, **common, **measured, **provenance, "version": VERSION}, where=f"{stage} record")
+
+
+def write_record(path: Path, record: StageRecord) -> Path:
+    """Write ``record`` to ``path`` atomically (mode 0644)."""
+    return write_json(Path(path), record.to_dict())
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# version 1 spelled a few quantities otherwise: the latency measurement's own names, and the compress
+# stage's flat quality keys (now bench.evaluate's layout: test.bleu, test_clean.chrf, ...)
+_V1_RENAMES = {"device_name": "device_model", "peak_cuda_allocated_mb": "peak_gpu_mb"}
+_V1_COMPRESS_QUALITY = {
+    "bleu": ("test", "bleu"),
+    "chrf": ("test", "chrf"),
+    "bleu_signature": ("test", "bleu_signature"),
+    "chrf_signature": ("test", "chrf_signature"),
+    "test_n": ("test", "n"),
+    "bleu_test_clean": ("test_clean", "bleu"),
+    "chrf_test_clean": ("test_clean", "chrf"),
+    "bleu_clean": ("test_clean", "bleu"),
+    "chrf_clean": ("test_clean", "chrf"),
+    "test_clean_n": ("test_clean", "n"),
+}
+
+
+def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
+    """A record dict of any version -> the current layout."""
+    rec = dict(raw)
+    version = rec.get("version", 1)
+    if version == 1:
+        for old, new in _V1_RENAMES.items():
+            if old in rec:
+                value = rec.pop(old)
+                rec.setdefault(new, value)
+        if rec.get("stage") == "compress":
+            for old, (part, key) in _V1_COMPRESS_QUALITY.items():
+                if old in rec and not isinstance(rec[old], dict):
+                    value = rec.pop(old)
+                    if value is not None:
+                        rec[part] = {**(rec.get(part) or {}), key: value}
+        rec["version"] = VERSION
+    return rec
+
+
+def from_dict(raw: Any, where: str = "record") -> StageRecord:
+    """The dataclass of a record dict (any version). ``where`` names it in error messages."""
+    if not isinstance(raw, dict):
+        raise BenchError(f"{where}: run record must be a JSON object, got {type(raw).__name__}")
+    for key in ("stage", "model"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise BenchError(f"{where}: run record has no {key!r} (a non-empty string)")
+    version = raw.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= VERSION:
+        raise BenchError(f"{where}: run record version {version!r} is not one this code reads (1..{VERSION})")
+    rec = upgrade(raw)
+    stage = rec["stage"]
+    cls = CLASSES.get(stage, StageRecord)
+    for key, numeric in cls.REQUIRED.items():
+        value = rec.get(key)
+        if value is None:
+            raise BenchError(f"{where}: {stage} record has no {key!r}")
+        if numeric and (not _is_number(value) or (isinstance(value, float) and math.isnan(value))):
+            raise BenchError(f"{where}: {stage} record's {key!r} is {value!r}, expected a number")
+    if stage == "latency":
+        rec["device"] = str(rec["device"]).split(":")[0]  # "cuda:0" -> "cuda"
+        rec["dtype"] = rec.get("dtype") or "fp32"
+    names = {f.name for f in fields(cls)} - {"values"}
+    kwargs = {k: rec.pop(k) for k in list(rec) if k in names}
+    return cls(**kwargs, values=rec)
+
+
+def is_record_file(path: Path) -> bool:
+    """A ``*.json`` file that is not hidden and not a temporary file of an atomic write."""
+    name = path.name
+    return path.is_file() and name.endswith(".json") and not name.startswith(".") and ".tmp" not in name
+
+
+def read_record(path: Path) -> StageRecord:
+    """One record file -> its dataclass, converted to the current version and checked for its stage. Raises
+    BenchError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchError(f"{path}: cannot read run record ({exc})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BenchError(
+            f"{path}: not a valid JSON run record ({exc.msg} at line {exc.lineno}); delete it and re-run its stage"
+        ) from None
+    rec = from_dict(raw, where=str(path))
+    if rec.stage in STAGES and not path.name.startswith(rec.stage):
+        raise BenchError(f"{path}: record says stage {rec.stage!r} but the file name says otherwise")
+    return rec

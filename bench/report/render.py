@@ -1,0 +1,228 @@
+"""Rendering the leaderboard: the compact table leaderboard.md and leaderboard.tex show, the full CSV, and
+writing all three at once (bench.atomic: rendered first, then moved into place together; on an error no
+partial file is left)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.atomic import write_files
+
+from .leaderboard import _present, _unique_join, build_leaderboard, display_name
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+def _num(value: Any) -> float | None:
+    if not _present(value):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fmt(value: Any, fmt: str, scale: float = 1.0) -> str:
+    v = _num(value)
+    return "–" if v is None else format(v / scale, fmt)
+
+
+def _fmt_ms(value: Any) -> str:
+    v = _num(value)
+    if v is None:
+        return "–"
+    return f"{v:.2f}" if v < 100 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+
+
+def _fmt_pm(mean: Any, std: Any, fmt: str, pm: str) -> str:
+    m, s = _num(mean), _num(std)
+    if m is None:
+        return "–"
+    return format(m, fmt) if s is None else f"{format(m, fmt)}{pm}{format(s, fmt)}"
+
+
+def quality_kind(df: pd.DataFrame) -> str:
+    """ "bleu" when any row has a test BLEU, "ppl" when any has a perplexity (tried first for language
+    models), else "nll"."""
+    kinds = [("bleu", "bleu_test"), ("ppl", "ppl")]
+    for kind, col in kinds[::-1] if _is_lm(df) else kinds:
+        if col in df.columns and df[col].map(_present).any():
+            return kind
+    return "nll"
+
+
+def _is_lm(df: pd.DataFrame) -> bool:
+    return "task" in df.columns and (df["task"] == "lm").any()
+
+
+def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[list[str]], list[str]]:
+    """The compact table both leaderboard.md and leaderboard.tex show: (headers, rows, notes on conventions)."""
+    lm = _is_lm(df)
+    kind = quality_kind(df)
+    tmax = df["threads_max"].map(_num).dropna().max() if "threads_max" in df else math.nan
+    tmax = int(tmax) if _present(tmax) and tmax > 1 else None
+    with_compression = (df["compression"] != "none").any()
+    has_translate = df["translate_p50_ms_t1"].map(_present).any()
+    has_cuda = "forward_p50_ms_cuda" in df.columns and df["forward_p50_ms_cuda"].map(_present).any()
+
+    heads = ["model"] + (["compression"] if with_compression else []) + ["d", "layers"]
+    heads += ["params (M, no emb.)", "MACs (M, 30 tok)" if lm else "MACs (M, 30+30 tok)", "fwd p50 ms (1 thr)"]
+    if tmax:
+        heads.append(f"fwd p50 ms ({tmax} thr)")
+    if has_translate:
+        heads.append("gen. 30 tok p50 ms (1 thr)" if lm else "transl. p50 ms (1 thr)")
+    if has_cuda:
+        heads.append("fwd p50 ms (GPU)")
+    heads.append("size (MB)")
+    if kind == "bleu":
+        heads += ["BLEU (test)", "chrF (test)"]
+    elif kind == "ppl":
+        heads.append("ppl (test, per token)")
+    heads += ["valid NLL (nats/tok)", "seeds"]
+
+    rows = []
+    for _, r in df.iterrows():
+        cells = [display_name(str(r["model"]))]
+        if with_compression:
+            cells.append(str(r["compression"]))
+        cells += [
+            _fmt(r["d_model"], ".0f"),
+            str(r["layers"] or "–"),
+            _fmt(r["params"], ".2f", 1e6),
+            _fmt(r["macs"], ".1f", 1e6),
+            _fmt_ms(r["forward_p50_ms_t1"]),
+        ]
+        if tmax:
+            cells.append(_fmt_ms(r.get(f"forward_p50_ms_t{tmax}")))
+        if has_translate:
+            cells.append(_fmt_ms(r["translate_p50_ms_t1"]))
+        if has_cuda:
+            cells.append(_fmt_ms(r["forward_p50_ms_cuda"]))
+        cells.append(_fmt(r["model_size_mb"], ".2f"))
+        if kind == "bleu":
+            cells += [
+                _fmt_pm(r["bleu_test"], r["bleu_test_std"], ".2f", pm),
+                _fmt_pm(r["chrf_test"], r["chrf_test_std"], ".1f", pm),
+            ]
+        elif kind == "ppl":
+            cells.append(_fmt_pm(r["ppl"], r["ppl_std"], ".2f", pm))
+        cells += [_fmt_pm(r["valid_nll"], r["valid_nll_std"], ".3f", pm), str(int(r["n_eval"] or 0))]
+        rows.append(cells)
+
+    notes = []
+    budget = _unique_join(df["budget"]) or "?"
+    macs = ("batch 1, 30 tokens" if lm else "batch 1, 30 source + 30 target tokens") + (
+        ", one teacher-forced pass, without embeddings and the output projection (paper convention)"
+    )
+    notes.append(f"Budget {budget} MACs. MACs: {macs}; params without embedding tables.")
+    device = _unique_join(df["device_model"]) or "unknown CPU"
+    torch = _unique_join(df["torch"]) or "?"
+    lat = f"Latency: batch 1, fp32, median (p50) of at least 30 timed calls on {device}, torch {torch}"
+    lat += "; fwd = the MAC pass"
+    if has_translate:
+        lat += ", gen. = 30 greedy incremental steps" if lm else ", transl. = encode 30 + 30 greedy decoding steps"
+    notes.append(lat + ". Size: fp32 serialized model (compressed rows: size on disk).")
+    seeds = "mean ± sample std over the evaluated seeds (column seeds)"
+    if kind == "bleu":
+        sig = _unique_join(df["bleu_signature"], sep="; ") or "signature not recorded"
+        beam = _unique_join(df["beam"]) or "?"
+        notes.append(f"BLEU/chrF: sacreBLEU on the test split, beam {beam} ({sig}); {seeds}.")
+    elif kind == "ppl":
+        notes.append(f"Perplexity per token on the test split; {seeds}.")
+    sched = _unique_join(df["schedule"])
+    if sched:
+        tokens = df["train_tokens"].map(_num).dropna()
+        tok = f", {tokens.max() / 1e6:.1f}M target tokens" if len(tokens) else ""
+        notes.append(f"Training: {sched} schedule, {_unique_join(df['precision']) or '?'}{tok}.")
+    return heads, rows, notes
+
+
+def render_markdown(df: pd.DataFrame) -> str:
+    heads, rows, notes = summary_table(df)
+
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(h) for h in heads) + " |"]
+    lines.append("|" + "|".join(":---" if h in ("model", "compression") else "---:" for h in heads) + "|")
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    lines.append("")
+    lines += [f"{n}" + "  " for n in notes]  # trailing double space: a line break in markdown
+    lines += ["Generated by `python -m bench report` from the run records in runs/ beside this file."]
+    return "\n".join(lines) + "\n"
+
+
+_TEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "–": "--",
+    "±": r"$\pm$",
+}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def render_latex(df: pd.DataFrame) -> str:
+    heads, rows, notes = summary_table(df, pm="±")
+    budget = _unique_join(df["budget"]) or "budget"
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{budget}-{_unique_join(df['task']) or ''}".lower()).strip("-")
+    label = f"tab:litebench-{slug}"
+    spec = "l" + ("l" if "compression" in heads else "") + "r" * (len(heads) - 1 - ("compression" in heads))
+    out = [
+        "% Generated by `python -m bench report` from the run records; needs \\usepackage{booktabs}.",
+        "\\begin{table}[t]",
+        "\\centering",
+        "\\small",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        " & ".join(tex_escape(h) for h in heads) + " \\\\",
+        "\\midrule",
+    ]
+    out += [" & ".join(tex_escape(c) for c in row) + " \\\\" for row in rows]
+    out += [
+        "\\bottomrule",
+        "\\end{tabular}",
+        f"\\caption{{{tex_escape(' '.join(notes))}}}",
+        f"\\label{{{label}}}",
+        "\\end{table}",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def render_csv(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False, lineterminator="\n")
+
+
+def _text_writer(text: str) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
+    return write
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def write_leaderboard(results_dir: Path | str) -> dict[str, Path]:
+    """Build the leaderboard and write ``leaderboard.csv``, ``leaderboard.md`` and ``leaderboard.tex`` into
+    ``results_dir`` (all rendered before anything is written, then moved into place atomically). Returns
+    ``{"csv": path, "md": path, "tex": path}``."""
+    results_dir = Path(results_dir)
+    df = build_leaderboard(results_dir)
+    texts = {"csv": render_csv(df), "md": render_markdown(df), "tex": render_latex(df)}
+    paths = {kind: results_dir / f"leaderboard.{kind}" for kind in texts}
+    write_files({paths[kind]: _text_writer(text) for kind, text in texts.items()})
+    return paths
