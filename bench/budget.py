@@ -23,6 +23,12 @@ BUDGET_DIR = Path(__file__).resolve().parent.parent / "budgets"
 TEMPLATE = "100M"
 MAX_FINE_DEPARTURE = 2.0  # the fine knob stays within a factor 2 of the family's own rule (e.g. ffn = 4d)
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+# the keys a budget file may use, section by section (anything else is a typo, reported with these)
+BUDGET_KEYS = ("name", "target_macs", "tolerance", "protocol", "models", "train")
+PROTOCOL_KEYS = ("batch", "src_tokens", "tgt_tokens", "counter")
+RULE_KEYS = ("fixed", "mt", "lm", "vary", "fine")
+VARY_KEYS = ("key", "step", "min", "max")
+FINE_KEYS = ("key", "step")
 _SPEC = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([KMGT]?)\s*$", re.IGNORECASE)
 
 
@@ -106,6 +112,15 @@ def parse_target(spec: str) -> int:
     return int(round(value))
 
 
+def _check_keys(raw: Any, valid: tuple[str, ...], where: str, section: str) -> None:
+    """A misspelled key is an error naming it and the valid ones, not a silently ignored setting."""
+    if not isinstance(raw, dict):
+        return
+    unknown = [str(k) for k in raw if k not in valid]
+    if unknown:
+        raise BenchError(f"{where}: unknown key(s) {', '.join(unknown)} in {section}; valid: {', '.join(valid)}")
+
+
 def _rule(name: str, raw: Any, where: str) -> ScalingRule:
     try:
         get_entry(name)
@@ -114,6 +129,9 @@ def _rule(name: str, raw: Any, where: str) -> ScalingRule:
     if not isinstance(raw, dict) or "vary" not in raw or "fine" not in raw:
         raise BenchError(f"{where}: model {name!r} needs 'vary' and 'fine' entries")
     vary, fine = raw["vary"], raw["fine"]
+    _check_keys(raw, RULE_KEYS, where, f"model {name!r}")
+    _check_keys(vary, VARY_KEYS, where, f"model {name!r} 'vary'")
+    _check_keys(fine, FINE_KEYS, where, f"model {name!r} 'fine'")
     try:
         return ScalingRule(
             fixed=dict(raw.get("fixed") or {}),
@@ -132,6 +150,7 @@ def _rule(name: str, raw: Any, where: str) -> ScalingRule:
 def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, target: int | None = None) -> Budget:
     if not isinstance(raw, dict):
         raise BenchError(f"{where}: a budget file must be a YAML mapping")
+    _check_keys(raw, BUDGET_KEYS, where, "the budget file")
     for key in ("target_macs", "models"):
         if key not in raw:
             raise BenchError(f"{where}: missing key {key!r}")
@@ -145,6 +164,7 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
     if target <= 0 or not 0 < tolerance < 1:
         raise BenchError(f"{where}: target_macs must be positive and tolerance in (0, 1)")
     proto = raw.get("protocol") or {}
+    _check_keys(proto, PROTOCOL_KEYS, where, "'protocol'")
     protocol = Protocol(
         batch=int(proto.get("batch", 1)),
         src_tokens=int(proto.get("src_tokens", 30)),
@@ -156,6 +176,11 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
     train = raw.get("train") or {}
     if not isinstance(train, dict) or not all(isinstance(v, dict) or v is None for v in train.values()):
         raise BenchError(f"{where}: 'train' must map schedule names to mappings of schedule keys")
+    from .schedules import SCHEDULES
+
+    _check_keys(train, tuple(SCHEDULES), where, "'train' (schedule names)")
+    for sched, keys in train.items():
+        _check_keys(keys, tuple(k for k in SCHEDULES[sched].to_dict() if k != "name"), where, f"'train: {sched}'")
     return Budget(
         name=str(name or raw.get("name", target)),
         target_macs=target,

@@ -9,7 +9,9 @@ Counters (``macs_by_counter`` keys):
 - ``thop``: module hooks (ultralytics-thop, which also counts functional matmul/linear); rules added for our
   depthwise/lightweight convolutions (run as functional conv1d), norms and embeddings set to zero.
 - ``analytic``: the hand formula of bench.analytic.
-FlopCounterMode reports FLOPs = 2 x MACs; we always report MACs.
+FlopCounterMode reports FLOPs = 2 x MACs; we always report MACs. A cross-check counter that fails (fvcore's
+TorchScript tracing, say) is reported in ``warnings`` and left out of ``macs_by_counter``; the primary
+counter and the analytic formula still decide.
 """
 
 from __future__ import annotations
@@ -246,6 +248,7 @@ def count_macs(
     by: dict[str, int] = {}
     by_out: dict[str, int] = {}
     unsupported: dict[str, list[str]] = {}
+    failed: dict[str, str] = {}
     try:
         for name in dict.fromkeys((PRIMARY, *counters)):
             if name == "analytic":
@@ -256,8 +259,16 @@ def count_macs(
                 by[name], by_out[name] = a["macs"], a["macs_with_output"]
                 continue
             runner = RUNNERS[name]
-            by[name], skipped = runner(_Pass(model, with_output=False), inputs)
-            by_out[name], skipped_out = runner(_Pass(model, with_output=True), inputs)
+            try:
+                by[name], skipped = runner(_Pass(model, with_output=False), inputs)
+                by_out[name], skipped_out = runner(_Pass(model, with_output=True), inputs)
+            except Exception as exc:  # a cross-check may fail (e.g. a deprecated tracer); the primary may not
+                if name == PRIMARY:
+                    raise
+                by.pop(name, None)
+                first = (str(exc).strip().splitlines() or [""])[0]
+                failed[name] = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+                continue
             if skipped or skipped_out:
                 unsupported[name] = sorted(set(skipped) | set(skipped_out))
     finally:
@@ -265,7 +276,8 @@ def count_macs(
     report = MacReport(by[PRIMARY], by_out[PRIMARY], by, by_out, unsupported, protocol=protocol.describe())
     report.warnings = disagreements(by) + [
         f"{name} did not count ops: {', '.join(ops)}" for name, ops in unsupported.items()
-    ]
+    ] + [f"{name} failed ({why}); its count is left empty, {PRIMARY} and the analytic formula decide"
+         for name, why in failed.items()]
     return report
 
 

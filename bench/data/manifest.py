@@ -30,25 +30,21 @@ def build_lock(target: Path) -> Iterator[None]:
     Two processes that need the same missing corpus (two shells, a sweep next to ``bench train``) would
     otherwise build it at once and replace each other's folders mid-way; with the lock the second waits and
     then finds the first one's result current. The lock file, ``.<name>.lock`` beside ``target``, stays.
-    Where locking is not possible (no fcntl, a read-only folder) it builds without one.
+    Where locking is not possible (a read-only folder) it builds without one.
     """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        yield
-        return
+    from filelock import FileLock
+
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(target.parent / f".{target.name}.lock", "a")
+        lock = FileLock(target.parent / f".{target.name}.lock")
+        lock.acquire()
     except OSError:
         yield
         return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def sha256_file(path: Path) -> str:

@@ -445,7 +445,9 @@ def build_leaderboard(results_dir: Path | str) -> pd.DataFrame:
         rows.append(row)
         rows.extend(_compress_rows(recs, row))
     df = pd.DataFrame(rows)
-    for col in ["macs_rel_budget", *ALWAYS_LATENCY, *MEMORY_COLUMNS, *TRAIN_COLUMNS, *QUALITY_COLUMNS, *META_COLUMNS]:
+    counters = [f"macs_{c}" for c in COUNTER_ORDER]  # a counter that failed keeps its (empty) column
+    for col in ["macs_rel_budget", *counters, *ALWAYS_LATENCY, *MEMORY_COLUMNS, *TRAIN_COLUMNS, *QUALITY_COLUMNS,
+                *META_COLUMNS]:
         if col not in df.columns:
             df[col] = None
     df = order_columns(df).reset_index(drop=True)

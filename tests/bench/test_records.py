@@ -1,0 +1,117 @@
+"""The record schema: typed stage records, old records converted on read, one writer, and a sweep started by
+older code resumed by this one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.errors import BenchError
+from bench.records import (
+    VERSION,
+    CompressStage,
+    LatencyStage,
+    ProfileStage,
+    StageRecord,
+    make_record,
+    read_record,
+    upgrade,
+    write_record,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = {"100M": ROOT / "results" / "100M" / "runs", "500M": ROOT / "results" / "500M" / "runs"}
+
+
+def committed_files() -> list[Path]:
+    return sorted(p for runs in COMMITTED.values() for p in runs.glob("*/*.json"))
+
+
+def test_every_committed_record_loads_and_converts():
+    files = committed_files()
+    assert len(files) == 2 * 3 * 7
+    for path in files:
+        raw = json.loads(path.read_text())
+        assert "version" not in raw  # written before the schema had one
+        rec = read_record(path)
+        assert rec.version == VERSION and path.name.startswith(rec.stage)
+        d = rec.to_dict()
+        if rec.stage == "latency":
+            assert isinstance(rec, LatencyStage) and d["device_model"] == raw["device_name"]
+            assert "device_name" not in d and d["peak_gpu_mb"] is None
+        for key, value in raw.items():  # every quantity kept, under the current name
+            if key not in ("device_name", "peak_cuda_allocated_mb"):
+                assert d[key] == value, (path, key)
+
+
+def test_write_and_read_round_trip(tmp_path):
+    rec = make_record("profile", {"model": "transformer", "config": {"d_model": 8}}, {"params": 3, "macs": 7,
+                      "macs_by_counter": {"flop_counter": 7}}, env={"torch": "x"}, command="c", created="t", wall_s=1.0)
+    assert isinstance(rec, ProfileStage) and rec.params == 3 and rec.values == {"macs_by_counter": {"flop_counter": 7}}
+    path = write_record(tmp_path / "profile.json", rec)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    again = read_record(path)
+    assert again == rec and json.loads(path.read_text())["version"] == VERSION
+    with pytest.raises(BenchError, match="profile record has no 'macs'"):
+        make_record("profile", {"model": "transformer"}, {"params": 3})
+
+
+def test_old_compress_records_take_the_evaluators_layout():
+    old = {"stage": "compress", "model": "lite", "seed": 1, "compression": "int8", "bleu": 21.7, "chrf": 46.5,
+           "bleu_signature": "sig", "chrf_signature": "csig", "test_n": 500, "bleu_test_clean": 22.0,
+           "chrf_test_clean": None, "test_clean_n": 480, "valid_nll": 1.9}
+    new = upgrade(old)
+    assert new["test"] == {"bleu": 21.7, "chrf": 46.5, "bleu_signature": "sig", "chrf_signature": "csig", "n": 500}
+    assert new["test_clean"] == {"bleu": 22.0, "n": 480} and new["valid_nll"] == 1.9 and new["version"] == VERSION
+    assert "bleu" not in new and "test_n" not in new
+    assert isinstance(read_dict(old), CompressStage)
+
+
+def read_dict(raw: dict) -> StageRecord:
+    from bench.records import from_dict
+
+    return from_dict(raw)
+
+
+@pytest.mark.parametrize(
+    "raw, says",
+    [
+        ({"stage": "profile", "model": "t", "params": 1, "macs": 2, "version": VERSION + 1}, "version"),
+        ({"stage": "latency", "model": "t", "workload": "forward", "device": "cpu", "threads": "one",
+          "p50_ms": 1.0}, "'threads' is 'one', expected a number"),
+        ({"model": "t"}, "no 'stage'"),
+    ],
+)
+def test_bad_records_are_one_line(tmp_path, raw, says):
+    path = tmp_path / f"{raw.get('stage', 'profile')}.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(BenchError, match=says) as info:
+        read_record(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("budget, folders", [("100M", ["transformer-a01cd45bac", "lite_transformer-8ec72d0c21",
+                                                       "evolved_transformer-a04997d93a"]),
+                                             ("500M", ["transformer-5243144ae9", "lite_transformer-5902e1adfd",
+                                                       "evolved_transformer-2b28599ca6"])])
+def test_a_sweep_of_older_code_resumes_with_every_stage_done(tmp_path, budget, folders):
+    """The committed records were written before the schema had a version: the new runner plans the same run
+    folders (same config hashes) and finds every stage finished, so it runs nothing."""
+    from bench.runner import Sweep, SweepOptions
+
+    runs = tmp_path / budget / "runs"
+    shutil.copytree(COMMITTED[budget], runs)
+    logs: list[str] = []
+    opts = SweepOptions(budget=budget, threads=[1, 2], results_root=tmp_path, log=logs.append,
+                        stages=("profile", "latency", "train", "evaluate"))
+    sweep = Sweep(opts)
+    for model in sweep.models:
+        run = sweep.plan(model)
+        assert run.folder.name in folders
+        sweep.run_model(model)
+    stages = [line for line in logs if line.startswith("  ") and "solved" not in line]
+    assert len(stages) == 3 * 7 and all("done before, skipped" in line for line in stages), logs
+    assert sorted(p.name for p in runs.iterdir()) == sorted(folders)
