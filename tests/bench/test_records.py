@@ -115,3 +115,27 @@ def test_a_sweep_of_older_code_resumes_with_every_stage_done(tmp_path, budget, f
     stages = [line for line in logs if line.startswith("  ") and "solved" not in line]
     assert len(stages) == 3 * 7 and all("done before, skipped" in line for line in stages), logs
     assert sorted(p.name for p in runs.iterdir()) == sorted(folders)
+
+
+def test_old_and_new_compress_records_give_the_same_leaderboard_row(tmp_path):
+    """A compress record written before the evaluator's layout (flat bleu/chrf) and the same record written
+    now (test.bleu, ...) end up as the same leaderboard row."""
+    import pandas as pd
+
+    from bench.report.leaderboard import build_leaderboard
+    from tests.bench.test_report import make_results
+
+    rows = []
+    for name, upgrade_first in (("old", False), ("new", True)):
+        results = make_results(tmp_path / name)
+        path = results / "runs" / "lite_transformer-c0ffee" / "compress-s1-int8.json"
+        raw = json.loads(path.read_text())
+        raw.update(bleu_signature="sig", test_n=500, test_clean_n=480, bleu_test_clean=22.5)
+        if upgrade_first:
+            raw = upgrade(raw)
+            assert raw["test"]["bleu"] == 21.7 and "bleu" not in raw
+        path.write_text(json.dumps(raw))
+        df = build_leaderboard(results)
+        rows.append(df[df["compression"] == "int8"].iloc[0])
+    pd.testing.assert_series_equal(rows[0], rows[1])
+    assert rows[1]["bleu_test"] == 21.7 and rows[1]["bleu_signature"] == "sig" and rows[1]["test_clean_n"] == 480
