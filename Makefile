@@ -24,7 +24,7 @@ COMPRESS ?=
 .PHONY: help setup test test-slow benchmark bench report profile-table latency-table recipes lint clean
 
 help: ## list the targets
-	@echo "litebench — make targets (variables: BUDGET=$(BUDGET) MODELS= SEEDS= DEVICE= THREADS= SCHEDULE= TASK= QUICK=1 FORCE=1)"
+	@echo "litebench — make targets (variables: BUDGET=$(BUDGET) MODELS= SEEDS= DEVICE= THREADS= SCHEDULE= TASK= QUICK=1 FORCE=1 COMPRESS=)"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -c $(VENV)/torch-pin.txt -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-setup: $(STAMP) ## build .venv: torch pinned by TORCH_VERSION (default 2.13.0, a CPU build), then the suite
+setup: $(STAMP) ## build .venv: torch pinned by TORCH_VERSION (default 2.13.0, CPU), then the suite and `litebench`
 
 test: $(STAMP) ## the default test suite (minutes on 2 cores)
 	$(PY) -m pytest -q
