@@ -266,6 +266,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor=args.executor,
         compress=[m for m in re.split(r"[,\s]+", args.compress or "") if m],
     )
+    if args.stages:
+        stages = tuple(m for m in re.split(r"[,\s]+", args.stages) if m)
+        bad = [m for m in stages if m not in SweepOptions.stages]
+        if bad or not stages:
+            raise BenchError(f"--stages {args.stages!r}: valid stages are {', '.join(SweepOptions.stages)}")
+        opts.stages = stages
     unknown = [m for m in opts.compress if m not in (models or [m])]
     if unknown:
         raise BenchError(f"--compress {', '.join(unknown)}: not among the models of this sweep")
@@ -276,6 +282,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep = Sweep(opts)
     for path in sweep.run():
         print(f"wrote {path}")
+    return 0
+
+
+def _float_list(text: str, what: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in re.split(r"[,\s]+", text.strip()) if v)
+    except ValueError:
+        raise BenchError(f"{what} must be numbers separated by commas, got {text!r}") from None
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tune import tune
+
+    if args.jobs < 1:
+        raise BenchError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.tokens_per_trial is not None and args.tokens_per_trial <= 0:
+        raise BenchError(f"--tokens-per-trial must be positive, got {args.tokens_per_trial}")
+    models = [m for m in re.split(r"[,\s]+", args.models or "") if m] or None
+    res = tune(
+        args.budget,
+        task=args.task,
+        schedule_name=args.schedule,
+        grid=_float_list(args.grid, "--grid"),
+        models=models,
+        tokens_per_trial=args.tokens_per_trial,
+        seed=args.seed,
+        jobs=args.jobs,
+        corpus=args.corpus,
+        **({"results_root": Path(args.results)} if args.results else {}),
+    )
+    if args.json:
+        _print_json(res)
+    else:
+        for family, c in res["chosen"].items():
+            print(f"{family}: peak lr {c['lr']:g} (valid NLL {c['valid_nll']:.3f}; {c['trials']} trials of "
+                  f"{res['tokens_per_trial']:,} target tokens)")
     return 0
 
 
@@ -291,6 +333,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "report": (report.run, report.HELP),
     "compress": (compress.run, compress.HELP),
     "recipes": (study.run, "sample-efficiency study: short schedule vs plain recipe at equal wall time"),
+    "tune": (cmd_tune, "equal-budget peak learning-rate search per family, on validation NLL"),
     "run": (cmd_run, "the whole comparison at a budget: solve, profile, latency, train, evaluate, report"),
 }
 
@@ -370,6 +413,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local")
     p.add_argument("--compress", help="models to prune + quantize to int8 after evaluation (comma-separated)")
     p.add_argument("--results", help="results root (default: results/)")
+
+    p.add_argument(
+        "--stages", help="comma-separated subset of profile,latency,train,evaluate,compress (default: all)"
+    )
+
+    p = sub.add_parser("tune", help=COMMANDS["tune"][1])
+    p.add_argument("--budget", required=True, help="100M, 500M, 1.2G or a budget YAML file")
+    p.add_argument("--task", choices=["mt", "lm"], default="mt")
+    p.add_argument("--schedule", choices=["short", "full"], default="short")
+    p.add_argument("--grid", default="5e-4,1e-3,2e-3", help="peak learning rates, comma-separated")
+    p.add_argument("--models", help="comma-separated subset of the budget's families")
+    p.add_argument("--tokens-per-trial", type=int, help="default: the recipe's tokens / grid size")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=2, help="trials at a time, 1 thread each (default 2)")
+    p.add_argument("--corpus", help="corpus name or folder (default: libreoffice-en-de / sotu)")
+    p.add_argument("--results", help="results root (default: results/)")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("table", help=COMMANDS["table"][1])
     p.add_argument("--budgets", nargs="*", help="budget specs (default: 100M 500M)")

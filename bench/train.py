@@ -144,12 +144,34 @@ def load_task_data(
     return TaskData(task, tok, train, valid, spec, corp.manifest)
 
 
-def subset(data: Any, n: int | None) -> Any:
-    if n is None:
+def subset(data: Any, n: int | None, seed: int | None = None) -> Any:
+    """The first ``n`` items of ``data`` (MTData or LM blocks), or, with a ``seed``, ``n`` items drawn at random
+    without replacement (the same draw for every run: a fixed sample of the split, in its original order)."""
+    size = len(data) if isinstance(data, MTData) else len(data[0])
+    if n is None or n >= size:
         return data
+    if seed is None:
+        idx = list(range(n))
+    else:
+        idx = sorted(np.random.default_rng(seed).choice(size, size=n, replace=False).tolist())
     if isinstance(data, MTData):
-        return MTData(data.src[:n], data.tgt[:n])
-    return data[0][:n], data[1][:n]
+        return MTData([data.src[i] for i in idx], [data.tgt[i] for i in idx])
+    index = torch.as_tensor(idx, dtype=torch.long)
+    return data[0][index], data[1][index]
+
+
+def unigram_entropy(data: Any, pad: int) -> float:
+    """Entropy (nats per token) of the target-side unigram distribution of ``data``, EOS included: the
+    validation NLL of a model that has learnt token frequencies and nothing else (the plateau a run that
+    fails to train sits on)."""
+    if isinstance(data, MTData):
+        tokens = np.concatenate([np.asarray(t, dtype=np.int64) for t in data.tgt])
+    else:
+        tokens = data[1].reshape(-1).numpy()
+        tokens = tokens[tokens != pad]
+    counts = np.bincount(tokens).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
 
 
 @torch.no_grad()
@@ -331,7 +353,7 @@ class Trainer:
         tok = self.data.tokenizer
         return corpus_nll(
             self.model,
-            subset(self.data.valid, limit),
+            subset(self.data.valid, limit, self.schedule.valid_seed),
             tok.pad_id,
             tok.bos_id,
             2 * self.schedule.batch_tokens,
@@ -457,6 +479,8 @@ class Trainer:
             self._log({"step": st.step, "tokens": st.tokens, "wall_s": round(st.wall_s, 2), "train_loss": None,
                        "lr": None, "tokens_per_s": None, "valid_nll": round(st.valid_nll, 4), "final": True})
         self.save()
+        in_training = [e["valid_nll"] for e in read_curve(self.out_dir) if e.get("valid_nll") is not None
+                       and not e.get("final")]
         summary = {
             "stop": reason,
             "train_steps": st.step,
@@ -465,7 +489,10 @@ class Trainer:
             "tokens_per_s": round(st.tokens / max(st.wall_s, 1e-9), 1),
             "valid_nll": st.valid_nll,
             "epochs": st.epoch + st.batch_index / max(len(self.batches), 1),
+            "best_valid_nll": min(in_training) if in_training else None,  # in-training subset (valid_sentences)
+            "unigram_entropy": unigram_entropy(self.data.train, self.pad),  # the plateau of a run that fails
             "schedule": s.name,
+            "schedule_config": s.to_dict(),  # every key of the schedule this run trained with
             "precision": s.precision,
             "seed": self.seed,
             "world_size": self.world,
