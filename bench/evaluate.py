@@ -26,7 +26,7 @@ from models import create_model
 from .batching import encode_parallel, encode_stream, lm_blocks
 from .data import Tokenizer, get_corpus
 from .errors import BenchError
-from .train import CHECKPOINT, atomic_write_text, corpus_nll, load_checkpoint
+from .train import CHECKPOINT, atomic_write_text, corpus_nll, load_checkpoint, sentence_nll
 
 
 def load_run(run_dir: Path) -> tuple[nn.Module, dict[str, Any], Tokenizer]:
@@ -146,10 +146,16 @@ def evaluate_run(
     if spec["task"] == "mt":
         valid = encode_parallel(tok, splits["valid"].src, splits["valid"].tgt)
         result["valid_nll"] = corpus_nll(model, valid, tok.pad_id, tok.bos_id)
+        # per sentence, for paired comparisons between runs (a bootstrap over validation sentences)
+        nll, counts = sentence_nll(model, valid, tok.pad_id, tok.bos_id)
+        result["valid_sentence_nll"] = [round(v, 5) for v in nll]
+        result["valid_sentence_tokens"] = counts
         result.update({"beam": beam, "length_penalty": lp})
-        scores = score_test_splits(model, tok, splits, beam, lp, limit, batch, run_dir, f"beam{beam}.{corpus.tgt}",
-                                   str(corpus.tgt))
+        suffix = f"beam{beam}.{corpus.tgt}"
+        scores = score_test_splits(model, tok, splits, beam, lp, limit, batch, run_dir, suffix, str(corpus.tgt))
         result.update({split.replace("-", "_"): score for split, score in scores.items()})
+        # the test hypotheses in test order, so that significance tests can be re-run from the record alone
+        result["test"]["hypotheses"] = (run_dir / f"hyp.test.{suffix}").read_text(encoding="utf-8").splitlines()
     else:
         block = int(spec.get("schedule", {}).get("lm_block", 128))
         valid = lm_blocks(encode_stream(tok, splits["valid"]), block)

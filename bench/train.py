@@ -199,6 +199,28 @@ def corpus_nll(
     return total / max(count, 1)
 
 
+@torch.no_grad()
+def sentence_nll(
+    model: nn.Module, data: MTData, pad: int, bos: int, batch_tokens: int = 4096, device: torch.device | str = "cpu"
+) -> tuple[list[float], list[int]]:
+    """Per sentence of ``data``, in its order: the summed NLL of its target tokens (nats, fp32) and their
+    count; sum(nll) / sum(count) is :func:`corpus_nll`. What a paired bootstrap over sentences resamples."""
+    was = model.training
+    model.eval()
+    sums, counts = [0.0] * len(data), [0] * len(data)
+    for idx in token_batches(data, batch_tokens, seed=0):
+        b = collate_mt(data, idx, pad, bos)
+        logits = model(b["src"].to(device), b["prev"].to(device)).float()
+        target = b["target"].to(device)
+        lprobs = torch.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        mask = target.ne(pad)
+        per_row = -(lprobs * mask).sum(-1)
+        for row, j in enumerate(idx):
+            sums[int(j)], counts[int(j)] = float(per_row[row]), int(mask[row].sum())
+    model.train(was)
+    return sums, counts
+
+
 # --------------------------------------------------------------------------------------------- training
 @dataclass
 class TrainState:

@@ -235,6 +235,14 @@ def test_evaluate_writes_scores_and_hypotheses(corpus, tmp_path):
     assert hyp.read_text().count("\n") == 20
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["valid_nll"] == pytest.approx(res["valid_nll"])
     assert math.isfinite(res["valid_nll"])
+    # the record carries what paired tests resample: test hypotheses (rescoring them gives the same BLEU) and
+    # the validation NLL per sentence (summing it gives the corpus figure)
+    assert res["test"]["hypotheses"] == hyp.read_text().splitlines()
+    refs = (tmp_path / "ev").glob("ref.test.*").__next__().read_text().splitlines()
+    assert bleu_chrf(res["test"]["hypotheses"], refs)["bleu"] == res["test"]["bleu"]
+    nll, tokens = res["valid_sentence_nll"], res["valid_sentence_tokens"]
+    assert len(nll) == len(tokens) == 30 and min(tokens) >= 2
+    assert sum(nll) / sum(tokens) == pytest.approx(res["valid_nll"], rel=1e-5)
 
 
 # --------------------------------------------------------------------------------------------- bad input
