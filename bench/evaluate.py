@@ -61,6 +61,12 @@ def bleu_chrf(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def bleu_sentence_stats(hyps: Sequence[str], refs: Sequence[str]) -> list[list[int]]:
+    """sacreBLEU's sufficient statistics per sentence (hypothesis and reference length, then matches and
+    totals for 1- to 4-grams): corpus BLEU of any subset or resample is a function of their sum."""
+    return [[int(v) for v in row] for row in sacrebleu.BLEU()._extract_corpus_statistics(list(hyps), [list(refs)])]
+
+
 @torch.no_grad()
 def translate(
     model: nn.Module,
@@ -155,7 +161,10 @@ def evaluate_run(
         scores = score_test_splits(model, tok, splits, beam, lp, limit, batch, run_dir, suffix, str(corpus.tgt))
         result.update({split.replace("-", "_"): score for split, score in scores.items()})
         # the test hypotheses in test order, so that significance tests can be re-run from the record alone
-        result["test"]["hypotheses"] = (run_dir / f"hyp.test.{suffix}").read_text(encoding="utf-8").splitlines()
+        hyps = (run_dir / f"hyp.test.{suffix}").read_text(encoding="utf-8").splitlines()
+        refs = (run_dir / f"ref.test.{corpus.tgt}").read_text(encoding="utf-8").splitlines()
+        result["test"]["hypotheses"] = hyps
+        result["test"]["bleu_stats"] = bleu_sentence_stats(hyps, refs)
     else:
         block = int(spec.get("schedule", {}).get("lm_block", 128))
         valid = lm_blocks(encode_stream(tok, splits["valid"]), block)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sacrebleu
 import torch
 import torch.multiprocessing as mp
 
@@ -240,6 +241,10 @@ def test_evaluate_writes_scores_and_hypotheses(corpus, tmp_path):
     assert res["test"]["hypotheses"] == hyp.read_text().splitlines()
     refs = (tmp_path / "ev").glob("ref.test.*").__next__().read_text().splitlines()
     assert bleu_chrf(res["test"]["hypotheses"], refs)["bleu"] == res["test"]["bleu"]
+    stats = np.asarray(res["test"]["bleu_stats"]).sum(0)
+    assert len(res["test"]["bleu_stats"]) == 20
+    rescored = sacrebleu.BLEU()._compute_score_from_stats(stats.tolist()).score
+    assert rescored == pytest.approx(res["test"]["bleu"], abs=1e-4)
     nll, tokens = res["valid_sentence_nll"], res["valid_sentence_tokens"]
     assert len(nll) == len(tokens) == 30 and min(tokens) >= 2
     assert sum(nll) / sum(tokens) == pytest.approx(res["valid_nll"], rel=1e-5)
