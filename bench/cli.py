@@ -266,6 +266,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor=args.executor,
         compress=[m for m in re.split(r"[,\s]+", args.compress or "") if m],
     )
+    if args.train_threads is not None:
+        if args.train_threads < 1:
+            raise BenchError(f"--train-threads must be >= 1, got {args.train_threads}")
+        opts.train_threads = args.train_threads
     if args.stages:
         stages = tuple(m for m in re.split(r"[,\s]+", args.stages) if m)
         bad = [m for m in stages if m not in SweepOptions.stages]
@@ -414,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compress", help="models to prune + quantize to int8 after evaluation (comma-separated)")
     p.add_argument("--results", help="results root (default: results/)")
 
+    p.add_argument("--train-threads", type=int, help="threads for training and evaluation (default: torch's)")
     p.add_argument(
         "--stages", help="comma-separated subset of profile,latency,train,evaluate,compress (default: all)"
     )

@@ -95,10 +95,11 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 @contextlib.contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """An exclusive lock on a run folder: a second sweep waits, then finds the record written."""
+def locked(folder: Path, stage: str = "") -> Iterator[None]:
+    """An exclusive lock on one stage of a run folder: a second sweep that reaches the same stage waits, then
+    finds the record written; sweeps of other seeds or stages go on beside it."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as fh:
+    with open(folder / (f".lock-{stage}" if stage else ".lock"), "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -227,7 +228,7 @@ class Sweep:
 
     def _stage(self, run: ModelRun, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         path = run.folder / f"{name}.json"
-        with locked(run.folder):
+        with locked(run.folder, name):
             existing = read_record(path)
             if existing is not None and not self.opts.force:
                 self.opts.log(f"  {name}: done before, skipped ({path.relative_to(self.results)})")
@@ -300,8 +301,6 @@ class Sweep:
     def train(self, run: ModelRun, seed: int) -> dict[str, Any]:
         from .train import Trainer, load_task_data, read_curve
 
-        if self.opts.train_threads:
-            torch.set_num_threads(self.opts.train_threads)
         data = load_task_data(self.corpus, self.budget.task, run.schedule, run.solution.config.vocab_size)
         out = run.cache / f"train-s{seed}"
         trainer = Trainer(
@@ -351,7 +350,7 @@ class Sweep:
         if marker.exists() and not self.opts.force:
             self.opts.log(f"  compress-s{seed}: done before, skipped")
             return
-        with locked(run.folder):
+        with locked(run.folder, f"compress-s{seed}"):
             started = time.perf_counter()
             stages = self.compress(run, seed)
             wall = time.perf_counter() - started
@@ -373,6 +372,8 @@ class Sweep:
             f"({run.solution.rel_error:+.2%}); records in {run.folder}"
         )
         stages = self.opts.stages
+        if self.opts.train_threads:  # training and evaluation in this process (latency has its own)
+            torch.set_num_threads(self.opts.train_threads)
         if "profile" in stages:
             self._stage(run, "profile", lambda: self.profile(run))
         if "latency" in stages:

@@ -189,3 +189,24 @@ def test_tune_end_to_end_on_the_toy_corpus_and_the_sweep_uses_its_choice(tmp_pat
     (quick / "chosen.json").write_text((folder / "chosen.json").read_text())
     assert Sweep(SweepOptions(budget=str(budget), results_root=results, quick=True)).tuned == {}
     assert math.isfinite(best["unigram_entropy"]) and best["unigram_entropy"] > 0
+
+
+# ------------------------------------------------------------------------------------- concurrent sweeps
+def test_stage_locks_let_other_seeds_run_beside_a_stage(tmp_path):
+    """Two sweeps of one budget with different seeds train side by side; the same stage still serializes."""
+    import fcntl
+
+    from bench.runner import locked
+
+    def free(name: str) -> bool:
+        with open(tmp_path / f".lock-{name}", "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return True
+
+    with locked(tmp_path, "train-s1"):
+        assert not free("train-s1") and free("train-s2") and free("eval-s1")
+    assert free("train-s1")
