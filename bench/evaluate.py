@@ -183,7 +183,8 @@ def evaluate_run(
 
 def paired_bootstrap(run_a: Path, run_b: Path, split: str = "test", n_samples: int = 1000) -> dict[str, Any]:
     """sacreBLEU's paired bootstrap resampling between the hypotheses of two evaluated runs (same split,
-    same references): BLEU of each with its 95% interval, and the p-value of the difference."""
+    same references): BLEU of each, its bootstrap mean and 95% interval (``ci95``: the half-width, as
+    sacreBLEU reports ``mean ± ci``), and the p-value of the difference (B against A)."""
     from sacrebleu.significance import PairedTest
 
     hyps, refs = [], []
@@ -202,8 +203,8 @@ def paired_bootstrap(run_a: Path, run_b: Path, split: str = "test", n_samples: i
     a, b = scores["BLEU"][0], scores["BLEU"][1]
     return {
         "split": split,
-        "a": {"run": str(run_a), "bleu": a.score, "ci95": a.mean_ci if hasattr(a, "mean_ci") else None},
-        "b": {"run": str(run_b), "bleu": b.score, "ci95": b.mean_ci if hasattr(b, "mean_ci") else None},
+        "a": {"run": str(run_a), "bleu": a.score, "mean": a.mean, "ci95": a.ci},
+        "b": {"run": str(run_b), "bleu": b.score, "mean": b.mean, "ci95": b.ci},
         "p_value": b.p_value,
         "n_samples": n_samples,
     }
