@@ -21,7 +21,7 @@ FORCE    ?=
 COMPRESS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow benchmark bench report profile-table latency-table recipes lint clean
+.PHONY: help setup test test-slow benchmark bench tune report profile-table latency-table recipes lint clean
 
 help: ## list the targets
 	@echo "litebench — make targets (variables: BUDGET=$(BUDGET) MODELS= SEEDS= DEVICE= THREADS= SCHEDULE= TASK= QUICK=1 FORCE=1 COMPRESS=)"
@@ -49,6 +49,9 @@ bench: $(STAMP) ## the whole comparison at BUDGET (solve, profile, latency, trai
 	$(PY) -m bench run --budget $(BUDGET) --task $(TASK) --schedule $(SCHEDULE) --device $(DEVICE) \
 		$(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(THREADS),--threads $(THREADS)) \
 		$(if $(QUICK),--quick) $(if $(FORCE),--force) $(if $(COMPRESS),--compress $(COMPRESS))
+
+tune: $(STAMP) ## equal-budget peak learning-rate search for every family of BUDGET (results/<budget>/tuning)
+	$(PY) -m bench tune --budget $(BUDGET) --task $(TASK) $(if $(MODELS),--models $(MODELS))
 
 report: $(STAMP) ## rebuild leaderboard tables and figures from the run records
 	$(PY) -m bench report --budget $(BUDGET) --task $(TASK)

@@ -24,7 +24,7 @@ TEMPLATE = "100M"
 MAX_FINE_DEPARTURE = 2.0  # the fine knob stays within a factor 2 of the family's own rule (e.g. ffn = 4d)
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 # the keys a budget file may use, section by section (anything else is a typo, reported with these)
-BUDGET_KEYS = ("name", "target_macs", "tolerance", "protocol", "models", "train")
+BUDGET_KEYS = ("name", "target_macs", "tolerance", "protocol", "models", "shared", "train", "variants")
 PROTOCOL_KEYS = ("batch", "src_tokens", "tgt_tokens", "counter")
 RULE_KEYS = ("fixed", "mt", "lm", "vary", "fine")
 VARY_KEYS = ("key", "step", "min", "max")
@@ -48,6 +48,17 @@ class ScalingRule:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """An extra row of a comparison: a family of the budget with some knobs set otherwise (e.g. the paper's
+    post-norm), solved by the family's own rule and trained under the same protocol."""
+
+    key: str  # its name on the command line and in run folders, e.g. transformer-postnorm
+    model: str  # the family it varies
+    label: str  # the row name in tables and figures, e.g. "transformer (post-norm, paper)"
+    sets: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Budget:
     name: str
     target_macs: int
@@ -59,6 +70,32 @@ class Budget:
     source: str = ""
     # schedule adjustments for every model of this budget alike: {schedule name: {schedule key: value}}
     train: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # model knobs every family of this budget shares (norm placement, dropouts), applied after the family's
+    # fixed knobs; a key a family does not have (weight_dropout without a convolution) does not apply to it
+    shared: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, Variant] = field(default_factory=dict)
+
+    def rows(self) -> list[str]:
+        """Everything a sweep of this budget trains by default: the families, then the variants."""
+        return [*self.models, *self.variants]
+
+    def family_of(self, name: str) -> str:
+        return self.variants[name].model if name in self.variants else name
+
+    def label(self, name: str) -> str:
+        return self.variants[name].label if name in self.variants else name
+
+    def shared_for(self, model: str) -> dict[str, Any]:
+        keys = get_entry(model).config_cls.keys()
+        return {k: v for k, v in self.shared.items() if k in keys}
+
+    def base_config(self, name: str) -> dict[str, Any]:
+        """The knobs of row ``name`` before solving: the family's fixed knobs, the shared ones, the variant's."""
+        model = self.family_of(name)
+        base = {**self.models[model].base(self.task), **self.shared_for(model)}
+        if name in self.variants:
+            base.update(self.variants[name].sets)
+        return base
 
     def schedule_overrides(self, schedule: str) -> dict[str, Any]:
         return dict(self.train.get(schedule, {}))
@@ -181,6 +218,15 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
     _check_keys(train, tuple(SCHEDULES), where, "'train' (schedule names)")
     for sched, keys in train.items():
         _check_keys(keys, tuple(k for k in SCHEDULES[sched].to_dict() if k != "name"), where, f"'train: {sched}'")
+    shared = raw.get("shared") or {}
+    if not isinstance(shared, dict):
+        raise BenchError(f"{where}: 'shared' must map model config keys to values")
+    known = {k for m in models for k in get_entry(m).config_cls.keys()}
+    bad = sorted(k for k in shared if k not in known or k in ("task", "d_model", "ffn_dim"))
+    if bad:
+        raise BenchError(f"{where}: shared key(s) {', '.join(bad)} are not config keys a budget may share; "
+                         f"valid: {', '.join(sorted(known - {'task', 'd_model', 'ffn_dim'}))}")
+    variants = _variants(raw.get("variants") or {}, models, where)
     return Budget(
         name=str(name or raw.get("name", target)),
         target_macs=target,
@@ -191,7 +237,33 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         task=task,
         source=where,
         train={str(k): dict(v or {}) for k, v in train.items()},
+        shared=dict(shared),
+        variants=variants,
     )
+
+
+def _variants(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str, Variant]:
+    if not isinstance(raw, dict):
+        raise BenchError(f"{where}: 'variants' must map row names to {{model, label, set}} mappings")
+    out = {}
+    for key, spec in raw.items():
+        if not isinstance(spec, dict) or spec.get("model") not in models or not isinstance(spec.get("set"), dict):
+            raise BenchError(
+                f"{where}: variant {key!r} needs 'model' (one of {', '.join(models)}) and a 'set' mapping"
+            )
+        if key in models:
+            raise BenchError(f"{where}: variant {key!r} has the name of a family")
+        extra = sorted(set(spec) - {"model", "label", "set"})
+        if extra:
+            raise BenchError(
+                f"{where}: variant {key!r} has unknown key(s) {', '.join(extra)}; valid: model, label, set"
+            )
+        keys = get_entry(spec["model"]).config_cls.keys()
+        bad = sorted(k for k in spec["set"] if k not in keys)
+        if bad:
+            raise BenchError(f"{where}: variant {key!r} sets unknown {spec['model']} key(s) {', '.join(bad)}")
+        out[str(key)] = Variant(str(key), spec["model"], str(spec.get("label") or key), dict(spec["set"]))
+    return out
 
 
 def _read_yaml(path: Path) -> Any:
@@ -242,10 +314,11 @@ def _macs(model: str, task: str, protocol: Protocol, overrides: dict[str, Any]) 
 def solve_model(budget: Budget, model: str, confirm: bool = True) -> Solution:
     """The config of ``model`` whose MACs land within the budget's tolerance, as close to the family's own
     shape as the scaling rule allows. Deterministic. Raises BenchError when no config on the grid fits."""
-    if model not in budget.models:
-        raise BenchError(f"model {model!r} is not in budget {budget.name}; it has: {', '.join(budget.models)}")
+    if model not in budget.models and model not in budget.variants:
+        raise BenchError(f"model {model!r} is not in budget {budget.name}; it has: {', '.join(budget.rows())}")
+    base = budget.base_config(model)
+    model = budget.family_of(model)
     rule, task, proto = budget.models[model], budget.task, budget.protocol
-    base = rule.base(task)
     target = budget.target_macs
 
     # 1. the width: every grid point, the family's own ffn rule

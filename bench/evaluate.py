@@ -27,7 +27,8 @@ from .atomic import write_json, write_text
 from .batching import encode_parallel, encode_stream, lm_blocks
 from .data import Tokenizer, get_corpus
 from .errors import BenchError
-from .train import CHECKPOINT, corpus_nll, load_checkpoint
+from .train import CHECKPOINT, load_checkpoint
+from .validation import corpus_nll, sentence_nll
 
 
 def load_run(run_dir: Path) -> tuple[nn.Module, dict[str, Any], Tokenizer]:
@@ -60,6 +61,12 @@ def bleu_chrf(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, Any]:
         "chrf_signature": str(chrf.get_signature()),
         "n": len(hyps),
     }
+
+
+def bleu_sentence_stats(hyps: Sequence[str], refs: Sequence[str]) -> list[list[int]]:
+    """sacreBLEU's sufficient statistics per sentence (hypothesis and reference length, then matches and
+    totals for 1- to 4-grams): corpus BLEU of any subset or resample is a function of their sum."""
+    return [[int(v) for v in row] for row in sacrebleu.BLEU()._extract_corpus_statistics(list(hyps), [list(refs)])]
 
 
 @torch.no_grad()
@@ -202,13 +209,25 @@ def evaluate_run(
     ctx = EvalContext.for_run(spec, tok, beam, length_penalty, max_sentences, batch)
     result: dict[str, Any] = {"model": spec["model"], "seed": spec.get("seed"), "corpus": ctx.corpus_name}
     result.update(evaluate_model(model, ctx, run_dir))
+    if spec["task"] == "mt":
+        # per sentence, so that paired tests between runs re-run from the record alone: the validation NLL
+        # (a bootstrap over validation sentences), the test hypotheses in test order and their BLEU statistics
+        nll, counts = sentence_nll(model, ctx.valid, tok.pad_id, tok.bos_id)
+        result["valid_sentence_nll"] = [round(v, 5) for v in nll]
+        result["valid_sentence_tokens"] = counts
+        suffix = f"beam{ctx.beam}.{ctx.tgt_lang}"
+        hyps = (run_dir / f"hyp.test.{suffix}").read_text(encoding="utf-8").splitlines()
+        refs = (run_dir / f"ref.test.{ctx.tgt_lang}").read_text(encoding="utf-8").splitlines()
+        result["test"]["hypotheses"] = hyps
+        result["test"]["bleu_stats"] = bleu_sentence_stats(hyps, refs)
     write_json(run_dir / "eval.json", result)
     return result
 
 
 def paired_bootstrap(run_a: Path, run_b: Path, split: str = "test", n_samples: int = 1000) -> dict[str, Any]:
     """sacreBLEU's paired bootstrap resampling between the hypotheses of two evaluated runs (same split,
-    same references): BLEU of each with its 95% interval, and the p-value of the difference."""
+    same references): BLEU of each, its bootstrap mean and 95% interval (``ci95``: the half-width, as
+    sacreBLEU reports ``mean ± ci``), and the p-value of the difference (B against A)."""
     from sacrebleu.significance import PairedTest
 
     hyps, refs = [], []
@@ -227,8 +246,8 @@ def paired_bootstrap(run_a: Path, run_b: Path, split: str = "test", n_samples: i
     a, b = scores["BLEU"][0], scores["BLEU"][1]
     return {
         "split": split,
-        "a": {"run": str(run_a), "bleu": a.score, "ci95": _ci95(a)},
-        "b": {"run": str(run_b), "bleu": b.score, "ci95": _ci95(b)},
+        "a": {"run": str(run_a), "bleu": a.score, "mean": a.mean, "ci95": _ci95(a)},
+        "b": {"run": str(run_b), "bleu": b.score, "mean": b.mean, "ci95": _ci95(b)},
         "p_value": b.p_value,
         "n_samples": n_samples,
     }

@@ -85,12 +85,13 @@ def environment() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """An exclusive lock on a run folder: a second sweep waits, then finds the record written."""
+def locked(folder: Path, stage: str = "") -> Iterator[None]:
+    """An exclusive lock on one stage of a run folder: a second sweep that reaches the same stage waits, then
+    finds the record written; sweeps of other seeds or stages go on beside it."""
     from filelock import FileLock
 
     folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(folder / ".lock"):
+    with FileLock(folder / (f".lock-{stage}" if stage else ".lock")):
         yield
 
 
@@ -143,15 +144,23 @@ class ModelRun:
     folder: Path
     cache: Path
     key: str
+    row: str = ""  # the budget's name for this row: a family, or a variant of one (transformer-postnorm)
 
     @property
     def model(self) -> str:
+        """The registered family (what create_model builds)."""
         return self.solution.model
+
+    @property
+    def variant(self) -> bool:
+        return self.row in self.budget.variants
 
     def common(self) -> dict[str, Any]:
         cfg = self.solution.config
         return {
-            "model": self.model,
+            # a variant's row is named by its label, e.g. "transformer (post-norm, paper)"
+            "model": self.budget.label(self.row) if self.variant else self.model,
+            **({"variant": self.row} if self.variant else {}),
             "family": type(cfg).family,
             "budget": self.budget.name,
             "target_macs": self.budget.target_macs,
@@ -171,12 +180,12 @@ class Sweep:
             raise BenchError("SEEDS must be one or more non-negative integers")
         self.opts = opts
         self.budget = load_budget(opts.budget, task=opts.task)
-        names = opts.models or list(self.budget.models)
-        unknown = [m for m in names if m not in self.budget.models]
+        names = opts.models or self.budget.rows()
+        unknown = [m for m in names if m not in self.budget.rows()]
         if unknown:
             raise BenchError(
                 f"unknown model(s) in MODELS: {', '.join(unknown)}; budget {self.budget.name} has: "
-                f"{', '.join(self.budget.models)}"
+                f"{', '.join(self.budget.rows())}"
             )
         self.models = names
         self.schedule = get_schedule("quick" if opts.quick else opts.schedule, **self._budget_schedule())
@@ -185,6 +194,14 @@ class Sweep:
         self.results = Path(opts.results_root) / f"{self.budget.results_name()}{suffix}"
         self.env = environment()
         self.command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        # the peak learning rate each family's tuning chose (bench tune); quick runs are not tuned
+        self.tuned = {} if opts.quick else read_tuned(self.results, self.schedule)
+
+    def schedule_for(self, name: str) -> Schedule:
+        """The budget's schedule, with the peak rate tuning chose for the row's family (variants take their
+        family's: they are rows of the family's protocol, not separately tuned)."""
+        lr = self.tuned.get(self.budget.family_of(name))
+        return self.schedule if lr is None else self.schedule.with_overrides(lr=lr)
 
     def _budget_schedule(self) -> dict[str, Any]:
         """A budget file may adjust the schedule for all its models alike (e.g. fewer tokens at 500M)."""
@@ -204,7 +221,7 @@ class Sweep:
 
     def _stage(self, run: ModelRun, name: str, fn: Callable[[], dict[str, Any]]) -> StageRecord:
         path = run.folder / f"{name}.json"
-        with locked(run.folder):
+        with locked(run.folder, name):
             existing = finished(path)
             if existing is not None and not self.opts.force:
                 self.opts.log(f"  {name}: done before, skipped ({path.relative_to(self.results)})")
@@ -223,17 +240,18 @@ class Sweep:
             cfg = {**sol.config.to_dict(), "vocab_size": self.opts.vocab_size}
             sol.config = type(sol.config).create(cfg.pop("task"), **cfg)
         proto = self.budget.protocol
+        schedule = self.schedule_for(model)
         key = config_hash(
             {
                 "config": sol.config.to_dict(),
                 "protocol": [proto.batch, proto.src_tokens, proto.tgt_tokens],
-                "schedule": self.schedule.to_dict(),
+                "schedule": schedule.to_dict(),
                 "corpus": self.corpus,
             }
         )
         folder = self.results / "runs" / f"{model}-{key}"
         cache = Path(self.opts.cache_root) / self.results.name / f"{model}-{key}"
-        return ModelRun(self.budget, sol, self.schedule, self.corpus, folder, cache, key)
+        return ModelRun(self.budget, sol, schedule, self.corpus, folder, cache, key, row=model)
 
     def profile(self, run: ModelRun) -> dict[str, Any]:
         from .profiling import profile
@@ -283,9 +301,7 @@ class Sweep:
     def train(self, run: ModelRun, seed: int) -> dict[str, Any]:
         from .train import Trainer, load_task_data, read_curve
 
-        if self.opts.train_threads:
-            torch.set_num_threads(self.opts.train_threads)
-        data = load_task_data(self.corpus, self.budget.task, self.schedule, run.solution.config.vocab_size)
+        data = load_task_data(self.corpus, self.budget.task, run.schedule, run.solution.config.vocab_size)
         if data.vocab_note:
             self.opts.log(f"  note: {data.vocab_note}")
         out = run.cache / f"train-s{seed}"
@@ -293,7 +309,7 @@ class Sweep:
             run.model,
             run.solution.config.to_dict(),
             data,
-            self.schedule,
+            run.schedule,
             seed,
             out,
             progress=sys.stderr.isatty(),
@@ -336,7 +352,7 @@ class Sweep:
         if marker.exists() and not self.opts.force:
             self.opts.log(f"  compress-s{seed}: done before, skipped")
             return
-        with locked(run.folder):
+        with locked(run.folder, f"compress-s{seed}"):
             started = time.perf_counter()
             stages = self.compress(run, seed)
             wall = time.perf_counter() - started
@@ -358,6 +374,8 @@ class Sweep:
             f"({run.solution.rel_error:+.2%}); records in {run.folder}"
         )
         stages = self.opts.stages
+        if self.opts.train_threads:  # training and evaluation in this process (latency has its own)
+            torch.set_num_threads(self.opts.train_threads)
         prof = self._stage(run, "profile", lambda: self.profile(run)) if "profile" in stages else None
         if "latency" in stages:
             for device, threads, workload in self.latency_settings():
@@ -419,6 +437,26 @@ class Sweep:
         jobs = [ex.submit(_job, self.opts, model, seed) for model in self.models for seed in self.opts.seeds]
         for job in jobs:
             job.result()
+
+
+TUNED_FILE = "tuning/chosen.json"
+
+
+def read_tuned(results: Path, schedule: Schedule) -> dict[str, float]:
+    """{family: peak lr} from ``<results>/tuning/chosen.json`` (written by ``bench tune``), for the schedule it
+    was tuned for; {} when there is none. A file tuned for another schedule name is ignored with a note."""
+    path = Path(results) / TUNED_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        chosen = {str(m): float(v["lr"]) for m, v in data["chosen"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BenchError(f"{path} is not a tuning result ({exc}); re-run bench tune or delete it") from None
+    if data.get("schedule") != schedule.name:
+        _stderr(f"note: {path} was tuned for schedule {data.get('schedule')!r}, not {schedule.name!r}; not used")
+        return {}
+    return chosen
 
 
 def _job(opts: SweepOptions, model: str, seed: int | None) -> None:

@@ -29,7 +29,7 @@ class Schedule:
     batch_tokens: int = 2048  # target tokens per update (per process)
     lr: float = 1e-3
     warmup_steps: int = 300
-    decay: str = "cosine"  # "cosine" (to min_lr over max_tokens) | "inverse_sqrt"
+    decay: str = "cosine"  # "cosine" (to min_lr at max_tokens, from the end of warm-up) | "inverse_sqrt"
     min_lr: float = 1e-5
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-8
@@ -41,6 +41,7 @@ class Schedule:
     lm_block: int = 128  # language models: tokens per training sequence
     valid_every: int = 200  # steps between validation passes
     valid_sentences: int | None = 400  # validation subset during training (the final one uses all)
+    valid_seed: int | None = 0  # that subset: a fixed random draw with this seed (None: the first sentences)
     checkpoint_every: int = 200  # steps
     log_every: int = 20
     eval_beam: int = 4

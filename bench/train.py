@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models import create_model
@@ -32,7 +31,6 @@ from models import create_model
 from .atomic import save_torch as atomic_save
 from .atomic import write_text as atomic_write_text
 from .batching import (
-    MTData,
     collate_mt,
     encode_parallel,
     encode_stream,
@@ -45,6 +43,13 @@ from .data import DataError, Tokenizer, get_corpus
 from .data.tokenizer import TokenizerConfig, get_tokenizer_capped
 from .errors import BenchError
 from .schedules import Schedule
+from .validation import (  # noqa: F401 (re-exported: the loss is also what validation measures)
+    corpus_nll,
+    label_smoothed_nll,
+    sentence_nll,
+    subset,
+    unigram_entropy,
+)
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -58,19 +63,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise BenchError(f"no checkpoint at {path}") from None
     except Exception as exc:  # unpickling errors come in many types
         raise BenchError(f"checkpoint {path} is corrupt or not a litebench checkpoint ({type(exc).__name__})") from None
-
-
-def label_smoothed_nll(logits: Tensor, target: Tensor, eps: float, pad: int) -> tuple[Tensor, Tensor]:
-    """(smoothed loss sum, NLL sum) over non-pad targets, fairseq's formula: (1 - eps - eps_i) * nll +
-    eps_i * sum_v(-log p_v), eps_i = eps / (V - 1)."""
-    lprobs = F.log_softmax(logits.float(), dim=-1)
-    nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    smooth = -lprobs.sum(-1)
-    mask = target.ne(pad)
-    nll, smooth = nll[mask], smooth[mask]
-    eps_i = eps / (lprobs.size(-1) - 1)
-    loss = (1.0 - eps - eps_i) * nll + eps_i * smooth
-    return loss.sum(), nll.sum()
 
 
 def learning_rate(s: Schedule, step: int, tokens: int, warmup_tokens: int = 0) -> float:
@@ -134,40 +126,6 @@ def load_task_data(
     return TaskData(task, tok, train, valid, spec, corp.manifest, note)
 
 
-def subset(data: Any, n: int | None) -> Any:
-    if n is None:
-        return data
-    if isinstance(data, MTData):
-        return MTData(data.src[:n], data.tgt[:n])
-    return data[0][:n], data[1][:n]
-
-
-@torch.no_grad()
-def corpus_nll(
-    model: nn.Module, data: Any, pad: int, bos: int, batch_tokens: int = 4096, device: torch.device | str = "cpu"
-) -> float:
-    """Mean NLL per target token (nats) of ``data`` (MTData, or LM (inputs, targets) blocks), fp32."""
-    was = model.training
-    model.eval()
-    total, count = 0.0, 0
-    if isinstance(data, MTData):
-        for idx in token_batches(data, batch_tokens, seed=0):
-            b = collate_mt(data, idx, pad, bos)
-            logits = model(b["src"].to(device), b["prev"].to(device))
-            _, nll = label_smoothed_nll(logits, b["target"].to(device), 0.0, pad)
-            total, count = total + float(nll), count + b["ntokens"]
-    else:
-        inputs, targets = data
-        per = max(1, batch_tokens // max(inputs.size(1), 1))
-        for i in range(0, len(inputs), per):
-            y = targets[i : i + per].to(device)
-            _, nll = label_smoothed_nll(model(inputs[i : i + per].to(device)), y, 0.0, pad)
-            total, count = total + float(nll), count + int(y.ne(pad).sum())
-    model.train(was)
-    return total / max(count, 1)
-
-
-# --------------------------------------------------------------------------------------------- training
 @dataclass
 class TrainState:
     step: int = 0
@@ -321,7 +279,7 @@ class Trainer:
         tok = self.data.tokenizer
         return corpus_nll(
             self.model,
-            subset(self.data.valid, limit),
+            subset(self.data.valid, limit, self.schedule.valid_seed),
             tok.pad_id,
             tok.bos_id,
             2 * self.schedule.batch_tokens,
@@ -447,6 +405,8 @@ class Trainer:
             self._log({"step": st.step, "tokens": st.tokens, "wall_s": round(st.wall_s, 2), "train_loss": None,
                        "lr": None, "tokens_per_s": None, "valid_nll": round(st.valid_nll, 4), "final": True})
         self.save()
+        in_training = [e["valid_nll"] for e in read_curve(self.out_dir) if e.get("valid_nll") is not None
+                       and not e.get("final")]
         summary = {
             "stop": reason,
             "train_steps": st.step,
@@ -455,7 +415,10 @@ class Trainer:
             "tokens_per_s": round(st.tokens / max(st.wall_s, 1e-9), 1),
             "valid_nll": st.valid_nll,
             "epochs": st.epoch + st.batch_index / max(len(self.batches), 1),
+            "best_valid_nll": min(in_training) if in_training else None,  # in-training subset (valid_sentences)
+            "unigram_entropy": unigram_entropy(self.data.train, self.pad),  # the plateau of a run that fails
             "schedule": s.name,
+            "schedule_config": s.to_dict(),  # every key of the schedule this run trained with
             "precision": s.precision,
             "seed": self.seed,
             "world_size": self.world,

@@ -15,6 +15,14 @@ SMALL = {
         "lite_transformer",
         dict(d_model=32, encoder_layers=2, decoder_layers=2, kernel_sizes=[3, 7], conv="dynamic", glu=True),
     ),
+    # pre-norm with a final LayerNorm per stack: the budgets' shared norm placement for every family
+    "transformer_prenorm": ("transformer", dict(d_model=32, heads=4, encoder_layers=2, decoder_layers=2,
+                                                normalize_before=True)),
+    "lite_prenorm": (
+        "lite_transformer",
+        dict(d_model=32, encoder_layers=2, decoder_layers=2, kernel_sizes=[3, 7], conv="dynamic", glu=True,
+             normalize_before=True),
+    ),
     "lite_light_iwslt": (
         "lite_transformer",
         dict(

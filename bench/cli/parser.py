@@ -40,6 +40,7 @@ COMMANDS: dict[str, Command] = {
     "recipes": Command(
         "sweep:cmd_recipes", "sample-efficiency study: short schedule vs plain recipe at equal wall time"
     ),
+    "tune": Command("sweep:cmd_tune", "equal-budget peak learning-rate search per family, on validation NLL"),
     "run": Command(
         "sweep:cmd_run", "the whole comparison at a budget: solve, profile, latency, train, evaluate, report"
     ),
@@ -196,6 +197,21 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local")
     p.add_argument("--compress", help="models to prune + quantize to int8 after evaluation (comma-separated)")
     p.add_argument("--results", help="results root (default: results/)")
+    p.add_argument("--train-threads", help="threads for training and evaluation (default: torch's)")
+    p.add_argument("--stages", help="comma-separated subset of profile,latency,train,evaluate,compress (default all)")
+
+    p = add("tune")
+    p.add_argument("--budget", required=True, help="100M, 500M, 1.2G or a budget YAML file")
+    p.add_argument("--task", choices=TASKS, default="mt")
+    p.add_argument("--schedule", choices=["short", "full"], default="short")
+    p.add_argument("--grid", default="5e-4,1e-3,2e-3", help="peak learning rates, comma-separated")
+    p.add_argument("--models", help="comma-separated subset of the budget's families")
+    p.add_argument("--tokens-per-trial", help="default: the recipe's target tokens / the grid's size")
+    p.add_argument("--seed", default="1")
+    p.add_argument("--jobs", default="2", help="trials at a time, 1 thread each (default 2)")
+    p.add_argument("--corpus", help="corpus name or folder (default: libreoffice-en-de / sotu)")
+    p.add_argument("--results", help="results root (default: results/)")
+    p.add_argument("--json", action="store_true")
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -37,6 +38,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.results:
         opts.results_root = Path(args.results)
+    opts.train_threads = check.integer("--train-threads", args.train_threads)
+    if args.stages is not None:
+        stages = tuple(check.words(args.stages))
+        bad = [m for m in stages if m not in SweepOptions.stages]
+        if bad or not stages:
+            raise BenchError(f"--stages {args.stages!r}: valid stages are {', '.join(SweepOptions.stages)}")
+        opts.stages = stages
     if args.device == "cuda":
         import torch
 
@@ -122,4 +130,32 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     jobs = check.integer("--jobs", args.jobs)
     res = compare_recipes(args.model, args.budget, tuple(seeds), Path(args.out) if args.out else DEFAULT_OUT, jobs)
     print(markdown(res))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from bench.tune import tune
+
+    grid = []
+    for w in check.words(args.grid):
+        grid.append(check.number("--grid", w, minimum=1e-12))
+    kwargs = {"results_root": Path(args.results)} if args.results else {}
+    res = tune(
+        args.budget,
+        task=args.task,
+        schedule_name=args.schedule,
+        grid=tuple(grid),
+        models=check.words(args.models) or None,
+        tokens_per_trial=check.integer("--tokens-per-trial", args.tokens_per_trial),
+        seed=check.integer("--seed", args.seed, 0),
+        jobs=check.integer("--jobs", args.jobs),
+        corpus=args.corpus,
+        **kwargs,
+    )
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        for family, c in res["chosen"].items():
+            print(f"{family}: peak lr {c['lr']:g} (valid NLL {c['valid_nll']:.3f}; {c['trials']} trials of "
+                  f"{res['tokens_per_trial']:,} target tokens)")
     return 0

@@ -8,14 +8,16 @@ channels, 4 attention heads, 4 conv heads, kernels 3..31), Evolved Transformer d
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 from models import create_model
 from models.layers.attention import IMPLS as ATTENTION_IMPLS
-from models.layers.attention import MultiheadAttention
-from models.layers.convolution import DynamicConv, LightweightConv
+from models.layers.attention import MultiheadAttention, set_attention_impl
+from models.layers.convolution import DepthwiseConv, DynamicConv, LightweightConv
 
 T = 30  # tokens
 CONV_C, CONV_H = 100, 4  # Lite d=200: the convolution branch's channels and heads
@@ -75,6 +77,14 @@ def test_attention_torch_mha(benchmark, shape):
     benchmark.group = f"attention self {shape}"
     mha = nn.MultiheadAttention(d, h, batch_first=True).eval()
     x = torch.randn(1, T, d)
+    ours = _attention(d, h, "matmul")  # the same weights, on our reference path
+    projections = (ours.q_proj, ours.k_proj, ours.v_proj)
+    for proj, w, b in zip(projections, mha.in_proj_weight.chunk(3), mha.in_proj_bias.chunk(3)):
+        proj.weight.copy_(w)
+        proj.bias.copy_(b)
+    ours.out_proj.weight.copy_(mha.out_proj.weight)
+    ours.out_proj.bias.copy_(mha.out_proj.bias)
+    torch.testing.assert_close(mha(x, x, x, need_weights=False)[0], ours(x), atol=1e-5, rtol=1e-5)
     benchmark(lambda: mha(x, x, x, need_weights=False))
 
 
@@ -149,9 +159,10 @@ def test_conv_incremental_step(benchmark, kind, k):
 def test_conv_causal_full(benchmark, kind, k):
     """The teacher-forced decoder's causal convolution with the model's default impl."""
     benchmark.group = f"conv causal K={k}"
-    impl = "conv1d" if kind == "lightweight" else "unfold"
+    impl, ref = ("conv1d", "unfold") if kind == "lightweight" else ("unfold", "band")
     conv = _conv(kind, k, impl, causal=True)
     x = torch.randn(1, T, CONV_C)
+    torch.testing.assert_close(conv(x), _conv(kind, k, ref, causal=True)(x), atol=1e-5, rtol=1e-5)
     benchmark(conv, x)
 
 
@@ -170,12 +181,23 @@ def _model(family: str) -> nn.Module:
     return create_model(name, **overrides).eval()
 
 
+def _other_paths(layer: nn.Module) -> nn.Module:
+    """A copy of ``layer`` on the other implementation paths: fused attention, band-matrix convolutions."""
+    other = copy.deepcopy(layer)
+    set_attention_impl(other, "sdpa")
+    for m in other.modules():
+        if isinstance(m, (DepthwiseConv, DynamicConv)):  # LightweightConv is a DepthwiseConv
+            m.impl = "band"
+    return other
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_encoder_layer(benchmark, family):
     benchmark.group = "encoder layer"
     model = _model(family)
     layer = model.encoder.layers[-1]  # Lite: the K=31 layer
     x = torch.randn(1, T, model.config.d_model)
+    torch.testing.assert_close(layer(x, None), _other_paths(layer)(x, None), atol=1e-5, rtol=1e-5)
     benchmark(layer, x, None)
 
 
@@ -186,6 +208,11 @@ def test_decoder_layer(benchmark, family):
     layer = model.decoder.layers[-1]
     d = model.config.d_model
     x, enc = torch.randn(1, T, d), torch.randn(1, T, d)
+    full = layer(x, enc, None, None)
+    torch.testing.assert_close(full, _other_paths(layer)(x, enc, None, None), atol=1e-5, rtol=1e-5)
+    state: dict = {}  # teacher forcing equals decoding step by step
+    steps = torch.cat([layer(x[:, t : t + 1], enc, None, state) for t in range(T)], dim=1)
+    torch.testing.assert_close(full, steps, atol=1e-5, rtol=1e-5)
     benchmark(layer, x, enc, None, None)
 
 
@@ -203,4 +230,6 @@ def test_decoder_layer_step(benchmark, family):
     def fresh(s):
         return {k: dict(v) if isinstance(v, dict) else v for k, v in s.items()}
 
+    step = layer(x[:, -1:], enc, None, fresh(state))
+    torch.testing.assert_close(step, layer(x, enc, None, None)[:, -1:], atol=1e-5, rtol=1e-5)
     benchmark(lambda: layer(x[:, -1:], enc, None, fresh(state)))

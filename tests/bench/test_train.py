@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sacrebleu
 import torch
 import torch.multiprocessing as mp
 
@@ -133,9 +134,11 @@ def test_schedule_sets_are_typed_and_bad_ones_are_one_line():
 
 
 def test_budget_files_adjust_the_schedule_for_train_and_run(tmp_path):
-    assert load_budget("500M").schedule_overrides("short") == {"max_tokens": 1_500_000}
-    small = load_budget("100M")
-    assert small.schedule_overrides("short") == {} and small.schedule_overrides("full") == {}
+    big, small = load_budget("500M").schedule_overrides("short"), load_budget("100M").schedule_overrides("short")
+    assert big["max_tokens"] == 1_500_000 and small["max_tokens"] == 2_000_000
+    # one recipe: the two budgets differ only in their token budget
+    assert {k: v for k, v in big.items() if k != "max_tokens"} == {k: v for k, v in small.items() if k != "max_tokens"}
+    assert load_budget("100M").schedule_overrides("full") == {}
     bad = tmp_path / "b.yaml"
     bad.write_text((Path(__file__).parents[2] / "budgets" / "100M.yaml").read_text() + "\n" + "train: [1, 2]\n")
     with pytest.raises(BenchError, match="'train' must map"):
@@ -233,6 +236,18 @@ def test_evaluate_writes_scores_and_hypotheses(corpus, tmp_path):
     assert hyp.read_text().count("\n") == 20
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["valid_nll"] == pytest.approx(res["valid_nll"])
     assert math.isfinite(res["valid_nll"])
+    # the record carries what paired tests resample: test hypotheses (rescoring them gives the same BLEU) and
+    # the validation NLL per sentence (summing it gives the corpus figure)
+    assert res["test"]["hypotheses"] == hyp.read_text().splitlines()
+    refs = (tmp_path / "ev").glob("ref.test.*").__next__().read_text().splitlines()
+    assert bleu_chrf(res["test"]["hypotheses"], refs)["bleu"] == res["test"]["bleu"]
+    stats = np.asarray(res["test"]["bleu_stats"]).sum(0)
+    assert len(res["test"]["bleu_stats"]) == 20
+    rescored = sacrebleu.BLEU()._compute_score_from_stats(stats.tolist()).score
+    assert rescored == pytest.approx(res["test"]["bleu"], abs=1e-4)
+    nll, tokens = res["valid_sentence_nll"], res["valid_sentence_tokens"]
+    assert len(nll) == len(tokens) == 30 and min(tokens) >= 2
+    assert sum(nll) / sum(tokens) == pytest.approx(res["valid_nll"], rel=1e-5)
 
 
 # --------------------------------------------------------------------------------------------- bad input

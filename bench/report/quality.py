@@ -1,0 +1,213 @@
+"""What the quality columns may claim: which runs failed to train, and which differences are significant.
+
+Failed runs. A training run failed when its final validation NLL is above the unigram entropy of the target
+side of its training data (it has learnt no more than token frequencies: the plateau), or more than
+``DRIFT_NATS`` above the best validation it reached during training (it diverged or collapsed late). Both
+figures are in the train record (``valid_nll``, ``best_valid_nll``, ``unigram_entropy``; older records
+without the last two are judged on what they carry, their curve included). A row with a failed seed is
+``failed``: it is named in the leaderboard, drawn hollow, and left out of every Pareto front.
+
+Pairwise differences. For two rows A and B (each with one or more seeds), the difference of the seed-mean
+test BLEU and of the seed-mean validation NLL, with a 95% interval and a p-value from a two-level paired
+bootstrap: each resample draws seeds with replacement for each row, then one set of sentences with
+replacement shared by both rows (paired); BLEU is recomputed from sacreBLEU's per-sentence statistics, NLL
+from the per-sentence sums. The interval is the 2.5-97.5 percentile of the resampled differences; the p-value
+is sacreBLEU's (the share of mean-centred |differences| above the observed one, +1 smoothed). With one seed
+per row the seed level does nothing and the test is sacreBLEU's ``--paired-bs`` exactly (same seed, same
+resamples). The seed level makes the interval honest about training noise, which a test-set bootstrap alone
+ignores; with three seeds it is coarse, and the table says how many seeds each side had.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DRIFT_NATS = 0.1
+N_SAMPLES = 1000
+SEED = 12345  # sacreBLEU's default (SACREBLEU_SEED)
+
+
+# ---------------------------------------------------------------------------------------------- failures
+def failed_reason(final: float | None, best: float | None, plateau: float | None) -> str | None:
+    """Why a run with final validation NLL ``final`` failed, or None: above the unigram ``plateau``, or more
+    than DRIFT_NATS above its ``best`` in-training validation."""
+    if final is None or not math.isfinite(final):
+        return "no finite final validation NLL"
+    if plateau is not None and final > plateau:
+        return f"final validation NLL {final:.2f} is above the unigram entropy {plateau:.2f} (the plateau)"
+    if best is not None and final > best + DRIFT_NATS:
+        return f"final validation NLL {final:.2f} is more than {DRIFT_NATS} above its best, {best:.2f}"
+    return None
+
+
+def _best_in_curve(curve: Any) -> float | None:
+    if not isinstance(curve, (list, tuple)):
+        return None
+    vals = [e.get("valid_nll") for e in curve if isinstance(e, dict) and not e.get("final")]
+    vals = [float(v) for v in vals if v is not None]
+    return min(vals) if vals else None
+
+
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def row_status(train: pd.DataFrame, evals: pd.DataFrame | None = None) -> tuple[str, str | None]:
+    """("ok" | "failed", reason) of one leaderboard row from its train (and eval) records, one per seed. The
+    final validation NLL is the eval record's (whole split) where there is one, else the train record's."""
+    reasons = []
+    final_by_seed = {}
+    if evals is not None and not evals.empty:
+        final_by_seed = {int(r["seed"]): _number(r.get("valid_nll")) for _, r in evals.iterrows()}
+    for _, rec in train.sort_values("seed").iterrows():
+        seed = int(rec["seed"])
+        final = final_by_seed.get(seed, _number(rec.get("valid_nll")))
+        best = _number(rec.get("best_valid_nll"))
+        if best is None:
+            best = _best_in_curve(rec.get("curve"))
+        why = failed_reason(final, best, _number(rec.get("unigram_entropy")))
+        if why:
+            reasons.append(f"seed {seed}: {why}")
+    return ("failed", "; ".join(reasons)) if reasons else ("ok", None)
+
+
+# -------------------------------------------------------------------------------------------- bootstrap
+def _bleu(stats: np.ndarray) -> float:
+    import sacrebleu
+
+    return sacrebleu.BLEU()._compute_score_from_stats(stats.tolist()).score
+
+
+def _p_value(a: np.ndarray, b: np.ndarray, observed: float) -> float:
+    """sacreBLEU's paired-bootstrap p-value: share of mean-centred |a - b| above |observed|, +1 smoothed."""
+    sample = np.abs(a - b)
+    return float((np.sum(sample - sample.mean() > abs(observed)) + 1) / (len(sample) + 1))
+
+
+def _indices(n: int, n_samples: int, seed: int) -> tuple[np.random.Generator, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng, rng.choice(n, size=(n_samples, n), replace=True)  # sacreBLEU's draw, first
+
+
+def _seed_draws(rng: np.random.Generator, k: int, n_samples: int) -> np.ndarray:
+    if k == 1:
+        return np.zeros((n_samples, 1), dtype=int)  # nothing to resample: no draw, sacreBLEU's test exactly
+    return rng.choice(k, size=(n_samples, k), replace=True)
+
+
+def paired_bleu(
+    stats_a: Sequence[np.ndarray], stats_b: Sequence[np.ndarray], n_samples: int = N_SAMPLES, seed: int = SEED
+) -> dict[str, Any]:
+    """Seed-mean corpus BLEU of A minus B, interval and p-value. ``stats_*``: one (sentences, 10) array of
+    sacreBLEU statistics per seed, all on the same test sentences in the same order."""
+    a = [np.asarray(s, dtype=np.int64) for s in stats_a]
+    b = [np.asarray(s, dtype=np.int64) for s in stats_b]
+    n = a[0].shape[0]
+    if any(s.shape != (n, 10) for s in (*a, *b)):
+        raise ValueError("BLEU statistics must be (sentences, 10) arrays on the same sentences")
+    observed = float(np.mean([_bleu(s.sum(0)) for s in a]) - np.mean([_bleu(s.sum(0)) for s in b]))
+    rng, idx = _indices(n, n_samples, seed)
+    seeds_a, seeds_b = _seed_draws(rng, len(a), n_samples), _seed_draws(rng, len(b), n_samples)
+    ra, rb = np.empty(n_samples), np.empty(n_samples)
+    for i in range(n_samples):
+        ra[i] = np.mean([_bleu(a[k][idx[i]].sum(0)) for k in seeds_a[i]])
+        rb[i] = np.mean([_bleu(b[k][idx[i]].sum(0)) for k in seeds_b[i]])
+    return _summary(observed, ra, rb)
+
+
+def paired_nll(
+    nll_a: Sequence[Sequence[float]],
+    tok_a: Sequence[Sequence[int]],
+    nll_b: Sequence[Sequence[float]],
+    tok_b: Sequence[Sequence[int]],
+    n_samples: int = N_SAMPLES,
+    seed: int = SEED,
+) -> dict[str, Any]:
+    """Seed-mean validation NLL (nats per token) of A minus B from per-sentence sums and token counts."""
+    na, ta = np.asarray(nll_a, dtype=np.float64), np.asarray(tok_a, dtype=np.float64)
+    nb, tb = np.asarray(nll_b, dtype=np.float64), np.asarray(tok_b, dtype=np.float64)
+    if na.ndim != 2 or na.shape != ta.shape or nb.shape != tb.shape or na.shape[1] != nb.shape[1]:
+        raise ValueError("per-sentence NLL and token counts must be (seeds, sentences) on the same sentences")
+    observed = float((na.sum(1) / ta.sum(1)).mean() - (nb.sum(1) / tb.sum(1)).mean())
+    rng, idx = _indices(na.shape[1], n_samples, seed)
+    seeds_a, seeds_b = _seed_draws(rng, len(na), n_samples), _seed_draws(rng, len(nb), n_samples)
+    per_a = na[:, idx].sum(-1) / ta[:, idx].sum(-1)  # (seeds, samples)
+    per_b = nb[:, idx].sum(-1) / tb[:, idx].sum(-1)
+    cols = np.arange(n_samples)[:, None]
+    ra = per_a.T[cols, seeds_a].mean(1)
+    rb = per_b.T[cols, seeds_b].mean(1)
+    return _summary(observed, ra, rb)
+
+
+def _summary(observed: float, ra: np.ndarray, rb: np.ndarray) -> dict[str, Any]:
+    diffs = ra - rb
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return {"diff": observed, "ci95": [float(lo), float(hi)], "p_value": _p_value(ra, rb, observed),
+            "n_samples": len(diffs)}
+
+
+# ------------------------------------------------------------------------------------------ the table
+def _per_seed(evals: pd.DataFrame, key: str) -> list[Any]:
+    if key not in evals.columns:
+        return []
+    return [v for v in evals.sort_values("seed")[key] if isinstance(v, (list, tuple)) and len(v)]
+
+
+def pairwise_table(records: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """For each pair of rows (default: every pair of rows whose eval records carry per-sentence data), the
+    BLEU and validation-NLL differences with intervals and p-values. ``records``: the report's records."""
+    evals = records[records["stage"] == "eval"]
+    if "compression" in evals.columns:
+        evals = evals[evals["compression"].isna() | (evals["compression"] == "none")]
+    data = {}
+    for model, part in evals.groupby("model", sort=False):
+        bleu = _per_seed(part, "test.bleu_stats")
+        nll, tok = _per_seed(part, "valid_sentence_nll"), _per_seed(part, "valid_sentence_tokens")
+        if bleu or nll:
+            data[str(model)] = {"bleu": bleu, "nll": nll, "tok": tok, "seeds": len(part)}
+    if pairs is None:
+        pairs = list(itertools.combinations(sorted(data), 2))
+    rows = []
+    for a, b in pairs:
+        if a not in data or b not in data:
+            continue
+        da, db = data[a], data[b]
+        row: dict[str, Any] = {"a": a, "b": b, "seeds_a": da["seeds"], "seeds_b": db["seeds"]}
+        if da["bleu"] and db["bleu"] and len(da["bleu"][0]) == len(db["bleu"][0]):
+            row["bleu"] = paired_bleu(da["bleu"], db["bleu"])
+        if da["nll"] and db["nll"] and len(da["nll"][0]) == len(db["nll"][0]):
+            row["valid_nll"] = paired_nll(da["nll"], da["tok"], db["nll"], db["tok"])
+        rows.append(row)
+    return rows
+
+
+def render_pairwise(rows: list[dict[str, Any]], name=lambda m: m) -> list[str]:
+    """Markdown lines of the pairwise table (empty when there is nothing to compare)."""
+    if not rows:
+        return []
+
+    def cell(r: dict[str, Any] | None, fmt: str) -> list[str]:
+        if not r:
+            return ["–", "–", "–"]
+        lo, hi = r["ci95"]
+        return [f"{r['diff']:+{fmt}}", f"[{lo:+{fmt}}, {hi:+{fmt}}]", f"{r['p_value']:.3f}"]
+
+    out = [
+        "| A | B | seeds A/B | ΔBLEU (A−B) | 95% interval | p | Δvalid NLL (A−B) | 95% interval | p |",
+        "|:---|:---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        cells = [name(r["a"]), name(r["b"]), f"{r['seeds_a']}/{r['seeds_b']}"]
+        cells += cell(r.get("bleu"), ".2f") + cell(r.get("valid_nll"), ".3f")
+        out.append("| " + " | ".join(cells) + " |")
+    return out

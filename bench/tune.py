@@ -1,0 +1,233 @@
+"""An equal tuning budget for every family: the peak learning rate, searched on validation NLL.
+
+Every family of a budget gets the same trials: one per peak rate of the grid (default 5e-4, 1e-3, 2e-3), each
+a copy of the budget's recipe shrunk to ``tokens_per_trial`` target tokens (the warm-up shrunk in proportion,
+the decay still reaching its end), so that a trial is the whole schedule in miniature. By default a trial
+gets the recipe's tokens divided by the number of rates, so tuning a family costs what one seed of its
+training costs. Trials train in their own processes at 1 thread, ``jobs`` at a time, and are judged on the
+final validation NLL over the whole validation split (never the test split); a trial that diverges counts
+as the worst. Each trial writes ``<results>/tuning/<family>-lr<rate>-<hash>.json`` (the hash covers the
+trial's config, schedule and corpus, so a changed recipe never reuses a stale trial); a finished trial is
+not run again. The choice goes to ``<results>/tuning/chosen.json``, which ``bench run`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_json
+from .budget import Budget, load_budget, solve_model
+from .errors import BenchError
+from .launcher import call_in_child
+from .runner import DEFAULT_CORPUS, REPO, TUNED_FILE, config_hash, environment
+from .schedules import Schedule, get_schedule
+
+DEFAULT_GRID = (5e-4, 1e-3, 2e-3)
+# the slower a family trains per token, the earlier its trials start (two processes finish closer together)
+_COST = {"lite_transformer": 3, "evolved_transformer": 2, "transformer": 1}
+
+
+@dataclass(frozen=True)
+class Trial:
+    family: str
+    lr: float
+    schedule: Schedule
+    config: dict[str, Any]
+    key: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}-lr{self.lr:g}-{self.key}"
+
+
+def trial_schedule(base: Schedule, lr: float, tokens: int) -> Schedule:
+    """``base`` shrunk to ``tokens`` target tokens at peak rate ``lr``: warm-up in proportion (at least 1 step)."""
+    if not base.max_tokens:
+        raise BenchError(f"schedule {base.name} has no token budget to divide among trials")
+    warmup = max(1, round(base.warmup_steps * tokens / base.max_tokens))
+    return base.with_overrides(lr=lr, max_tokens=tokens, warmup_steps=warmup)
+
+
+def plan(
+    budget: Budget,
+    schedule: Schedule,
+    corpus: str,
+    grid: tuple[float, ...] = DEFAULT_GRID,
+    models: list[str] | None = None,
+    tokens_per_trial: int | None = None,
+) -> list[Trial]:
+    """Every (family, rate) trial, the same rates and tokens for every family."""
+    if not grid or min(grid) <= 0 or len(set(grid)) != len(grid):
+        raise BenchError(f"the learning-rate grid must be distinct positive numbers, got {list(grid)}")
+    families = models or list(budget.models)
+    unknown = [m for m in families if m not in budget.models]
+    if unknown:
+        raise BenchError(
+            f"tune: {', '.join(unknown)} not among the families of {budget.name}: {', '.join(budget.models)}"
+        )
+    tokens = tokens_per_trial or (schedule.max_tokens or 0) // len(grid)
+    if tokens <= 0:
+        raise BenchError(f"tokens per trial must be positive, got {tokens}")
+    trials = []
+    for family in sorted(families, key=lambda m: -_COST.get(m, 0)):
+        config = solve_model(budget, family).config.to_dict()
+        for lr in grid:
+            sched = trial_schedule(schedule, lr, tokens)
+            key = config_hash({"config": config, "schedule": sched.to_dict(), "corpus": corpus})
+            trials.append(Trial(family, lr, sched, config, key))
+    return trials
+
+
+def train_trial(family: str, config: dict[str, Any], schedule: dict[str, Any], task: str, corpus: str, seed: int,
+                out: str) -> dict[str, Any]:
+    """One trial (what each child process runs): the solved ``config`` under the trial's whole ``schedule``;
+    the Trainer's summary (resumed from the folder's checkpoint if the trial was interrupted)."""
+    from .schedules import Schedule
+    from .train import Trainer, load_task_data
+
+    fields = {**schedule, "betas": tuple(schedule["betas"])}
+    sched = Schedule(**fields)
+    sched.check()
+    data = load_task_data(corpus, task, sched, int(config.get("vocab_size", 8000)))
+    return Trainer(family, config, data, sched, seed, Path(out), progress=False).run(resume=True)
+
+
+def _run_trial(trial: Trial, task: str, corpus: str, seed: int, out: Path) -> dict[str, Any]:
+    """Train one trial in its own process at 1 thread; its summary, or {"error": ...} when it diverged."""
+    kwargs = dict(family=trial.family, config=trial.config, schedule=trial.schedule.to_dict(), task=task,
+                  corpus=corpus, seed=seed, out=str(out))
+    try:
+        return call_in_child("bench.tune:train_trial", kwargs, what=f"tuning trial {trial.name}", threads=1)
+    except BenchError as exc:
+        if "diverged" in str(exc):
+            return {"error": str(exc)}
+        raise
+
+
+def select(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per family, the rate of the trial with the lowest final validation NLL (a diverged trial, NLL None,
+    never wins); ties go to the smaller rate. Also the trial accounting, which must be equal per family."""
+    out: dict[str, dict[str, Any]] = {}
+    for family in sorted({r["family"] for r in records}):
+        mine = [r for r in records if r["family"] == family]
+        scored = [r for r in mine if r.get("valid_nll") is not None and math.isfinite(r["valid_nll"])]
+        if not scored:
+            raise BenchError(f"tune: every trial of {family} diverged; widen the grid downwards")
+        best = min(scored, key=lambda r: (r["valid_nll"], r["lr"]))
+        out[family] = {
+            "lr": best["lr"],
+            "valid_nll": best["valid_nll"],
+            "trials": len(mine),
+            "tokens_per_trial": sorted({r["tokens_per_trial"] for r in mine}),
+            "target_tokens": sum(r.get("train_tokens") or 0 for r in mine),
+        }
+    counts = {(v["trials"], tuple(v["tokens_per_trial"])) for v in out.values()}
+    if len(counts) > 1:
+        raise BenchError(f"tune: families got unequal tuning budgets: {out}")
+    return out
+
+
+def tune(
+    budget_spec: str,
+    task: str = "mt",
+    schedule_name: str = "short",
+    grid: tuple[float, ...] = DEFAULT_GRID,
+    models: list[str] | None = None,
+    tokens_per_trial: int | None = None,
+    seed: int = 1,
+    jobs: int = 2,
+    corpus: str | None = None,
+    results_root: Path = REPO / "results",
+    cache_root: Path = REPO / ".cache" / "tuning",
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+) -> dict[str, Any]:
+    budget = load_budget(budget_spec, task=task)
+    schedule = get_schedule(schedule_name, **budget.schedule_overrides(schedule_name))
+    corpus = corpus or DEFAULT_CORPUS[task]
+    trials = plan(budget, schedule, corpus, grid, models, tokens_per_trial)
+    results = Path(results_root) / budget.results_name()
+    folder = results / "tuning"
+    env, command = environment(), "python -m bench " + " ".join(sys.argv[1:])
+
+    def go(trial: Trial) -> dict[str, Any]:
+        path = folder / f"{trial.name}.json"
+        if path.exists():
+            log(f"  {trial.name}: done before, skipped")
+            return json.loads(path.read_text(encoding="utf-8"))
+        log(f"  {trial.name}: training {trial.schedule.max_tokens:,} tokens, warm-up {trial.schedule.warmup_steps}")
+        started = datetime.now(timezone.utc)
+        summary = _run_trial(trial, task, corpus, seed, Path(cache_root) / results.name / trial.name)
+        record = {
+            "stage": "tune",
+            "family": trial.family,
+            "model": trial.family,
+            "budget": budget.name,
+            "lr": trial.lr,
+            "tokens_per_trial": trial.schedule.max_tokens,
+            "selection": "valid_nll (whole validation split)",
+            "config": trial.config,
+            "config_hash": trial.key,
+            "schedule_config": trial.schedule.to_dict(),
+            "corpus": corpus,
+            "seed": seed,
+            "threads": 1,
+            **{k: summary.get(k) for k in ("valid_nll", "best_valid_nll", "unigram_entropy", "train_steps",
+                                           "train_tokens", "train_wall_s", "tokens_per_s", "stop")},
+            "error": summary.get("error"),
+            "curve": _read_curve(Path(cache_root) / results.name / trial.name),
+            "env": env,
+            "command": command,
+            "started": started.isoformat(timespec="seconds"),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_json(path, record)
+        nll = record["valid_nll"]
+        log(f"  {trial.name}: valid NLL {nll:.3f}" if nll is not None else f"  {trial.name}: {record['error']}")
+        return record
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        records = list(pool.map(go, trials))
+    chosen = select(records)
+    summary = {
+        "budget": budget.name,
+        "task": task,
+        "schedule": schedule.name,
+        "grid": list(grid),
+        "seed": seed,
+        "selection": "lowest final validation NLL on the whole validation split",
+        "tokens_per_trial": trials[0].schedule.max_tokens,
+        "warmup_steps_per_trial": trials[0].schedule.warmup_steps,
+        "trials": [f"{t.name}.json" for t in trials],
+        "chosen": chosen,
+    }
+    write_json(results / TUNED_FILE, summary)
+    return summary
+
+
+def _read_curve(run_dir: Path) -> list[dict]:
+    from .train import read_curve
+
+    return read_curve(run_dir)
+
+
+def read_trials(results: Path) -> list[dict[str, Any]]:
+    """The trial records that ``chosen.json`` lists (the current tuning), for the report."""
+    path = Path(results) / TUNED_FILE
+    if not path.exists():
+        return []
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    out = []
+    for name in summary.get("trials", []):
+        trial = path.parent / name
+        if trial.exists():
+            out.append(json.loads(trial.read_text(encoding="utf-8")))
+    return out

@@ -1,0 +1,143 @@
+"""Failed-run rule and pairwise significance, against hand cases and sacreBLEU's own paired bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import sacrebleu
+from sacrebleu.significance import PairedTest
+
+from bench.evaluate import bleu_sentence_stats
+from bench.report.quality import (
+    failed_reason,
+    paired_bleu,
+    paired_nll,
+    pairwise_table,
+    render_pairwise,
+    row_status,
+)
+
+REFS = [
+    "The cat sat on the mat.",
+    "A quick brown fox jumps over the lazy dog.",
+    "Open the file menu and choose Save As.",
+    "The table shows the results for every model.",
+    "Click OK to close the dialog box.",
+    "This option changes the default settings.",
+    "Select the cells that you want to format.",
+    "The document was saved in another format.",
+]
+HYP_A = [
+    "The cat sat on the mat.",
+    "A fast brown fox jumps over the lazy dog.",
+    "Open the file menu and choose Save As.",
+    "The table shows results for each model.",
+    "Click OK to close the dialog.",
+    "This option changes default settings.",
+    "Select cells you want to format.",
+    "The document was saved in other format.",
+]
+HYP_B = [
+    "A cat is on a mat.",
+    "The brown fox jumped over a dog.",
+    "Open the menu and save.",
+    "The table has results.",
+    "Press OK to close.",
+    "The option changes settings.",
+    "Choose the cells to format.",
+    "The file was saved.",
+]
+
+
+# ------------------------------------------------------------------------------------------- failed runs
+def test_failed_rule_on_synthetic_curves():
+    assert failed_reason(3.2, 3.15, 6.5) is None
+    assert "unigram entropy" in failed_reason(6.9, 6.8, 6.5)  # the plateau
+    assert "above its best" in failed_reason(4.0, 3.8, 6.5)  # diverged late: 0.2 nats above its best
+    assert failed_reason(3.85, 3.8, 6.5) is None  # within 0.1
+    assert "no finite" in failed_reason(float("nan"), 3.0, 6.5)
+
+
+def _train(seed, final, best=None, plateau=6.5, curve=None):
+    return {"stage": "train", "seed": seed, "valid_nll": final, "best_valid_nll": best, "unigram_entropy": plateau,
+            "curve": curve}
+
+
+def test_row_status_names_the_failed_seed_and_uses_the_whole_split_figure():
+    train = pd.DataFrame([_train(1, 3.0, 2.95), _train(2, 3.1, 3.0)])
+    assert row_status(train) == ("ok", None)
+    # seed 2's eval (whole validation split) is what counts, and it is 0.2 above its best
+    evals = pd.DataFrame([{"seed": 1, "valid_nll": 3.0}, {"seed": 2, "valid_nll": 3.2}])
+    status, why = row_status(train, evals)
+    assert status == "failed" and why.startswith("seed 2:") and "seed 1" not in why
+    # an older record without best_valid_nll / unigram_entropy: its curve still tells
+    old = pd.DataFrame([_train(1, 7.6, None, None, curve=[{"valid_nll": 6.83}, {"valid_nll": 7.1}, {"final": True,
+                                                                                                 "valid_nll": 7.6}])])
+    assert row_status(old)[0] == "failed" and "6.83" in row_status(old)[1]
+
+
+# ---------------------------------------------------------------------------------------------- BLEU
+def test_one_seed_paired_bleu_is_sacrebleus_paired_bootstrap():
+    test = PairedTest([("b", HYP_B), ("a", HYP_A)], {"BLEU": sacrebleu.BLEU()}, [REFS], test_type="bs",
+                      n_samples=1000)
+    _, scores = test()
+    theirs = scores["BLEU"][1]
+    ours = paired_bleu([np.array(bleu_sentence_stats(HYP_A, REFS))], [np.array(bleu_sentence_stats(HYP_B, REFS))])
+    bl_a, bl_b = (sacrebleu.corpus_bleu(h, [REFS]).score for h in (HYP_A, HYP_B))
+    assert ours["diff"] == pytest.approx(bl_a - bl_b)
+    assert ours["p_value"] == pytest.approx(theirs.p_value)
+    assert ours["ci95"][0] < ours["diff"] < ours["ci95"][1]
+    # A is better on almost every sentence: the interval excludes 0
+    assert ours["ci95"][0] > 0 and ours["p_value"] < 0.05
+
+
+def test_shuffled_hypotheses_score_lower_and_identical_systems_do_not_differ():
+    shuffled = HYP_A[1:] + HYP_A[:1]
+    stats = np.array(bleu_sentence_stats(HYP_A, REFS))
+    worse = np.array(bleu_sentence_stats(shuffled, REFS))
+    res = paired_bleu([stats], [worse])
+    assert res["diff"] > 20 and res["ci95"][0] > 0
+    same = paired_bleu([stats], [stats])
+    assert same["diff"] == 0 and same["ci95"] == [0.0, 0.0]
+
+
+def test_seed_level_widens_the_interval():
+    a1 = np.array(bleu_sentence_stats(HYP_A, REFS))
+    a2 = np.array(bleu_sentence_stats(HYP_B, REFS))  # a second "seed" of A that is much worse
+    b = np.array(bleu_sentence_stats(HYP_B, REFS))
+    one = paired_bleu([a1], [b])
+    two = paired_bleu([a1, a2], [b])
+    assert two["diff"] == pytest.approx(one["diff"] / 2)
+    assert two["ci95"][1] - two["ci95"][0] > one["ci95"][1] - one["ci95"][0]
+
+
+# ----------------------------------------------------------------------------------------------- NLL
+def test_paired_nll_by_hand():
+    nll_a, tok = [[2.0, 4.0, 6.0, 8.0]], [[1, 2, 3, 4]]  # 2 nats per token on every sentence
+    nll_b = [[3.0, 6.0, 9.0, 12.0]]  # 3 nats per token
+    res = paired_nll(nll_a, tok, nll_b, tok)
+    assert res["diff"] == pytest.approx(-1.0) and res["ci95"] == pytest.approx([-1.0, -1.0])
+    # seed means: A's two seeds average 2.5 per token
+    two = paired_nll([nll_a[0], nll_b[0]], tok * 2, nll_b, tok)
+    assert two["diff"] == pytest.approx(-0.5)
+    with pytest.raises(ValueError):
+        paired_nll(nll_a, [[1, 2, 3]], nll_b, tok)
+
+
+def test_pairwise_table_from_records():
+    stats_a, stats_b = bleu_sentence_stats(HYP_A, REFS), bleu_sentence_stats(HYP_B, REFS)
+    recs = pd.DataFrame(
+        [
+            {"stage": "eval", "model": m, "seed": s, "test.bleu_stats": st, "valid_sentence_nll": [1.0 * k, 2.0],
+             "valid_sentence_tokens": [1, 1]}
+            for m, st, k in (("a", stats_a, 1), ("b", stats_b, 3))
+            for s in (1, 2)
+        ]
+        + [{"stage": "train", "model": "a", "seed": 1}]
+    )
+    (row,) = pairwise_table(recs)
+    assert (row["a"], row["b"], row["seeds_a"], row["seeds_b"]) == ("a", "b", 2, 2)
+    assert row["bleu"]["diff"] > 0 and row["valid_nll"]["diff"] == pytest.approx(-1.0)
+    lines = render_pairwise([row])
+    assert len(lines) == 3 and lines[2].startswith("| a | b | 2/2 | +")

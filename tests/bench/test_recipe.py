@@ -1,0 +1,212 @@
+"""One recipe per budget: shared knobs, post-norm variant rows, the annealing schedule, the seeded validation
+subset, the plateau (unigram entropy), and the equal-budget peak-rate search."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.batching import MTData
+from bench.budget import load_budget, solve_model
+from bench.errors import BenchError
+from bench.runner import Sweep, SweepOptions, read_tuned
+from bench.schedules import get_schedule
+from bench.train import learning_rate, subset, unigram_entropy
+from bench.tune import plan, select, trial_schedule, tune
+from tests.toy_corpus import write_corpus
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ------------------------------------------------------------------------------------------- the recipe
+@pytest.mark.parametrize("spec", ["100M", "500M"])
+def test_recipe_anneals_to_near_zero_at_the_token_budget(spec):
+    s = get_schedule("short", **load_budget(spec).schedule_overrides("short"))
+    assert s.decay == "cosine"
+    per_step = s.batch_tokens  # simulate full batches: the trainer counts the tokens it really saw
+    steps = range(s.max_tokens // per_step + 1)
+    lrs = [learning_rate(s, step, step * per_step, s.warmup_steps * per_step) for step in steps]
+    peak = int(np.argmax(lrs))
+    assert peak in (s.warmup_steps - 1, s.warmup_steps) and max(lrs) == pytest.approx(s.lr)
+    assert all(a <= b + 1e-12 for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))  # rising during warm-up
+    assert all(a >= b - 1e-12 for a, b in zip(lrs[peak:], lrs[peak + 1 :]))  # then only falling
+    assert lrs[-1] <= 0.01 * s.lr  # the evaluated weights are the end of the schedule
+    # half-way through the decay the cosine is at half the peak
+    half = s.warmup_steps + (len(lrs) - 1 - s.warmup_steps) // 2
+    assert lrs[half] == pytest.approx(0.5 * s.lr, rel=0.02)
+
+
+@pytest.mark.parametrize("spec", ["100M", "500M"])
+def test_every_family_gets_the_shared_norm_placement_and_dropouts(spec):
+    budget = load_budget(spec)
+    for model in budget.models:
+        cfg = solve_model(budget, model, confirm=False).config
+        assert cfg.normalize_before is True
+        assert (cfg.dropout, cfg.attention_dropout, cfg.activation_dropout) == (0.1, 0.0, 0.0)
+        assert getattr(cfg, "weight_dropout", 0.0) == 0.0
+
+
+def test_post_norm_variants_are_the_same_model_with_post_norm():
+    budget = load_budget("100M")
+    assert budget.rows() == [*budget.models, "transformer-postnorm", "lite_transformer-postnorm"]
+    for key, family in (("transformer-postnorm", "transformer"), ("lite_transformer-postnorm", "lite_transformer")):
+        var, base = solve_model(budget, key, confirm=False), solve_model(budget, family, confirm=False)
+        assert var.model == family and var.config.normalize_before is False
+        assert {**var.config.to_dict(), "normalize_before": True} == base.config.to_dict()
+        assert var.macs == base.macs  # norms are not counted: the same budget point
+        assert budget.label(key) == f"{family} (post-norm, paper)"
+    assert load_budget("500M").variants == {}
+
+
+def _budget_file(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "b.yaml"
+    path.write_text((REPO / "budgets" / "100M.yaml").read_text() + "\n" + extra)
+    return path
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ("shared: {dropuot: 0.1}\n", "shared key\\(s\\) dropuot"),
+        ("shared: {d_model: 64}\n", "shared key\\(s\\) d_model"),
+        ("shared: [1]\n", "'shared' must map"),
+        ("variants: {x: {model: nope, set: {}}}\n", "variant 'x' needs 'model'"),
+        ("variants: {x: {model: transformer, set: {kernel_sizes: [3]}}}\n", "sets unknown transformer key"),
+        ("variants: {x: {model: transformer, set: {}, colour: red}}\n", "unknown key\\(s\\) colour"),
+        ("variants: {transformer: {model: transformer, set: {}}}\n", "has the name of a family"),
+    ],
+)
+def test_bad_shared_or_variant_sections_are_one_line(tmp_path, extra, match):
+    with pytest.raises(BenchError, match=match) as err:
+        load_budget(_budget_file(tmp_path, extra))
+    assert "\n" not in str(err.value)
+
+
+def test_the_sweep_names_variant_rows_by_their_label(tmp_path):
+    sweep = Sweep(SweepOptions(budget="100M", results_root=tmp_path, models=["transformer-postnorm", "transformer"]))
+    var, base = sweep.plan("transformer-postnorm"), sweep.plan("transformer")
+    assert var.model == "transformer" and var.common()["model"] == "transformer (post-norm, paper)"
+    assert var.common()["variant"] == "transformer-postnorm" and base.common()["model"] == "transformer"
+    assert var.folder.name.startswith("transformer-postnorm-") and var.key != base.key
+    with pytest.raises(BenchError, match="unknown model"):
+        Sweep(SweepOptions(budget="500M", results_root=tmp_path, models=["transformer-postnorm"]))
+
+
+# ---------------------------------------------------------------------------- validation subset, plateau
+def test_in_training_validation_is_a_fixed_random_sample():
+    data = MTData([np.array([i], dtype=np.int32) for i in range(1000)], [np.array([i]) for i in range(1000)])
+    a, b = subset(data, 50, seed=0), subset(data, 50, seed=0)
+    ids = [int(x[0]) for x in a.src]
+    assert ids == [int(x[0]) for x in b.src] and ids == sorted(ids) and len(set(ids)) == 50
+    assert ids != list(range(50)) and max(ids) > 500  # spread over the split, not its first sentences
+    assert [int(x[0]) for x in subset(data, 50, seed=1).src] != ids
+    assert [int(x[0]) for x in subset(data, 50).src] == list(range(50))  # no seed: the first n
+    assert subset(data, 5000, seed=0) is data
+    blocks = (torch.arange(20).view(10, 2), torch.arange(20).view(10, 2) + 1)
+    x, y = subset(blocks, 4, seed=3)
+    assert x.shape == (4, 2) and torch.equal(y, x + 1)
+
+
+def test_unigram_entropy_by_hand():
+    tgt = [np.array([5, 6, 2]), np.array([5, 2])]  # counts: 5 -> 2, 6 -> 1, 2 (EOS) -> 2 of 5
+    p = np.array([2, 1, 2]) / 5
+    assert unigram_entropy(MTData(tgt, tgt), pad=1) == pytest.approx(float(-(p * np.log(p)).sum()))
+    blocks = (torch.tensor([[0, 7, 7, 1]]), torch.tensor([[7, 7, 8, 1]]))  # pad (1) is not a token
+    q = np.array([2, 1]) / 3
+    assert unigram_entropy(blocks, pad=1) == pytest.approx(float(-(q * np.log(q)).sum()))
+
+
+# ----------------------------------------------------------------------------------------------- tuning
+def test_trials_are_the_recipe_in_miniature_and_equal_per_family():
+    budget = load_budget("100M")
+    base = get_schedule("short", **budget.schedule_overrides("short"))
+    trials = plan(budget, base, "libreoffice-en-de")
+    assert len(trials) == 9 and {t.family for t in trials} == set(budget.models)
+    for family in budget.models:
+        mine = [t for t in trials if t.family == family]
+        assert sorted(t.lr for t in mine) == [5e-4, 1e-3, 2e-3]
+        assert {t.schedule.max_tokens for t in mine} == {base.max_tokens // 3}
+    t = trial_schedule(base, 2e-3, base.max_tokens // 4)
+    assert t.warmup_steps == round(base.warmup_steps / 4) and t.decay == base.decay and t.min_lr == base.min_lr
+    assert len({t.key for t in trials}) == 9  # a trial's record is tied to its config and schedule
+    with pytest.raises(BenchError, match="grid"):
+        plan(budget, base, "x", grid=(1e-3, 1e-3))
+    with pytest.raises(BenchError, match="not among the families"):
+        plan(budget, base, "x", models=["transformer-postnorm"])
+
+
+def _rec(family, lr, nll, tokens=100):
+    return {"family": family, "lr": lr, "valid_nll": nll, "tokens_per_trial": tokens, "train_tokens": tokens}
+
+
+def test_selection_is_on_validation_nll_and_diverged_trials_never_win():
+    chosen = select(
+        [_rec("a", 5e-4, 4.0), _rec("a", 1e-3, 3.5), _rec("a", 2e-3, None),  # 2e-3 diverged
+         _rec("b", 5e-4, 3.0), _rec("b", 1e-3, 3.0), _rec("b", 2e-3, 3.2)]  # a tie goes to the smaller rate
+    )
+    assert chosen["a"]["lr"] == 1e-3 and chosen["b"]["lr"] == 5e-4
+    assert chosen["a"]["trials"] == chosen["b"]["trials"] == 3 and chosen["a"]["target_tokens"] == 300
+    with pytest.raises(BenchError, match="unequal"):
+        select([_rec("a", 1e-3, 3.0), _rec("a", 2e-3, 3.1), _rec("b", 1e-3, 3.0)])
+    with pytest.raises(BenchError, match="unequal"):
+        select([_rec("a", 1e-3, 3.0), _rec("b", 1e-3, 3.0, tokens=50)])
+    with pytest.raises(BenchError, match="every trial of a diverged"):
+        select([_rec("a", 1e-3, None)])
+
+
+def test_tune_end_to_end_on_the_toy_corpus_and_the_sweep_uses_its_choice(tmp_path):
+    corpus = write_corpus(tmp_path / "toy")
+    budget = _budget_file(tmp_path, "shared: {normalize_before: true, dropout: 0.1, vocab_size: 60}\n")
+    results = tmp_path / "results"
+    log: list[str] = []
+    res = tune(str(budget), grid=(1e-3, 3e-3), models=["transformer"], tokens_per_trial=1500, corpus=str(corpus),
+               results_root=results, cache_root=tmp_path / "cache", log=log.append)
+    folder = results / "100M" / "tuning"
+    trials = [json.loads((folder / name).read_text()) for name in res["trials"]]
+    assert len(trials) == 2 and all(t["valid_nll"] is not None and t["threads"] == 1 for t in trials)
+    assert all(t["tokens_per_trial"] == 1500 and t["train_tokens"] >= 1500 for t in trials)
+    assert all(t["schedule_config"]["decay"] == "cosine" and t["schedule_config"]["lr"] == t["lr"] for t in trials)
+    best = min(trials, key=lambda t: t["valid_nll"])
+    assert res["chosen"]["transformer"]["lr"] == best["lr"]
+    assert json.loads((folder / "chosen.json").read_text())["chosen"] == res["chosen"]
+    # a second call runs nothing again
+    again = tune(str(budget), grid=(1e-3, 3e-3), models=["transformer"], tokens_per_trial=1500, corpus=str(corpus),
+                 results_root=results, cache_root=tmp_path / "cache", log=log.append)
+    assert again["chosen"] == res["chosen"] and sum("done before" in m for m in log) == 2
+    # bench run reads the choice for the family and its variants; quick runs are not tuned
+    sweep = Sweep(SweepOptions(budget=str(budget), results_root=results, corpus=str(corpus)))
+    assert read_tuned(sweep.results, sweep.schedule) == {"transformer": best["lr"]}
+    assert sweep.plan("transformer").schedule.lr == best["lr"]
+    assert sweep.plan("transformer-postnorm").schedule.lr == best["lr"]
+    assert sweep.plan("lite_transformer").schedule.lr == sweep.schedule.lr  # not tuned here: the recipe's rate
+    quick = results / "100M-quick" / "tuning"
+    quick.mkdir(parents=True)
+    (quick / "chosen.json").write_text((folder / "chosen.json").read_text())
+    assert Sweep(SweepOptions(budget=str(budget), results_root=results, quick=True)).tuned == {}
+    assert math.isfinite(best["unigram_entropy"]) and best["unigram_entropy"] > 0
+
+
+# ------------------------------------------------------------------------------------- concurrent sweeps
+def test_stage_locks_let_other_seeds_run_beside_a_stage(tmp_path):
+    """Two sweeps of one budget with different seeds train side by side; the same stage still serializes."""
+    import fcntl
+
+    from bench.runner import locked
+
+    def free(name: str) -> bool:
+        with open(tmp_path / f".lock-{name}", "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return True
+
+    with locked(tmp_path, "train-s1"):
+        assert not free("train-s1") and free("train-s2") and free("eval-s1")
+    assert free("train-s1")
