@@ -19,7 +19,7 @@ _LAZY = {
     "build_leaderboard": "leaderboard",
     "write_leaderboard": "render",
     "write_figures": "figures",
-    "write_combined_figure": "figures",
+    "write_combined_figure": "combined",
     "pareto_front": "figures",
 }
 __all__ = [*_LAZY, "has_records", "results_dir_for"]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .figures import _new_figure, _palette, _save, _styled
+from .figures import FORMATS, _new_figure, _palette, _save, _styled, _with_format
 from .leaderboard import display_name
 
 GRID_POINTS = 60
@@ -129,11 +129,20 @@ def write_training_figures(results_dir: Path | str, records: pd.DataFrame, faile
     fig, why = _styled(fig_learning_curves, records, failed)
     if fig is not None:
         written += _styled(_save, fig, results_dir / "figures" / "learning_curves")
-    elif notes is not None:
-        notes.append(f"learning_curves: skipped, {why}")
+    else:
+        if notes is not None:
+            notes.append(f"learning_curves: skipped, {why}")
+        _remove(results_dir / "figures" / "learning_curves")  # it would no longer match the records
     trials = read_trials(results_dir)
     if trials:
         chosen = json.loads((results_dir / "tuning" / "chosen.json").read_text(encoding="utf-8"))["chosen"]
         fig, _ = _styled(fig_tuning, trials, chosen)
         written += _styled(_save, fig, results_dir / "figures" / "tuning")
+    else:
+        _remove(results_dir / "figures" / "tuning")
     return written
+
+
+def _remove(stem: Path) -> None:
+    for fmt in FORMATS:
+        _with_format(stem, fmt).unlink(missing_ok=True)

@@ -25,7 +25,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench.atomic import write_files
-from bench.errors import BenchError
 
 from .leaderboard import _present, _unique_join, build_leaderboard, display_name
 from .render import quality_kind
@@ -184,7 +183,9 @@ def _scatter(
 ) -> None:
     xs = data[x].astype(float).to_numpy()
     ys = data[y].astype(float).to_numpy()
-    _draw_front(ax, xs, ys, minimize_x, maximize_y)
+    # a run that failed to train is drawn hollow and is never on a front
+    failed = (data["status"] == "failed").to_numpy() if "status" in data else np.zeros(len(data), dtype=bool)
+    _draw_front(ax, np.where(failed, np.nan, xs), ys, minimize_x, maximize_y)
     if yerr and yerr in data:
         err = data[yerr].astype(float).to_numpy()
         has = np.isfinite(err)
@@ -206,9 +207,15 @@ def _scatter(
         mk = markers[str(r[marker_col])] if markers and marker_col else "o"
         label = display_name(fam) if fam not in labelled else None
         labelled.add(fam)
-        ax.scatter(
-            [xs[i]], [ys[i]], color=palette[fam], marker=mk, s=46, edgecolor="white", lw=0.6, zorder=3, label=label
-        )
+        if failed[i]:
+            ax.scatter([xs[i]], [ys[i]], facecolor="none", edgecolor=palette[fam], marker=mk, s=46, lw=1.2, zorder=3,
+                       label=label)
+        else:
+            ax.scatter(
+                [xs[i]], [ys[i]], color=palette[fam], marker=mk, s=46, edgecolor="white", lw=0.6, zorder=3, label=label
+            )
+    if failed.any():
+        ax.scatter([], [], facecolor="none", edgecolor="0.3", marker="o", s=46, lw=1.2, label="failed run (hollow)")
     _label_points(ax, xs, ys, labels)
 
 
@@ -430,63 +437,9 @@ def write_figures(results_dir: Path | str, notes: list[str] | None = None) -> li
                 _with_format(stem, fmt).unlink(missing_ok=True)
             continue
         written += _styled(_save, fig, stem)
+    from .curves import write_training_figures
+    from .leaderboard import current_records
+
+    failed = set(base.loc[base["status"] == "failed", "model"].astype(str)) if "status" in base else set()
+    written += write_training_figures(results_dir, current_records(results_dir), failed, notes)
     return written
-
-
-def combined_leaderboard(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
-    """The base rows (no compression) of several results folders, one after the other, with ``results``."""
-    parts = []
-    for d in results_dirs:
-        df = build_leaderboard(d)
-        df = df[df["compression"] == "none"].copy()
-        df["results"] = Path(d).name
-        df["budget"] = df["budget"].where(df["budget"].map(_present), Path(d).name)
-        parts.append(df)
-    if not parts:
-        raise BenchError("no results folders to combine")
-    return pd.concat(parts, ignore_index=True)
-
-
-def fig_combined(df: pd.DataFrame) -> tuple[Figure | None, str]:
-    q, data, why = _quality_and_macs(df, "no quality metric in any of the results folders")
-    if q is None:
-        return None, why
-    budgets = list(dict.fromkeys(data["budget"].astype(str)))
-    markers = {b: MARKERS[i % len(MARKERS)] for i, b in enumerate(budgets)}
-    fig, (ax,) = _new_figure()
-    _target_line(ax, data)
-    palette = _palette(data["family"])
-    _scatter(
-        ax,
-        data,
-        "macs_m",
-        q["col"],
-        maximize_y=q["maximize"],
-        yerr=q["std"],
-        palette=palette,
-        labels=[display_name(m) for m in data["model"]],
-        markers=markers,
-        marker_col="budget",
-    )
-    for b, mk in markers.items():  # legend entries for the budgets' markers
-        ax.scatter([], [], marker=mk, color="0.3", label=f"budget {b}")
-    ax.set_xlabel(macs_label(df))
-    ax.set_ylabel(q["label"])
-    task = "language model" if _is_lm(df) else "translation"
-    ax.set_title(f"{q['name']} vs MACs across budgets ({', '.join(budgets)}; {task})")
-    ax.legend(fontsize=7, loc="best")
-    _footnote(fig, df)
-    return fig, ""
-
-
-def write_combined_figure(results_dirs: Sequence[Path | str], out_path: Path | str) -> list[Path]:
-    """Quality vs MACs for several results folders on one plot (e.g. results/100M and results/500M), one Pareto
-    front over all of them; written to ``out_path`` with suffixes .png and .pdf. Returns the paths written.
-    Raises BenchError when a folder has no records or none has a quality metric."""
-    df = combined_leaderboard(results_dirs)
-    fig, why = _styled(fig_combined, df)
-    if fig is None:
-        raise BenchError(f"cannot draw the combined figure: {why}")
-    out_path = Path(out_path)
-    stem = out_path.with_suffix("") if out_path.suffix in (".png", ".pdf") else out_path
-    return _styled(_save, fig, stem)

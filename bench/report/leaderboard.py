@@ -40,6 +40,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 
+from .quality import pairwise_table, row_status
 from .records import load_records
 
 COUNTER_ORDER = ("flop_counter", "fvcore", "thop", "analytic")
@@ -126,7 +127,9 @@ MEMORY_COLUMNS = [
     "achieved_gmacs",
     "gemm_gmacs",
 ]
-TRAIN_COLUMNS = ["schedule", "precision", "train_tokens", "train_steps", "train_wall_s", "tokens_per_s"]
+TRAIN_COLUMNS = ["schedule", "precision", "normalize_before", "dropout", "peak_lr", "train_tokens", "train_steps",
+                 "train_wall_s", "tokens_per_s"]
+STATUS_COLUMNS = ["status", "status_reason"]
 QUALITY_COLUMNS = [
     "valid_nll",
     "valid_nll_std",
@@ -297,6 +300,14 @@ def _seed_metrics(recs: pd.DataFrame, row: dict[str, Any]) -> None:
     row["n_eval"] = len({int(s) for s in _column_values(evals, "seed")})
     row["schedule"] = _unique_join(_column_values(train, "schedule"))
     row["precision"] = _unique_join(_column_values(train, "precision"))
+    # the recipe keys that may differ between rows (the tuned peak rate; the post-norm variants' norms)
+    row["peak_lr"] = _unique_join(_column_values(train, "schedule_config.lr"))
+    row["normalize_before"] = _first(recs, "config.normalize_before")
+    row["dropout"] = _first(recs, "config.dropout")
+    if len(train):
+        row["status"], row["status_reason"] = row_status(train, evals)
+    else:
+        row["status"], row["status_reason"] = None, None
     row["beam"] = _unique_join(_column_values(evals, "beam"))
     for key, col in _STRING_KEYS.items():
         if key in evals.columns and not _present(row.get(col)):
@@ -320,6 +331,8 @@ def _compress_rows(recs: pd.DataFrame, base: dict[str, Any]) -> list[dict[str, A
         {
             k: base.get(k)
             for k in (
+                "status",
+                "status_reason",
                 "schedule",
                 "precision",
                 "train_tokens",
@@ -414,6 +427,7 @@ def order_columns(df: pd.DataFrame) -> pd.DataFrame:
     latency = sorted((c for c in df.columns if _LATENCY_RE.match(c)), key=_latency_sort_key)
     known = [
         *ID_COLUMNS,
+        *STATUS_COLUMNS,
         *COUNT_COLUMNS,
         *counters,
         *latency,
@@ -427,15 +441,21 @@ def order_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df[cols]
 
 
-def build_leaderboard(results_dir: Path | str) -> pd.DataFrame:
-    """One row per model (its current configuration) plus one per compressed variant; see the module docstring
-    for every column's convention. Raises BenchError when there are no records or one is bad."""
+def current_records(results_dir: Path | str, notes: list[str] | None = None) -> pd.DataFrame:
+    """The records the leaderboard reads: each model's current configuration only (older configurations are
+    named in ``notes``). Raises BenchError when there are none."""
     records = load_records(results_dir)
     records = records[records["stage"].isin(("profile", "latency", "train", "eval", "compress"))]
     if records.empty:
         raise BenchError(f"no profile/latency/train/eval records under {Path(results_dir) / 'runs'}")
+    return _pick_configs(records, notes if notes is not None else [])
+
+
+def build_leaderboard(results_dir: Path | str) -> pd.DataFrame:
+    """One row per model (its current configuration) plus one per compressed variant; see the module docstring
+    for every column's convention. Raises BenchError when there are no records or one is bad."""
     notes: list[str] = []
-    records = _pick_configs(records, notes)
+    records = current_records(results_dir, notes)
     rows: list[dict[str, Any]] = []
     for _, recs in records.groupby("model", sort=True):
         row = _static_row(recs)
@@ -447,10 +467,22 @@ def build_leaderboard(results_dir: Path | str) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     counters = [f"macs_{c}" for c in COUNTER_ORDER]  # a counter that failed keeps its (empty) column
     for col in ["macs_rel_budget", *counters, *ALWAYS_LATENCY, *MEMORY_COLUMNS, *TRAIN_COLUMNS, *QUALITY_COLUMNS,
-                *META_COLUMNS]:
+                *META_COLUMNS, *STATUS_COLUMNS]:
         if col not in df.columns:
             df[col] = None
     df = order_columns(df).reset_index(drop=True)
     df.attrs["notes"] = notes
     df.attrs["results_dir"] = str(results_dir)
+    df.attrs["pairwise"] = pairwise_table(records, _pairs(df))
     return df
+
+
+def _pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """The pairs the pairwise table compares: every two families' primary rows, then each variant row
+    against its family's primary row."""
+    base = df[(df["compression"] == "none") & df["status"].notna()]
+    names = {str(m): str(f) for m, f in zip(base["model"], base["family"])}
+    primary = sorted(m for m, f in names.items() if m == f)
+    pairs = [(a, b) for i, a in enumerate(primary) for b in primary[i + 1 :]]
+    pairs += [(m, f) for m, f in sorted(names.items()) if m != f and f in names]
+    return pairs

@@ -15,7 +15,8 @@ import pytest
 from bench.cli import build_parser
 from bench.cli.sweep import cmd_report as run
 from bench.errors import BenchError
-from bench.report.figures import FIGURES, pareto_front, write_combined_figure, write_figures
+from bench.report.combined import write_combined_figure
+from bench.report.figures import FIGURES, pareto_front, write_figures
 from bench.report.leaderboard import build_leaderboard
 from bench.report.records import load_records
 from bench.report.render import write_leaderboard
@@ -477,7 +478,7 @@ def test_figures_before_training_skip_quality_and_remove_stale(results: Path) ->
     assert sorted(p.name for p in paths) == ["latency_vs_macs.pdf", "latency_vs_macs.png"]
     left = sorted(p.name for p in (results / "figures").iterdir())
     assert left == ["keep.txt", "latency_vs_macs.pdf", "latency_vs_macs.png"]  # only our own names removed
-    assert len(notes) == 3 and all("skipped" in n for n in notes)
+    assert len(notes) == 4 and all("skipped" in n for n in notes)  # three quality figures, learning curves
 
 
 def test_combined_figure_over_budgets(tmp_path: Path) -> None:
@@ -531,7 +532,9 @@ def test_cli_rebuilds_tables_figures_and_combined(
     import bench.report.figures as figs
 
     monkeypatch.setattr(figs, "write_figures", lambda results_dir, notes=None: [])  # drawn above already
-    monkeypatch.setattr(figs, "write_combined_figure", lambda *a: pytest.fail("combined figure not asked for"))
+    import bench.report.combined as comb
+
+    monkeypatch.setattr(comb, "write_combined_figure", lambda *a: pytest.fail("combined figure not asked for"))
     assert run(_parse(["--results", str(tmp_path / "500M"), "--combine"])) == 0
     assert (tmp_path / "500M" / "leaderboard.csv").exists()
 
@@ -553,3 +556,33 @@ def test_cli_combine_with_a_missing_budget_writes_nothing(tmp_path: Path) -> Non
     assert "9G" in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["100M"]
     assert sorted(p.name for p in (tmp_path / "100M").iterdir()) == ["runs"]
+
+
+# ------------------------------------------------------------------------------------------ failed runs
+def test_a_failed_run_is_named_hollow_and_off_every_front(results: Path) -> None:
+    from bench.report.figures import fig_quality_vs_macs
+    from bench.report.leaderboard import _pairs
+    from bench.report.render import render_markdown
+
+    path = results / "runs" / "transformer-c0ffee" / "train-s2.json"
+    rec = json.loads(path.read_text())
+    rec["unigram_entropy"] = 2.0  # its final validation (eval: 2.04) is above the plateau
+    path.write_text(json.dumps(rec))
+    df = build_leaderboard(results)
+    assert row(df, "transformer")["status"] == "failed" and row(df, "lite_transformer")["status"] == "ok"
+    reason = row(df, "transformer")["status_reason"]
+    assert "seed 2: final validation NLL 2.04 is above the unigram entropy 2.00" in reason
+    assert row(df, "lite_transformer", "int8")["status"] == "ok"  # a compressed row keeps its model's status
+    assert pd.isna(row(df, "evolved_transformer")["status"])  # not trained: nothing to judge
+    md = render_markdown(df)
+    assert "### Failed runs" in md and "- Transformer: seed 2: final validation NLL 2.04" in md
+    base = df[df["compression"] == "none"]
+    fig, _ = fig_quality_vs_macs(base)
+    (front,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "Pareto front"]
+    assert 99.19296 not in [round(x, 5) for x in front.get_xdata()]  # the Transformer would be on it otherwise
+    assert "failed run (hollow)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    # the pairwise table compares families' primary rows, then a variant with its family
+    extra = pd.DataFrame([{"model": "transformer (post-norm, paper)", "family": "transformer", "compression": "none",
+                           "status": "ok"}])
+    assert _pairs(pd.concat([base, extra])) == [("lite_transformer", "transformer"),
+                                                ("transformer (post-norm, paper)", "transformer")]

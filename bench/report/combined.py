@@ -1,0 +1,86 @@
+"""Several budgets on one plot: quality vs MACs for results folders side by side (e.g. results/100M and
+results/500M), one Pareto front over all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from bench.errors import BenchError
+
+from .figures import (
+    MARKERS,
+    _footnote,
+    _is_lm,
+    _new_figure,
+    _palette,
+    _quality_and_macs,
+    _save,
+    _scatter,
+    _styled,
+    _target_line,
+    macs_label,
+)
+from .leaderboard import _present, build_leaderboard, display_name
+
+
+def combined_leaderboard(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
+    """The base rows (no compression) of several results folders, one after the other, with ``results``."""
+    parts = []
+    for d in results_dirs:
+        df = build_leaderboard(d)
+        df = df[df["compression"] == "none"].copy()
+        df["results"] = Path(d).name
+        df["budget"] = df["budget"].where(df["budget"].map(_present), Path(d).name)
+        parts.append(df)
+    if not parts:
+        raise BenchError("no results folders to combine")
+    return pd.concat(parts, ignore_index=True)
+
+
+def fig_combined(df: pd.DataFrame) -> tuple[Figure | None, str]:
+    q, data, why = _quality_and_macs(df, "no quality metric in any of the results folders")
+    if q is None:
+        return None, why
+    budgets = list(dict.fromkeys(data["budget"].astype(str)))
+    markers = {b: MARKERS[i % len(MARKERS)] for i, b in enumerate(budgets)}
+    fig, (ax,) = _new_figure()
+    _target_line(ax, data)
+    palette = _palette(data["family"])
+    _scatter(
+        ax,
+        data,
+        "macs_m",
+        q["col"],
+        maximize_y=q["maximize"],
+        yerr=q["std"],
+        palette=palette,
+        labels=[display_name(m) for m in data["model"]],
+        markers=markers,
+        marker_col="budget",
+    )
+    for b, mk in markers.items():  # legend entries for the budgets' markers
+        ax.scatter([], [], marker=mk, color="0.3", label=f"budget {b}")
+    ax.set_xlabel(macs_label(df))
+    ax.set_ylabel(q["label"])
+    task = "language model" if _is_lm(df) else "translation"
+    ax.set_title(f"{q['name']} vs MACs across budgets ({', '.join(budgets)}; {task})")
+    ax.legend(fontsize=7, loc="best")
+    _footnote(fig, df)
+    return fig, ""
+
+
+def write_combined_figure(results_dirs: Sequence[Path | str], out_path: Path | str) -> list[Path]:
+    """Quality vs MACs for several results folders on one plot (e.g. results/100M and results/500M), one Pareto
+    front over all of them; written to ``out_path`` with suffixes .png and .pdf. Returns the paths written.
+    Raises BenchError when a folder has no records or none has a quality metric."""
+    df = combined_leaderboard(results_dirs)
+    fig, why = _styled(fig_combined, df)
+    if fig is None:
+        raise BenchError(f"cannot draw the combined figure: {why}")
+    out_path = Path(out_path)
+    stem = out_path.with_suffix("") if out_path.suffix in (".png", ".pdf") else out_path
+    return _styled(_save, fig, stem)
