@@ -60,6 +60,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
     for t in threads:
         check.threads("--threads", t)
     drop = check.number("--max-bleu-drop", args.max_bleu_drop)
+    nll = check.number("--max-nll-increase", args.max_nll_increase)
+    if args.prune_criterion not in ("valid_nll", "bleu"):
+        raise BenchError(f"--prune-criterion: {args.prune_criterion!r} is not valid; valid: valid_nll, bleu")
     if args.qscheme not in QSCHEMES:
         raise BenchError(f"--qscheme: unknown scheme {args.qscheme!r}; valid: {', '.join(QSCHEMES)}")
     prune = args.prune
@@ -80,6 +83,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         max_sentences=check.integer("--max-sentences", args.max_sentences),
         latency=not args.no_latency,
         max_bleu_drop=drop,
+        criterion=args.prune_criterion,
+        max_nll_increase=nll,
     )
     if args.json:
         print_json(res)
@@ -96,10 +101,14 @@ def summary_table(res: Mapping[str, Any]) -> str:
     lines = [f"{res['model']} (seed {res['seed']}): compressed stages in {res['out_dir']}"]
     ch = res.get("choice")
     if ch:
-        tried = ", ".join(f"{c['sparsity']:.2f}: {c['bleu']:.2f}" for c in ch["candidates"])
+        if ch.get("criterion", "bleu") == "bleu":
+            tried = ", ".join(f"{c['sparsity']:.2f}: {c['bleu']:.2f}" for c in ch["candidates"])
+            ref = f"fp32 BLEU {ch['reference_bleu']:.2f}, allowed drop {ch['max_bleu_drop']}"
+        else:
+            tried = ", ".join(f"{c['sparsity']:.2f}: {c['valid_nll']:.3f}" for c in ch["candidates"])
+            ref = f"fp32 valid NLL {ch['reference_valid_nll']:.3f}, allowed increase {ch['max_nll_increase']}"
         lines.append(f"  sparsity chosen on the validation split ({ch['valid_sentences']} sentences): "
-                     f"{ch['sparsity']} (fp32 BLEU {ch['reference_bleu']:.2f}, allowed drop {ch['max_bleu_drop']}; "
-                     f"tried {tried})")
+                     f"{ch['sparsity']} ({ref}; tried {tried})")
     head = f"  {'stage':<28} {'sparsity':>8} {'disk MB':>9} {'sp-int8 MB':>10} {'ratio':>6} {'BLEU':>6} " \
            f"{'chrF':>6} {'vNLL':>6} {'fwd ms t1':>9} {'tr ms t1':>9}"
     lines.append(head)

@@ -162,12 +162,16 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
                    help="int8 weight scales: one per output channel (default) or one per tensor")
     p.add_argument("--prune", default=None, metavar="SPARSITY",
                    help="magnitude-prune this fraction of the Linear/conv weights, in [0, 1), or 'auto' (the "
-                        "largest of 0.1..0.5 that keeps validation BLEU within --max-bleu-drop of fp32)")
+                        "largest of 0.1..0.5 that keeps validation NLL within --max-nll-increase of fp32, or BLEU "
+                        "within --max-bleu-drop with --prune-criterion bleu)")
     p.add_argument("--prune-scope", default="global", metavar="{global,layer}",
                    help="one threshold over all weights (global, default) or the same fraction in each tensor")
     p.add_argument("--finetune-tokens", default=None, metavar="N",
                    help="fine-tune the pruned model for N target tokens with the mask held (the run's recipe)")
-    p.add_argument("--max-bleu-drop", default="0.5", help="--prune auto: allowed BLEU drop (default 0.5)")
+    p.add_argument("--prune-criterion", default="valid_nll", metavar="{valid_nll,bleu}",
+                   help="--prune auto: what the sparsity may cost (default valid_nll)")
+    p.add_argument("--max-nll-increase", default="0.05", help="--prune auto: allowed NLL increase, nats (0.05)")
+    p.add_argument("--max-bleu-drop", default="0.5", help="--prune auto --prune-criterion bleu: allowed drop (0.5)")
     p.add_argument("--out", default=None, help="output folder (default RUN_DIR/compress-<tag>)")
     p.add_argument("--beam", default=None, help="beam size (default: the run's schedule, 4; 1 = greedy)")
     p.add_argument("--max-sentences", default=None, help="score only the first N test sentences")

@@ -3,8 +3,10 @@
 Every stage is saved (bench.compress.sizes), evaluated with bench.evaluate's protocol and key layout (the
 same evaluator as ``python -m bench evaluate``: validation NLL, sacreBLEU BLEU/chrF on the test split and its
 test-clean subset, the run's beam) and timed with bench.latency (forward and translate, batch 1, at 1 thread
-and at all cores, in this process). ``choose_sparsity`` picks the largest sparsity whose pruned model keeps
-BLEU within ``max_bleu_drop`` of fp32 on the validation split (never the test split).
+and at all cores, in this process). ``choose_sparsity`` picks the largest sparsity whose pruned model keeps its
+validation NLL within ``max_nll_increase`` nats of fp32 (criterion ``valid_nll``, the default: it binds even
+where BLEU is too low to move), or its BLEU within ``max_bleu_drop`` (criterion ``bleu``), always on the
+validation split (never the test split).
 """
 
 from __future__ import annotations
@@ -51,6 +53,16 @@ def stage_tag(quantize: str | None, prune: float | None, scope: str = "global",
             parts.append(f"ft{_human(finetune_tokens)}")
     return "+".join(parts) or "fp32"
 
+
+
+CRITERIA = ("valid_nll", "bleu")
+
+
+def valid_nll(model: nn.Module, ctx: EvalContext, max_sentences: int | None = None) -> float:
+    """NLL per target token (nats) on the first ``max_sentences`` of the validation split (all by default)."""
+    from bench.validation import corpus_nll, subset
+
+    return corpus_nll(model, subset(ctx.valid, max_sentences), ctx.tok.pad_id, ctx.tok.bos_id)
 
 
 def valid_bleu(model: nn.Module, ctx: EvalContext, max_sentences: int | None = None) -> dict[str, Any]:
@@ -162,6 +174,8 @@ def compress_run(
     max_bleu_drop: float = 0.5,
     choose_sentences: int | None = None,
     progress: bool = False,
+    criterion: str = "valid_nll",
+    max_nll_increase: float = 0.05,
 ) -> dict[str, Any]:
     """Compress a trained run folder and measure every stage (module docstring): "fp32", then "int8" (with
     ``quantize``), then the pruned model ("int8+prune0.30", or "prune0.30" without ``quantize``) when
@@ -180,19 +194,18 @@ def compress_run(
         raise BenchError("--finetune-tokens fine-tunes a pruned model with its mask held; give --prune too")
     if quantize is None and sparsity is None and not auto:
         raise BenchError("nothing to compress: give --quantize int8, --prune SPARSITY (or auto), or both")
-    if not math.isfinite(max_bleu_drop) or max_bleu_drop < 0:
-        raise BenchError(f"max_bleu_drop must be >= 0, got {max_bleu_drop}")
+    allowed = _allowed(criterion, max_bleu_drop, max_nll_increase)
     timing = dict(timing or {})
 
     model, spec, tok = _load_mt_run(Path(run_dir))
     ctx = EvalContext.for_run(spec, tok, beam, length_penalty, max_sentences)
     choice = None
     if auto:
-        choice = _choose(model, spec, ctx, candidates, max_bleu_drop, quantize, scope, ft_tokens, finetune_lr,
+        choice = _choose(model, spec, ctx, candidates, criterion, allowed, quantize, scope, ft_tokens, finetune_lr,
                          choose_sentences, Path(out_dir or Path(run_dir) / "compress-choose"), progress, qscheme)
         sparsity = choice["sparsity"]
         if sparsity is None and quantize is None:
-            raise BenchError(f"prune auto: no candidate sparsity kept BLEU within {max_bleu_drop} of fp32 on the "
+            raise BenchError(f"prune auto: no candidate sparsity kept {criterion} within {allowed} of fp32 on the "
                              "validation split, and no quantization was asked for")
     final = stage_tag(quantize, sparsity, scope, ft_tokens if sparsity else None)
     out = Path(out_dir) if out_dir else Path(run_dir) / f"compress-{final}"
@@ -241,14 +254,30 @@ def compress_run(
 
 
 # ============================================================================================ sparsity choice
+def _allowed(criterion: str, max_bleu_drop: float, max_nll_increase: float) -> float:
+    if criterion not in CRITERIA:
+        raise BenchError(f"prune criterion {criterion!r} is not valid; valid: {', '.join(CRITERIA)}")
+    allowed = max_bleu_drop if criterion == "bleu" else max_nll_increase
+    name = "max_bleu_drop" if criterion == "bleu" else "max_nll_increase"
+    if not math.isfinite(allowed) or allowed < 0:
+        raise BenchError(f"{name} must be >= 0, got {allowed}")
+    return allowed
+
+
 def _choose(model: nn.Module, spec: dict[str, Any], ctx: EvalContext, candidates: Sequence[float],
-            max_bleu_drop: float, quantize: str | None, scope: str, finetune_tokens: int | None,
+            criterion: str, allowed: float, quantize: str | None, scope: str, finetune_tokens: int | None,
             finetune_lr: float | None, max_sentences: int | None, out_dir: Path,
             progress: bool, qscheme: str = "per_channel") -> dict[str, Any]:
     cands = sorted({check_sparsity(c, "candidate") for c in candidates} - {0.0})
     if not cands:
         raise BenchError("choose_sparsity needs at least one candidate sparsity in (0, 1)")
-    ref = valid_bleu(model, ctx, max_sentences)
+
+    def score(m: nn.Module) -> dict[str, Any]:
+        if criterion == "bleu":
+            return valid_bleu(m, ctx, max_sentences)
+        return {"valid_nll": valid_nll(m, ctx, max_sentences)}
+
+    ref = score(model)
     tried, chosen = [], None
     for s in cands:
         pruned = copy.deepcopy(model)
@@ -258,27 +287,37 @@ def _choose(model: nn.Module, spec: dict[str, Any], ctx: EvalContext, candidates
                             progress)
             pruned.eval()
         target = quantize_int8(pruned, qscheme) if quantize else pruned
-        score = valid_bleu(target, ctx, max_sentences)
-        drop = ref["bleu"] - score["bleu"]
-        ok = drop <= max_bleu_drop
-        tried.append({"sparsity": s, "bleu": score["bleu"], "chrf": score["chrf"], "bleu_drop": drop, "ok": ok})
+        got = score(target)
+        if criterion == "bleu":
+            loss = ref["bleu"] - got["bleu"]
+            entry = {"sparsity": s, "bleu": got["bleu"], "chrf": got["chrf"], "bleu_drop": loss}
+        else:
+            loss = got["valid_nll"] - ref["valid_nll"]
+            entry = {"sparsity": s, "valid_nll": got["valid_nll"], "nll_increase": loss}
+        ok = loss <= allowed
+        tried.append({**entry, "ok": ok})
         if not ok:
             break
         chosen = s
-    return {
+    n = len(ctx.splits["valid"].src[:max_sentences])
+    out = {
         "sparsity": chosen,
+        "criterion": criterion,
         "split": "valid",
-        "valid_sentences": ref["n"],
+        "valid_sentences": n,
         "reference": "fp32",
-        "reference_bleu": ref["bleu"],
-        "bleu_signature": ref["bleu_signature"],
-        "max_bleu_drop": max_bleu_drop,
+        "allowed": allowed,
         "pipeline": "+".join([*([quantize] if quantize else []), "prune<s>" + ("-layer" if scope == "layer" else ""),
                               *([f"ft{_human(finetune_tokens)}"] if finetune_tokens else [])]),
-        "rule": "candidates in increasing order; the last one before the first whose BLEU drop exceeds "
-                "max_bleu_drop (None when the smallest already does)",
+        "rule": f"candidates in increasing order; the last one before the first whose {criterion} loss against "
+                "fp32 exceeds the allowed one (None when the smallest already does)",
         "candidates": tried,
     }
+    if criterion == "bleu":
+        out.update(reference_bleu=ref["bleu"], bleu_signature=ref["bleu_signature"], max_bleu_drop=allowed)
+    else:
+        out.update(reference_valid_nll=ref["valid_nll"], max_nll_increase=allowed)
+    return out
 
 
 def choose_sparsity(
@@ -286,6 +325,8 @@ def choose_sparsity(
     candidates: Sequence[float] = DEFAULT_CANDIDATES,
     max_bleu_drop: float = 0.5,
     *,
+    criterion: str = "valid_nll",
+    max_nll_increase: float = 0.05,
     quantize: str | None = "int8",
     qscheme: str = "per_channel",
     prune_scope: str = "global",
@@ -295,19 +336,19 @@ def choose_sparsity(
     beam: int | None = None,
     out_dir: Path | str | None = None,
 ) -> dict[str, Any]:
-    """The largest candidate sparsity whose pruned (+ int8, + fine-tuned when asked) model keeps BLEU within
-    ``max_bleu_drop`` of the fp32 model, measured on the validation split (the first ``max_sentences``
+    """The largest candidate sparsity whose pruned (+ int8, + fine-tuned when asked) model keeps its validation
+    NLL within ``max_nll_increase`` nats of the fp32 model (``criterion="valid_nll"``, the default) or its BLEU
+    within ``max_bleu_drop`` (``criterion="bleu"``), measured on the validation split (the first ``max_sentences``
     sentences; never the test split, so the choice is not tuned on test), with the run's beam. Candidates
     are tried in increasing order and the search stops at the first failure. Returns ``sparsity`` (None when
-    even the smallest candidate fails) and every candidate's BLEU, chrF and drop."""
+    even the smallest candidate fails) and every candidate's score and loss against fp32."""
     quantize = check_quantize(quantize)
     scope = check_scope(prune_scope)
     ft = check_tokens(finetune_tokens)
-    if not math.isfinite(max_bleu_drop) or max_bleu_drop < 0:
-        raise BenchError(f"max_bleu_drop must be >= 0, got {max_bleu_drop}")
+    allowed = _allowed(criterion, max_bleu_drop, max_nll_increase)
     model, spec, tok = _load_mt_run(Path(run_dir))
     ctx = EvalContext.for_run(spec, tok, beam)
     out = Path(out_dir) if out_dir else Path(run_dir) / "compress-choose"
-    return _choose(model, spec, ctx, candidates, max_bleu_drop, quantize, scope, ft, finetune_lr, max_sentences,
-                   out, False, qscheme)
+    return _choose(model, spec, ctx, candidates, criterion, allowed, quantize, scope, ft, finetune_lr,
+                   max_sentences, out, False, qscheme)
 

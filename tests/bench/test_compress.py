@@ -6,6 +6,7 @@ pattern of tests/bench/test_train.py); everything else runs on it at 1 thread.""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -280,18 +281,18 @@ def test_choose_sparsity_rule_on_validation(run_dir, monkeypatch):
         return {"bleu": table[s], "chrf": 50.0, "bleu_signature": "sig", "chrf_signature": "sig", "n": 30}
 
     monkeypatch.setattr(compress.pipeline, "valid_bleu", fake_valid_bleu)
-    res = choose_sparsity(run_dir, candidates=(0.4, 0.1, 0.3, 0.2), max_bleu_drop=0.5, quantize=None)
+    res = choose_sparsity(run_dir, candidates=(0.4, 0.1, 0.3, 0.2), max_bleu_drop=0.5, quantize=None, criterion="bleu")
     assert res["sparsity"] == 0.2 and res["split"] == "valid" and res["reference_bleu"] == 20.0
     assert [c["sparsity"] for c in res["candidates"]] == [0.1, 0.2, 0.3]  # stops at the first failure
     assert [c["ok"] for c in res["candidates"]] == [True, True, False]
-    res = choose_sparsity(run_dir, candidates=(0.3,), max_bleu_drop=0.5, quantize=None)
+    res = choose_sparsity(run_dir, candidates=(0.3,), max_bleu_drop=0.5, quantize=None, criterion="bleu")
     assert res["sparsity"] is None
 
 
 def test_choose_sparsity_real_run_and_prune_auto(run_dir, tmp_path):
     # every candidate's measured drop first (no limit), then a budget just above the smallest drop: it must bind
     cands = (0.1, 0.5, 0.9)
-    free = choose_sparsity(run_dir, candidates=cands, max_bleu_drop=100.0, max_sentences=10)
+    free = choose_sparsity(run_dir, candidates=cands, max_bleu_drop=100.0, max_sentences=10, criterion="bleu")
     assert free["sparsity"] == 0.9 and free["valid_sentences"] == 10 and len(free["candidates"]) == 3
     drop = {c["sparsity"]: c["bleu_drop"] for c in free["candidates"]}
     above = [d for d in drop.values() if d > drop[0.1]]
@@ -303,13 +304,40 @@ def test_choose_sparsity_real_run_and_prune_auto(run_dir, tmp_path):
             break
         expected = s
     assert expected is not None and expected < 0.9  # the budget binds
-    res = choose_sparsity(run_dir, candidates=cands, max_bleu_drop=budget, max_sentences=10)
+    res = choose_sparsity(run_dir, candidates=cands, max_bleu_drop=budget, max_sentences=10, criterion="bleu")
     assert res["sparsity"] == expected
     assert [c["bleu_drop"] for c in res["candidates"]] == [drop[s] for s in cands[: len(res["candidates"])]]
     out = compress_run(run_dir, quantize="int8", prune="auto", out_dir=tmp_path / "a", latency=False,
-                       candidates=cands, max_bleu_drop=budget, choose_sentences=10)
+                       candidates=cands, max_bleu_drop=budget, choose_sentences=10, criterion="bleu")
     assert out["choice"]["sparsity"] == expected
     assert out["stages"][-1]["compression"] == f"int8+prune{expected:.2f}"
+
+
+def test_prune_auto_on_validation_nll_binds(run_dir, tmp_path):
+    """The default criterion: validation NLL against fp32, by hand from each candidate's pruned model."""
+    from bench.compress.pipeline import valid_nll
+    from bench.evaluate import EvalContext, load_run
+
+    cands = (0.1, 0.5, 0.9)
+    free = choose_sparsity(run_dir, candidates=cands, max_nll_increase=100.0, max_sentences=10, quantize=None)
+    assert free["criterion"] == "valid_nll" and free["sparsity"] == 0.9
+    model, spec, tok = load_run(run_dir)
+    ctx = EvalContext.for_run(spec, tok)
+    ref = valid_nll(model, ctx, 10)
+    assert free["reference_valid_nll"] == pytest.approx(ref)
+    pruned = copy.deepcopy(model)
+    prune_model(pruned, 0.5)
+    assert free["candidates"][1]["nll_increase"] == pytest.approx(valid_nll(pruned, ctx, 10) - ref)
+    rise = {c["sparsity"]: c["nll_increase"] for c in free["candidates"]}
+    assert rise[0.9] > rise[0.1]  # pruning 90% of the weights costs more than 10%
+    budget = (rise[0.1] + rise[0.9]) / 2
+    expected = 0.5 if rise[0.5] <= budget else 0.1
+    res = choose_sparsity(run_dir, candidates=cands, max_nll_increase=budget, max_sentences=10, quantize=None)
+    assert res["sparsity"] == expected  # the budget binds: 0.9 is never chosen
+    with pytest.raises(BenchError, match="prune criterion 'ppl' is not valid"):
+        choose_sparsity(run_dir, criterion="ppl")
+    with pytest.raises(BenchError, match="max_nll_increase must be >= 0"):
+        choose_sparsity(run_dir, max_nll_increase=-1.0)
 
 
 # ------------------------------------------------------------------------------------------ bad input
