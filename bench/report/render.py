@@ -143,7 +143,15 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     if sched:
         tokens = df["train_tokens"].map(_num).dropna()
         tok = f", {tokens.max() / 1e6:.1f}M target tokens" if len(tokens) else ""
-        notes.append(f"Training: {sched} schedule, {_unique_join(df['precision']) or '?'}{tok}.")
+        recipe = ""
+        trained = df[df["status"].map(_present)] if "status" in df else df.iloc[0:0]
+        if len(trained):
+            norms = {bool(v) for v in trained["normalize_before"] if _present(v)}
+            names = {frozenset({True}): "pre-norm", frozenset({False}): "post-norm"}
+            norm = names.get(frozenset(norms), "pre-norm (post-norm rows named)")
+            lrs = _unique_join(trained["peak_lr"]) or "?"
+            recipe = f"; {norm}, dropout {_unique_join(trained['dropout']) or '?'}, peak lr {lrs}"
+        notes.append(f"Training: {sched} schedule, {_unique_join(df['precision']) or '?'}{tok}{recipe}.")
     return heads, rows, notes
 
 
