@@ -58,6 +58,8 @@ def fig_learning_curves(records: pd.DataFrame, failed: set[str] | None = None) -
     if not rows:
         return None, "no train record carries a learning curve"
     failed = failed or set()
+    if all(curve_band(r["curves"], "tokens") is None for r in rows.values()):
+        return None, "no learning curve has two validation points yet"
     fig, (ax_tok, ax_wall) = _new_figure(2)
     palette = _palette([r["family"] for r in rows.values()])
     for model, r in rows.items():
