@@ -141,3 +141,16 @@ def test_pairwise_table_from_records():
     assert row["bleu"]["diff"] > 0 and row["valid_nll"]["diff"] == pytest.approx(-1.0)
     lines = render_pairwise([row])
     assert len(lines) == 3 and lines[2].startswith("| a | b | 2/2 | +")
+
+
+def test_learning_curve_band_by_hand():
+    from bench.report.curves import curve_band
+
+    a = [{"tokens": 0, "valid_nll": 8.0}, {"tokens": 100, "valid_nll": 4.0}, {"tokens": 50, "valid_nll": None}]
+    b = [{"tokens": 10, "valid_nll": 7.0}, {"tokens": 110, "valid_nll": 5.0}]
+    grid, mean, low, high = curve_band([a, b], "tokens")
+    assert grid[0] == 10 and grid[-1] == 100  # the span every seed covers
+    # at x=10: a is 7.6 (interpolated), b is 7.0; at x=100: a 4.0, b 5.2
+    assert mean[0] == pytest.approx(7.3) and (low[0], high[0]) == pytest.approx((7.0, 7.6))
+    assert mean[-1] == pytest.approx(4.6) and (low[-1], high[-1]) == pytest.approx((4.0, 5.2))
+    assert curve_band([[{"tokens": 0, "valid_nll": 1.0}]], "tokens") is None
