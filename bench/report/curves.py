@@ -108,6 +108,7 @@ def fig_tuning(trials: list[dict[str, Any]], chosen: dict[str, Any]) -> tuple[Fi
             ax.scatter([pick], [ys[xs.index(pick)]], s=140, facecolor="none", edgecolor=palette[fam], lw=1.5,
                        zorder=4)
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(sorted({t["lr"] for t in trials}))
     ax.set_xticklabels([f"{v:g}" for v in sorted({t["lr"] for t in trials})])
     ax.set_xlabel("peak learning rate")
