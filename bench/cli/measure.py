@@ -20,6 +20,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
     import torch
 
     from bench.latency import DTYPES, WORKLOADS, measure_latency
+    from bench.latency.quiet import QuietPolicy
     from bench.machine import DEVICES, check_device
     from bench.profiling import paper_macs, protocol_of
     from bench.resolve import resolve_model
@@ -36,13 +37,16 @@ def cmd_latency(args: argparse.Namespace) -> int:
     warmup = check.integer("--warmup", args.warmup, 0)
     min_runs = check.integer("--min-runs", args.min_runs)
     min_time = check.number("--min-time", args.min_time)
+    tries = check.integer("--tries", args.tries)
+    quiet = QuietPolicy.from_env(max_wait_s=check.number("--quiet-wait", args.quiet_wait))
 
     cfg = resolve_model(args.model, args.task, args.budget, args.set)
     torch.manual_seed(0)
     model = create_model(args.model, **cfg.to_dict())
     paper = paper_macs(args.model, cfg.to_dict(), protocol_of(args.budget, args.task))
     result = measure_latency(model, args.workload, threads=threads, device=device, dtype=args.dtype, batch=batch,
-                             name=args.model, warmup=warmup, min_runs=min_runs, min_time_s=min_time)
+                             name=args.model, warmup=warmup, min_runs=min_runs, min_time_s=min_time, tries=tries,
+                             quiet=quiet)
     result.efficiency.macs, result.efficiency.macs_with_output = paper
     if args.json:
         json.dump(result.to_dict(), sys.stdout)

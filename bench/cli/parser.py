@@ -8,7 +8,7 @@ import re
 from typing import NamedTuple
 
 from bench.errors import BenchError
-from bench.latency.timing import MIN_RUNS, MIN_TIME_S, MIN_WARMUP
+from bench.latency.timing import MAX_TRIES, MIN_RUNS, MIN_TIME_S, MIN_WARMUP
 
 TASKS = ["mt", "lm"]
 
@@ -135,6 +135,10 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--warmup", default=str(MIN_WARMUP), help=f"warm-up calls (protocol: >= {MIN_WARMUP})")
     p.add_argument("--min-runs", default=str(MIN_RUNS), help=f"timed calls at least (protocol: >= {MIN_RUNS})")
     p.add_argument("--min-time", default=str(MIN_TIME_S), help=f"timed seconds at least (protocol: >= {MIN_TIME_S:g})")
+    p.add_argument("--tries", default=None,
+                   help=f"time a figure with CV > 5%% again, this many times in all (default {MAX_TRIES})")
+    p.add_argument("--quiet-wait", default=None, metavar="S",
+                   help="wait at most S seconds for a quiet machine before timing (default 60)")
     p.add_argument("--json", action="store_true", help="print one JSON record on stdout")
 
     p = add("report")

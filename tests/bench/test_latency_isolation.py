@@ -1,0 +1,162 @@
+"""Latency that other work cannot contaminate, without a timed assertion: the quiet-machine wait on synthetic
+probes, re-measuring on a synthetic noisy timer, and bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from bench.cli import main
+from bench.errors import BenchError
+from bench.latency import measure_latency
+from bench.latency.quiet import LoadSample, QuietPolicy, cpu_jiffies, running_threads, wait_for_quiet
+from bench.latency.timing import Measurement, measure_steady, tries_from_env
+from tests.conftest import small_model
+
+FAST = dict(gemm=False, memory=False, warmup=1, min_runs=30, min_time_s=0.0)
+
+
+# ============================================================================================ quiet machine
+PROC_STAT = """cpu  1000 50 300 8000 100 10 40 500 0 0
+cpu0 500 25 150 4000 50 5 20 250 0 0
+intr 12345
+"""
+
+
+def test_proc_stat_and_thread_states_are_read(tmp_path):
+    busy, steal, total = cpu_jiffies(PROC_STAT)
+    assert (busy, steal, total) == (1000 + 50 + 300 + 10 + 40, 500, 1400 + 8000 + 100 + 500)
+    with pytest.raises(ValueError):
+        cpu_jiffies("intr 1\n")
+    for tid, state in ((1, "R"), (2, "S"), (3, "R"), (4, "D")):
+        (tmp_path / str(tid)).mkdir()
+        (tmp_path / str(tid) / "stat").write_text(f"{tid} (python (x)) {state} 1 2 3\n")
+    assert running_threads(tmp_path) == 2
+    assert running_threads(tmp_path / "absent") == 0
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.slept.append(s)
+        self.now += s
+
+
+def test_wait_for_quiet_waits_until_the_others_load_is_gone():
+    t = FakeTime()
+    samples = iter([LoadSample(2.9, 1, 1.9, 1.95, 0.0)] * 3 + [LoadSample(1.2, 1, 0.2, 0.05, 0.01)])
+
+    def probe(window: float) -> LoadSample:
+        t.now += window
+        return next(samples)
+
+    said: list[str] = []
+    res = wait_for_quiet(QuietPolicy(max_wait_s=60, window_s=0.5), probe=probe, clock=t.clock, sleep=t.sleep,
+                         log=said.append)
+    assert res["quiet"] is True and res["probes"] == 4 and res["not_quiet"] is None
+    assert res["load"]["foreign_load_1m"] == 0.2 and len(t.slept) == 3 and len(said) == 1
+    assert res["quiet_wait_s"] == pytest.approx(4 * 0.5 + sum(t.slept))
+
+
+@pytest.mark.parametrize("sample, why", [
+    (LoadSample(2.9, 1, 1.9, 0.1, 0.0), "load average 2.90 (1.90 not ours) > 0.5"),
+    (LoadSample(0.2, 1, 0.0, 1.4, 0.0), "other processes kept 1.40 cores busy > 0.5"),
+    (LoadSample(0.2, 1, 0.0, 0.1, 0.2), "CPU steal 20.0% > 5%"),
+])
+def test_wait_for_quiet_is_bounded_and_says_why(sample, why):
+    t = FakeTime()
+
+    def probe(window: float) -> LoadSample:
+        t.now += window
+        return sample
+
+    res = wait_for_quiet(QuietPolicy(max_wait_s=10, window_s=0.5), probe=probe, clock=t.clock, sleep=t.sleep)
+    assert res["quiet"] is False and res["not_quiet"] == why
+    assert 10 <= res["quiet_wait_s"] <= 11.5  # the fake clock's seconds: bounded by max_wait_s
+
+
+def test_quiet_policy_from_the_environment_and_bad_values(monkeypatch):
+    monkeypatch.setenv("LITEBENCH_QUIET_WAIT", "30")
+    monkeypatch.setenv("LITEBENCH_QUIET_STEAL", "0.1")
+    assert QuietPolicy.from_env() == QuietPolicy(max_wait_s=30, max_load=0.5, max_steal=0.1, window_s=0.01)
+    assert QuietPolicy.from_env(max_wait_s=5).max_wait_s == 5  # the command line wins
+    monkeypatch.setenv("LITEBENCH_QUIET_LOAD", "-1")
+    with pytest.raises(BenchError, match="LITEBENCH_QUIET_LOAD must be a number >= 0, got '-1'"):
+        QuietPolicy.from_env()
+
+
+# ============================================================================================ noisy figures
+class SyntheticTimer:
+    """A ``perf_counter_ns`` stand-in: each timed call lasts the next duration (ms) of ``durations``."""
+
+    def __init__(self, durations) -> None:
+        self.durations = iter(durations)
+        self.t = 0
+        self.ticks = itertools.count()
+
+    def __call__(self) -> int:
+        if next(self.ticks) % 2:  # the second reading of a call: it lasted the next duration
+            self.t += int(next(self.durations) * 1e6)
+        return self.t
+
+
+def noisy(cv: float, n: int = 10_000) -> list[float]:
+    """Durations around 10 ms alternating +- 10 * cv ms: CV = cv (up to n / (n - 1))."""
+    return [10 + (10 * cv if i % 2 else -10 * cv) for i in range(n)]
+
+
+def test_a_noisy_figure_is_measured_again_and_marked_noisy():
+    rec = measure_latency(small_model("transformer"), tries=3, clock=SyntheticTimer(noisy(0.10)), **FAST)
+    iso, d = rec.isolation, rec.to_dict()
+    assert [a["attempt"] for a in iso.attempts] == [1, 2, 3]  # measured again, every attempt kept
+    assert all(a["cv"] == pytest.approx(0.10, rel=0.02) and len(a["samples_ms"]) == 30 for a in iso.attempts)
+    assert iso.status == d["latency_status"] == "noisy" and "still noisy after 3 attempts" in d["warning"]
+    assert d["tries"] == 3 and len(d["attempts"]) == 3 and d["cv"] == pytest.approx(0.10, rel=0.02)
+
+
+def test_a_figure_that_settles_keeps_every_attempt_and_is_ok():
+    durations = noisy(0.10, 30) + noisy(0.01)
+    rec = measure_latency(small_model("transformer"), tries=3, clock=SyntheticTimer(durations), **FAST)
+    d = rec.to_dict()
+    assert d["latency_status"] == "ok" and len(d["attempts"]) == 2 and d["chosen_attempt"] == 2
+    assert d["attempts"][0]["cv"] == pytest.approx(0.10, rel=0.02) and d["cv"] == pytest.approx(0.01, rel=0.02)
+    assert d["samples_ms"] == d["attempts"][1]["samples_ms"]
+    assert "noisy" not in (d["warning"] or "")
+
+
+def test_re_measuring_rules():
+    def once(cv):
+        return lambda: Measurement(noisy(cv, 30))
+
+    assert measure_steady(once(0.02), tries=3).status == "ok"
+    steady = measure_steady(once(0.08), tries=2, before=lambda: {"quiet": True})
+    assert steady.status == "noisy" and len(steady.attempts) == 2 and steady.attempts[0]["quiet"] is True
+    with pytest.raises(BenchError, match="tries must be a positive integer"):
+        measure_steady(once(0.02), tries=0)
+
+
+def test_tries_from_the_environment(monkeypatch):
+    monkeypatch.delenv("LITEBENCH_LATENCY_TRIES")
+    assert tries_from_env() == 3
+    monkeypatch.setenv("LITEBENCH_LATENCY_TRIES", "many")
+    with pytest.raises(BenchError, match="LITEBENCH_LATENCY_TRIES must be a positive integer"):
+        tries_from_env()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["latency", "transformer", "--tries", "0"], "--tries must be an integer >= 1"),
+    (["latency", "transformer", "--quiet-wait", "-3"], "--quiet-wait must be a number >= 0"),
+])
+def test_latency_bad_input_is_one_line_exit_2_nothing_written(argv, says, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1 and says in out.err and out.err.startswith("error: ")
+    assert list(tmp_path.iterdir()) == []
