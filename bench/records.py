@@ -3,8 +3,9 @@
 A sweep writes one JSON file per stage of every model configuration,
 ``<results>/runs/<model>-<config_hash>/<stage>[-<detail>].json``: ``profile.json``,
 ``latency-<device>-t<threads>-<workload>[-<dtype>].json``, ``train-s<seed>.json``, ``eval-s<seed>.json`` and
-``compress-s<seed>-<tag>.json``. Every record carries the common part of :class:`StageRecord` (what was run:
-model, family, budget, config and its hash, schedule, corpus; where and when: env, command, created, wall_s)
+``compress-s<seed>-<tag>.json``. Every record carries the common
+part of :class:`StageRecord` (what was run: model, family, budget, config and its hash, schedule, corpus; where
+and when: env, command, created, wall_s, and from this runner on started, finished, lock_mode, lock_wait_s)
 and ``version``; each stage's class adds the fields that identify and define it (typed and checked on read)
 and keeps the rest of its measurements in ``values``, written flat beside them.
 
@@ -48,6 +49,12 @@ class StageRecord:
     command: str | None = None
     created: str | None = None
     wall_s: float | None = None
+    # when the stage ran (UTC ISO times, ms) and how it held the machine lock (bench.machine_lock); absent from
+    # records of older code
+    started: str | None = None
+    finished: str | None = None
+    lock_mode: str | None = None
+    lock_wait_s: float | None = None
     version: int = VERSION
 
     # the stage's own fields: name -> whether it must be a number (checked on read)
@@ -56,6 +63,7 @@ class StageRecord:
         "stage", "model", "family", "budget", "target_macs", "task", "config_hash", "config", "schedule", "corpus",
     )
     _TAIL: ClassVar[tuple[str, ...]] = ("env", "command", "created", "wall_s")
+    _SPAN: ClassVar[tuple[str, ...]] = ("started", "finished", "lock_mode", "lock_wait_s")
 
     def own_fields(self) -> list[str]:
         """The fields a stage class adds to the common part."""
@@ -69,6 +77,7 @@ class StageRecord:
         out.update({k: getattr(self, k) for k in self.own_fields()})
         out.update(self.values)
         out.update({k: getattr(self, k) for k in self._TAIL})
+        out.update({k: getattr(self, k) for k in self._SPAN if getattr(self, k) is not None})
         return out
 
     def get(self, key: str, default: Any = None) -> Any:

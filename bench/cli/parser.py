@@ -201,6 +201,7 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local")
     p.add_argument("--compress", help="models to prune + quantize to int8 after evaluation (comma-separated)")
     p.add_argument("--results", help="results root (default: results/)")
+    p.add_argument("--cache", help="checkpoints and training logs (default: .cache/runs/)")
     p.add_argument("--train-threads", help="threads for training and evaluation (default: torch's)")
     p.add_argument("--stages", help="comma-separated subset of profile,latency,train,evaluate,compress (default all)")
 

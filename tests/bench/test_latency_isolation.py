@@ -1,9 +1,12 @@
 """Latency that other work cannot contaminate, without a timed assertion: the quiet-machine wait on synthetic
-probes, re-measuring on a synthetic noisy timer, and bad input."""
+probes, re-measuring on a synthetic noisy timer, bad input, and the span check on synthetic records."""
 
 from __future__ import annotations
 
 import itertools
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +15,7 @@ from bench.errors import BenchError
 from bench.latency import measure_latency
 from bench.latency.quiet import LoadSample, QuietPolicy, cpu_jiffies, running_threads, wait_for_quiet
 from bench.latency.timing import Measurement, measure_steady, tries_from_env
+from bench.spans import Span, latency_overlaps, stage_runs, stage_spans
 from tests.conftest import small_model
 
 FAST = dict(gemm=False, memory=False, warmup=1, min_runs=30, min_time_s=0.0)
@@ -160,3 +164,50 @@ def test_latency_bad_input_is_one_line_exit_2_nothing_written(argv, says, capsys
     out = capsys.readouterr()
     assert out.out == "" and out.err.count("\n") == 1 and says in out.err and out.err.startswith("error: ")
     assert list(tmp_path.iterdir()) == []
+
+
+# ============================================================================================ spans
+def _span(stage: str, start: int, end: int) -> Span:
+    t0 = datetime(2026, 1, 1)
+    return Span(f"{stage}-{start}", stage, t0 + timedelta(seconds=start), t0 + timedelta(seconds=end))
+
+
+def test_latency_spans_may_touch_but_not_overlap():
+    spans = [_span("train", 0, 10), _span("latency", 10, 12), _span("eval", 12, 20), _span("profile", 1, 3)]
+    assert latency_overlaps(spans) == []
+    bad = _span("latency_compare", 19, 21)
+    assert latency_overlaps([*spans, bad]) == [(bad, spans[2])]
+    two = [_span("latency", 0, 5), _span("latency", 4, 6)]
+    assert latency_overlaps(two) == [(two[0], two[1])]
+    assert latency_overlaps([_span("train", 0, 9), _span("eval", 1, 5)]) == []  # compute beside compute: fine
+
+
+def test_spans_are_read_from_records(tmp_path):
+    run = tmp_path / "100M" / "runs" / "transformer-abc"
+    run.mkdir(parents=True)
+    base = {"stage": "profile", "model": "transformer", "params": 1, "macs": 1, "version": 2}
+    (run / "profile.json").write_text(json.dumps({**base, "started": "2026-01-01T00:00:00.000+00:00",
+                                                  "finished": "2026-01-01T00:00:01.500+00:00"}))
+    (run / "profile-old.json").write_text(json.dumps(base))
+    spans, without = stage_spans([tmp_path / "100M"])
+    assert [(s.stage, (s.end - s.start).total_seconds()) for s in spans] == [("profile", 1.5)]
+    assert [Path(p).name for p in without] == ["profile-old.json"]
+
+
+def test_a_sweep_log_says_which_stages_ran_and_which_were_done():
+    log = """paired latency of transformer, lite_transformer (reference transformer):
+  latency_compare-cpu-t1-forward: 3.2 s
+  latency_compare-cpu-t1-translate: done before, skipped (runs/_compare-x/latency_compare-cpu-t1-translate.json)
+lite_transformer at 100M (mt):
+  solved: d_model=208, ffn_dim=216, 98,931,200 MACs (-1.07%); records in x
+waiting for the machine lock /tmp/litebench-locks/machine.lock: profile needs it shared, and a latency ...
+  profile: 0.4 s
+  train-s1: done before, skipped (runs/lite_transformer-x/train-s1.json)
+  compress-s1: 12.0 s (int8, int8+prune0.30)
+"""
+    paired = "paired latency of transformer, lite_transformer"
+    assert stage_runs(log) == {(paired, "latency_compare-cpu-t1-forward", "ran"): 1,
+                               (paired, "latency_compare-cpu-t1-translate", "skipped"): 1,
+                               ("lite_transformer", "profile", "ran"): 1,
+                               ("lite_transformer", "train-s1", "skipped"): 1,
+                               ("lite_transformer", "compress-s1", "ran"): 1}

@@ -115,16 +115,32 @@ def count_stages(monkeypatch, forbid: bool = False) -> collections.Counter:
 
     for stage in STAGES:
         monkeypatch.setattr(Sweep, stage, stub(stage))
+
     return calls
 
 
+def model_folders(results: Path) -> list[Path]:
+    return sorted(p for p in (results / "runs").iterdir() if not p.name.startswith("_compare-"))
+
+
 def test_the_sweep_wrote_every_record(swept):
-    folders = sorted((swept / "results" / "tiny-quick" / "runs").iterdir())
+    runs = swept / "results" / "tiny-quick" / "runs"
+    folders = model_folders(runs.parent)
     assert [f.name.rsplit("-", 1)[0] for f in folders] == list(MODELS)
     for folder in folders:
         assert {p.name for p in folder.glob("*.json")} == RECORDS
         assert all(json.loads(p.read_text())["config_hash"] == folder.name.rsplit("-", 1)[1]
                    for p in folder.glob("*.json"))
+
+
+def test_every_stage_record_carries_its_span_and_lock(swept):
+    """Every record says when its stage ran and how it held the machine lock: latency stages exclusively,
+    the others shared."""
+    for path in (swept / "results" / "tiny-quick" / "runs").glob("*/*.json"):
+        rec = json.loads(path.read_text())
+        assert rec["started"] <= rec["finished"], path.name
+        assert rec["lock_mode"] == ("exclusive" if rec["stage"].startswith("latency") else "shared"), path.name
+        assert rec["lock_wait_s"] >= 0
 
 
 def test_second_run_skips_every_finished_stage(swept, toy, tmp_path, monkeypatch):
@@ -274,7 +290,7 @@ def test_report_rebuilds_the_leaderboard_from_the_runner_records(swept):
         assert (results / name).read_bytes() == content, name
     rows = _rows(results / "leaderboard.csv")
     assert sorted(rows) == list(MODELS)
-    for folder in (results / "runs").iterdir():
+    for folder in model_folders(results):
         rec = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
         row = rows[rec["profile"]["model"]]
         assert row["config_hash"] == folder.name.rsplit("-", 1)[1]
