@@ -3,7 +3,8 @@
 A sweep writes one JSON file per stage of every model configuration,
 ``<results>/runs/<model>-<config_hash>/<stage>[-<detail>].json``: ``profile.json``,
 ``latency-<device>-t<threads>-<workload>[-<dtype>].json``, ``train-s<seed>.json``, ``eval-s<seed>.json`` and
-``compress-s<seed>-<tag>.json``. Every record carries the common
+``compress-s<seed>-<tag>.json``; the paired latency of all of a sweep's models,
+``runs/_compare-<hash>/latency_compare-<device>-t<threads>-<workload>.json``. Every record carries the common
 part of :class:`StageRecord` (what was run: model, family, budget, config and its hash, schedule, corpus; where
 and when: env, command, created, wall_s, and from this runner on started, finished, lock_mode, lock_wait_s)
 and ``version``; each stage's class adds the fields that identify and define it (typed and checked on read)
@@ -27,7 +28,7 @@ from .atomic import write_json
 from .errors import BenchError
 
 VERSION = 2
-STAGES = ("profile", "latency", "train", "eval", "compress")
+STAGES = ("profile", "latency", "train", "eval", "compress", "latency_compare")
 
 
 @dataclass(kw_only=True)
@@ -128,12 +129,29 @@ class CompressStage(StageRecord):
     REQUIRED: ClassVar[dict[str, bool]] = {"seed": True, "compression": False}
 
 
+@dataclass(kw_only=True)
+class CompareStage(StageRecord):
+    """Paired latency of a sweep's models (bench.latency.compare), in ``runs/_compare-<hash>/``: ``model``
+    joins the members' names with "+", ``members`` gives each one's name and config hash."""
+
+    stage: str = "latency_compare"
+    workload: str
+    device: str
+    threads: int
+    dtype: str = "fp32"
+    reference: str
+    ratios: dict[str, Any]
+    REQUIRED: ClassVar[dict[str, bool]] = {"workload": False, "device": False, "threads": True, "reference": False,
+                                           "ratios": False}
+
+
 CLASSES: dict[str, type[StageRecord]] = {
     "profile": ProfileStage,
     "latency": LatencyStage,
     "train": TrainStage,
     "eval": EvalStage,
     "compress": CompressStage,
+    "latency_compare": CompareStage,
 }
 
 
@@ -209,7 +227,7 @@ def from_dict(raw: Any, where: str = "record") -> StageRecord:
             raise BenchError(f"{where}: {stage} record has no {key!r}")
         if numeric and (not _is_number(value) or (isinstance(value, float) and math.isnan(value))):
             raise BenchError(f"{where}: {stage} record's {key!r} is {value!r}, expected a number")
-    if stage == "latency":
+    if stage in ("latency", "latency_compare"):
         rec["device"] = str(rec["device"]).split(":")[0]  # "cuda:0" -> "cuda"
         rec["dtype"] = rec.get("dtype") or "fp32"
     names = {f.name for f in fields(cls)} - {"values"}

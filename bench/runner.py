@@ -7,7 +7,8 @@ stale record. A stage whose record exists is skipped (``force`` re-runs), so an 
 where it stopped. Records are written atomically under a per-run lock: two sweeps at once never corrupt a
 file and never run the same stage twice. Every stage holds the machine lock (bench.machine_lock): latency
 stages exclusively, the others shared, and its record says when it started and finished and how long it
-waited for the lock. Checkpoints and logs of training go to ``.cache/runs/`` (not
+waited for the lock. Before the per-model stages, the paired latency of all the sweep's models is measured
+once per latency setting (bench.paired). Checkpoints and logs of training go to ``.cache/runs/`` (not
 committed); the record keeps the learning curve.
 """
 
@@ -412,8 +413,12 @@ class Sweep:
         return written
 
     def run(self) -> list[Path]:
+        from .paired import compare_stages
+
         started = time.perf_counter()
         if self.opts.executor == "local":
+            if "latency" in self.opts.stages:
+                compare_stages(self)
             for model in self.models:
                 self.run_model(model)
         else:
@@ -443,6 +448,8 @@ class Sweep:
         jobs = []
         for model in self.models:  # profile + latency first, one job per model, strictly serial on a node
             jobs.append(ex.submit(_job, self.opts, model, None))
+        if "latency" in self.opts.stages:  # the paired comparison: one job, every model in it
+            jobs.append(ex.submit(_job, self.opts, None, None))
         for job in jobs:
             job.result()
         jobs = [ex.submit(_job, self.opts, model, seed) for model in self.models for seed in self.opts.seeds]
@@ -470,10 +477,16 @@ def read_tuned(results: Path, schedule: Schedule) -> dict[str, float]:
     return chosen
 
 
-def _job(opts: SweepOptions, model: str, seed: int | None) -> None:
-    """A submitit job: measurement stages (seed None) or one seed's training and evaluation."""
+def _job(opts: SweepOptions, model: str | None, seed: int | None) -> None:
+    """A submitit job: measurement stages (seed None), one seed's training and evaluation, or (model None) the
+    paired latency comparison."""
     stages = ("profile", "latency") if seed is None else ("train", "evaluate")
     sub = SweepOptions(
         **{**opts.__dict__, "stages": stages, "seeds": [seed] if seed is not None else opts.seeds, "executor": "local"}
     )
-    Sweep(sub).run_model(model)
+    if model is None:
+        from .paired import compare_stages
+
+        compare_stages(Sweep(sub))
+    else:
+        Sweep(sub).run_model(model)

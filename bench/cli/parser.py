@@ -8,6 +8,7 @@ import re
 from typing import NamedTuple
 
 from bench.errors import BenchError
+from bench.latency.compare import ROUNDS as COMPARE_ROUNDS
 from bench.latency.timing import MAX_TRIES, MIN_RUNS, MIN_TIME_S, MIN_WARMUP
 
 TASKS = ["mt", "lm"]
@@ -28,7 +29,8 @@ COMMANDS: dict[str, Command] = {
     "compare": Command("training:cmd_compare", "sacreBLEU paired bootstrap between two evaluated runs"),
     "latency": Command(
         "measure:cmd_latency",
-        "latency of one model: p50/p90/IQR/CV in ms, peak memory, efficiency against the GEMM rate",
+        "latency of one model: p50/p90/IQR/CV in ms, peak memory, efficiency against the GEMM rate; or "
+        "(--compare A,B,...) several models side by side, each one's ratio to the first with its bootstrap interval",
     ),
     "report": Command(
         "sweep:cmd_report", "rebuild leaderboard tables (CSV, Markdown, LaTeX) and Pareto figures from the run records"
@@ -120,7 +122,10 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = add("latency")
-    p.add_argument("model", help="a registered model name (python -m bench models)")
+    p.add_argument("model", nargs="?", help="a registered model name (python -m bench models)")
+    p.add_argument("--compare", metavar="A,B[,C...]",
+                   help="models to time side by side in this process, in interleaved rounds; ratios to the first")
+    p.add_argument("--rounds", default=str(COMPARE_ROUNDS), help=f"--compare: rounds (default {COMPARE_ROUNDS})")
     _model_args(p, task_choices=False)
     p.add_argument(
         "--workload",

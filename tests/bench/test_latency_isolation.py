@@ -1,5 +1,6 @@
 """Latency that other work cannot contaminate, without a timed assertion: the quiet-machine wait on synthetic
-probes, re-measuring on a synthetic noisy timer, bad input, and the span check on synthetic records."""
+probes, re-measuring on a synthetic noisy timer, paired ratios on a synthetic clock, the ``--compare`` command
+and its bad input, and the span check on synthetic records."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import bench.latency.compare as compare
 from bench.cli import main
 from bench.errors import BenchError
 from bench.latency import measure_latency
@@ -154,7 +157,85 @@ def test_tries_from_the_environment(monkeypatch):
         tries_from_env()
 
 
+# ============================================================================================ paired ratios
+def test_rounds_rotate_the_order():
+    assert compare.rotations(3, 4) == [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]]
+
+
+def test_paired_ratios_on_known_rounds():
+    rng = np.random.default_rng(0)
+    drift = np.exp(rng.normal(0, 0.3, 40))  # the machine's speed moves between rounds, the same for all models
+    rounds = np.column_stack([10 * drift, 15 * drift, 20 * drift * np.exp(rng.normal(0, 0.02, 40))])
+    out = compare.paired_ratios(rounds)
+    assert out[0] == {"ratio": 1.0, "ci95": [1.0, 1.0]}
+    assert out[1]["ratio"] == pytest.approx(1.5) and out[1]["ci95"] == pytest.approx([1.5, 1.5])
+    lo, hi = out[2]["ci95"]
+    assert lo < out[2]["ratio"] < hi and lo < 2.0 < hi and hi - lo < 0.05
+
+
+def test_compare_times_interleaved_and_reports_ratios_with_intervals(monkeypatch):
+    """Each model's calls last a known time on a synthetic clock: model B twice model A's, C 3x with noise."""
+    current: list[str] = []
+    real = compare.make_workload
+
+    def tagged(model, workload, **kw):
+        fn = real(model, workload, **kw)
+        tag = model.config.d_model
+
+        def call():
+            current.append(tag)
+            return fn()
+
+        return call
+
+    per_model = {32: 5.0, 40: 10.0, 48: 15.0}
+    noise = itertools.cycle([0.99, 1.01, 1.0])
+    ticks = itertools.count()
+    t = [0]
+
+    def clock() -> int:
+        if next(ticks) % 2:
+            t[0] += int(per_model[current[-1]] * (next(noise) if current[-1] == 48 else 1) * 1e6)
+        return t[0]
+
+    monkeypatch.setattr(compare, "make_workload", tagged)
+    tiny = dict(heads=4, encoder_attention_heads=4, encoder_layers=1, decoder_layers=1, vocab_size=50)
+    members = [(f"m{d}", "transformer", dict(tiny, d_model=d)) for d in (32, 40, 48)]
+    res = compare.compare_latency(members, rounds=6, warmup=2, clock=clock)
+    order = [current[i] for i in range(len(current)) if i == 0 or current[i] != current[i - 1]]
+    assert order[3:3 + 9] == [32, 40, 48, 40, 48, 32, 48, 32, 40]  # after the warm-up: rotating rounds
+    assert res["models"] == ["m32", "m40", "m48"] and res["reference"] == "m32" and res["rounds"] == 6
+    assert res["p50_ms"] == {"m32": 5.0, "m40": 10.0, "m48": pytest.approx(15.0)}
+    assert res["ratios"]["m32"] == {"ratio": 1.0, "ci95": [1.0, 1.0]}
+    assert res["ratios"]["m40"]["ratio"] == pytest.approx(2.0) and res["ratios"]["m40"]["ci95"] == pytest.approx([2, 2])
+    lo, hi = res["ratios"]["m48"]["ci95"]
+    assert lo <= res["ratios"]["m48"]["ratio"] <= hi and lo < 3.0 < hi
+    assert res["lock_mode"] == "exclusive" and set(res["calls"]) == set(res["models"])
+    json.dumps(res)  # strict JSON
+
+
+def test_latency_compare_command_prints_json_with_ratios(capsys):
+    rc = main(["latency", "--compare", "transformer,lite_transformer", "--budget", "100M", "--rounds", "2",
+               "--warmup", "1", "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    res = json.loads(out.out)
+    assert res["models"] == ["transformer", "lite_transformer"] and res["threads"] == 1
+    assert res["workload"] == "forward" and res["configs"]["transformer"]["d_model"] == 136  # solved at 100M
+    for model in res["models"]:
+        lo, hi = res["ratios"][model]["ci95"]
+        assert lo <= res["ratios"][model]["ratio"] <= hi
+
+
 @pytest.mark.parametrize("argv, says", [
+    (["latency"], "give one MODEL, or --compare"),
+    (["latency", "transformer", "--compare", "transformer,lite_transformer"], "give one MODEL, or --compare"),
+    (["latency", "--compare", "transformer"], "--compare needs two or more different models"),
+    (["latency", "--compare", "transformer,transformer"], "--compare needs two or more different models"),
+    (["latency", "--compare", "transformer,nope"], "unknown model 'nope'"),
+    (["latency", "--compare", "transformer,lite_transformer", "--set", "d_model=64"], "--set applies to one model"),
+    (["latency", "--compare", "transformer,lite_transformer", "--rounds", "1"], "--rounds must be an integer >= 2"),
+    (["latency", "--compare", "transformer,lite_transformer", "--workload", "decode"], "unknown workload 'decode'"),
     (["latency", "transformer", "--tries", "0"], "--tries must be an integer >= 1"),
     (["latency", "transformer", "--quiet-wait", "-3"], "--quiet-wait must be a number >= 0"),
 ])
