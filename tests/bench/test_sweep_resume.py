@@ -323,6 +323,13 @@ def test_report_rebuilds_the_leaderboard_from_the_runner_records(swept):
         assert (results / name).read_bytes() == content, name
     rows = _rows(results / "leaderboard.csv")
     assert sorted(rows) == list(MODELS)
+    (paired,) = (results / "runs").glob("_compare-*")
+    for workload in ("forward", "translate"):
+        ratios = json.loads((paired / f"latency_compare-cpu-t1-{workload}.json").read_text())["ratios"]
+        for model, row in rows.items():
+            assert float(row[f"latency_ratio_{workload}_t1"]) == pytest.approx(ratios[model]["ratio"], rel=1e-9)
+            assert float(row[f"latency_ratio_{workload}_t1_lo"]) == pytest.approx(ratios[model]["ci95"][0], rel=1e-9)
+            assert row["latency_ratio_ref"] == "transformer"
     for folder in model_folders(results):
         rec = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
         row = rows[rec["profile"]["model"]]
