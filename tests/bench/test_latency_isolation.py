@@ -89,6 +89,48 @@ def test_wait_for_quiet_is_bounded_and_says_why(sample, why):
     assert 10 <= res["quiet_wait_s"] <= 11.5  # the fake clock's seconds: bounded by max_wait_s
 
 
+def test_probe_leaves_out_this_process_own_load(monkeypatch):
+    import bench.latency.quiet as quiet
+
+    class Clock:
+        now = 100.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+        def sleep(self, s: float) -> None:
+            self.now += s
+
+    stats = iter([(1000, 10, 5000), (1000 + 150, 10 + 5, 5000 + 200)])  # 1.5 s of busy jiffies, 5 of steal
+    own = iter([20.0, 20.5])  # of which 0.5 s were ours
+    monkeypatch.setattr(quiet, "time", Clock())
+    monkeypatch.setattr(quiet, "_read_stat", lambda: next(stats))
+    monkeypatch.setattr(quiet, "_own_cpu_s", lambda: next(own))
+    monkeypatch.setattr(quiet.os, "getloadavg", lambda: (2.25, 1.0, 1.0))
+    monkeypatch.setattr(quiet.os, "sysconf", lambda name: 100)
+    monkeypatch.setattr(quiet, "running_threads", lambda: 1)
+    sample = quiet.probe(1.0)
+    assert sample.foreign_load_1m == pytest.approx(1.25)  # 2.25 minus our one running thread
+    assert sample.foreign_busy == pytest.approx(1.0)  # (150 jiffies / 100 Hz - 0.5 s ours) over 1 s
+    assert sample.steal == pytest.approx(5 / 200)
+
+
+def test_all_attempts_of_a_figure_share_the_quiet_wait(monkeypatch):
+    from bench.latency import record
+
+    given: list[float] = []
+
+    def fake_wait(policy):
+        given.append(policy.max_wait_s)
+        return {"quiet": False, "quiet_wait_s": 25.0, "not_quiet": "busy", "load": {}, "probes": 1}
+
+    monkeypatch.setattr(record, "wait_for_quiet", fake_wait)
+    rec = measure_latency(small_model("transformer"), tries=3, clock=SyntheticTimer(noisy(0.10)),
+                          quiet=QuietPolicy(max_wait_s=60), **FAST)
+    assert given == [60, 35, 10]  # one budget of 60 s for the figure, not 60 s per attempt
+    assert rec.to_dict()["quiet_wait_s"] == 75 and rec.to_dict()["machine_quiet"] is False
+
+
 def test_quiet_policy_from_the_environment_and_bad_values(monkeypatch):
     monkeypatch.setenv("LITEBENCH_QUIET_WAIT", "30")
     monkeypatch.setenv("LITEBENCH_QUIET_STEAL", "0.1")
