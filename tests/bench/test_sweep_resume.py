@@ -163,6 +163,18 @@ def test_the_sweep_wrote_every_record(swept):
         assert lo <= rec["ratios"]["lite_transformer"]["ratio"] <= hi
 
 
+def test_the_transformer_is_the_reference_whatever_the_order(toy):
+    from bench.paired import compare_group
+
+    def group(models):
+        return compare_group(Sweep(options(toy["root"] / "order", toy["budget"], toy["corpus"], models=models)))
+
+    lite_first = group(["lite_transformer", "transformer"])
+    assert lite_first.names == ["transformer", "lite_transformer"]
+    assert lite_first.folder == group(["transformer", "lite_transformer"]).folder  # the same comparison
+    assert group(["transformer"]) is None  # nothing to compare
+
+
 def test_every_stage_record_carries_its_span_and_lock(swept):
     """Every record says when its stage ran and how it held the machine lock: latency stages exclusively,
     the others shared."""
