@@ -131,6 +131,7 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     if has_translate:
         lat += ", gen. = 30 greedy incremental steps" if lm else ", transl. = encode 30 + 30 greedy decoding steps"
     notes.append(lat + ". Size: fp32 serialized model (compressed rows: size on disk).")
+    notes += trust.notes(df, display_name)  # paired latency ratios; noisy figures and why
     seeds = "mean ± sample std over the evaluated seeds (column seeds)"
     if kind == "bleu":
         sig = _unique_join(df["bleu_signature"], sep="; ") or "signature not recorded"
@@ -143,7 +144,6 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
         tokens = df["train_tokens"].map(_num).dropna()
         tok = f", {tokens.max() / 1e6:.1f}M target tokens" if len(tokens) else ""
         notes.append(f"Training: {sched} schedule, {_unique_join(df['precision']) or '?'}{tok}.")
-    notes += trust.notes(df, display_name)  # paired latency ratios; noisy figures and why
     return heads, rows, notes
 
 
