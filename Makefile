@@ -21,7 +21,8 @@ FORCE    ?=
 COMPRESS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow benchmark bench tune report profile-table latency-table recipes lint clean
+.PHONY: help setup test test-slow benchmark bench tune report profile-table latency-table recipes check-latency lint \
+	clean
 
 help: ## list the targets
 	@echo "litebench — make targets (variables: BUDGET=$(BUDGET) MODELS= SEEDS= DEVICE= THREADS= SCHEDULE= TASK= QUICK=1 FORCE=1 COMPRESS=)"
@@ -64,6 +65,9 @@ latency-table: $(STAMP) ## the README's latency table, from the latency records 
 
 recipes: $(STAMP) ## the README's sample-efficiency study: short schedule vs the plain recipe, 2 seeds
 	$(PY) -m bench recipes --model transformer --budget 100M --seeds 1,2
+
+check-latency: $(STAMP) ## quiet machine only: paired ratios agree twice, two sweeps at once never time beside compute
+	PY=$(PY) scripts/check-latency-isolation.sh
 
 lint: $(STAMP) ## ruff
 	$(PY) -m ruff check models bench tests

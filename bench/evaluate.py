@@ -203,8 +203,16 @@ def evaluate_run(
     max_sentences: int | None = None,
     batch: int | None = None,
 ) -> dict[str, Any]:
-    """Score a run folder and write ``eval.json`` and the hypotheses beside its checkpoint."""
-    run_dir = Path(run_dir)
+    """Score a run folder and write ``eval.json`` and the hypotheses beside its checkpoint. Holds the machine
+    lock shared (bench.machine_lock)."""
+    from .machine_lock import SHARED, hold
+
+    with hold(SHARED, what=f"evaluating {run_dir}"):
+        return _evaluate_run(Path(run_dir), beam, length_penalty, max_sentences, batch)
+
+
+def _evaluate_run(run_dir: Path, beam: int | None, length_penalty: float | None, max_sentences: int | None,
+                  batch: int | None) -> dict[str, Any]:
     model, spec, tok = load_run(run_dir)
     ctx = EvalContext.for_run(spec, tok, beam, length_penalty, max_sentences, batch)
     result: dict[str, Any] = {"model": spec["model"], "seed": spec.get("seed"), "corpus": ctx.corpus_name}

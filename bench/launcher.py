@@ -7,8 +7,10 @@ module, so no measurement pays for modules it does not use; it receives values t
 solved config, never a budget to solve again). ``threads`` sets ``OMP_NUM_THREADS`` and
 ``torch.set_num_threads`` in the child. A failure raises BenchError with the child's last error line.
 
-Used for latency isolation (one process per model and setting), the recipe study's training runs, and any
-study that runs trials side by side. Cluster jobs go through submitit (:func:`submitit_executor`).
+Used for latency isolation (one process per model and setting; one process for a paired comparison), the
+recipe study's training runs, and any study that runs trials side by side. A child started while this process
+holds the machine lock (bench.machine_lock) is told so and does not wait for it. Cluster jobs go through
+submitit (:func:`submitit_executor`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,13 @@ EXECUTORS = ("local", "slurm", "submitit-local")
 
 
 def child_env(threads: int | None = None) -> dict[str, str]:
-    """This process's environment, with the repository on PYTHONPATH (and OMP_NUM_THREADS when given)."""
+    """This process's environment, with the repository on PYTHONPATH (and OMP_NUM_THREADS when given), and
+    the machine lock's mode when this process holds it for the child (bench.machine_lock)."""
+    from . import machine_lock
+
     env = dict(os.environ)
+    env.pop(machine_lock.HELD_ENV, None)
+    env.update(machine_lock.child_env())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)

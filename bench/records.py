@@ -3,8 +3,10 @@
 A sweep writes one JSON file per stage of every model configuration,
 ``<results>/runs/<model>-<config_hash>/<stage>[-<detail>].json``: ``profile.json``,
 ``latency-<device>-t<threads>-<workload>[-<dtype>].json``, ``train-s<seed>.json``, ``eval-s<seed>.json`` and
-``compress-s<seed>-<tag>.json``. Every record carries the common part of :class:`StageRecord` (what was run:
-model, family, budget, config and its hash, schedule, corpus; where and when: env, command, created, wall_s)
+``compress-s<seed>-<tag>.json``; the paired latency of all of a sweep's models,
+``runs/_compare-<hash>/latency_compare-<device>-t<threads>-<workload>.json``. Every record carries the common
+part of :class:`StageRecord` (what was run: model, family, budget, config and its hash, schedule, corpus; where
+and when: env, command, created, wall_s, and from this runner on started, finished, lock_mode, lock_wait_s)
 and ``version``; each stage's class adds the fields that identify and define it (typed and checked on read)
 and keeps the rest of its measurements in ``values``, written flat beside them.
 
@@ -26,7 +28,7 @@ from .atomic import write_json
 from .errors import BenchError
 
 VERSION = 2
-STAGES = ("profile", "latency", "train", "eval", "compress")
+STAGES = ("profile", "latency", "train", "eval", "compress", "latency_compare")
 
 
 @dataclass(kw_only=True)
@@ -48,6 +50,12 @@ class StageRecord:
     command: str | None = None
     created: str | None = None
     wall_s: float | None = None
+    # when the stage ran (UTC ISO times, ms) and how it held the machine lock (bench.machine_lock); absent from
+    # records of older code
+    started: str | None = None
+    finished: str | None = None
+    lock_mode: str | None = None
+    lock_wait_s: float | None = None
     version: int = VERSION
 
     # the stage's own fields: name -> whether it must be a number (checked on read)
@@ -56,6 +64,7 @@ class StageRecord:
         "stage", "model", "family", "budget", "target_macs", "task", "config_hash", "config", "schedule", "corpus",
     )
     _TAIL: ClassVar[tuple[str, ...]] = ("env", "command", "created", "wall_s")
+    _SPAN: ClassVar[tuple[str, ...]] = ("started", "finished", "lock_mode", "lock_wait_s")
 
     def own_fields(self) -> list[str]:
         """The fields a stage class adds to the common part."""
@@ -69,6 +78,7 @@ class StageRecord:
         out.update({k: getattr(self, k) for k in self.own_fields()})
         out.update(self.values)
         out.update({k: getattr(self, k) for k in self._TAIL})
+        out.update({k: getattr(self, k) for k in self._SPAN if getattr(self, k) is not None})
         return out
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -119,12 +129,29 @@ class CompressStage(StageRecord):
     REQUIRED: ClassVar[dict[str, bool]] = {"seed": True, "compression": False}
 
 
+@dataclass(kw_only=True)
+class CompareStage(StageRecord):
+    """Paired latency of a sweep's models (bench.latency.compare), in ``runs/_compare-<hash>/``: ``model``
+    joins the members' names with "+", ``members`` gives each one's name and config hash."""
+
+    stage: str = "latency_compare"
+    workload: str
+    device: str
+    threads: int
+    dtype: str = "fp32"
+    reference: str
+    ratios: dict[str, Any]
+    REQUIRED: ClassVar[dict[str, bool]] = {"workload": False, "device": False, "threads": True, "reference": False,
+                                           "ratios": False}
+
+
 CLASSES: dict[str, type[StageRecord]] = {
     "profile": ProfileStage,
     "latency": LatencyStage,
     "train": TrainStage,
     "eval": EvalStage,
     "compress": CompressStage,
+    "latency_compare": CompareStage,
 }
 
 
@@ -200,7 +227,7 @@ def from_dict(raw: Any, where: str = "record") -> StageRecord:
             raise BenchError(f"{where}: {stage} record has no {key!r}")
         if numeric and (not _is_number(value) or (isinstance(value, float) and math.isnan(value))):
             raise BenchError(f"{where}: {stage} record's {key!r} is {value!r}, expected a number")
-    if stage == "latency":
+    if stage in ("latency", "latency_compare"):
         rec["device"] = str(rec["device"]).split(":")[0]  # "cuda:0" -> "cuda"
         rec["dtype"] = rec.get("dtype") or "fp32"
     names = {f.name for f in fields(cls)} - {"values"}

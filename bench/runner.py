@@ -5,7 +5,10 @@ Records live in ``results/<budget>[-lm][-quick]/runs/<model>-<config_hash>/<stag
 the resolved config, the MAC protocol, the schedule and the corpus, so a changed recipe never reuses a
 stale record. A stage whose record exists is skipped (``force`` re-runs), so an interrupted sweep resumes
 where it stopped. Records are written atomically under a per-run lock: two sweeps at once never corrupt a
-file and never run the same stage twice. Checkpoints and logs of training go to ``.cache/runs/`` (not
+file and never run the same stage twice. Every stage holds the machine lock (bench.machine_lock): latency
+stages exclusively, the others shared, and its record says when it started and finished and how long it
+waited for the lock. Before the per-model stages, the paired latency of all the sweep's models is measured
+once per latency setting (bench.paired). Checkpoints and logs of training go to ``.cache/runs/`` (not
 committed); the record keeps the learning curve.
 """
 
@@ -48,24 +51,10 @@ def git_commit() -> str:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
         ).stdout.strip()
-        dirty = subprocess.run(
-            # dirty: code or budgets differ from the commit (a README edit changes no result)
-            [
-                "git",
-                "status",
-                "--porcelain",
-                "--untracked-files=no",
-                "--",
-                "bench",
-                "models",
-                "budgets",
-                "pyproject.toml",
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
+        # dirty: code or budgets differ from the commit (a README edit changes no result)
+        paths = ["bench", "models", "budgets", "pyproject.toml"]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *paths], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
         return (sha or "unknown") + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -104,6 +93,11 @@ def finished(path: Path) -> StageRecord | None:
         return read_record(path)
     except BenchError:
         return None
+
+
+def utc_now() -> str:
+    """UTC ISO time to the millisecond: the start and end of a stage."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _stderr(msg: str) -> None:
@@ -208,7 +202,10 @@ class Sweep:
         return {} if self.opts.quick else self.budget.schedule_overrides(self.opts.schedule)
 
     # ------------------------------------------------------------------ records
-    def _record(self, run: ModelRun, stage: str, extra: dict[str, Any], wall: float) -> StageRecord:
+    def _record(self, run: ModelRun, stage: str, extra: dict[str, Any], wall: float,
+                span: dict[str, Any] | None = None) -> StageRecord:
+        """The stage's record; ``span``: when it ran (``started``, ``finished``) and how it held the machine
+        lock (``lock_mode``, ``lock_wait_s``)."""
         return make_record(
             stage.split("-")[0],
             run.common(),
@@ -217,7 +214,20 @@ class Sweep:
             command=self.command,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             wall_s=round(wall, 2),
+            **(span or {}),
         )
+
+    @contextlib.contextmanager
+    def _machine(self, stage: str) -> Iterator[dict[str, Any]]:
+        """Hold the machine lock for one stage (exclusive for latency, shared for compute); the dict it yields
+        is filled with the stage's span and its wait once the block ends."""
+        from .machine_lock import EXCLUSIVE, SHARED, hold
+
+        span: dict[str, Any] = {}
+        with hold(EXCLUSIVE if stage.startswith("latency") else SHARED, what=stage, log=self.opts.log) as lock:
+            span["started"] = utc_now()
+            yield span
+            span.update(finished=utc_now(), **lock.record())
 
     def _stage(self, run: ModelRun, name: str, fn: Callable[[], dict[str, Any]]) -> StageRecord:
         path = run.folder / f"{name}.json"
@@ -227,8 +237,9 @@ class Sweep:
                 self.opts.log(f"  {name}: done before, skipped ({path.relative_to(self.results)})")
                 return existing
             started = time.perf_counter()
-            extra = fn()
-            record = self._record(run, name, extra, time.perf_counter() - started)
+            with self._machine(name) as span:
+                extra = fn()
+            record = self._record(run, name, extra, time.perf_counter() - started, span)
             write_record(path, record)
             self.opts.log(f"  {name}: {time.perf_counter() - started:.1f} s")
             return record
@@ -354,13 +365,14 @@ class Sweep:
             return
         with locked(run.folder, f"compress-s{seed}"):
             started = time.perf_counter()
-            stages = self.compress(run, seed)
+            with self._machine("compress") as span:
+                stages = self.compress(run, seed)
             wall = time.perf_counter() - started
             for st in stages:
                 tag = st["compression"].replace("+", "_")
                 write_record(
                     run.folder / f"compress-s{seed}-{tag}.json",
-                    self._record(run, "compress", {**st, "seed": seed}, wall),
+                    self._record(run, "compress", {**st, "seed": seed}, wall, span),
                 )
             write_text(marker, json.dumps([st["compression"] for st in stages]))
             self.opts.log(f"  compress-s{seed}: {wall:.1f} s ({', '.join(st['compression'] for st in stages)})")
@@ -401,8 +413,12 @@ class Sweep:
         return written
 
     def run(self) -> list[Path]:
+        from .paired import compare_stages
+
         started = time.perf_counter()
         if self.opts.executor == "local":
+            if "latency" in self.opts.stages:
+                compare_stages(self)
             for model in self.models:
                 self.run_model(model)
         else:
@@ -432,6 +448,8 @@ class Sweep:
         jobs = []
         for model in self.models:  # profile + latency first, one job per model, strictly serial on a node
             jobs.append(ex.submit(_job, self.opts, model, None))
+        if "latency" in self.opts.stages:  # the paired comparison: one job, every model in it
+            jobs.append(ex.submit(_job, self.opts, None, None))
         for job in jobs:
             job.result()
         jobs = [ex.submit(_job, self.opts, model, seed) for model in self.models for seed in self.opts.seeds]
@@ -459,10 +477,16 @@ def read_tuned(results: Path, schedule: Schedule) -> dict[str, float]:
     return chosen
 
 
-def _job(opts: SweepOptions, model: str, seed: int | None) -> None:
-    """A submitit job: measurement stages (seed None) or one seed's training and evaluation."""
+def _job(opts: SweepOptions, model: str | None, seed: int | None) -> None:
+    """A submitit job: measurement stages (seed None), one seed's training and evaluation, or (model None) the
+    paired latency comparison."""
     stages = ("profile", "latency") if seed is None else ("train", "evaluate")
     sub = SweepOptions(
         **{**opts.__dict__, "stages": stages, "seeds": [seed] if seed is not None else opts.seeds, "executor": "local"}
     )
-    Sweep(sub).run_model(model)
+    if model is None:
+        from .paired import compare_stages
+
+        compare_stages(Sweep(sub))
+    else:
+        Sweep(sub).run_model(model)

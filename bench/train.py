@@ -304,7 +304,14 @@ class Trainer:
 
     def run(self, resume: bool = True, stop_at_step: int | None = None) -> dict[str, Any]:
         """Train until the schedule stops (or ``stop_at_step``, which simulates an interruption: the run
-        checkpoints and returns as it would on SIGINT/SIGTERM)."""
+        checkpoints and returns as it would on SIGINT/SIGTERM). Holds the machine lock shared throughout
+        (bench.machine_lock): no latency measurement times while this trains."""
+        from .machine_lock import SHARED, hold
+
+        with hold(SHARED, what=f"training {self.model_name}"):
+            return self._run(resume, stop_at_step)
+
+    def _run(self, resume: bool, stop_at_step: int | None) -> dict[str, Any]:
         s, st = self.schedule, self.state
         self.out_dir.mkdir(parents=True, exist_ok=True)
         ck = self.out_dir / CHECKPOINT

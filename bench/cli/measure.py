@@ -16,16 +16,20 @@ from .output import print_json
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
-    """Measure in this process, then print a summary or (``--json``) one JSON record."""
+    """Measure in this process, then print a summary or (``--json``) one JSON record. ``--compare``: several
+    models side by side (bench.latency.compare)."""
     import torch
 
     from bench.latency import DTYPES, WORKLOADS, measure_latency
+    from bench.latency.quiet import QuietPolicy
     from bench.machine import DEVICES, check_device
     from bench.profiling import paper_macs, protocol_of
     from bench.resolve import resolve_model
     from models import create_model
     from models.config import TASKS
 
+    if (args.model is None) == (args.compare is None):
+        raise BenchError("latency: give one MODEL, or --compare A,B[,C...] (not both)")
     check.choice("task", args.task, TASKS)
     check.choice("workload", args.workload, WORKLOADS)
     check.choice("dtype", args.dtype, DTYPES)
@@ -36,19 +40,47 @@ def cmd_latency(args: argparse.Namespace) -> int:
     warmup = check.integer("--warmup", args.warmup, 0)
     min_runs = check.integer("--min-runs", args.min_runs)
     min_time = check.number("--min-time", args.min_time)
+    tries = check.integer("--tries", args.tries)
+    quiet = QuietPolicy.from_env(max_wait_s=check.number("--quiet-wait", args.quiet_wait))
+    if args.compare is not None:
+        return _compare(args, threads, str(device), warmup, quiet, batch)
 
     cfg = resolve_model(args.model, args.task, args.budget, args.set)
     torch.manual_seed(0)
     model = create_model(args.model, **cfg.to_dict())
     paper = paper_macs(args.model, cfg.to_dict(), protocol_of(args.budget, args.task))
     result = measure_latency(model, args.workload, threads=threads, device=device, dtype=args.dtype, batch=batch,
-                             name=args.model, warmup=warmup, min_runs=min_runs, min_time_s=min_time)
+                             name=args.model, warmup=warmup, min_runs=min_runs, min_time_s=min_time, tries=tries,
+                             quiet=quiet)
     result.efficiency.macs, result.efficiency.macs_with_output = paper
     if args.json:
         json.dump(result.to_dict(), sys.stdout)
         sys.stdout.write("\n")
     else:
         print(result.summary())
+    return 0
+
+
+def _compare(args: argparse.Namespace, threads: int, device: str, warmup: int, quiet: Any, batch: int) -> int:
+    """``latency --compare A,B,C``: every model (solved at ``--budget`` when given) in this process."""
+    from bench.latency.compare import compare_latency, summary
+    from bench.resolve import resolve_model
+
+    names = check.words(args.compare)
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise BenchError(f"--compare needs two or more different models, got {args.compare!r}")
+    if args.set:
+        raise BenchError("--set applies to one model; with --compare, give --budget (each model is solved at it)")
+    if batch != 1:
+        raise BenchError("--compare measures at batch 1 (the protocol's); leave --batch out")
+    rounds = check.integer("--rounds", args.rounds, 2)
+    members = [(name, name, resolve_model(name, args.task, args.budget, []).to_dict()) for name in names]
+    res = compare_latency(members, args.workload, threads=threads, device=device, dtype=args.dtype, rounds=rounds,
+                          warmup=warmup, quiet=quiet)
+    if args.json:
+        print_json(res)
+    else:
+        print(summary(res))
     return 0
 
 

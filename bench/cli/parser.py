@@ -8,7 +8,8 @@ import re
 from typing import NamedTuple
 
 from bench.errors import BenchError
-from bench.latency.timing import MIN_RUNS, MIN_TIME_S, MIN_WARMUP
+from bench.latency.compare import ROUNDS as COMPARE_ROUNDS
+from bench.latency.timing import MAX_TRIES, MIN_RUNS, MIN_TIME_S, MIN_WARMUP
 
 TASKS = ["mt", "lm"]
 
@@ -28,7 +29,8 @@ COMMANDS: dict[str, Command] = {
     "compare": Command("training:cmd_compare", "sacreBLEU paired bootstrap between two evaluated runs"),
     "latency": Command(
         "measure:cmd_latency",
-        "latency of one model: p50/p90/IQR/CV in ms, peak memory, efficiency against the GEMM rate",
+        "latency of one model: p50/p90/IQR/CV in ms, peak memory, efficiency against the GEMM rate; or "
+        "(--compare A,B,...) several models side by side, each one's ratio to the first with its bootstrap interval",
     ),
     "report": Command(
         "sweep:cmd_report", "rebuild leaderboard tables (CSV, Markdown, LaTeX) and Pareto figures from the run records"
@@ -120,7 +122,10 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = add("latency")
-    p.add_argument("model", help="a registered model name (python -m bench models)")
+    p.add_argument("model", nargs="?", help="a registered model name (python -m bench models)")
+    p.add_argument("--compare", metavar="A,B[,C...]",
+                   help="models to time side by side in this process, in interleaved rounds; ratios to the first")
+    p.add_argument("--rounds", default=str(COMPARE_ROUNDS), help=f"--compare: rounds (default {COMPARE_ROUNDS})")
     _model_args(p, task_choices=False)
     p.add_argument(
         "--workload",
@@ -135,6 +140,10 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--warmup", default=str(MIN_WARMUP), help=f"warm-up calls (protocol: >= {MIN_WARMUP})")
     p.add_argument("--min-runs", default=str(MIN_RUNS), help=f"timed calls at least (protocol: >= {MIN_RUNS})")
     p.add_argument("--min-time", default=str(MIN_TIME_S), help=f"timed seconds at least (protocol: >= {MIN_TIME_S:g})")
+    p.add_argument("--tries", default=None,
+                   help=f"time a figure with CV > 5%% again, this many times in all (default {MAX_TRIES})")
+    p.add_argument("--quiet-wait", default=None, metavar="S",
+                   help="wait at most S seconds for a quiet machine before timing (default 60)")
     p.add_argument("--json", action="store_true", help="print one JSON record on stdout")
 
     p = add("report")
@@ -201,6 +210,7 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local")
     p.add_argument("--compress", help="models to prune + quantize to int8 after evaluation (comma-separated)")
     p.add_argument("--results", help="results root (default: results/)")
+    p.add_argument("--cache", help="checkpoints and training logs (default: .cache/runs/)")
     p.add_argument("--train-threads", help="threads for training and evaluation (default: torch's)")
     p.add_argument("--stages", help="comma-separated subset of profile,latency,train,evaluate,compress (default all)")
 

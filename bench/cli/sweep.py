@@ -38,6 +38,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.results:
         opts.results_root = Path(args.results)
+    if args.cache:
+        opts.cache_root = Path(args.cache)
     opts.train_threads = check.integer("--train-threads", args.train_threads)
     if args.stages is not None:
         stages = tuple(check.words(args.stages))

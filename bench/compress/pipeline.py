@@ -25,6 +25,7 @@ from bench.atomic import write_text
 from bench.data import Tokenizer
 from bench.errors import BenchError
 from bench.evaluate import EvalContext, bleu_chrf, evaluate_model, load_run, translate
+from bench.machine_lock import SHARED, holding
 from bench.params import count_params
 from bench.train import CHECKPOINT
 
@@ -154,6 +155,7 @@ def _stage(model: nn.Module, tag: str, *, spec: dict[str, Any], ctx: EvalContext
     return rec
 
 
+@holding(SHARED, "compression")
 def compress_run(
     run_dir: Path | str,
     quantize: str | None = "int8",
@@ -182,7 +184,8 @@ def compress_run(
     ``prune`` is given; ``prune="auto"`` picks the sparsity with :func:`choose_sparsity` on the validation
     split. Each stage's model goes to ``out_dir/model-<tag>.pt`` (default ``RUN_DIR/compress-<final tag>``),
     everything to ``out_dir/compress.json``. Returns that dict: ``stages`` (one flat record per stage, the
-    leaderboard's compress rows), ``settings``, ``choice``, ``finetune``, ``transformer_base``, ``latency``."""
+    leaderboard's compress rows), ``settings``, ``choice``, ``finetune``, ``transformer_base``, ``latency``.
+    Holds the machine lock shared, and exclusively while it times a stage (bench.machine_lock)."""
     quantize = check_quantize(quantize)
     scope = check_scope(prune_scope)
     auto = isinstance(prune, str) and prune.strip().lower() == "auto"

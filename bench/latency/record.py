@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -19,7 +21,8 @@ from torch import nn
 from bench.errors import BenchError
 from bench.machine import all_cores, check_device, check_threads, device_name, measure_gemm_rate, num_threads
 
-from .timing import MIN_RUNS, MIN_TIME_S, MIN_WARMUP, Measurement, time_callable
+from .quiet import QuietPolicy, wait_for_quiet
+from .timing import MIN_RUNS, MIN_TIME_S, MIN_WARMUP, Measurement, measure_steady, time_callable, tries_from_env
 from .workloads import (
     DECODE_STEPS,
     DTYPES,
@@ -93,12 +96,34 @@ class Efficiency:
         return None if achieved is None or not self.gemm_gmacs else achieved / self.gemm_gmacs
 
 
+@dataclass
+class Isolation:
+    """How the figure was kept apart from other work: the machine lock and its wait, the wait for a quiet
+    machine, and the attempts (a figure with CV > 5% is timed again) with what came of them."""
+
+    lock_mode: str | None = None
+    lock_wait_s: float | None = None
+    quiet: bool | None = None  # whether the machine was quiet before the chosen attempt
+    quiet_wait_s: float | None = None  # every attempt's wait together
+    not_quiet: str | None = None  # why it was not
+    status: str = "ok"  # "ok" or "noisy": CV above 5% after every attempt
+    tries: int = 1
+    chosen_attempt: int = 1
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"latency_status": self.status, "tries": self.tries, "chosen_attempt": self.chosen_attempt,
+                "lock_mode": self.lock_mode, "lock_wait_s": self.lock_wait_s, "machine_quiet": self.quiet,
+                "quiet_wait_s": self.quiet_wait_s, "not_quiet": self.not_quiet, "attempts": self.attempts}
+
+
 @dataclass(repr=False)
 class LatencyRecord:
     setting: Setting
     timing: Measurement
     memory: Memory = field(default_factory=Memory)
     efficiency: Efficiency = field(default_factory=Efficiency)
+    isolation: Isolation = field(default_factory=Isolation)
 
     # the numbers callers read most, without spelling the part
     @property
@@ -127,6 +152,11 @@ class LatencyRecord:
         s = self.setting
         if s.loadavg_1m is not None and s.cores and s.loadavg_1m > s.cores + 0.5:
             why.append(f"machine busy: load average {s.loadavg_1m:.2f} on {s.cores} cores")
+        iso = self.isolation
+        if iso.status == "noisy":
+            why.append(f"still noisy after {len(iso.attempts)} attempts")
+        if iso.quiet is False:
+            why.append(f"machine not quiet after {iso.quiet_wait_s:g} s of waiting: {iso.not_quiet}")
         return "; ".join(why) or None
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,6 +199,7 @@ class LatencyRecord:
             "warmup": t.warmup,
             "min_runs": t.min_runs,
             "min_time_s": t.min_time_s,
+            **self.isolation.to_dict(),
             "samples_ms": list(t.samples_ms),
         }
         # strict JSON: no NaN (a CV of a single sample, say)
@@ -199,6 +230,10 @@ class LatencyRecord:
                 f"  {e.workload_macs / 1e6:.1f}M MACs/call -> {e.achieved_gmacs(t):.2f} GMAC/s = "
                 f"{fraction:.1%} of the fp32 GEMM rate ({e.gemm_gmacs:.1f} GMAC/s, n={e.gemm_size})"
             )
+        iso = self.isolation
+        tries = f", {len(iso.attempts)} attempt{'s' if len(iso.attempts) > 1 else ''}" if iso.attempts else ""
+        lines.append(f"  status {iso.status}{tries}; waited {iso.lock_wait_s or 0:g} s for the machine lock, "
+                     f"{iso.quiet_wait_s or 0:g} s for a quiet machine")
         if self.warning:
             lines.append(f"  warning: {self.warning}")
         return "\n".join(lines)
@@ -220,6 +255,9 @@ def measure_latency(
     gemm: bool = True,
     memory: bool = True,
     seed: int = 0,
+    tries: int | None = None,
+    quiet: QuietPolicy | None = None,
+    clock: Callable[[], int] = time.perf_counter_ns,
 ) -> LatencyRecord:
     """Measure one workload of ``model`` (a registry model: ``model.config`` is its config).
 
@@ -228,6 +266,13 @@ def measure_latency(
     with ``torch.utils.flop_counter`` when not given. The warm-up calls are the ones peak memory is measured
     over. ``gemm=False`` skips the GEMM-rate measurement and the MAC count (efficiency is then None);
     ``memory=False`` skips the peak-memory measurement. Bad input: BenchError.
+
+    Isolation: the whole measurement holds the machine lock exclusively (bench.machine_lock); before every
+    attempt it waits for a quiet machine (``quiet``, default from the environment: bench.latency.quiet; all
+    attempts together wait at most its ``max_wait_s``); a
+    figure whose CV exceeds 5% is timed again, ``tries`` times in all at most (default 3,
+    ``LITEBENCH_LATENCY_TRIES``); every attempt stays in the record, and a figure still noisy after the last
+    is ``latency_status`` "noisy". ``clock``: the CPU timer in nanoseconds (tests give a synthetic one).
     """
     check_choice("workload", workload, WORKLOADS)
     check_choice("dtype", dtype, DTYPES)
@@ -235,30 +280,50 @@ def measure_latency(
     n_threads = check_threads(threads)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise BenchError(f"--batch must be a positive integer, got {batch!r}")
+    tries = tries_from_env() if tries is None else tries
+    policy = quiet or QuietPolicy.from_env()
     cfg = model.config
+    from bench.machine_lock import EXCLUSIVE, hold
     from bench.memory import measure_peak_memory, serialized_size_bytes
     from bench.params import count_params
 
-    rate = measure_gemm_rate(n_threads, dev) if gemm else None
-    model.eval().to(dev)
-    with num_threads(n_threads) as applied:
-        fn = make_workload(model, workload, batch=batch, device=dev, dtype=dtype, seed=seed)
-        if memory:
-            mem = measure_peak_memory(fn, calls=max(warmup, 1), device=dev)
-        else:
-            mem = None
-            for _ in range(warmup):
-                fn()
-        m = time_callable(fn, device=dev, warmup=0, min_runs=min_runs, min_time_s=min_time_s)
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-        if macs is not None:
-            workload_macs, source = int(macs), "given"
-        elif gemm:  # efficiency needs both; without the GEMM rate the count is skipped
-            workload_macs, source = count_workload_macs(fn), "torch.utils.flop_counter"
-        else:
-            workload_macs = source = None
-    timing = Measurement(m.samples_ms, label=f"{name or cfg.family} {workload}", min_runs=min_runs,
-                         min_time_s=min_time_s, warmup=warmup)
+    label = f"{name or cfg.family} {workload}"
+    with hold(EXCLUSIVE, what=f"latency of {label}") as lock:
+        rate = measure_gemm_rate(n_threads, dev) if gemm else None
+        model.eval().to(dev)
+        with num_threads(n_threads) as applied:
+            fn = make_workload(model, workload, batch=batch, device=dev, dtype=dtype, seed=seed)
+            if memory:
+                mem = measure_peak_memory(fn, calls=max(warmup, 1), device=dev)
+            else:
+                mem = None
+                for _ in range(warmup):
+                    fn()
+            steady = measure_steady(
+                lambda: time_callable(fn, device=dev, warmup=0, min_runs=min_runs, min_time_s=min_time_s,
+                                      clock=clock),
+                tries=tries, before=_quiet_budget(policy),
+            )
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+            if macs is not None:
+                workload_macs, source = int(macs), "given"
+            elif gemm:  # efficiency needs both; without the GEMM rate the count is skipped
+                workload_macs, source = count_workload_macs(fn), "torch.utils.flop_counter"
+            else:
+                workload_macs = source = None
+    timing = Measurement(steady.chosen.samples_ms, label=label, min_runs=min_runs, min_time_s=min_time_s,
+                         warmup=warmup)
+    chosen = steady.attempts[steady.chosen_attempt - 1]
+    isolation = Isolation(
+        **lock.record(),
+        quiet=chosen.get("quiet"),
+        quiet_wait_s=round(sum(a.get("quiet_wait_s") or 0.0 for a in steady.attempts), 3),
+        not_quiet=chosen.get("not_quiet"),
+        status=steady.status,
+        tries=tries,
+        chosen_attempt=steady.chosen_attempt,
+        attempts=steady.attempts,
+    )
     setting = Setting(
         model=name or cfg.family,
         config=cfg.to_dict(),
@@ -290,7 +355,20 @@ def measure_latency(
         gemm_gmacs=None if rate is None else rate.gmacs,
         gemm_size=None if rate is None else rate.size,
     )
-    return LatencyRecord(setting, timing, memory_part, efficiency)
+    return LatencyRecord(setting, timing, memory_part, efficiency, isolation)
+
+
+def _quiet_budget(policy: QuietPolicy) -> Callable[[], dict[str, Any]]:
+    """The wait for a quiet machine before each attempt, all attempts of one figure sharing
+    ``policy.max_wait_s``."""
+    spent = [0.0]
+
+    def wait() -> dict[str, Any]:
+        res = wait_for_quiet(replace(policy, max_wait_s=max(0.0, policy.max_wait_s - spent[0])))
+        spent[0] += res["quiet_wait_s"]
+        return res
+
+    return wait
 
 
 def measure_model(model: str, config: dict[str, Any], workload: str = "forward", *, threads: int | str | None = 1,

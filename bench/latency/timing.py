@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.errors import BenchError
 from bench.machine import synchronize
 
 # the protocol's minima
@@ -23,6 +25,9 @@ MAX_RUNS = 100_000  # bounds the record of a very fast call
 # when the spread is too wide to trust
 CV_WARN = 0.05
 IQR_WARN = 0.10
+# a figure whose CV exceeds CV_WARN is timed again, at most MAX_TRIES times in all (LITEBENCH_LATENCY_TRIES)
+MAX_TRIES = 3
+TRIES_ENV = "LITEBENCH_LATENCY_TRIES"
 
 
 @dataclass
@@ -115,10 +120,12 @@ def time_callable(
     min_time_s: float = MIN_TIME_S,
     max_runs: int = MAX_RUNS,
     label: str = "",
+    clock: Callable[[], int] = time.perf_counter_ns,
 ) -> Measurement:
     """Call ``fn`` ``warmup`` times, then time single calls until at least ``min_runs`` calls and at least
-    ``min_time_s`` seconds of timed calls (or ``max_runs`` calls). CPU: wall time per call; CUDA: events
-    around each call and a synchronisation after it, so a sample is the call's full latency."""
+    ``min_time_s`` seconds of timed calls (or ``max_runs`` calls). CPU: wall time per call (``clock``, in
+    nanoseconds: ``time.perf_counter_ns``; tests give a synthetic one); CUDA: events around each call and a
+    synchronisation after it, so a sample is the call's full latency."""
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     for _ in range(warmup):
@@ -140,12 +147,63 @@ def time_callable(
                 end.synchronize()
                 ms = start.elapsed_time(end)
             else:
-                t0 = time.perf_counter_ns()
+                t0 = clock()
                 fn()
-                ms = (time.perf_counter_ns() - t0) / 1e6
+                ms = (clock() - t0) / 1e6
             samples.append(ms)
             total_ms += ms
     finally:
         if gc_was_enabled:
             gc.enable()
     return Measurement(samples, label=label, min_runs=min_runs, min_time_s=min_time_s, warmup=warmup)
+
+
+# ============================================================================================ re-measuring
+@dataclass
+class Steady:
+    """The attempts of one figure: ``chosen`` (the first attempt with CV <= the limit, else the one with the
+    lowest CV), every attempt's statistics and samples, and ``status``: "ok" or "noisy" (no attempt met it)."""
+
+    chosen: Measurement
+    attempts: list[dict[str, Any]]
+    status: str
+    tries: int
+    chosen_attempt: int  # 1-based
+
+
+def _finite(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in d.items()}
+
+
+def measure_steady(time_once: Callable[[], Measurement], *, tries: int = MAX_TRIES, cv_max: float = CV_WARN,
+                   before: Callable[[], dict[str, Any]] | None = None) -> Steady:
+    """Time a figure (``time_once``) and, while its CV exceeds ``cv_max``, time it again, at most ``tries``
+    times in all. ``before`` runs before every attempt (the wait for a quiet machine) and its dict is kept
+    with the attempt. Every attempt stays in the result."""
+    if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
+        raise BenchError(f"tries must be a positive integer, got {tries!r}")
+    measured: list[Measurement] = []
+    attempts: list[dict[str, Any]] = []
+    for i in range(tries):
+        context = before() if before is not None else {}
+        m = time_once()
+        measured.append(m)
+        attempts.append(_finite({"attempt": i + 1, **m.stats(), **context, "samples_ms": list(m.samples_ms)}))
+        if m.n >= 2 and m.cv <= cv_max:
+            break
+    steady = [i for i, m in enumerate(measured) if m.n >= 2 and m.cv <= cv_max]
+    pick = steady[0] if steady else min(range(len(measured)),
+                                        key=lambda i: measured[i].cv if measured[i].n >= 2 else math.inf)
+    return Steady(measured[pick], attempts, "ok" if steady else "noisy", tries, pick + 1)
+
+
+def tries_from_env() -> int:
+    """``LITEBENCH_LATENCY_TRIES`` (default 3): how often a noisy figure is timed in all."""
+    text = os.environ.get(TRIES_ENV) or str(MAX_TRIES)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise BenchError(f"{TRIES_ENV} must be a positive integer, got {text!r}")
+    return value

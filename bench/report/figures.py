@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from bench.atomic import write_files
 
+from .latency_trust import draw_hollow, split_noisy
 from .leaderboard import _present, _unique_join, build_leaderboard, display_name
 from .render import quality_kind
 
@@ -316,7 +317,7 @@ def fig_quality_vs_latency(df: pd.DataFrame) -> tuple[Figure | None, str]:
     fig, axes = _new_figure(len(workloads))
     palette = _palette(df["family"])
     for ax, w in zip(axes, workloads):
-        data = _valid(df, f"{w}_p50_ms_t1", q["col"])
+        data, noisy = split_noisy(_valid(df, f"{w}_p50_ms_t1", q["col"]), f"{w}_p50_ms_t1")  # noisy: hollow
         _scatter(
             ax,
             data,
@@ -327,6 +328,7 @@ def fig_quality_vs_latency(df: pd.DataFrame) -> tuple[Figure | None, str]:
             palette=palette,
             labels=[display_name(m) for m in data["model"]],
         )
+        draw_hollow(ax, noisy, f"{w}_p50_ms_t1", q["col"], palette, [display_name(m) for m in noisy["model"]], q["std"])
         ax.set_xlabel(latency_label(w, df).replace("\n", ", "))
         ax.set_ylabel(q["label"])
         ax.set_title(workload_title(w, df), fontsize=9)
@@ -345,15 +347,17 @@ def fig_latency_vs_macs(df: pd.DataFrame) -> tuple[Figure | None, str]:
     palette = _palette(df["family"])
     for ax, w in zip(axes, workloads):
         col = f"{w}_p50_ms_t1"
-        data = _valid(df, "macs_m", col)
-        _target_line(ax, data)
-        rate = float(np.median(data[col] / data["macs_m"]))  # ms per million MACs
-        lo, hi = data["macs_m"].min(), data["macs_m"].max()
+        rows = _valid(df, "macs_m", col)
+        data, noisy = split_noisy(rows, col)  # noisy figures: hollow, off the front
+        _target_line(ax, rows)
+        rate = float(np.median(rows[col] / rows["macs_m"]))  # ms per million MACs
+        lo, hi = rows["macs_m"].min(), rows["macs_m"].max()
         span = np.linspace(lo - 0.05 * (hi - lo + lo * 0.02), hi + 0.05 * (hi - lo + lo * 0.02), 2)
         ax.plot(span, span * rate, color="0.6", lw=1, ls="-.", zorder=0, label="latency ∝ MACs (median rate)")
         _scatter(
             ax, data, "macs_m", col, maximize_y=False, palette=palette, labels=[display_name(m) for m in data["model"]]
         )
+        draw_hollow(ax, noisy, "macs_m", col, palette, [display_name(m) for m in noisy["model"]])
         ax.set_xlabel(macs_label(df))
         ax.set_ylabel(latency_label(w, df, direction=True))
         ax.set_title(workload_title(w, df), fontsize=9)

@@ -22,6 +22,7 @@ Conventions (docs/protocol.md):
   the base model's shape and counts but their own size, quality and latency (never the fp32 ones).
 - One configuration per model: when a model has runs under several config hashes, the most recent one is
   reported and the others are listed in ``df.attrs["notes"]``.
+- latency_status, latency_noisy, latency_note, latency_ratio_*: bench.report.latency_trust.
 
 ``build_leaderboard(results_dir)`` returns the DataFrame; bench.report.render writes it as ``leaderboard.csv``,
 ``leaderboard.md`` (a compact table for READMEs) and ``leaderboard.tex`` (booktabs, for papers).
@@ -277,6 +278,9 @@ def _latency_columns(recs: pd.DataFrame, row: dict[str, Any]) -> None:
         row[key] = _first(ref, key)
     row["device_model"] = _first(cpu, "device_model") or _first(recs, "env.device_model")
     row["cuda_device_model"] = _first(cuda, "device_model")
+    from .latency_trust import status_columns
+
+    status_columns(lat, row)  # latency_status, latency_noisy, latency_note
 
 
 def _seed_metrics(recs: pd.DataFrame, row: dict[str, Any]) -> None:
@@ -471,6 +475,9 @@ def build_leaderboard(results_dir: Path | str) -> pd.DataFrame:
         if col not in df.columns:
             df[col] = None
     df = order_columns(df).reset_index(drop=True)
+    from .latency_trust import add_ratio_columns  # latency_ratio_* from the paired comparisons
+
+    df = add_ratio_columns(df, results_dir, notes)
     df.attrs["notes"] = notes
     df.attrs["results_dir"] = str(results_dir)
     df.attrs["pairwise"] = pairwise_table(records, _pairs(df))

@@ -36,8 +36,9 @@ def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def load_records(results_dir: Path | str, allow_empty: bool = False) -> pd.DataFrame:
-    """Every run record under ``results_dir/runs`` as one row (dotted keys), plus ``run`` (the run folder's
-    name) and ``path`` (the file, relative to ``results_dir``).
+    """Every run record of a model under ``results_dir/runs`` as one row (dotted keys), plus ``run`` (the run
+    folder's name) and ``path`` (the file, relative to ``results_dir``). The paired-latency records of several
+    models (``runs/_compare-*/``) are not rows of this table: bench.report.latency_trust reads them.
 
     Records without ``config_hash`` take it from their folder name ``<model>-<config_hash>``. Raises
     BenchError when the folder does not exist, when a record is bad, or (unless ``allow_empty``) when there
@@ -47,7 +48,8 @@ def load_records(results_dir: Path | str, allow_empty: bool = False) -> pd.DataF
     runs = results_dir / "runs"
     if not results_dir.is_dir():
         raise BenchError(f"no results folder {results_dir} (run `make bench` for this budget first)")
-    files = sorted(p for p in runs.glob("*/*.json") if is_record_file(p)) if runs.is_dir() else []
+    files = sorted(p for p in runs.glob("*/*.json") if is_record_file(p) and not p.parent.name.startswith("_"))
+    files = files if runs.is_dir() else []
     if not files and not allow_empty:
         raise BenchError(f"no run records under {runs} (run `make bench` for this budget first)")
     rows = []

@@ -14,6 +14,7 @@ import pandas as pd
 
 from bench.atomic import write_files
 
+from . import latency_trust as trust
 from .leaderboard import _present, _unique_join, build_leaderboard, display_name
 
 
@@ -78,6 +79,8 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
         heads.append("gen. 30 tok p50 ms (1 thr)" if lm else "transl. p50 ms (1 thr)")
     if has_cuda:
         heads.append("fwd p50 ms (GPU)")
+    ratios = [(k, h) for k, h in (("forward_t1", "fwd"), ("translate_t1", "transl.")) if trust.has_ratio(df, k)]
+    heads += [f"{h} ratio (1 thr, 95% CI)" for _, h in ratios]
     heads.append("size (MB)")
     if kind == "bleu":
         heads += ["BLEU (test)", "chrF (test)"]
@@ -98,14 +101,15 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
             str(r["layers"] or "–"),
             _fmt(r["params"], ".2f", 1e6),
             _fmt(r["macs"], ".1f", 1e6),
-            _fmt_ms(r["forward_p50_ms_t1"]),
+            trust.mark(_fmt_ms(r["forward_p50_ms_t1"]), r, "forward_p50_ms_t1"),
         ]
         if tmax:
-            cells.append(_fmt_ms(r.get(f"forward_p50_ms_t{tmax}")))
+            cells.append(trust.mark(_fmt_ms(r.get(f"forward_p50_ms_t{tmax}")), r, f"forward_p50_ms_t{tmax}"))
         if has_translate:
-            cells.append(_fmt_ms(r["translate_p50_ms_t1"]))
+            cells.append(trust.mark(_fmt_ms(r["translate_p50_ms_t1"]), r, "translate_p50_ms_t1"))
         if has_cuda:
-            cells.append(_fmt_ms(r["forward_p50_ms_cuda"]))
+            cells.append(trust.mark(_fmt_ms(r["forward_p50_ms_cuda"]), r, "forward_p50_ms_cuda"))
+        cells += [trust.ratio_cell(r, k) for k, _ in ratios]
         cells.append(_fmt(r["model_size_mb"], ".2f"))
         if kind == "bleu":
             cells += [
@@ -132,6 +136,7 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     if has_translate:
         lat += ", gen. = 30 greedy incremental steps" if lm else ", transl. = encode 30 + 30 greedy decoding steps"
     notes.append(lat + ". Size: fp32 serialized model (compressed rows: size on disk).")
+    notes += trust.notes(df, display_name)  # paired latency ratios; noisy figures and why
     seeds = "mean ± sample std over the evaluated seeds (column seeds)"
     if kind == "bleu":
         sig = _unique_join(df["bleu_signature"], sep="; ") or "signature not recorded"

@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 
 import bench.latency
+import bench.latency.compare as compare
 import bench.runner as runner
+from bench.paired import compare_stages
 from bench.runner import Sweep, SweepOptions
 from tests.toy_corpus import write_corpus
 
@@ -50,6 +52,8 @@ STAGES = ("profile", "latency", "train", "evaluate")
 # records per model: profile, latency forward + translate at 1 thread, train and eval of seed 1
 RECORDS = {"profile.json", "latency-cpu-t1-forward.json", "latency-cpu-t1-translate.json", "train-s1.json",
            "eval-s1.json"}
+# and of both models side by side, in runs/_compare-<hash>/
+COMPARE_RECORDS = {"latency_compare-cpu-t1-forward.json", "latency_compare-cpu-t1-translate.json"}
 
 
 def options(root: Path, budget: Path, corpus: Path, **kw) -> SweepOptions:
@@ -66,6 +70,13 @@ def latency_in_process(model: str, config: dict, *, timeout_s: float = 3600, **k
     return json.loads(json.dumps(measure_model(model, config, **kwargs), default=str))
 
 
+def compare_in_process(members: list, *, timeout_s: float = 3600, **kwargs) -> dict:
+    """What ``compare_in_subprocess`` runs in its child, run in this process (few rounds)."""
+    from bench.latency.compare import compare_latency
+
+    return json.loads(json.dumps(compare_latency(members, **{**kwargs, "rounds": 4, "warmup": 2}), default=str))
+
+
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("sweep")
@@ -80,6 +91,7 @@ def swept(toy) -> Path:
     done = toy["root"] / "done"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(bench.latency, "measure_in_subprocess", latency_in_process)
+        mp.setattr(compare, "compare_in_subprocess", compare_in_process)
         Sweep(options(done, toy["budget"], toy["corpus"])).run()
     return done
 
@@ -115,16 +127,62 @@ def count_stages(monkeypatch, forbid: bool = False) -> collections.Counter:
 
     for stage in STAGES:
         monkeypatch.setattr(Sweep, stage, stub(stage))
+
+    def compare_stub(members, *, workload, threads, device, **kwargs):
+        calls["latency_compare", "+".join(m[0] for m in members)] += 1
+        assert not forbid, f"paired latency {workload} ran again"
+        return {"stub": "latency_compare", "workload": workload, "threads": threads, "device": device,
+                "reference": members[0][0], "ratios": {m[0]: {"ratio": 1.0, "ci95": [1.0, 1.0]} for m in members}}
+
+    monkeypatch.setattr(compare, "compare_in_subprocess", compare_stub)
     return calls
 
 
+def model_folders(results: Path) -> list[Path]:
+    return sorted(p for p in (results / "runs").iterdir() if not p.name.startswith("_compare-"))
+
+
 def test_the_sweep_wrote_every_record(swept):
-    folders = sorted((swept / "results" / "tiny-quick" / "runs").iterdir())
+    runs = swept / "results" / "tiny-quick" / "runs"
+    folders = model_folders(runs.parent)
     assert [f.name.rsplit("-", 1)[0] for f in folders] == list(MODELS)
     for folder in folders:
         assert {p.name for p in folder.glob("*.json")} == RECORDS
         assert all(json.loads(p.read_text())["config_hash"] == folder.name.rsplit("-", 1)[1]
                    for p in folder.glob("*.json"))
+    (paired,) = runs.glob("_compare-*")  # both models side by side, the Transformer as the reference
+    assert {p.name for p in paired.glob("*.json")} == COMPARE_RECORDS
+    hashes = {f.name.rsplit("-", 1)[0]: f.name.rsplit("-", 1)[1] for f in folders}
+    for path in paired.glob("*.json"):
+        rec = json.loads(path.read_text())
+        assert rec["stage"] == "latency_compare" and rec["reference"] == "transformer"
+        assert rec["models"] == ["transformer", "lite_transformer"] and rec["threads"] == 1
+        assert {m["name"]: m["config_hash"] for m in rec["members"]} == hashes
+        assert rec["ratios"]["transformer"] == {"ratio": 1.0, "ci95": [1.0, 1.0]}
+        lo, hi = rec["ratios"]["lite_transformer"]["ci95"]
+        assert lo <= rec["ratios"]["lite_transformer"]["ratio"] <= hi
+
+
+def test_the_transformer_is_the_reference_whatever_the_order(toy):
+    from bench.paired import compare_group
+
+    def group(models):
+        return compare_group(Sweep(options(toy["root"] / "order", toy["budget"], toy["corpus"], models=models)))
+
+    lite_first = group(["lite_transformer", "transformer"])
+    assert lite_first.names == ["transformer", "lite_transformer"]
+    assert lite_first.folder == group(["transformer", "lite_transformer"]).folder  # the same comparison
+    assert group(["transformer"]) is None  # nothing to compare
+
+
+def test_every_stage_record_carries_its_span_and_lock(swept):
+    """Every record says when its stage ran and how it held the machine lock: latency stages exclusively,
+    the others shared."""
+    for path in (swept / "results" / "tiny-quick" / "runs").glob("*/*.json"):
+        rec = json.loads(path.read_text())
+        assert rec["started"] <= rec["finished"], path.name
+        assert rec["lock_mode"] == ("exclusive" if rec["stage"].startswith("latency") else "shared"), path.name
+        assert rec["lock_wait_s"] >= 0
 
 
 def test_second_run_skips_every_finished_stage(swept, toy, tmp_path, monkeypatch):
@@ -136,7 +194,7 @@ def test_second_run_skips_every_finished_stage(swept, toy, tmp_path, monkeypatch
     Sweep(options(root, toy["budget"], toy["corpus"], log=log.append)).run()
     assert calls == {}
     assert snapshot(results) == before
-    assert sum("done before, skipped" in line for line in log) == len(before) == 2 * len(RECORDS)
+    assert sum("done before, skipped" in line for line in log) == len(before) == 2 * len(RECORDS) + len(COMPARE_RECORDS)
 
 
 def test_force_reruns_every_stage(swept, toy, tmp_path, monkeypatch):
@@ -144,10 +202,13 @@ def test_force_reruns_every_stage(swept, toy, tmp_path, monkeypatch):
     results = root / "results" / "tiny-quick"
     before = snapshot(results)
     calls = count_stages(monkeypatch)
+    sweep = Sweep(options(root, toy["budget"], toy["corpus"], force=True))
+    compare_stages(sweep)
     for model in MODELS:
-        Sweep(options(root, toy["budget"], toy["corpus"], force=True)).run_model(model)
+        sweep.run_model(model)
     per_model = {"profile": 1, "latency": 2, "train": 1, "evaluate": 1}  # latency: forward and translate
-    assert calls == {(stage, m): n for stage, n in per_model.items() for m in MODELS}
+    paired = {("latency_compare", "transformer+lite_transformer"): 2}
+    assert calls == {**{(stage, m): n for stage, n in per_model.items() for m in MODELS}, **paired}
     after = snapshot(results)
     assert after.keys() == before.keys()  # the same run folders, every record rewritten by the new run
     assert all(json.loads(after[name])["stub"] for name in after)
@@ -274,7 +335,14 @@ def test_report_rebuilds_the_leaderboard_from_the_runner_records(swept):
         assert (results / name).read_bytes() == content, name
     rows = _rows(results / "leaderboard.csv")
     assert sorted(rows) == list(MODELS)
-    for folder in (results / "runs").iterdir():
+    (paired,) = (results / "runs").glob("_compare-*")
+    for workload in ("forward", "translate"):
+        ratios = json.loads((paired / f"latency_compare-cpu-t1-{workload}.json").read_text())["ratios"]
+        for model, row in rows.items():
+            assert float(row[f"latency_ratio_{workload}_t1"]) == pytest.approx(ratios[model]["ratio"], rel=1e-9)
+            assert float(row[f"latency_ratio_{workload}_t1_lo"]) == pytest.approx(ratios[model]["ci95"][0], rel=1e-9)
+            assert row["latency_ratio_ref"] == "transformer"
+    for folder in model_folders(results):
         rec = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
         row = rows[rec["profile"]["model"]]
         assert row["config_hash"] == folder.name.rsplit("-", 1)[1]

@@ -1,0 +1,185 @@
+"""Paired latency: several models in one process, timed side by side, and each one's ratio to the first.
+
+Absolute milliseconds on a shared machine move from day to day; a ratio measured side by side does not
+move with them. :func:`compare_latency` builds every model (its solved config, seed 0), warms each up, waits
+for a quiet machine under the exclusive machine lock, then times ``rounds`` rounds. In round r the models
+take their turns in the order rotated by r (A B C, B C A, C A B, ...); a turn is ``calls`` calls of one
+model (at least 3 and at least ``turn_s`` seconds, from the warm-up's speed), and the turn's median is that
+model's figure for the round. A model's ``p50_ms`` is the median of all its timed calls. Its ratio to the
+first model (the reference) is the geometric mean over rounds of (its round figure / the reference's figure
+in the same round), so slow drift of the machine cancels within a round; the 95% interval is the percentile
+bootstrap over rounds (``resamples`` resamples, seeded). Same protocol as single-model latency otherwise
+(workloads, threads, dtype, batch 1, garbage collection paused while timing).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+from bench.machine import all_cores, check_device, check_threads, device_name, num_threads, synchronize
+
+from .quiet import QuietPolicy, wait_for_quiet
+from .workloads import DTYPES, WORKLOADS, check_choice, make_workload
+
+ROUNDS = 30
+MIN_CALLS = 3
+TURN_S = 0.05
+WARMUP = 10
+RESAMPLES = 2000
+
+
+def rotations(n: int, rounds: int) -> list[list[int]]:
+    """The order of the models in each round: 0 1 2, 1 2 0, 2 0 1, 0 1 2, ..."""
+    return [[(r + i) % n for i in range(n)] for r in range(rounds)]
+
+
+def paired_ratios(round_ms: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> list[dict[str, Any]]:
+    """``round_ms``: (rounds, models) figures. Per model: the geometric mean over rounds of its figure over
+    model 0's in the same round, and the 95% percentile-bootstrap interval over rounds."""
+    logs = np.log(round_ms) - np.log(round_ms[:, :1])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(logs), size=(resamples, len(logs)))
+    boot = np.exp(logs[idx].mean(axis=1))  # (resamples, models)
+    out = []
+    for j in range(round_ms.shape[1]):
+        lo, hi = np.percentile(boot[:, j], [2.5, 97.5])
+        out.append({"ratio": float(np.exp(logs[:, j].mean())), "ci95": [float(lo), float(hi)]})
+    return out
+
+
+def _time_turn(fn: Callable[[], Any], calls: int, dev: torch.device, clock: Callable[[], int]) -> list[float]:
+    out = []
+    for _ in range(calls):
+        t0 = clock()
+        fn()
+        synchronize(dev)
+        out.append((clock() - t0) / 1e6)
+    return out
+
+
+def compare_latency(
+    members: Sequence[tuple[str, str, dict[str, Any]]],
+    workload: str = "forward",
+    *,
+    threads: int | str | None = 1,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    rounds: int = ROUNDS,
+    warmup: int = WARMUP,
+    min_calls: int = MIN_CALLS,
+    turn_s: float = TURN_S,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    quiet: QuietPolicy | None = None,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> dict[str, Any]:
+    """``members``: (name, registered model, solved config) of each model, the reference first. Returns the
+    JSON result: ``models``, ``reference``, ``p50_ms``, ``cv``, ``calls``, ``round_ms`` and ``ratios``
+    (``{name: {"ratio": r, "ci95": [low, high]}}``, the reference's 1 [1, 1]), with the setting."""
+    from models import create_model
+
+    names = [m[0] for m in members]
+    if len(members) < 2 or len(set(names)) != len(names):
+        raise BenchError(f"--compare needs two or more different models, got {', '.join(names) or 'none'}")
+    check_choice("workload", workload, WORKLOADS)
+    check_choice("dtype", dtype, DTYPES)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 2:
+        raise BenchError(f"--rounds must be an integer >= 2, got {rounds!r}")
+    dev = check_device(device)
+    n_threads = check_threads(threads)
+    policy = quiet or QuietPolicy.from_env()
+    from bench.machine_lock import EXCLUSIVE, hold
+
+    with hold(EXCLUSIVE, what=f"paired latency of {', '.join(names)}") as lock, num_threads(n_threads) as applied:
+        fns = []
+        for _, model, config in members:
+            torch.manual_seed(0)
+            net = create_model(model, **config).eval().to(dev)
+            fns.append(make_workload(net, workload, device=dev, dtype=dtype, seed=seed))
+        calls = []
+        for fn in fns:  # warm-up; its last calls say how many calls fill a turn
+            times = _time_turn(fn, max(warmup, 1), dev, clock)
+            est = float(np.median(times[-3:]))
+            calls.append(max(min_calls, math.ceil(turn_s * 1e3 / max(est, 1e-6))))
+        quiet_state = wait_for_quiet(policy)
+        samples: list[list[float]] = [[] for _ in fns]
+        round_ms = np.empty((rounds, len(fns)))
+        gc_was_enabled = gc.isenabled()
+        gc.collect()
+        gc.disable()
+        try:
+            for r, order in enumerate(rotations(len(fns), rounds)):
+                for j in order:
+                    turn = _time_turn(fns[j], calls[j], dev, clock)
+                    samples[j] += turn
+                    round_ms[r, j] = float(np.median(turn))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    ratios = paired_ratios(round_ms, resamples, seed)
+    ratios[0] = {"ratio": 1.0, "ci95": [1.0, 1.0]}
+    return {
+        "models": names,
+        "reference": names[0],
+        "families": {name: model for name, model, _ in members},
+        "workload": workload,
+        "device": str(dev),
+        "device_model": device_name(dev),
+        "threads": applied,
+        "dtype": dtype,
+        "batch": 1,
+        "rounds": rounds,
+        "order": "rotating",
+        "warmup": warmup,
+        "calls": dict(zip(names, calls)),
+        "p50_ms": {n: float(np.median(s)) for n, s in zip(names, samples)},
+        "cv": {n: float(np.std(s, ddof=1) / np.mean(s)) for n, s in zip(names, samples)},
+        "ratios": dict(zip(names, ratios)),
+        "ratio_method": "geometric mean over rounds of (round median / reference's round median); 95% "
+                        f"percentile bootstrap over rounds, {resamples} resamples",
+        "round_ms": {n: [float(v) for v in round_ms[:, j]] for j, n in enumerate(names)},
+        **lock.record(),
+        "machine_quiet": quiet_state["quiet"],
+        "quiet_wait_s": quiet_state["quiet_wait_s"],
+        "not_quiet": quiet_state["not_quiet"],
+        "load": quiet_state["load"],
+        "loadavg_1m": load,
+        "cores": all_cores(),
+        "torch_version": torch.__version__,
+        "configs": {name: config for name, _, config in members},
+    }
+
+
+def compare_in_subprocess(members: Sequence[tuple[str, str, dict[str, Any]]], *, timeout_s: float = 3600,
+                          **kwargs: Any) -> dict[str, Any]:
+    """:func:`compare_latency` in a fresh process (bench.launcher): every model loaded in that one process."""
+    from bench.launcher import call_in_child
+
+    return call_in_child("bench.latency.compare:compare_latency", {"members": [list(m) for m in members], **kwargs},
+                         what=f"paired latency of {', '.join(m[0] for m in members)}", timeout_s=timeout_s)
+
+
+def summary(res: dict[str, Any]) -> str:
+    """The lines a person reads: each model's p50 and its ratio to the reference with the interval."""
+    ref = res["reference"]
+    lines = [f"paired latency, {res['workload']}, batch 1, {res['dtype']}, {res['device']} [{res['device_model']}], "
+             f"{res['threads']} thread{'s' if res['threads'] > 1 else ''}, {res['rounds']} rounds in rotating order",
+             f"  {'model':<24} {'p50 ms':>9} {'CV':>6} {'ratio vs ' + ref:>28} {'95% interval':>18}"]
+    for name in res["models"]:
+        r = res["ratios"][name]
+        lines.append(f"  {name:<24} {res['p50_ms'][name]:>9.3f} {res['cv'][name]:>6.1%} {r['ratio']:>28.3f} "
+                     f"{'[' + format(r['ci95'][0], '.3f') + ', ' + format(r['ci95'][1], '.3f') + ']':>18}")
+    lines.append(f"  ratio: {res['ratio_method']}; waited {res['lock_wait_s']:g} s for the machine lock, "
+                 f"{res['quiet_wait_s']:g} s for a quiet machine" + ("" if res["machine_quiet"] else
+                                                                     f" (not quiet: {res['not_quiet']})"))
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""The sweep's paired-latency stage: all of a sweep's models timed side by side in one process
+(bench.latency.compare), once per latency setting (device, threads, workload).
+
+Each comparison is one record, ``<results>/runs/_compare-<hash>/latency_compare-<device>-t<threads>-<workload>.json``
+(stage ``latency_compare``), written like every other stage's: under its stage lock, skipped when it exists,
+holding the machine lock exclusively. The Transformer row is the reference (the sweep's first model when it
+has none); the hash covers the members' names and config hashes, so another set of models or another config
+gets its own folder and never reuses a stale comparison. The report turns the records into the leaderboard's
+``latency_ratio_*`` columns (bench.report.latency_trust).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .records import StageRecord
+
+if TYPE_CHECKING:
+    from .runner import ModelRun, Sweep
+
+REFERENCE = "transformer"
+FOLDER_PREFIX = "_compare-"
+
+
+@dataclass
+class CompareGroup:
+    """The models of one comparison, reference first; what the runner's stage machinery needs of a "run"."""
+
+    runs: list[ModelRun]
+    folder: Path
+    key: str
+
+    @property
+    def names(self) -> list[str]:
+        return [r.common()["model"] for r in self.runs]
+
+    @property
+    def model(self) -> str:
+        return "+".join(self.names)
+
+    def members(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return [(name, r.model, r.solution.config.to_dict()) for name, r in zip(self.names, self.runs)]
+
+    def common(self) -> dict[str, Any]:
+        first = self.runs[0].common()
+        return {
+            "model": self.model,
+            "budget": first["budget"],
+            "target_macs": first["target_macs"],
+            "task": first["task"],
+            "config_hash": self.key,
+            "config": {name: cfg for name, _, cfg in self.members()},
+            "schedule": first["schedule"],
+            "corpus": first["corpus"],
+            "members": [{"name": n, "model": r.model, "config_hash": r.key} for n, r in zip(self.names, self.runs)],
+        }
+
+
+def compare_group(sweep: Sweep) -> CompareGroup | None:
+    """The sweep's models as one comparison (None with fewer than two)."""
+    from .runner import config_hash
+
+    runs = [sweep.plan(m) for m in sweep.models]
+    if len(runs) < 2:
+        return None
+    runs.sort(key=lambda r: r.row != REFERENCE)  # stable: the Transformer first, the others in sweep order
+    key = config_hash({"members": [[r.row, r.key] for r in runs]})
+    return CompareGroup(runs, sweep.results / "runs" / f"{FOLDER_PREFIX}{key}", key)
+
+
+def compare_stages(sweep: Sweep) -> list[StageRecord]:
+    """One paired comparison per latency setting (skipped when its record exists)."""
+    from .latency import compare
+
+    group = compare_group(sweep)
+    if group is None:
+        sweep.opts.log("paired latency: skipped (fewer than two models)")
+        return []
+    sweep.opts.log(f"paired latency of {', '.join(group.names)} (reference {group.names[0]}):")
+    # smoke runs time fewer rounds than the default (their records say so)
+    timing = {"rounds": 10, "warmup": 3} if sweep.opts.quick else {}
+    out = []
+    for device, threads, workload in sweep.latency_settings():
+
+        def measure(d: str = device, t: int = threads, w: str = workload) -> dict[str, Any]:
+            res = compare.compare_in_subprocess(group.members(), workload=w, threads=t, device=d, **timing)
+            res.pop("configs", None)  # the record's config holds them
+            return res
+
+        out.append(sweep._stage(group, f"latency_compare-{device}-t{threads}-{workload}", measure))
+    return out
