@@ -17,7 +17,7 @@ from bench.analytic import Protocol, analytic_macs
 from bench.budget import load_budget, solve_model
 from bench.cli import main
 from bench.errors import BenchError
-from bench.latency.workloads import make_workload, workload_shape
+from bench.latency.workloads import count_workload_macs, make_workload, workload_shape
 from bench.rouge import rouge
 from bench.runner import Sweep, SweepOptions
 from tests.bench.test_sweep_resume import latency_in_process
@@ -46,6 +46,7 @@ def test_budget_files_state_the_summarization_protocol_and_recipe() -> None:
         assert (mt.protocol.src_tokens, mt.protocol.tgt_tokens) == (30, 30)
         assert (sm.protocol.src_tokens, sm.protocol.tgt_tokens) == (70, 10)
         assert sm.results_name() == f"{name}-sum" and sm.shared == mt.shared
+        assert all(sm.base_config(m) == mt.base_config(m) for m in mt.rows())  # translation's knobs (ET 3+4...)
         short, base = sm.schedule_overrides("short"), mt.schedule_overrides("short")
         assert (short["max_tokens"], short["max_len"]) == (tokens, 256) and "max_len" not in base
         assert {k: v for k, v in short.items() if k not in ("max_tokens", "max_len")} == {
@@ -88,11 +89,31 @@ def test_workloads_at_the_summarization_shapes() -> None:
     model = small_model("transformer")
     with workload_shape(7, 3):
         forward, decode = make_workload(model, "forward")(), make_workload(model, "translate")()
+        macs = count_workload_macs(make_workload(model, "forward"))
     assert forward.shape[:2] == (1, 3) and decode.shape[1] == 3
+    assert macs == analytic_macs(model.config, Protocol(1, 7, 3))["macs_with_output"]  # 7 source tokens too
     assert make_workload(model, "forward")().shape[1] == 30  # the protocol's again outside the block
     rec = latency_in_process("transformer", model.config.to_dict(), workload="translate", threads=1,
                              shape={"src_len": 7, "tgt_len": 3}, warmup=1, min_runs=2, min_time_s=0.0)
     assert (rec["src_len"], rec["tgt_len"], rec["decode_steps"]) == (7, None, 3)
+
+
+def test_summaries_are_capped_and_scored_by_rouge(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.evaluate as ev
+    from bench.data import ParallelSplit
+    from bench.tasks import SUM_MAX_OUTPUT
+
+    seen: dict = {}
+
+    def decode(model, tok, sources, **kw):
+        seen.update(kw)
+        return ["a b"] * len(sources)
+
+    monkeypatch.setattr(ev, "translate", decode)
+    scores = ev.score_test_splits(None, None, {"test": ParallelSplit(["a b c d"], ["a b"])}, 4, 1.0, None, 8,
+                                  task="sum")
+    assert (seen["max_len_a"], seen["max_len_b"], SUM_MAX_OUTPUT) == (0.0, 48, 48)
+    assert scores["test"]["rougeL"] == 100.0 and "bleu" not in scores["test"]
 
 
 TINY = """\
