@@ -18,6 +18,7 @@ from models import ConfigError, ModelConfig, get_entry, resolve_config
 
 from .analytic import Protocol, analytic_macs, has_formula
 from .errors import BenchError
+from .tasks import TASKS, model_task
 
 BUDGET_DIR = Path(__file__).resolve().parent.parent / "budgets"
 TEMPLATE = "100M"
@@ -25,7 +26,9 @@ MAX_FINE_DEPARTURE = 2.0  # the fine knob stays within a factor 2 of the family'
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 # the keys a budget file may use, section by section (anything else is a typo, reported with these)
 BUDGET_KEYS = ("name", "target_macs", "tolerance", "protocol", "models", "shared", "train", "variants")
-PROTOCOL_KEYS = ("batch", "src_tokens", "tgt_tokens", "counter")
+PROTOCOL_KEYS = ("batch", "src_tokens", "tgt_tokens", "counter", "sum")
+TASK_PROTOCOL_KEYS = ("src_tokens", "tgt_tokens")  # a task's own token counts (protocol: sum:)
+TASK_SECTIONS = ("sum",)  # tasks with their own `protocol:` token counts and `train:` adjustments
 RULE_KEYS = ("fixed", "mt", "lm", "vary", "fine")
 VARY_KEYS = ("key", "step", "min", "max")
 FINE_KEYS = ("key", "step")
@@ -92,7 +95,7 @@ class Budget:
     def base_config(self, name: str) -> dict[str, Any]:
         """The knobs of row ``name`` before solving: the family's fixed knobs, the shared ones, the variant's."""
         model = self.family_of(name)
-        base = {**self.models[model].base(self.task), **self.shared_for(model)}
+        base = {**self.models[model].base(model_task(self.task)), **self.shared_for(model)}
         if name in self.variants:
             base.update(self.variants[name].sets)
         return base
@@ -202,10 +205,11 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         raise BenchError(f"{where}: target_macs must be positive and tolerance in (0, 1)")
     proto = raw.get("protocol") or {}
     _check_keys(proto, PROTOCOL_KEYS, where, "'protocol'")
+    tokens = _task_tokens(proto, task, where)
     protocol = Protocol(
         batch=int(proto.get("batch", 1)),
-        src_tokens=int(proto.get("src_tokens", 30)),
-        tgt_tokens=int(proto.get("tgt_tokens", 30)),
+        src_tokens=int(tokens.get("src_tokens", 30)),
+        tgt_tokens=int(tokens.get("tgt_tokens", 30)),
     )
     if not isinstance(raw["models"], dict) or not raw["models"]:
         raise BenchError(f"{where}: 'models' must map model names to scaling rules")
@@ -215,9 +219,17 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         raise BenchError(f"{where}: 'train' must map schedule names to mappings of schedule keys")
     from .schedules import SCHEDULES
 
-    _check_keys(train, tuple(SCHEDULES), where, "'train' (schedule names)")
-    for sched, keys in train.items():
-        _check_keys(keys, tuple(k for k in SCHEDULES[sched].to_dict() if k != "name"), where, f"'train: {sched}'")
+    _check_keys(train, (*SCHEDULES, *TASK_SECTIONS), where, "'train' (schedule names)")
+    sections = [(f"'train: {k}'", k, v) for k, v in train.items() if k in SCHEDULES]
+    for t in TASK_SECTIONS:  # a task's adjustments: train: {sum: {short: {max_tokens: ...}}}
+        _check_keys(train.get(t), tuple(SCHEDULES), where, f"'train: {t}' (schedule names)")
+        sections += [(f"'train: {t}: {k}'", k, v) for k, v in (train.get(t) or {}).items()]
+    for what, sched, keys in sections:
+        if not isinstance(keys, dict) and keys is not None:
+            raise BenchError(f"{where}: {what} must map schedule keys to values")
+        _check_keys(keys, tuple(k for k in SCHEDULES[sched].to_dict() if k != "name"), where, what)
+    own = (train.get(task) or {}) if task in TASK_SECTIONS else {}
+    train = {k: {**(train.get(k) or {}), **(own.get(k) or {})} for k in SCHEDULES if k in train or k in own}
     shared = raw.get("shared") or {}
     if not isinstance(shared, dict):
         raise BenchError(f"{where}: 'shared' must map model config keys to values")
@@ -240,6 +252,21 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         shared=dict(shared),
         variants=variants,
     )
+
+
+def _task_tokens(proto: Any, task: str, where: str) -> dict[str, Any]:
+    """The token counts of ``task``'s MAC protocol: ``protocol: sum: {src_tokens, tgt_tokens}`` for
+    summarization (required: its inputs are not translation's 30 + 30), the top-level ones otherwise."""
+    if not isinstance(proto, dict):
+        raise BenchError(f"{where}: 'protocol' must be a mapping")
+    if task not in TASK_SECTIONS:
+        return proto
+    own = proto.get(task)
+    if not isinstance(own, dict) or not all(k in own for k in TASK_PROTOCOL_KEYS):
+        raise BenchError(f"{where}: task {task} needs 'protocol: {task}: {{src_tokens: N, tgt_tokens: M}}' "
+                         "(its MAC convention)")
+    _check_keys(own, TASK_PROTOCOL_KEYS, where, f"'protocol: {task}'")
+    return own
 
 
 def _variants(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str, Variant]:
@@ -280,8 +307,8 @@ def _read_yaml(path: Path) -> Any:
 
 def load_budget(spec: str | Path, task: str = "mt") -> Budget:
     """A budget from a spec (``100M``, ``1.2G``, a YAML path)."""
-    if task not in ("mt", "lm"):
-        raise BenchError(f"unknown task {task!r}; valid: mt, lm")
+    if task not in TASKS:
+        raise BenchError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     path = Path(spec)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
@@ -318,7 +345,7 @@ def solve_model(budget: Budget, model: str, confirm: bool = True) -> Solution:
         raise BenchError(f"model {model!r} is not in budget {budget.name}; it has: {', '.join(budget.rows())}")
     base = budget.base_config(model)
     model = budget.family_of(model)
-    rule, task, proto = budget.models[model], budget.task, budget.protocol
+    rule, task, proto = budget.models[model], model_task(budget.task), budget.protocol
     target = budget.target_macs
 
     # 1. the width: every grid point, the family's own ffn rule

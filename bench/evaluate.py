@@ -6,6 +6,9 @@ and scored against the raw references with sacreBLEU's defaults (13a tokenizatio
 signature string is stored beside every score. Validation NLL per target token (nats, fp32) is the primary
 quality number of a short schedule, where BLEU is still near its floor. Language models: NLL per token on
 the test split, perplexity per token and per word (words = whitespace tokens + one end-of-line per line).
+Summarization (task ``sum``): the same decoding (beam and length penalty of the run's schedule, the same for
+every family), summaries capped at ``bench.tasks.SUM_MAX_OUTPUT`` subwords, scored by ROUGE-1/2/L F1
+(bench.rouge, its settings string stored beside the scores) on test and test-clean.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from .atomic import write_json, write_text
 from .batching import encode_parallel, encode_stream, lm_blocks
 from .data import Tokenizer, get_corpus
 from .errors import BenchError
+from .tasks import SUM_MAX_OUTPUT, is_seq2seq
 from .train import CHECKPOINT, load_checkpoint
 from .validation import corpus_nll, sentence_nll
 
@@ -104,11 +108,16 @@ def translate(
 def score_test_splits(
     model: nn.Module, tok: Tokenizer, splits: dict[str, Any], beam: int, length_penalty: float,
     limit: int | None, batch: int, out_dir: Path | None = None, hyp_suffix: str = "", tgt_lang: str = "",
+    task: str = "mt",
 ) -> dict[str, dict[str, Any]]:
-    """BLEU/chrF of ``model`` on the test split and its test-clean subset (translated once: test-clean is a
-    subset of test). With ``out_dir`` writes ``hyp.<split>.<hyp_suffix>`` and ``ref.<split>.<tgt_lang>``."""
+    """BLEU/chrF (``task="sum"``: ROUGE, summaries capped at SUM_MAX_OUTPUT subwords) of ``model`` on the test
+    split and its test-clean subset (translated once: test-clean is a subset of test). With ``out_dir`` writes
+    ``hyp.<split>.<hyp_suffix>`` and ``ref.<split>.<tgt_lang>``."""
+    from .rouge import rouge
+
     src, refs = splits["test"].src[:limit], splits["test"].tgt[:limit]
-    hyps = translate(model, tok, src, beam=beam, length_penalty=length_penalty, batch=batch)
+    cap = {"max_len_a": 0.0, "max_len_b": SUM_MAX_OUTPUT} if task == "sum" else {}
+    hyps = translate(model, tok, src, beam=beam, length_penalty=length_penalty, batch=batch, **cap)
     by_pair = dict(zip(zip(src, refs), hyps))
     scores = {}
     for split in ("test", "test-clean"):
@@ -119,7 +128,7 @@ def score_test_splits(
         if out_dir is not None:
             write_text(Path(out_dir) / f"hyp.{split}.{hyp_suffix}", "\n".join(split_hyps) + "\n")
             write_text(Path(out_dir) / f"ref.{split}.{tgt_lang}", "\n".join(r for _, r in pairs) + "\n")
-        scores[split] = bleu_chrf(split_hyps, [r for _, r in pairs])
+        scores[split] = (rouge if task == "sum" else bleu_chrf)(split_hyps, [r for _, r in pairs])
     return scores
 
 
@@ -160,7 +169,7 @@ class EvalContext:
         beam, lp, limit, batch = eval_settings(spec, beam, length_penalty, max_sentences, batch)
         corpus = get_corpus(spec["corpus"], task=spec["task"])
         splits = corpus.load()
-        if spec["task"] == "mt":
+        if is_seq2seq(spec["task"]):
             valid = encode_parallel(tok, splits["valid"].src, splits["valid"].tgt)
             tgt = str(corpus.tgt)
         else:
@@ -172,16 +181,17 @@ class EvalContext:
 def evaluate_model(model: nn.Module, ctx: EvalContext, out_dir: Path | None = None,
                    tag: str | None = None) -> dict[str, Any]:
     """Score an in-memory model. Translation: ``valid_nll``, ``beam``, ``length_penalty``, then ``test`` and
-    ``test_clean`` (each: bleu, chrf, their signatures, n); with ``out_dir`` the hypotheses are written as
+    ``test_clean`` (each: bleu, chrf, their signatures, n; summarization: rouge1, rouge2, rougeL, rouge_settings,
+    n); with ``out_dir`` the hypotheses are written as
     ``hyp.<split>.[<tag>.]beam<b>.<lang>`` and the references as ``ref.<split>.<lang>``. Language models:
     ``valid_nll``, ``test_nll``, ``ppl``, ``ppl_word``, ``test_tokens``."""
     tok = ctx.tok
     result: dict[str, Any] = {"valid_nll": corpus_nll(model, ctx.valid, tok.pad_id, tok.bos_id)}
-    if ctx.spec["task"] == "mt":
+    if is_seq2seq(ctx.spec["task"]):
         result.update({"beam": ctx.beam, "length_penalty": ctx.length_penalty})
         suffix = f"{tag + '.' if tag else ''}beam{ctx.beam}.{ctx.tgt_lang}"
         scores = score_test_splits(model, tok, ctx.splits, ctx.beam, ctx.length_penalty, ctx.limit, ctx.batch,
-                                   out_dir, suffix, ctx.tgt_lang)
+                                   out_dir, suffix, ctx.tgt_lang, task=ctx.spec["task"])
         result.update({split.replace("-", "_"): score for split, score in scores.items()})
     else:
         block = int(ctx.spec.get("schedule", {}).get("lm_block", 128))
@@ -217,7 +227,7 @@ def _evaluate_run(run_dir: Path, beam: int | None, length_penalty: float | None,
     ctx = EvalContext.for_run(spec, tok, beam, length_penalty, max_sentences, batch)
     result: dict[str, Any] = {"model": spec["model"], "seed": spec.get("seed"), "corpus": ctx.corpus_name}
     result.update(evaluate_model(model, ctx, run_dir))
-    if spec["task"] == "mt":
+    if is_seq2seq(spec["task"]):
         # per sentence, so that paired tests between runs re-run from the record alone: the validation NLL
         # (a bootstrap over validation sentences), the test hypotheses in test order and their BLEU statistics
         nll, counts = sentence_nll(model, ctx.valid, tok.pad_id, tok.bos_id)
@@ -227,7 +237,13 @@ def _evaluate_run(run_dir: Path, beam: int | None, length_penalty: float | None,
         hyps = (run_dir / f"hyp.test.{suffix}").read_text(encoding="utf-8").splitlines()
         refs = (run_dir / f"ref.test.{ctx.tgt_lang}").read_text(encoding="utf-8").splitlines()
         result["test"]["hypotheses"] = hyps
-        result["test"]["bleu_stats"] = bleu_sentence_stats(hyps, refs)
+        if spec["task"] == "sum":  # per summary: [ROUGE-1, ROUGE-2, ROUGE-L] F1
+            from .rouge import sentence_rouge
+
+            per = sentence_rouge(hyps, refs)
+            result["test"]["rouge_sentences"] = [[round(v, 5) for v in row] for row in zip(*per.values())]
+        else:
+            result["test"]["bleu_stats"] = bleu_sentence_stats(hyps, refs)
     write_json(run_dir / "eval.json", result)
     return result
 

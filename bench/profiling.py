@@ -9,10 +9,12 @@ from .analytic import Protocol
 
 
 def protocol_of(budget: str | None, task: str = "mt") -> Protocol:
-    """The MAC protocol of a budget spec (its file's ``protocol`` section), or the default one without a budget."""
+    """The MAC protocol of a budget spec (its file's ``protocol`` section), or the default one without a budget
+    (summarization: the template budget file's ``protocol: sum:`` counts, its only convention)."""
+    from .budget import TEMPLATE, load_budget
+
     if budget is None:
-        return Protocol()
-    from .budget import load_budget
+        return load_budget(TEMPLATE, task=task).protocol if task == "sum" else Protocol()
 
     return load_budget(budget, task=task).protocol
 

@@ -8,6 +8,7 @@ from typing import Any
 from models import ConfigError, ModelConfig, get_entry, resolve_config
 
 from .errors import BenchError
+from .tasks import model_task
 
 
 def parse_sets(model: str, sets: Sequence[str]) -> dict[str, Any]:
@@ -26,7 +27,9 @@ def resolve_model(
     model: str, task: str = "mt", budget: str | None = None, sets: Sequence[str] = ()
 ) -> ModelConfig:
     """The config a command measures: the budget's solution for ``model`` (if a budget is given), with the
-    ``--set`` overrides applied on top. Raises BenchError/ConfigError with one clear line."""
+    ``--set`` overrides applied on top. Raises BenchError/ConfigError with one clear line. ``task`` may be
+    ``sum``: its config is a translation model's (bench.tasks), solved under the budget's summarization
+    protocol."""
     overrides: dict[str, Any] = {}
     if budget is not None:
         from .budget import load_budget, solve_model
@@ -35,7 +38,7 @@ def resolve_model(
         overrides.pop("task", None)
     overrides.update(parse_sets(model, sets))
     try:
-        return resolve_config(model, task, **overrides)
+        return resolve_config(model, model_task(task), **overrides)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:  # pragma: no cover - defensive: never a traceback

@@ -1,7 +1,7 @@
 """The sweep behind ``make bench``: for every model of a budget, solve -> profile -> latency -> train ->
 evaluate, each stage writing one JSON record, then the leaderboard, tables and figures.
 
-Records live in ``results/<budget>[-lm][-quick]/runs/<model>-<config_hash>/<stage>.json``; the hash covers
+Records live in ``results/<budget>[-lm|-sum][-quick]/runs/<model>-<config_hash>/<stage>.json``; the hash covers
 the resolved config, the MAC protocol, the schedule and the corpus, so a changed recipe never reuses a
 stale record. A stage whose record exists is skipped (``force`` re-runs), so an interrupted sweep resumes
 where it stopped. Records are written atomically under a per-run lock: two sweeps at once never corrupt a
@@ -38,7 +38,7 @@ from .records import StageRecord, make_record, read_record, write_record
 from .schedules import Schedule, get_schedule
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = {"mt": "libreoffice-en-de", "lm": "sotu"}
+DEFAULT_CORPUS = {"mt": "libreoffice-en-de", "lm": "sotu", "sum": "debian-descriptions"}
 
 
 # -------------------------------------------------------------------------------------------- plumbing
@@ -168,8 +168,10 @@ class ModelRun:
 
 class Sweep:
     def __init__(self, opts: SweepOptions) -> None:
-        if opts.task not in ("mt", "lm"):
-            raise BenchError(f"unknown task {opts.task!r}; valid: mt, lm")
+        from .tasks import TASKS
+
+        if opts.task not in TASKS:
+            raise BenchError(f"unknown task {opts.task!r}; valid: {', '.join(TASKS)}")
         if not opts.seeds or min(opts.seeds) < 0:
             raise BenchError("SEEDS must be one or more non-negative integers")
         self.opts = opts
@@ -303,11 +305,20 @@ class Sweep:
             threads=threads,
             device=device,
             paper_macs=paper,
+            **self._latency_shape(),
             **timing,
         )
         rec.pop("model", None)
         rec.pop("config", None)
         return rec
+
+    def _latency_shape(self) -> dict[str, Any]:
+        """Summarization times its own shapes (the budget's ``protocol: sum:`` token counts; as many decoding
+        steps as target tokens); the other tasks the protocol's 30 + 30."""
+        if self.budget.task != "sum":
+            return {}
+        p = self.budget.protocol
+        return {"shape": {"src_len": p.src_tokens, "tgt_len": p.tgt_tokens}}
 
     def train(self, run: ModelRun, seed: int) -> dict[str, Any]:
         from .train import Trainer, load_task_data, read_curve

@@ -43,6 +43,7 @@ from .data import DataError, Tokenizer, get_corpus
 from .data.tokenizer import TokenizerConfig, get_tokenizer_capped
 from .errors import BenchError
 from .schedules import Schedule
+from .tasks import is_seq2seq, model_task
 from .validation import (  # noqa: F401 (re-exported: the loss is also what validation measures)
     corpus_nll,
     label_smoothed_nll,
@@ -111,7 +112,7 @@ def load_task_data(
         raise BenchError(f"corpus {corpus} is a {corp.task} corpus, not {task}")
     splits = corp.load()  # before the tokenizer: a broken corpus is reported as such, not as a vocabulary error
     tok, note = get_tokenizer_capped(corp, TokenizerConfig(vocab_size=vocab_size))
-    if task == "mt":
+    if is_seq2seq(task):  # translation, summarization
         train = encode_parallel(tok, splits["train"].src, splits["train"].tgt, schedule.max_len)
         valid = encode_parallel(tok, splits["valid"].src, splits["valid"].tgt)
         if len(train) == 0:
@@ -154,11 +155,11 @@ class Trainer:
         self.model_name, self.data, self.schedule, self.seed = model_name, data, schedule, seed
         self.out_dir, self.progress, self.device = Path(out_dir), progress and self.rank == 0, torch.device(device)
         tok = data.tokenizer
-        if config.get("task", data.task) != data.task:
+        if config.get("task", model_task(data.task)) != model_task(data.task):
             raise BenchError(f"the model config is for task {config['task']!r} but the corpus is {data.task!r}")
         self.config = {
             **config,
-            "task": data.task,
+            "task": model_task(data.task),
             "vocab_size": tok.vocab_size,
             "tgt_vocab_size": None,
             "bos_id": tok.bos_id,
@@ -176,7 +177,7 @@ class Trainer:
             self.model.parameters(), lr=s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay, fused=True
         )
         self.state = TrainState()
-        if data.task == "mt":
+        if is_seq2seq(data.task):
             self.batches = token_batches(data.train, s.batch_tokens, seed)
         else:
             self.batches = lm_batches(len(data.train[0]), s.batch_tokens, s.lm_block)
@@ -230,7 +231,7 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def _batch(self, idx: np.ndarray) -> dict[str, Tensor]:
         idx = idx[self.rank :: self.world] if self.world > 1 else idx
-        if self.data.task == "mt":
+        if is_seq2seq(self.data.task):
             b = collate_mt(self.data.train, idx, self.pad, self.data.tokenizer.bos_id)
         else:
             inputs, targets = self.data.train
@@ -238,7 +239,7 @@ class Trainer:
         return {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in b.items()}
 
     def _forward(self, b: dict[str, Tensor]) -> Tensor:
-        if self.data.task == "mt":
+        if is_seq2seq(self.data.task):
             return self.net(b["src"], b["prev"])
         return self.net(b["tokens"])
 

@@ -22,11 +22,12 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
     from bench.latency import DTYPES, WORKLOADS, measure_latency
     from bench.latency.quiet import QuietPolicy
+    from bench.latency.workloads import workload_shape
     from bench.machine import DEVICES, check_device
     from bench.profiling import paper_macs, protocol_of
     from bench.resolve import resolve_model
+    from bench.tasks import TASKS
     from models import create_model
-    from models.config import TASKS
 
     if (args.model is None) == (args.compare is None):
         raise BenchError("latency: give one MODEL, or --compare A,B[,C...] (not both)")
@@ -48,10 +49,13 @@ def cmd_latency(args: argparse.Namespace) -> int:
     cfg = resolve_model(args.model, args.task, args.budget, args.set)
     torch.manual_seed(0)
     model = create_model(args.model, **cfg.to_dict())
-    paper = paper_macs(args.model, cfg.to_dict(), protocol_of(args.budget, args.task))
-    result = measure_latency(model, args.workload, threads=threads, device=device, dtype=args.dtype, batch=batch,
-                             name=args.model, warmup=warmup, min_runs=min_runs, min_time_s=min_time, tries=tries,
-                             quiet=quiet)
+    proto = protocol_of(args.budget, args.task)
+    paper = paper_macs(args.model, cfg.to_dict(), proto)
+    shape = {"src_len": proto.src_tokens, "tgt_len": proto.tgt_tokens} if args.task == "sum" else {}
+    with workload_shape(**shape):  # summarization times its own shapes
+        result = measure_latency(model, args.workload, threads=threads, device=device, dtype=args.dtype,
+                                 batch=batch, name=args.model, warmup=warmup, min_runs=min_runs, min_time_s=min_time,
+                                 tries=tries, quiet=quiet)
     result.efficiency.macs, result.efficiency.macs_with_output = paper
     if args.json:
         json.dump(result.to_dict(), sys.stdout)

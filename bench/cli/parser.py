@@ -11,7 +11,7 @@ from bench.errors import BenchError
 from bench.latency.compare import ROUNDS as COMPARE_ROUNDS
 from bench.latency.timing import MAX_TRIES, MIN_RUNS, MIN_TIME_S, MIN_WARMUP
 
-TASKS = ["mt", "lm"]
+TASKS = ["mt", "lm", "sum"]  # bench.tasks: translation, language modelling, summarization
 
 
 class Command(NamedTuple):
@@ -148,7 +148,7 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
 
     p = add("report")
     p.add_argument("--budget", help="100M, 500M, ... or a budget YAML file (its name picks results/<name>)")
-    p.add_argument("--task", choices=TASKS, default="mt", help="lm reads results/<budget>-lm")
+    p.add_argument("--task", choices=TASKS, default="mt", help="lm reads results/<budget>-lm, sum <budget>-sum")
     p.add_argument(
         "--results",
         metavar="DIR",
@@ -236,7 +236,8 @@ def _model_args(p: argparse.ArgumentParser, task_choices: bool = True) -> None:
     if task_choices:
         p.add_argument("--task", choices=TASKS, default="mt")
     else:  # checked by the command, in its words
-        p.add_argument("--task", default="mt", metavar="{mt,lm}", help="translation (mt) or language model (lm)")
+        p.add_argument("--task", default="mt", metavar="{mt,lm,sum}",
+                       help="translation (mt), language model (lm) or summarization (sum)")
 
 
 def join_negative_values(argv: list[str]) -> list[str]:

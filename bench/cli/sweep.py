@@ -81,7 +81,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not has_records(results_dir):
         raise BenchError(f"no run records under {results_dir / 'runs'} (run `make bench` for this budget first)")
 
-    lm = args.task == "lm" or results_dir.name.endswith("-lm")
+    # the task's folder suffix: "" (translation), "-lm" or "-sum", from --task or the folder's name
+    suffix = next((f"-{t}" for t in ("lm", "sum") if args.task == t or results_dir.name.endswith(f"-{t}")), "")
     if args.combine is None:  # every budget of this task with records, when there are several
         folders = (
             [
@@ -89,8 +90,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                 for d in sorted(root.iterdir())
                 # budget folders only (100M, 500M-lm, ...): not smoke runs (-quick) nor other studies
                 if d.is_dir()
-                and re.fullmatch(r"[0-9.]+[KMGT](-lm)?", d.name)
-                and d.name.endswith("-lm") == lm
+                and re.fullmatch(r"[0-9.]+[KMGT](-lm|-sum)?", d.name)
+                and re.sub(r"^[0-9.]+[KMGT]", "", d.name) == suffix
                 and has_records(d)
             ]
             if root.is_dir()
@@ -100,7 +101,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         strict = False
     else:  # asked for: every folder must exist and have records, checked before anything is written
         folders = [
-            Path(b) if Path(b).is_dir() else results_dir_for(b, "lm" if lm else "mt", root) for b in args.combine
+            Path(b) if Path(b).is_dir() else results_dir_for(b, suffix[1:] or "mt", root) for b in args.combine
         ]
         for folder in folders:
             if not has_records(folder):
@@ -111,7 +112,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     written = list(write_leaderboard(results_dir).values())
     written += write_figures(results_dir, notes)
     if folders:
-        out = root / ("combined-lm" if lm else "combined") / "quality_vs_macs"
+        out = root / f"combined{suffix}" / "quality_vs_macs"
         try:
             written += write_combined_figure(folders, out)
         except BenchError as exc:

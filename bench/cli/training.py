@@ -11,7 +11,7 @@ from bench.errors import BenchError
 from . import args as check
 from .output import print_json
 
-DEFAULT_CORPUS = {"mt": "libreoffice-en-de", "lm": "sotu"}
+DEFAULT_CORPUS = {"mt": "libreoffice-en-de", "lm": "sotu", "sum": "debian-descriptions"}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -68,7 +68,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     elif "test" in res:
         for split in ("test", "test_clean"):
             r = res.get(split)
-            if r:
+            if r and "rougeL" in r:  # summarization
+                print(f"{split:<10} ROUGE-1 {r['rouge1']:.2f}  ROUGE-2 {r['rouge2']:.2f}  ROUGE-L {r['rougeL']:.2f}  "
+                      f"(n={r['n']}, beam {res['beam']})  {r['rouge_settings']}")
+            elif r:
                 print(
                     f"{split:<10} BLEU {r['bleu']:.2f}  chrF {r['chrf']:.2f}  (n={r['n']}, beam {res['beam']})  "
                     f"{r['bleu_signature']}"

@@ -6,6 +6,7 @@ Example::
     corpus.path("train", "de")                        # .cache/data/libreoffice-en-de/train.de
     get_corpus("data/iwslt14.tokenized.de-en").src    # "de": a folder with train.de/train.en reads de -> en
     get_corpus("sotu").path("valid")                  # .cache/data/sotu/valid.txt
+    get_corpus("debian-descriptions").path("test", "tgt")  # summarization: <split>.src -> <split>.tgt
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from bench.data.plaintext import (
     load_parallel_dir,
     parallel_splits,
 )
+from bench.data.sum_corpus import SUM_CORPORA, build_sum_corpus
 
-Task = Literal["mt", "lm"]
+Task = Literal["mt", "lm", "sum"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,8 @@ class Corpus:
     """Where a corpus's splits are and which way it translates.
 
     ``paths[split]`` is ``(source file, target file)`` for translation and ``(text file,)`` for language
-    modelling. ``src``/``tgt`` are None for language modelling. ``manifest`` is the parsed
+    modelling (summarization, ``sum``, is laid out as translation from ``src`` to ``tgt``). ``src``/``tgt``
+    are None for language modelling. ``manifest`` is the parsed
     ``manifest.json`` of a built corpus, or None for a user's folder without one.
     """
 
@@ -70,7 +73,9 @@ class Corpus:
 
 
 def _is_name(name_or_dir: str | Path) -> bool:
-    return isinstance(name_or_dir, str) and (name_or_dir in LM_CORPORA or name_or_dir.startswith("libreoffice-"))
+    return isinstance(name_or_dir, str) and (
+        name_or_dir in LM_CORPORA or name_or_dir in SUM_CORPORA or name_or_dir.startswith("libreoffice-")
+    )
 
 
 def get_corpus(
@@ -83,24 +88,29 @@ def get_corpus(
 ) -> Corpus:
     """A built-in corpus by name, built under ``cache_dir`` if needed, or a folder of plain-text splits.
 
-    Names: ``libreoffice-en-de``, ``libreoffice-en-fr`` (translation; any ``libreoffice-<src>-<tgt>``) and
-    ``sotu`` (language modelling). ``task`` defaults to the name's; for a folder, to ``"lm"`` when it has
-    ``train.txt`` and ``"mt"`` otherwise. For a translation folder ``src``/``tgt`` default to its manifest's,
-    else to de -> en when ``train.de`` and ``train.en`` exist; otherwise pass them (given one, the other is
-    the folder's only other ``train.*`` language). A named translation corpus may be read reversed
-    (``src="de"`` for ``libreoffice-en-de``); its leak filter and test-clean split stay defined on the
-    name's source side.
+    Names: ``libreoffice-en-de``, ``libreoffice-en-fr`` (translation; any ``libreoffice-<src>-<tgt>``),
+    ``sotu`` (language modelling) and ``debian-descriptions`` (summarization). ``task`` defaults to the name's;
+    for a folder, to its manifest's, else ``"lm"`` when it has ``train.txt``, ``"sum"`` when it has
+    ``train.src`` and ``train.tgt`` (read from ``src`` to ``tgt``), and ``"mt"`` otherwise. For a translation
+    folder ``src``/``tgt`` default to its manifest's, else to de -> en when ``train.de`` and ``train.en`` exist;
+    otherwise pass them (given one, the other is the folder's only other ``train.*`` language). A named
+    translation corpus may be read reversed (``src="de"`` for ``libreoffice-en-de``); its leak filter and
+    test-clean split stay defined on the name's source side.
     """
     if _is_name(name_or_dir):
         return _named(str(name_or_dir), task, Path(cache_dir), src, tgt)
     root = Path(name_or_dir).expanduser()
     if not root.is_dir():
-        known = ", ".join((*MT_CORPORA, *LM_CORPORA))
+        known = ", ".join((*MT_CORPORA, *LM_CORPORA, *SUM_CORPORA))
         raise DataError(f"corpus {str(name_or_dir)!r} is neither a built-in name ({known}) nor an existing folder")
     return _folder(root, task, src, tgt)
 
 
 def _named(name: str, task: Task | None, cache_dir: Path, src: str | None, tgt: str | None) -> Corpus:
+    if name in SUM_CORPORA:
+        if task not in (None, "sum"):
+            raise DataError(f"{name} is a summarization corpus: pass task='sum'")
+        return _folder(build_sum_corpus(name, cache_dir), "sum", src or "src", tgt or "tgt", name=name)
     if name in LM_CORPORA:
         if task not in (None, "lm"):
             raise DataError(f"{name} is a language-modelling corpus: pass task='lm'")
@@ -128,6 +138,10 @@ def _folder(root: Path, task: Task | None, src: str | None, tgt: str | None, nam
     manifest = read_manifest(root)
     if task is None:
         task = (manifest or {}).get("task") or ("lm" if (root / "train.txt").is_file() else "mt")
+        if task == "mt" and not manifest and (root / "train.src").is_file() and (root / "train.tgt").is_file():
+            task = "sum"  # a summarization folder: train.src/train.tgt, valid.*, test.*
+    if task == "sum":
+        src, tgt = src or "src", tgt or "tgt"
     if task == "lm":
         paths = {split: (root / f"{split}.txt",) for split in REQUIRED_SPLITS}
         src = tgt = None

@@ -373,18 +373,27 @@ def _quiet_budget(policy: QuietPolicy) -> Callable[[], dict[str, Any]]:
 
 def measure_model(model: str, config: dict[str, Any], workload: str = "forward", *, threads: int | str | None = 1,
                   device: str = "cpu", dtype: str = "fp32", batch: int = 1,
-                  paper_macs: tuple[int | None, int | None] = (None, None), **timing: Any) -> dict[str, Any]:
+                  paper_macs: tuple[int | None, int | None] = (None, None), shape: dict[str, int] | None = None,
+                  **timing: Any) -> dict[str, Any]:
     """Build ``model`` from its solved ``config`` (seed 0) and measure it: the JSON record, with the paper's
     MAC counts the caller gives (``paper_macs``: macs, macs_with_output). What a latency child process runs
-    (bench.launcher): it receives the config, never a budget to solve again. ``timing``: warmup, min_runs,
-    min_time_s."""
+    (bench.launcher): it receives the config, never a budget to solve again. ``shape``: the workloads' token
+    counts (bench.latency.workloads.workload_shape; summarization's), else the protocol's. ``timing``: warmup,
+    min_runs, min_time_s."""
     from models import create_model
+
+    from .workloads import workload_shape
 
     torch.manual_seed(0)
     net = create_model(model, **config)
-    rec = measure_latency(net, workload, threads=threads, device=device, dtype=dtype, batch=batch, name=model,
-                          **timing)
+    with workload_shape(**(shape or {})) as used:
+        rec = measure_latency(net, workload, threads=threads, device=device, dtype=dtype, batch=batch, name=model,
+                              **timing)
     rec.efficiency.macs, rec.efficiency.macs_with_output = paper_macs
+    s = rec.setting  # the token counts timed
+    s.src_len = used.src_len
+    s.tgt_len = used.tgt_len if s.tgt_len is not None else None
+    s.decode_steps = used.decode_steps if s.decode_steps is not None else None
     return rec.to_dict()
 
 

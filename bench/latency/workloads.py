@@ -7,12 +7,17 @@
                decoder work, no encoder).
 Eval mode, ``torch.inference_mode``; dtype "fp32", or "bf16" = ``torch.autocast`` to bfloat16 (weights stay
 fp32), on CPU and CUDA.
+
+The token counts are the translation protocol's (30 + 30, 30 steps) unless :func:`workload_shape` says
+otherwise: summarization times its own shapes (the budget file's ``protocol: sum:``, e.g. 70 source + 10
+target tokens and 10 decoding steps).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,6 +30,33 @@ DTYPES = ("fp32", "bf16")
 SRC_LEN = 30  # source tokens (translation) or tokens (language model) of the forward workload
 TGT_LEN = 30  # teacher-forced target tokens of the forward workload
 DECODE_STEPS = 30  # greedy incremental steps of the translate workload
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The token counts of the workloads: source (LM: tokens) and teacher-forced target tokens of "forward",
+    incremental decoding steps of "translate"."""
+
+    src_len: int = SRC_LEN
+    tgt_len: int = TGT_LEN
+    decode_steps: int = DECODE_STEPS
+
+
+_SHAPES = [Shape()]  # the innermost workload_shape in force (the protocol's by default)
+
+
+@contextmanager
+def workload_shape(src_len: int = SRC_LEN, tgt_len: int = TGT_LEN, decode_steps: int | None = None) -> Iterator[Shape]:
+    """Within the block, :func:`make_workload` builds workloads of these token counts (``decode_steps``
+    defaults to ``tgt_len``: a summary of the protocol's length is decoded)."""
+    shape = Shape(int(src_len), int(tgt_len), int(tgt_len if decode_steps is None else decode_steps))
+    if min(shape.src_len, shape.tgt_len, shape.decode_steps) < 1:
+        raise BenchError(f"workload token counts must be positive, got {shape}")
+    _SHAPES.append(shape)
+    try:
+        yield shape
+    finally:
+        _SHAPES.remove(shape)
 
 
 def check_choice(what: str, value: str, valid: Sequence[str]) -> str:
@@ -61,25 +93,26 @@ def make_workload(
     cfg = model.config
     g = torch.Generator().manual_seed(seed)
     low, high = _token_range(cfg)
+    shape = _SHAPES[-1]
     if cfg.task == "mt":
-        src = torch.randint(low, high, (batch, SRC_LEN), generator=g).to(dev)
+        src = torch.randint(low, high, (batch, shape.src_len), generator=g).to(dev)
         tgt_high = min(high, cfg.target_vocab)
-        tgt = torch.randint(low, tgt_high, (batch, TGT_LEN), generator=g).to(dev)
+        tgt = torch.randint(low, tgt_high, (batch, shape.tgt_len), generator=g).to(dev)
         tgt[:, 0] = cfg.bos_id  # prev_output_tokens starts with BOS
 
         def body() -> Tensor:
             if workload == "forward":
                 return model(src, tgt)
-            return model.generate(src, DECODE_STEPS, beam=1, early_stop=False)
+            return model.generate(src, shape.decode_steps, beam=1, early_stop=False)
 
     else:
-        tokens = torch.randint(low, high, (batch, SRC_LEN), generator=g).to(dev)
+        tokens = torch.randint(low, high, (batch, shape.src_len), generator=g).to(dev)
         bos = torch.full((batch, 1), cfg.bos_id, dtype=torch.long, device=dev)
 
         def body() -> Tensor:
             if workload == "forward":
                 return model(tokens)
-            return model.generate(bos, DECODE_STEPS, early_stop=False)
+            return model.generate(bos, shape.decode_steps, early_stop=False)
 
     def call() -> Tensor:
         with torch.inference_mode(), autocast(dev, dtype):

@@ -1,9 +1,10 @@
 """Reports: run records -> leaderboard (CSV, Markdown, LaTeX) and Pareto figures, from the records alone.
 
-``python -m bench report --budget 100M [--task mt|lm] [--results DIR] [--combine B ...]`` rebuilds, in
-``results/<budget>`` (``results/<budget>-lm`` for language models): ``leaderboard.csv``, ``leaderboard.md``,
-``leaderboard.tex`` and ``figures/*.png|pdf``; and, when other budgets of the same task have records beside it,
-``results/combined[-lm]/quality_vs_macs.png|pdf`` with every budget on one plot.
+``python -m bench report --budget 100M [--task mt|lm|sum] [--results DIR] [--combine B ...]`` rebuilds, in
+``results/<budget>`` (``results/<budget>-lm`` for language models, ``-sum`` for summarization):
+``leaderboard.csv``, ``leaderboard.md``, ``leaderboard.tex`` and ``figures/*.png|pdf``; and, when other budgets of
+the same task have records beside it, ``results/combined[-lm|-sum]/quality_vs_macs.png|pdf`` with every budget
+on one plot.
 
 Python: ``load_records``, ``build_leaderboard``, ``write_leaderboard``, ``write_figures``,
 ``write_combined_figure``, ``pareto_front`` (imported lazily: ``import bench.report`` stays cheap).
@@ -39,11 +40,11 @@ def _results_name(budget: str, task: str) -> str:
         from bench.budget import load_budget
 
         name = load_budget(budget, task=task).name
-    return f"{name}-lm" if task == "lm" else name
+    return name if task == "mt" else f"{name}-{task}"
 
 
 def results_dir_for(budget: str, task: str = "mt", root: Path | str = "results") -> Path:
-    """``results/100M`` for (100M, mt), ``results/100M-lm`` for (100M, lm)."""
+    """``results/100M`` for (100M, mt), ``results/100M-lm`` for (100M, lm), ``results/100M-sum`` for sum."""
     return Path(root) / _results_name(budget, task)
 
 

@@ -14,7 +14,6 @@ from bench.errors import BenchError
 from .figures import (
     MARKERS,
     _footnote,
-    _is_lm,
     _new_figure,
     _palette,
     _quality_and_macs,
@@ -23,6 +22,7 @@ from .figures import (
     _styled,
     _target_line,
     macs_label,
+    task_name,
 )
 from .leaderboard import _present, build_leaderboard, display_name
 
@@ -66,8 +66,7 @@ def fig_combined(df: pd.DataFrame) -> tuple[Figure | None, str]:
         ax.scatter([], [], marker=mk, color="0.3", label=f"budget {b}")
     ax.set_xlabel(macs_label(df))
     ax.set_ylabel(q["label"])
-    task = "language model" if _is_lm(df) else "translation"
-    ax.set_title(f"{q['name']} vs MACs across budgets ({', '.join(budgets)}; {task})")
+    ax.set_title(f"{q['name']} vs MACs across budgets ({', '.join(budgets)}; {task_name(df)})")
     ax.legend(fontsize=7, loc="best")
     _footnote(fig, df)
     return fig, ""

@@ -3,8 +3,9 @@ on one plot. PNG (200 dpi) and PDF, drawn with matplotlib's Agg canvas (no pyplo
 in seaborn's whitegrid style.
 
 Conventions: every axis title says its unit and convention (MACs at batch 1 and 30+30 tokens, latency p50 at
-batch 1 and 1 thread). Quality is test BLEU (higher is better) when the records have it, else test perplexity
-per token (language models) or validation NLL in nats per target token (both lower is better). Each figure
+batch 1 and 1 thread; summarization counts and times its own shapes, e.g. 70+10). Quality is test ROUGE-L F1
+(summarization) or test BLEU (both higher is better) when the records have it, else test perplexity per token
+(language models) or validation NLL in nats per target token (both lower is better). Each figure
 draws the Pareto front as a step line (the best quality reachable at no more than a given cost), labels each
 point with its model, and draws the seed spread (sample std) as error bars where there are several seeds.
 Compressed variants (bench.compress) appear only in the size figure.
@@ -28,7 +29,7 @@ from bench.atomic import write_files
 
 from .latency_trust import draw_hollow, split_noisy
 from .leaderboard import _present, _unique_join, build_leaderboard, display_name
-from .render import quality_kind
+from .render import mac_tokens, quality_kind
 
 FIGURES = ("quality_vs_macs", "quality_vs_latency", "latency_vs_macs", "quality_vs_size")
 FORMATS = ("png", "pdf")
@@ -66,6 +67,10 @@ def pareto_front(points: Any, minimize_x: bool = True, maximize_y: bool = True) 
 def quality_spec(df: pd.DataFrame) -> dict[str, Any] | None:
     """Which column measures quality here, its spread column, axis title and direction; None without any."""
     kind = quality_kind(df)
+    if kind == "rouge":
+        beam = _unique_join(df["beam"]) if "beam" in df else None
+        label = f"test ROUGE-L F1 (rouge-score, stemmed{', beam ' + beam if beam else ''})\nhigher is better"
+        return {"col": "rougeL_test", "std": "rougeL_test_std", "label": label, "maximize": True, "name": "ROUGE-L"}
     if kind == "bleu":
         beam = _unique_join(df["beam"]) if "beam" in df else None
         label = f"test BLEU (sacreBLEU{', beam ' + beam if beam else ''})\nhigher is better"
@@ -93,19 +98,28 @@ def _is_lm(df: pd.DataFrame) -> bool:
     return "task" in df and (df["task"] == "lm").any()
 
 
+def task_name(df: pd.DataFrame) -> str:
+    if "task" in df and (df["task"] == "sum").any():
+        return "summarization"
+    return "language model" if _is_lm(df) else "translation"
+
+
 def macs_label(df: pd.DataFrame) -> str:
-    tokens = "30 tokens" if _is_lm(df) else "30+30 tokens"
+    tokens = "30 tokens" if _is_lm(df) else "{}+{} tokens".format(*mac_tokens(df))
     return f"MACs (millions; batch 1, {tokens}, paper convention)"
 
 
 def latency_label(workload: str, df: pd.DataFrame, direction: bool = False) -> str:
-    what = {"forward": "forward", "translate": "generate-30" if _is_lm(df) else "translate"}[workload]
+    decode = {"language model": "generate-30", "summarization": "summarize"}.get(task_name(df), "translate")
+    what = "forward" if workload == "forward" else decode
     return f"{what} latency p50 (ms)\nbatch 1, 1 CPU thread, fp32" + (", lower is better" if direction else "")
 
 
 def workload_title(workload: str, df: pd.DataFrame) -> str:
     if workload == "forward":
         return "forward: the MAC pass (teacher-forced)"
+    if task_name(df) == "summarization":
+        return "summarize: encode {} + {} greedy steps".format(*mac_tokens(df))
     return "generate: 30 greedy steps with caches" if _is_lm(df) else "translate: encode + 30 greedy steps"
 
 
@@ -247,8 +261,7 @@ def _footnote(fig: Figure, df: pd.DataFrame, errorbars: bool = True) -> None:
 
 def _title(df: pd.DataFrame, what: str) -> str:
     budget = _unique_join(df["budget"]) or "?"
-    task = "language model" if _is_lm(df) else "translation"
-    return f"{what} at {budget} MACs ({task})"
+    return f"{what} at {budget} MACs ({task_name(df)})"
 
 
 def _target_line(ax: Axes, df: pd.DataFrame) -> None:

@@ -18,6 +18,7 @@ Conventions (docs/protocol.md):
   ``n_eval`` counts the evaluated ones. valid_nll (nats per target token) is the evaluation's, else the final
   value of training. BLEU/chrF: sacreBLEU on the test split (``_test``) and its cleaned variant
   (``_test_clean``), the signature beside them. Language models: test_nll, ppl (per token), ppl_word.
+  Summarization: ``rouge1|rouge2|rougeL_test[_clean]`` (F1 x100), ``rouge_settings``, ``protocol`` (MAC shapes).
 - compression: "none" for the trained fp32 model; compressed variants (bench.compress) get their own row with
   the base model's shape and counts but their own size, quality and latency (never the fp32 ones).
 - One configuration per model: when a model has runs under several config hashes, the most recent one is
@@ -41,6 +42,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 
+from ..rouge import ROUGE_TYPES
 from .quality import pairwise_table, row_status
 from .records import load_records
 
@@ -69,14 +71,18 @@ _EVAL_KEYS = {
     "test_nll": "test_nll",
     "ppl": "ppl",
     "ppl_word": "ppl_word",
+    **{f"{split}.{t}": f"{t}_{split}" for split in ("test", "test_clean") for t in ROUGE_TYPES},
 }
+_ROUGE_COLUMNS = [f"{t}_{split}" for split in ("test", "test_clean") for t in ROUGE_TYPES]
 _COMPRESS_KEYS = {**_EVAL_KEYS, "test_clean.n": "test_clean_n"}  # compress stages carry the evaluator's keys
-WITH_STD = ("valid_nll", "bleu_test", "chrf_test", "bleu_test_clean", "chrf_test_clean", "test_nll", "ppl", "ppl_word")
+WITH_STD = ("valid_nll", "bleu_test", "chrf_test", "bleu_test_clean", "chrf_test_clean", "test_nll", "ppl", "ppl_word",
+            *_ROUGE_COLUMNS)
 _STRING_KEYS = {
     "test.bleu_signature": "bleu_signature",
     "test.chrf_signature": "chrf_signature",
     "bleu_signature": "bleu_signature",
     "chrf_signature": "chrf_signature",
+    "test.rouge_settings": "rouge_settings",
 }
 # keys of a record that describe the run, not a measurement
 _META_PREFIXES = ("config.", "env.")
@@ -153,6 +159,7 @@ QUALITY_COLUMNS = [
     "ppl_word",
     "ppl_word_std",
 ]
+ROUGE_COLUMNS = [*(c for col in _ROUGE_COLUMNS for c in (col, f"{col}_std")), "rouge_settings"]  # only if present
 META_COLUMNS = [
     "seeds",
     "n_seeds",
@@ -242,7 +249,7 @@ def _static_row(recs: pd.DataFrame) -> dict[str, Any]:
         row["layers"] = f"{int(dec)}" if is_lm else f"{int(enc)}+{int(dec)}"
     else:
         row["layers"] = None
-    for key in ("params", "params_total", "macs", "macs_with_output"):
+    for key in ("params", "params_total", "macs", "macs_with_output") + (("protocol",) if row["task"] == "sum" else ()):
         row[key] = _first(profile, key)
     if _present(row["macs"]) and _present(row["target_macs"]) and row["target_macs"]:
         row["macs_rel_budget"] = row["macs"] / row["target_macs"] - 1
@@ -294,6 +301,8 @@ def _seed_metrics(recs: pd.DataFrame, row: dict[str, Any]) -> None:
                 if key in rec and _present(rec[key]):
                     d[col] = rec[key]
     for col in dict.fromkeys([*_TRAIN_KEYS.values(), *_EVAL_KEYS.values()]):
+        if col in _ROUGE_COLUMNS and not any(col in d for d in per_seed.values()):
+            continue  # summarization's columns only where there are summaries
         mean, std = _mean_std([d.get(col) for d in per_seed.values()])
         row[col] = mean
         if col in WITH_STD:
@@ -438,6 +447,7 @@ def order_columns(df: pd.DataFrame) -> pd.DataFrame:
         *MEMORY_COLUMNS,
         *TRAIN_COLUMNS,
         *QUALITY_COLUMNS,
+        *ROUGE_COLUMNS,
         *META_COLUMNS,
     ]
     cols = [c for c in known if c in df.columns]

@@ -14,6 +14,7 @@ import pandas as pd
 
 from bench.atomic import write_files
 
+from ..rouge import ROUGE_TYPES
 from . import latency_trust as trust
 from .leaderboard import _present, _unique_join, build_leaderboard, display_name
 
@@ -48,8 +49,10 @@ def _fmt_pm(mean: Any, std: Any, fmt: str, pm: str) -> str:
 
 
 def quality_kind(df: pd.DataFrame) -> str:
-    """ "bleu" when any row has a test BLEU, "ppl" when any has a perplexity (tried first for language
-    models), else "nll"."""
+    """ "rouge" when any row has a test ROUGE-L (summarization), "bleu" when any has a test BLEU, "ppl" when any
+    has a perplexity (tried first for language models), else "nll"."""
+    if "rougeL_test" in df.columns and df["rougeL_test"].map(_present).any():
+        return "rouge"
     kinds = [("bleu", "bleu_test"), ("ppl", "ppl")]
     for kind, col in kinds[::-1] if _is_lm(df) else kinds:
         if col in df.columns and df[col].map(_present).any():
@@ -61,10 +64,22 @@ def _is_lm(df: pd.DataFrame) -> bool:
     return "task" in df.columns and (df["task"] == "lm").any()
 
 
+def mac_tokens(df: pd.DataFrame) -> tuple[int, int]:
+    """(source, target) tokens of the MAC convention the rows were counted with: summarization's own (its
+    profiles' ``protocol``, e.g. 70 + 10), else the paper's 30 + 30."""
+    for text in df["protocol"] if "protocol" in df.columns else []:
+        m = re.search(r"(\d+) source \+ (\d+) target", str(text)) if _present(text) else None
+        if m:
+            return int(m.group(1)), int(m.group(2))
+    return 30, 30
+
+
 def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[list[str]], list[str]]:
     """The compact table both leaderboard.md and leaderboard.tex show: (headers, rows, notes on conventions)."""
     lm = _is_lm(df)
     kind = quality_kind(df)
+    src, tgt = mac_tokens(df)
+    summ = "task" in df.columns and (df["task"] == "sum").any()
     tmax = df["threads_max"].map(_num).dropna().max() if "threads_max" in df else math.nan
     tmax = int(tmax) if _present(tmax) and tmax > 1 else None
     with_compression = (df["compression"] != "none").any()
@@ -72,17 +87,19 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     has_cuda = "forward_p50_ms_cuda" in df.columns and df["forward_p50_ms_cuda"].map(_present).any()
 
     heads = ["model"] + (["compression"] if with_compression else []) + ["d", "layers"]
-    heads += ["params (M, no emb.)", "MACs (M, 30 tok)" if lm else "MACs (M, 30+30 tok)", "fwd p50 ms (1 thr)"]
+    heads += ["params (M, no emb.)", "MACs (M, 30 tok)" if lm else f"MACs (M, {src}+{tgt} tok)", "fwd p50 ms (1 thr)"]
     if tmax:
         heads.append(f"fwd p50 ms ({tmax} thr)")
     if has_translate:
-        heads.append("gen. 30 tok p50 ms (1 thr)" if lm else "transl. p50 ms (1 thr)")
+        heads.append("gen. 30 tok p50 ms (1 thr)" if lm else f"{'summ.' if summ else 'transl.'} p50 ms (1 thr)")
     if has_cuda:
         heads.append("fwd p50 ms (GPU)")
     ratios = [(k, h) for k, h in (("forward_t1", "fwd"), ("translate_t1", "transl.")) if trust.has_ratio(df, k)]
     heads += [f"{h} ratio (1 thr, 95% CI)" for _, h in ratios]
     heads.append("size (MB)")
-    if kind == "bleu":
+    if kind == "rouge":
+        heads += ["ROUGE-1 (test)", "ROUGE-2 (test)", "ROUGE-L (test)"]
+    elif kind == "bleu":
         heads += ["BLEU (test)", "chrF (test)"]
     elif kind == "ppl":
         heads.append("ppl (test, per token)")
@@ -111,7 +128,9 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
             cells.append(trust.mark(_fmt_ms(r["forward_p50_ms_cuda"]), r, "forward_p50_ms_cuda"))
         cells += [trust.ratio_cell(r, k) for k, _ in ratios]
         cells.append(_fmt(r["model_size_mb"], ".2f"))
-        if kind == "bleu":
+        if kind == "rouge":
+            cells += [_fmt_pm(r.get(f"{t}_test"), r.get(f"{t}_test_std"), ".2f", pm) for t in ROUGE_TYPES]
+        elif kind == "bleu":
             cells += [
                 _fmt_pm(r["bleu_test"], r["bleu_test_std"], ".2f", pm),
                 _fmt_pm(r["chrf_test"], r["chrf_test_std"], ".1f", pm),
@@ -125,7 +144,7 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
 
     notes = []
     budget = _unique_join(df["budget"]) or "?"
-    macs = ("batch 1, 30 tokens" if lm else "batch 1, 30 source + 30 target tokens") + (
+    macs = ("batch 1, 30 tokens" if lm else f"batch 1, {src} source + {tgt} target tokens") + (
         ", one teacher-forced pass, without embeddings and the output projection (paper convention)"
     )
     notes.append(f"Budget {budget} MACs. MACs: {macs}; params without embedding tables.")
@@ -134,11 +153,17 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     lat = f"Latency: batch 1, fp32, median (p50) of at least 30 timed calls on {device}, torch {torch}"
     lat += "; fwd = the MAC pass"
     if has_translate:
-        lat += ", gen. = 30 greedy incremental steps" if lm else ", transl. = encode 30 + 30 greedy decoding steps"
+        lat += (", gen. = 30 greedy incremental steps" if lm else f", {'summ.' if summ else 'transl.'} = encode "
+                f"{src} + {tgt} greedy decoding steps")
     notes.append(lat + ". Size: fp32 serialized model (compressed rows: size on disk).")
     notes += trust.notes(df, display_name)  # paired latency ratios; noisy figures and why
     seeds = "mean ± sample std over the evaluated seeds (column seeds)"
-    if kind == "bleu":
+    if kind == "rouge":
+        settings = _unique_join(df["rouge_settings"], sep="; ") or "settings not recorded"
+        beam = _unique_join(df["beam"]) or "?"
+        notes.append(f"ROUGE-1/2/L F1 x100: rouge-score on the test split, beam {beam}, one length penalty for all "
+                     f"({settings}); {seeds}.")
+    elif kind == "bleu":
         sig = _unique_join(df["bleu_signature"], sep="; ") or "signature not recorded"
         beam = _unique_join(df["beam"]) or "?"
         notes.append(f"BLEU/chrF: sacreBLEU on the test split, beam {beam} ({sig}); {seeds}.")
