@@ -191,6 +191,8 @@ class Sweep:
         self.env = environment()
         self.command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         # the peak learning rate each family's tuning chose (bench tune); quick runs are not tuned
+        from .tune import read_tuned
+
         self.tuned = {} if opts.quick else read_tuned(self.results, self.schedule)
 
     def schedule_for(self, name: str) -> Schedule:
@@ -466,26 +468,6 @@ class Sweep:
         jobs = [ex.submit(_job, self.opts, model, seed) for model in self.models for seed in self.opts.seeds]
         for job in jobs:
             job.result()
-
-
-TUNED_FILE = "tuning/chosen.json"
-
-
-def read_tuned(results: Path, schedule: Schedule) -> dict[str, float]:
-    """{family: peak lr} from ``<results>/tuning/chosen.json`` (written by ``bench tune``), for the schedule it
-    was tuned for; {} when there is none. A file tuned for another schedule name is ignored with a note."""
-    path = Path(results) / TUNED_FILE
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        chosen = {str(m): float(v["lr"]) for m, v in data["chosen"].items()}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BenchError(f"{path} is not a tuning result ({exc}); re-run bench tune or delete it") from None
-    if data.get("schedule") != schedule.name:
-        _stderr(f"note: {path} was tuned for schedule {data.get('schedule')!r}, not {schedule.name!r}; not used")
-        return {}
-    return chosen
 
 
 def _job(opts: SweepOptions, model: str | None, seed: int | None) -> None:

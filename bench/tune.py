@@ -27,8 +27,29 @@ from .atomic import write_json
 from .budget import Budget, load_budget, solve_model
 from .errors import BenchError
 from .launcher import call_in_child
-from .runner import DEFAULT_CORPUS, REPO, TUNED_FILE, config_hash, environment
+from .runner import DEFAULT_CORPUS, REPO, config_hash, environment
 from .schedules import Schedule, get_schedule
+
+TUNED_FILE = "tuning/chosen.json"
+
+
+def read_tuned(results: Path, schedule: Schedule) -> dict[str, float]:
+    """{family: peak lr} from ``<results>/tuning/chosen.json`` (written by ``bench tune``), for the schedule it
+    was tuned for; {} when there is none. A file tuned for another schedule name is ignored with a note."""
+    path = Path(results) / TUNED_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        chosen = {str(m): float(v["lr"]) for m, v in data["chosen"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BenchError(f"{path} is not a tuning result ({exc}); re-run bench tune or delete it") from None
+    if data.get("schedule") != schedule.name:
+        print(f"note: {path} was tuned for schedule {data.get('schedule')!r}, not {schedule.name!r}; not used",
+              file=sys.stderr)
+        return {}
+    return chosen
+
 
 DEFAULT_GRID = (5e-4, 1e-3, 2e-3)
 # the slower a family trains per token, the earlier its trials start (two processes finish closer together)

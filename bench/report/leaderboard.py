@@ -43,7 +43,7 @@ import pandas as pd
 from bench.errors import BenchError
 
 from ..rouge import ROUGE_TYPES
-from .quality import pairwise_table, row_status
+from .quality import default_pairs, pairwise_table, row_status
 from .records import load_records
 
 COUNTER_ORDER = ("flop_counter", "fvcore", "thop", "analytic")
@@ -490,16 +490,6 @@ def build_leaderboard(results_dir: Path | str) -> pd.DataFrame:
     df = add_ratio_columns(df, results_dir, notes)
     df.attrs["notes"] = notes
     df.attrs["results_dir"] = str(results_dir)
-    df.attrs["pairwise"] = pairwise_table(records, _pairs(df))
+    df.attrs["pairwise"] = pairwise_table(records, default_pairs(df))
     return df
 
-
-def _pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
-    """The pairs the pairwise table compares: every two families' primary rows, then each variant row
-    against its family's primary row."""
-    base = df[(df["compression"] == "none") & df["status"].notna()]
-    names = {str(m): str(f) for m, f in zip(base["model"], base["family"])}
-    primary = sorted(m for m, f in names.items() if m == f)
-    pairs = [(a, b) for i, a in enumerate(primary) for b in primary[i + 1 :]]
-    pairs += [(m, f) for m, f in sorted(names.items()) if m != f and f in names]
-    return pairs

@@ -211,3 +211,14 @@ def render_pairwise(rows: list[dict[str, Any]], name=lambda m: m) -> list[str]:
         cells += cell(r.get("bleu"), ".2f") + cell(r.get("valid_nll"), ".3f")
         out.append("| " + " | ".join(cells) + " |")
     return out
+
+
+def default_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """The pairs the pairwise table compares: every two families' primary rows, then each variant row
+    against its family's primary row."""
+    base = df[(df["compression"] == "none") & df["status"].notna()]
+    names = {str(m): str(f) for m, f in zip(base["model"], base["family"])}
+    primary = sorted(m for m, f in names.items() if m == f)
+    pairs = [(a, b) for i, a in enumerate(primary) for b in primary[i + 1 :]]
+    pairs += [(m, f) for m, f in sorted(names.items()) if m != f and f in names]
+    return pairs

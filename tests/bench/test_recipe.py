@@ -14,10 +14,10 @@ import torch
 from bench.batching import MTData
 from bench.budget import load_budget, solve_model
 from bench.errors import BenchError
-from bench.runner import Sweep, SweepOptions, read_tuned
+from bench.runner import Sweep, SweepOptions
 from bench.schedules import get_schedule
 from bench.train import learning_rate, subset, unigram_entropy
-from bench.tune import plan, select, trial_schedule, tune
+from bench.tune import plan, read_tuned, select, trial_schedule, tune
 from tests.toy_corpus import write_corpus
 
 REPO = Path(__file__).resolve().parents[2]

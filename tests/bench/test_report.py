@@ -565,7 +565,7 @@ def test_cli_combine_with_a_missing_budget_writes_nothing(tmp_path: Path) -> Non
 # ------------------------------------------------------------------------------------------ failed runs
 def test_a_failed_run_is_named_hollow_and_off_every_front(results: Path) -> None:
     from bench.report.figures import fig_quality_vs_macs
-    from bench.report.leaderboard import _pairs
+    from bench.report.quality import default_pairs as _pairs
     from bench.report.render import render_markdown
 
     path = results / "runs" / "transformer-c0ffee" / "train-s2.json"
