@@ -46,7 +46,8 @@ class StageRecord:
     values: dict[str, Any] = field(default_factory=dict)  # the stage's other measurements, written flat
     env: dict[str, Any] = field(default_factory=dict)
     command: str | None = None
-    created: str | None = None
+    started: str | None = None  # UTC ISO time the stage began (records before it had only `created`)
+    created: str | None = None  # UTC ISO time the record was written: the stage's end
     wall_s: float | None = None
     version: int = VERSION
 
@@ -55,7 +56,7 @@ class StageRecord:
     _HEAD: ClassVar[tuple[str, ...]] = (
         "stage", "model", "family", "budget", "target_macs", "task", "config_hash", "config", "schedule", "corpus",
     )
-    _TAIL: ClassVar[tuple[str, ...]] = ("env", "command", "created", "wall_s")
+    _TAIL: ClassVar[tuple[str, ...]] = ("env", "command", "started", "created", "wall_s")
 
     def own_fields(self) -> list[str]:
         """The fields a stage class adds to the common part."""
@@ -68,7 +69,7 @@ class StageRecord:
         out.update({k: getattr(self, k) for k in self._HEAD})
         out.update({k: getattr(self, k) for k in self.own_fields()})
         out.update(self.values)
-        out.update({k: getattr(self, k) for k in self._TAIL})
+        out.update({k: getattr(self, k) for k in self._TAIL if k != "started" or self.started is not None})
         return out
 
     def get(self, key: str, default: Any = None) -> Any:
