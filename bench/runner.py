@@ -30,6 +30,7 @@ import torch
 
 from .atomic import write_text
 from .budget import Budget, Solution, load_budget, solve_model
+from .cluster import Resources
 from .errors import BenchError
 from .records import StageRecord, make_record, read_record, write_record
 from .schedules import Schedule, get_schedule
@@ -106,6 +107,10 @@ def finished(path: Path) -> StageRecord | None:
         return None
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -128,6 +133,8 @@ class SweepOptions:
     results_root: Path = REPO / "results"
     cache_root: Path = REPO / ".cache" / "runs"
     executor: str = "local"
+    resources: Resources = field(default_factory=Resources)  # per job, for --executor slurm
+    poll_s: float = 10.0  # how often a sweep of jobs asks the cluster for their states
     stages: tuple[str, ...] = ("profile", "latency", "train", "evaluate", "compress")
     compress: list[str] = field(default_factory=list)  # models to prune + quantize after evaluation
     log: Callable[[str], None] = _stderr
@@ -196,6 +203,8 @@ class Sweep:
         self.command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         # the peak learning rate each family's tuning chose (bench tune); quick runs are not tuned
         self.tuned = {} if opts.quick else read_tuned(self.results, self.schedule)
+        self.job: dict[str, Any] = {}  # in a cluster job: which job writes the records (bench.cluster.job_info)
+        self.failed: list[Any] = []  # jobs of this sweep that failed (bench.cluster.Outcome)
 
     def schedule_for(self, name: str) -> Schedule:
         """The budget's schedule, with the peak rate tuning chose for the row's family (variants take their
@@ -208,14 +217,15 @@ class Sweep:
         return {} if self.opts.quick else self.budget.schedule_overrides(self.opts.schedule)
 
     # ------------------------------------------------------------------ records
-    def _record(self, run: ModelRun, stage: str, extra: dict[str, Any], wall: float) -> StageRecord:
+    def _record(self, run: ModelRun, stage: str, extra: dict[str, Any], wall: float, started: str) -> StageRecord:
         return make_record(
             stage.split("-")[0],
             run.common(),
-            extra,
+            {**extra, **self.job},
             env=self.env,
             command=self.command,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            started=started,
+            created=_now(),
             wall_s=round(wall, 2),
         )
 
@@ -226,9 +236,9 @@ class Sweep:
             if existing is not None and not self.opts.force:
                 self.opts.log(f"  {name}: done before, skipped ({path.relative_to(self.results)})")
                 return existing
-            started = time.perf_counter()
+            started, when = time.perf_counter(), _now()
             extra = fn()
-            record = self._record(run, name, extra, time.perf_counter() - started)
+            record = self._record(run, name, extra, time.perf_counter() - started, when)
             write_record(path, record)
             self.opts.log(f"  {name}: {time.perf_counter() - started:.1f} s")
             return record
@@ -318,7 +328,8 @@ class Sweep:
         summary = trainer.run(resume=True)
         if summary["stop"] == "interrupted":
             raise KeyboardInterrupt
-        return {**summary, "run_dir": str(out), "curve": read_curve(out)}
+        resumed = {"resumed_from_step": trainer.resumed_from_step} if trainer.resumed_from_step is not None else {}
+        return {**summary, **resumed, "run_dir": str(out), "curve": read_curve(out)}
 
     def compress(self, run: ModelRun, seed: int) -> list[dict[str, Any]]:
         """int8, then int8 + the largest magnitude-pruning sparsity that keeps validation BLEU within 0.5 of
@@ -353,14 +364,14 @@ class Sweep:
             self.opts.log(f"  compress-s{seed}: done before, skipped")
             return
         with locked(run.folder, f"compress-s{seed}"):
-            started = time.perf_counter()
+            started, when = time.perf_counter(), _now()
             stages = self.compress(run, seed)
             wall = time.perf_counter() - started
             for st in stages:
                 tag = st["compression"].replace("+", "_")
                 write_record(
                     run.folder / f"compress-s{seed}-{tag}.json",
-                    self._record(run, "compress", {**st, "seed": seed}, wall),
+                    self._record(run, "compress", {**st, "seed": seed}, wall, when),
                 )
             write_text(marker, json.dumps([st["compression"] for st in stages]))
             self.opts.log(f"  compress-s{seed}: {wall:.1f} s ({', '.join(st['compression'] for st in stages)})")
@@ -405,8 +416,10 @@ class Sweep:
         if self.opts.executor == "local":
             for model in self.models:
                 self.run_model(model)
-        else:
-            self._run_submitit()
+        else:  # one cluster job per unit; the report is built from whatever they wrote
+            from .sweep_jobs import run_jobs
+
+            self.failed = run_jobs(self)
         written = self.report()
         self._write_manifest(time.perf_counter() - started)
         return written
@@ -422,21 +435,6 @@ class Sweep:
         )
         old = path.read_text(encoding="utf-8") if path.exists() else "# Sweeps that wrote these records\n\n"
         write_text(path, old + line)
-
-    def _run_submitit(self) -> None:
-        """One job per model and seed (Slurm, or submitit's local executor); the same records and locks.
-        Latency jobs ask for a whole node so that no other job shares the machine while they time."""
-        from .launcher import submitit_executor
-
-        ex = submitit_executor(self.opts.executor, self.results / "submitit")
-        jobs = []
-        for model in self.models:  # profile + latency first, one job per model, strictly serial on a node
-            jobs.append(ex.submit(_job, self.opts, model, None))
-        for job in jobs:
-            job.result()
-        jobs = [ex.submit(_job, self.opts, model, seed) for model in self.models for seed in self.opts.seeds]
-        for job in jobs:
-            job.result()
 
 
 TUNED_FILE = "tuning/chosen.json"
@@ -457,12 +455,3 @@ def read_tuned(results: Path, schedule: Schedule) -> dict[str, float]:
         _stderr(f"note: {path} was tuned for schedule {data.get('schedule')!r}, not {schedule.name!r}; not used")
         return {}
     return chosen
-
-
-def _job(opts: SweepOptions, model: str, seed: int | None) -> None:
-    """A submitit job: measurement stages (seed None) or one seed's training and evaluation."""
-    stages = ("profile", "latency") if seed is None else ("train", "evaluate")
-    sub = SweepOptions(
-        **{**opts.__dict__, "stages": stages, "seeds": [seed] if seed is not None else opts.seeds, "executor": "local"}
-    )
-    Sweep(sub).run_model(model)
