@@ -420,7 +420,13 @@ class Sweep:
             from .sweep_jobs import run_jobs
 
             self.failed = run_jobs(self)
-        written = self.report()
+        try:
+            written = self.report()
+        except BenchError as exc:  # every job failed: nothing to report yet, the failures say why
+            if not self.failed:
+                raise
+            self.opts.log(f"note: no report: {exc}")
+            written = []
         self._write_manifest(time.perf_counter() - started)
         return written
 

@@ -41,6 +41,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         opts.results_root = Path(args.results)
     if args.cache:
         opts.cache_root = Path(args.cache)
+    if opts.executor != "local":  # jobs may start elsewhere: every path they are given is absolute
+        opts.results_root, opts.cache_root = Path(opts.results_root).resolve(), Path(opts.cache_root).resolve()
     opts.train_threads = check.integer("--train-threads", args.train_threads)
     if args.stages is not None:
         stages = tuple(check.words(args.stages))
@@ -147,8 +149,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     grid = []
     for w in check.words(args.grid):
         grid.append(check.number("--grid", w, minimum=1e-12))
-    kwargs = {"results_root": Path(args.results)} if args.results else {}
     executor = check.executor(args.executor)
+    kwargs = {"results_root": Path(args.results).resolve() if executor != "local" else Path(args.results)} \
+        if args.results else {}
     resources = check.resources(args)
     res = tune(
         args.budget,
