@@ -267,9 +267,15 @@ def test_a_slow_state_query_does_not_hide_a_result(tmp_path, monkeypatch):
     """A job whose result file is there is done, whatever the scheduler says about it yet."""
     fake = FakeSlurm(tmp_path)
     monkeypatch.setattr(launcher, "submitit_executor", fake.executor)
-    monkeypatch.setattr(cluster, "SlurmStates", lambda: (lambda ids: dict.fromkeys(ids, "RUNNING")))
+    polls = []
+
+    def running(ids):
+        polls.append(ids)
+        assert len(polls) < 3, "still waiting for a job whose result is there"
+        return dict.fromkeys(ids, "RUNNING")
+
     tracked = cluster.submit([Unit("u", "train", succeed)], "slurm", tmp_path, Resources(), lambda m: None)
     tracked[0].submitted = time.time()
     fake.finish(tracked[0].job, "success", 3)
-    (outcome,) = cluster.wait(tracked, "slurm", lambda m: None, poll_s=0)
+    (outcome,) = cluster.wait(tracked, "slurm", lambda m: None, poll_s=0, states=running)
     assert outcome.ok and outcome.result == 3
