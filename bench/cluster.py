@@ -287,7 +287,9 @@ def submit(units: list[Unit], executor: str, folder: Path, resources: Resources,
                 jobs = [ex.submit(u.fn, *u.args) for u in members]
         except Exception as exc:
             raise BenchError(f"submitting {len(members)} {kind} job(s) failed: {_last_line(str(exc))}") from None
-        array = f"as job array {jobs[0].job_id.split('_')[0]}" if executor == "slurm" else "as local processes"
+        array = jobs[0].job_id.split("_")[0]
+        array = ("as local processes" if executor != "slurm" else f"as job array {array}" if len(jobs) > 1
+                 else f"as job {array}")
         where = "a whole node each" if exclusive else f"{resources.cpus} CPU(s) each"
         log(f"submitted {len(jobs)} {kind} job(s) {array} ({where}, {resources.time_min} min"
             f"{f', {resources.gpus} GPU(s)' if resources.gpus else ''}"

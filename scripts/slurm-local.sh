@@ -33,7 +33,8 @@ ME=slurm-local.sh
 say() { echo "$ME: $*"; }
 die() { echo "$ME: error: $2" >&2; exit "$1"; }
 
-alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+alive() { [ -s "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
+gone() { ! kill -0 "$1" 2>/dev/null || [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" = Z ]; }
 munge_up() { command -v munge >/dev/null && munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
 ctld_up() { command -v scontrol >/dev/null && [ -f "$CONF" ] && scontrol ping 2>/dev/null | grep -q "is UP"; }
 slurmd_up() { alive "$STATE/slurmd.pid"; }
@@ -166,19 +167,19 @@ cmd_stop() {
     scontrol shutdown >/dev/null 2>&1 || true
     ours=1
   fi
-  local name pidfile
+  local name pid
   for name in slurmctld slurmd; do
-    pidfile="$STATE/$name.pid"
-    if alive "$pidfile"; then
+    pid=$(cat "$STATE/$name.pid" 2>/dev/null)  # read once: the daemon removes its pid file as it stops
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
       ours=1
-      wait_for 30 bash -c "! kill -0 $(cat "$pidfile") 2>/dev/null" || kill "$(cat "$pidfile")" 2>/dev/null
-      wait_for 10 bash -c "! kill -0 $(cat "$pidfile") 2>/dev/null" \
-        || die 1 "$name (pid $(cat "$pidfile")) does not stop (see $STATE/log/$name.log)"
+      wait_for 30 gone "$pid" || kill "$pid" 2>/dev/null
+      wait_for 10 gone "$pid" || die 1 "$name (pid $pid) does not stop (see $STATE/log/$name.log)"
     fi
   done
-  if [ -f "$STATE/munged.ours" ] && alive "$MUNGE_PID"; then
-    kill "$(cat "$MUNGE_PID")" 2>/dev/null
-    wait_for 10 bash -c "! kill -0 $(cat "$MUNGE_PID") 2>/dev/null" || die 1 "munged does not stop"
+  pid=$(cat "$MUNGE_PID" 2>/dev/null)
+  if [ -f "$STATE/munged.ours" ] && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null
+    wait_for 10 gone "$pid" || die 1 "munged (pid $pid) does not stop"
     rm -f "$STATE/munged.ours"
     ours=1
   fi
