@@ -19,14 +19,24 @@ TASK     ?= mt
 QUICK    ?=
 FORCE    ?=
 COMPRESS ?=
+# --executor slurm: one job per model's latency (a whole node) and per (model, seed) training, as job arrays
+EXECUTOR  ?= local
+PARTITION ?=
+JOB_CPUS  ?=
+JOB_TIME  ?=
+JOB_GPUS  ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow benchmark bench tune report profile-table latency-table recipes check-latency lint \
-	clean
+.PHONY: help setup test test-slow test-slurm slurm-start slurm-stop benchmark bench tune report profile-table \
+	latency-table recipes check-latency lint clean
 
 help: ## list the targets
-	@echo "litebench — make targets (variables: BUDGET=$(BUDGET) MODELS= SEEDS= DEVICE= THREADS= SCHEDULE= TASK= QUICK=1 FORCE=1 COMPRESS=)"
+	@echo "litebench — make targets (variables: BUDGET=$(BUDGET) MODELS= SEEDS= DEVICE= THREADS= SCHEDULE= TASK= QUICK=1 FORCE=1 COMPRESS=;"
+	@echo "  on Slurm: EXECUTOR=slurm PARTITION= JOB_CPUS= JOB_TIME= JOB_GPUS=)"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
+
+SLURM_FLAGS = $(if $(PARTITION),--slurm-partition $(PARTITION)) $(if $(JOB_CPUS),--slurm-cpus $(JOB_CPUS)) \
+	$(if $(JOB_TIME),--slurm-time $(JOB_TIME)) $(if $(JOB_GPUS),--slurm-gpus $(JOB_GPUS))
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,16 +53,27 @@ test: $(STAMP) ## the default test suite (minutes on 2 cores)
 test-slow: $(STAMP) ## slow tests (marked slow): latency statistics over repeats, ours vs torch.nn.Transformer
 	$(PY) -m pytest -q -m slow
 
+test-slurm: $(STAMP) ## end to end on a local Slurm cluster (root): quick sweep as jobs, scancel + resubmit
+	$(PY) -m pytest -q -s -m slurm tests/bench/test_slurm_cluster.py
+
+slurm-start: ## start a one-node Slurm cluster on this machine (scripts/slurm-local.sh; root, Debian packages)
+	scripts/slurm-local.sh start
+
+slurm-stop: ## stop it (cancels its jobs)
+	scripts/slurm-local.sh stop
+
 benchmark: $(STAMP) ## pytest-benchmark micro-benchmarks (attention, convolutions, layers)
 	$(PY) -m pytest -q -m benchmark --benchmark-enable --benchmark-sort=name tests
 
 bench: $(STAMP) ## the whole comparison at BUDGET (solve, profile, latency, train, evaluate, report)
 	$(PY) -m bench run --budget $(BUDGET) --task $(TASK) --schedule $(SCHEDULE) --device $(DEVICE) \
 		$(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(THREADS),--threads $(THREADS)) \
-		$(if $(QUICK),--quick) $(if $(FORCE),--force) $(if $(COMPRESS),--compress $(COMPRESS))
+		$(if $(QUICK),--quick) $(if $(FORCE),--force) $(if $(COMPRESS),--compress $(COMPRESS)) \
+		--executor $(EXECUTOR) $(SLURM_FLAGS)
 
 tune: $(STAMP) ## equal-budget peak learning-rate search for every family of BUDGET (results/<budget>/tuning)
-	$(PY) -m bench tune --budget $(BUDGET) --task $(TASK) $(if $(MODELS),--models $(MODELS))
+	$(PY) -m bench tune --budget $(BUDGET) --task $(TASK) $(if $(MODELS),--models $(MODELS)) \
+		--executor $(EXECUTOR) $(SLURM_FLAGS)
 
 report: $(STAMP) ## rebuild leaderboard tables and figures from the run records
 	$(PY) -m bench report --budget $(BUDGET) --task $(TASK)

@@ -10,7 +10,7 @@ solved config, never a budget to solve again). ``threads`` sets ``OMP_NUM_THREAD
 Used for latency isolation (one process per model and setting; one process for a paired comparison), the
 recipe study's training runs, and any study that runs trials side by side. A child started while this process
 holds the machine lock (bench.machine_lock) is told so and does not wait for it. Cluster jobs go through
-submitit (:func:`submitit_executor`).
+submitit (:func:`submitit_executor`, driven by bench.cluster).
 """
 
 from __future__ import annotations
@@ -100,9 +100,12 @@ def main() -> int:
         return 1
 
 
-def submitit_executor(kind: str, folder: Path) -> Any:
-    """A submitit executor: "slurm" (one job per node: latency jobs must not share the machine) or
-    "submitit-local"."""
+def submitit_executor(kind: str, folder: Path, *, partition: str | None = None, time_min: int = 240,
+                      cpus: int | None = None, gpus: int = 0, exclusive: bool = False,
+                      name: str = "litebench") -> Any:
+    """A submitit executor for one job array: "slurm" (``exclusive``: each job holds a whole node, what latency
+    jobs need; else ``cpus`` per job) or "submitit-local" (processes on this machine). Logs and submitit's
+    files go to ``folder``."""
     if kind not in EXECUTORS[1:]:
         raise BenchError(f"unknown executor {kind!r}; valid: {', '.join(EXECUTORS)}")
     try:
@@ -110,11 +113,17 @@ def submitit_executor(kind: str, folder: Path) -> Any:
     except ImportError:
         raise BenchError("the submitit executor needs `pip install submitit` (the `cluster` extra)") from None
     if kind == "slurm":
-        ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
-        ex.update_parameters(timeout_min=240, slurm_exclusive=True)
+        ex = submitit.SlurmExecutor(folder=str(folder))
+        params: dict[str, Any] = {"job_name": name, "time": time_min, "partition": partition,
+                                  "gpus_per_node": gpus or None}
+        if exclusive:
+            params["exclusive"] = True
+        else:
+            params["cpus_per_task"] = cpus or 1
+        ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
     else:
         ex = submitit.LocalExecutor(folder=str(folder))
-        ex.update_parameters(timeout_min=240)
+        ex.update_parameters(timeout_min=time_min)
     return ex
 
 

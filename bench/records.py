@@ -48,7 +48,7 @@ class StageRecord:
     values: dict[str, Any] = field(default_factory=dict)  # the stage's other measurements, written flat
     env: dict[str, Any] = field(default_factory=dict)
     command: str | None = None
-    created: str | None = None
+    created: str | None = None  # UTC ISO time the record was written: the stage's end
     wall_s: float | None = None
     # when the stage ran (UTC ISO times, ms) and how it held the machine lock (bench.machine_lock); absent from
     # records of older code

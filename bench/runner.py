@@ -33,6 +33,7 @@ import torch
 
 from .atomic import write_text
 from .budget import Budget, Solution, load_budget, solve_model
+from .cluster import Resources
 from .errors import BenchError
 from .records import StageRecord, make_record, read_record, write_record
 from .schedules import Schedule, get_schedule
@@ -122,6 +123,8 @@ class SweepOptions:
     results_root: Path = REPO / "results"
     cache_root: Path = REPO / ".cache" / "runs"
     executor: str = "local"
+    resources: Resources = field(default_factory=Resources)  # per job, for --executor slurm
+    poll_s: float = 10.0  # how often a sweep of jobs asks the cluster for their states
     stages: tuple[str, ...] = ("profile", "latency", "train", "evaluate", "compress")
     compress: list[str] = field(default_factory=list)  # models to prune + quantize after evaluation
     log: Callable[[str], None] = _stderr
@@ -194,6 +197,8 @@ class Sweep:
         from .tune import read_tuned
 
         self.tuned = {} if opts.quick else read_tuned(self.results, self.schedule)
+        self.job: dict[str, Any] = {}  # in a cluster job: which job writes the records (bench.cluster.job_info)
+        self.failed: list[Any] = []  # jobs of this sweep that failed (bench.cluster.Outcome)
 
     def schedule_for(self, name: str) -> Schedule:
         """The budget's schedule, with the peak rate tuning chose for the row's family (variants take their
@@ -213,10 +218,10 @@ class Sweep:
         return make_record(
             stage.split("-")[0],
             run.common(),
-            extra,
+            {**extra, **self.job},
             env=self.env,
             command=self.command,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created=utc_now(),
             wall_s=round(wall, 2),
             **(span or {}),
         )
@@ -342,7 +347,8 @@ class Sweep:
         summary = trainer.run(resume=True)
         if summary["stop"] == "interrupted":
             raise KeyboardInterrupt
-        return {**summary, "run_dir": str(out), "curve": read_curve(out)}
+        resumed = {"resumed_from_step": trainer.resumed_from_step} if trainer.resumed_from_step is not None else {}
+        return {**summary, **resumed, "run_dir": str(out), "curve": read_curve(out)}
 
     def compress(self, run: ModelRun, seed: int) -> list[dict[str, Any]]:
         """int8, then int8 + the largest magnitude-pruning sparsity that keeps validation BLEU within 0.5 of
@@ -434,9 +440,17 @@ class Sweep:
                 compare_stages(self)
             for model in self.models:
                 self.run_model(model)
-        else:
-            self._run_submitit()
-        written = self.report()
+        else:  # one cluster job per unit; the report is built from whatever they wrote
+            from .sweep_jobs import run_jobs
+
+            self.failed = run_jobs(self)
+        try:
+            written = self.report()
+        except BenchError as exc:  # every job failed: nothing to report yet, the failures say why
+            if not self.failed:
+                raise
+            self.opts.log(f"note: no report: {exc}")
+            written = []
         self._write_manifest(time.perf_counter() - started)
         return written
 
@@ -452,34 +466,3 @@ class Sweep:
         old = path.read_text(encoding="utf-8") if path.exists() else "# Sweeps that wrote these records\n\n"
         write_text(path, old + line)
 
-    def _run_submitit(self) -> None:
-        """One job per model and seed (Slurm, or submitit's local executor); the same records and locks.
-        Latency jobs ask for a whole node so that no other job shares the machine while they time."""
-        from .launcher import submitit_executor
-
-        ex = submitit_executor(self.opts.executor, self.results / "submitit")
-        jobs = []
-        for model in self.models:  # profile + latency first, one job per model, strictly serial on a node
-            jobs.append(ex.submit(_job, self.opts, model, None))
-        if "latency" in self.opts.stages:  # the paired comparison: one job, every model in it
-            jobs.append(ex.submit(_job, self.opts, None, None))
-        for job in jobs:
-            job.result()
-        jobs = [ex.submit(_job, self.opts, model, seed) for model in self.models for seed in self.opts.seeds]
-        for job in jobs:
-            job.result()
-
-
-def _job(opts: SweepOptions, model: str | None, seed: int | None) -> None:
-    """A submitit job: measurement stages (seed None), one seed's training and evaluation, or (model None) the
-    paired latency comparison."""
-    stages = ("profile", "latency") if seed is None else ("train", "evaluate")
-    sub = SweepOptions(
-        **{**opts.__dict__, "stages": stages, "seeds": [seed] if seed is not None else opts.seeds, "executor": "local"}
-    )
-    if model is None:
-        from .paired import compare_stages
-
-        compare_stages(Sweep(sub))
-    else:
-        Sweep(sub).run_model(model)

@@ -183,6 +183,7 @@ class Trainer:
             self.batches = lm_batches(len(data.train[0]), s.batch_tokens, s.lm_block)
         self.pad = tok.pad_id
         self._stop_requested = False
+        self.resumed_from_step: int | None = None  # the checkpoint's step when run() resumed one
 
     # ------------------------------------------------------------------ run folder
     def spec(self) -> dict[str, Any]:
@@ -227,6 +228,7 @@ class Trainer:
             setattr(self.state, k, v)
         self.state.valid_nll = ck.get("valid_nll")
         torch.set_rng_state(ck["rng"])
+        self.resumed_from_step = self.state.step
 
     # ------------------------------------------------------------------ one step
     def _batch(self, idx: np.ndarray) -> dict[str, Tensor]:

@@ -4,8 +4,9 @@ Every family of a budget gets the same trials: one per peak rate of the grid (de
 a copy of the budget's recipe shrunk to ``tokens_per_trial`` target tokens (the warm-up shrunk in proportion,
 the decay still reaching its end), so that a trial is the whole schedule in miniature. By default a trial
 gets the recipe's tokens divided by the number of rates, so tuning a family costs what one seed of its
-training costs. Trials train in their own processes at 1 thread, ``jobs`` at a time, and are judged on the
-final validation NLL over the whole validation split (never the test split); a trial that diverges counts
+training costs. Trials train in their own processes at 1 thread, ``jobs`` at a time (with
+``executor="slurm"``: one job per trial, as one job array, at the CPUs each job asks for), and are judged on
+the final validation NLL over the whole validation split (never the test split); a trial that diverges counts
 as the worst. Each trial writes ``<results>/tuning/<family>-lr<rate>-<hash>.json`` (the hash covers the
 trial's config, schedule and corpus, so a changed recipe never reuses a stale trial); a finished trial is
 not run again. The choice goes to ``<results>/tuning/chosen.json``, which ``bench run`` reads.
@@ -25,6 +26,7 @@ from typing import Any
 
 from .atomic import write_json
 from .budget import Budget, load_budget, solve_model
+from .cluster import JobsFailed, Resources, Unit, check_cluster, run_units
 from .errors import BenchError
 from .launcher import call_in_child
 from .runner import DEFAULT_CORPUS, REPO, config_hash, environment
@@ -169,7 +171,11 @@ def tune(
     results_root: Path = REPO / "results",
     cache_root: Path = REPO / ".cache" / "tuning",
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+    executor: str = "local",
+    resources: Resources | None = None,
 ) -> dict[str, Any]:
+    if executor == "slurm":
+        check_cluster((resources or Resources()).partition)
     budget = load_budget(budget_spec, task=task)
     schedule = get_schedule(schedule_name, **budget.schedule_overrides(schedule_name))
     corpus = corpus or DEFAULT_CORPUS[task]
@@ -185,38 +191,22 @@ def tune(
             return json.loads(path.read_text(encoding="utf-8"))
         log(f"  {trial.name}: training {trial.schedule.max_tokens:,} tokens, warm-up {trial.schedule.warmup_steps}")
         started = datetime.now(timezone.utc)
-        summary = _run_trial(trial, task, corpus, seed, Path(cache_root) / results.name / trial.name)
-        record = {
-            "stage": "tune",
-            "family": trial.family,
-            "model": trial.family,
-            "budget": budget.name,
-            "lr": trial.lr,
-            "tokens_per_trial": trial.schedule.max_tokens,
-            "selection": "valid_nll (whole validation split)",
-            "config": trial.config,
-            "config_hash": trial.key,
-            "schedule_config": trial.schedule.to_dict(),
-            "corpus": corpus,
-            "seed": seed,
-            "threads": 1,
-            **{k: summary.get(k) for k in ("valid_nll", "best_valid_nll", "unigram_entropy", "train_steps",
-                                           "train_tokens", "train_wall_s", "tokens_per_s", "stop")},
-            "error": summary.get("error"),
-            "curve": _read_curve(Path(cache_root) / results.name / trial.name),
-            "env": env,
-            "command": command,
-            "started": started.isoformat(timespec="seconds"),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        run_dir = Path(cache_root) / results.name / trial.name
+        summary = _run_trial(trial, task, corpus, seed, run_dir)
+        record = trial_record(trial, budget.name, corpus, seed, summary, run_dir, env, command, started, threads=1)
         write_json(path, record)
         nll = record["valid_nll"]
         log(f"  {trial.name}: valid NLL {nll:.3f}" if nll is not None else f"  {trial.name}: {record['error']}")
         return record
 
     folder.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        records = list(pool.map(go, trials))
+    if executor == "local":
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            records = list(pool.map(go, trials))
+    else:
+        records = _trials_as_jobs(trials, folder, results / "submitit", executor, resources, log,
+                                  budget=budget.name, task=task, corpus=corpus, seed=seed,
+                                  cache=Path(cache_root) / results.name, command=command)
     chosen = select(records)
     summary = {
         "budget": budget.name,
@@ -232,6 +222,75 @@ def tune(
     }
     write_json(results / TUNED_FILE, summary)
     return summary
+
+
+def trial_record(trial: Trial, budget: str, corpus: str, seed: int, summary: dict[str, Any], run_dir: Path,
+                 env: dict[str, Any], command: str, started: datetime, threads: int,
+                 job: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record of one finished (or diverged) trial."""
+    return {
+        "stage": "tune",
+        "family": trial.family,
+        "model": trial.family,
+        "budget": budget,
+        "lr": trial.lr,
+        "tokens_per_trial": trial.schedule.max_tokens,
+        "selection": "valid_nll (whole validation split)",
+        "config": trial.config,
+        "config_hash": trial.key,
+        "schedule_config": trial.schedule.to_dict(),
+        "corpus": corpus,
+        "seed": seed,
+        "threads": threads,
+        **{k: summary.get(k) for k in ("valid_nll", "best_valid_nll", "unigram_entropy", "train_steps",
+                                       "train_tokens", "train_wall_s", "tokens_per_s", "stop")},
+        "error": summary.get("error"),
+        "curve": _read_curve(run_dir),
+        **(job or {}),
+        "env": env,
+        "command": command,
+        "started": started.isoformat(timespec="seconds"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def trial_job(trial: Trial, budget: str, task: str, corpus: str, seed: int, run_dir: str, path: str,
+              command: str) -> dict[str, Any]:
+    """One trial as a cluster job: trains in this process (threads: the job's CPUs), writes its record."""
+    import torch
+
+    from .cluster import job_cpus, job_info
+
+    threads = job_cpus() or 1
+    torch.set_num_threads(threads)
+    started = datetime.now(timezone.utc)
+    try:
+        summary = train_trial(trial.family, trial.config, trial.schedule.to_dict(), task, corpus, seed, run_dir)
+    except BenchError as exc:
+        if "diverged" not in str(exc):
+            raise
+        summary = {"error": str(exc)}
+    record = trial_record(trial, budget, corpus, seed, summary, Path(run_dir), environment(), command, started,
+                          threads, job_info())
+    write_json(Path(path), record)
+    return record
+
+
+def _trials_as_jobs(trials: list[Trial], folder: Path, logs: Path, executor: str, resources: Resources | None,
+                    log: Callable[[str], None], *, budget: str, task: str, corpus: str, seed: int, cache: Path,
+                    command: str) -> list[dict[str, Any]]:
+    """Every trial without a record as one job of one array; then every trial's record."""
+    todo = [t for t in trials if not (folder / f"{t.name}.json").exists()]
+    if len(todo) < len(trials):
+        log(f"  {len(trials) - len(todo)} trial(s) done before, not submitted")
+    units = [Unit(f"tuning trial {t.name}", "tune", trial_job,
+                  (t, budget, task, corpus, seed, str(cache / t.name), str(folder / f"{t.name}.json"), command))
+             for t in todo]
+    failed = [o for o in run_units(units, executor, logs, resources, log) if not o.ok]
+    if failed:
+        raise JobsFailed(f"{len(failed)} tuning trial(s) failed: {'; '.join(o.describe() for o in failed)}. "
+                         "The same command again runs only the trials without a record")
+    return [json.loads((folder / f"{t.name}.json").read_text(encoding="utf-8")) for t in trials]
 
 
 def _read_curve(run_dir: Path) -> list[dict]:

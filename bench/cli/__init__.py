@@ -2,8 +2,8 @@
 
 Every parser and argument check lives in this package; each command's code is imported only when that
 command runs (``python -m bench models`` loads neither sacreBLEU, sentencepiece nor fvcore). Bad input ends
-with one line on stderr and exit code 2; an internal failure with one line and exit code 1
-(``LITEBENCH_DEBUG=1`` shows the traceback).
+with one line on stderr and exit code 2; an internal failure, or cluster jobs that failed, with one line and
+exit code 1 (``LITEBENCH_DEBUG=1`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from bench.cluster import JobsFailed
 from bench.errors import BenchError
 
 from .parser import COMMANDS, build_parser, join_negative_values
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except JobsFailed as exc:  # cluster jobs failed: named with their logs; what the others wrote is kept
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

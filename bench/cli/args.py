@@ -77,3 +77,29 @@ def choice(option: str, value: str, valid: tuple[str, ...] | list[str]) -> str:
     if value not in valid:
         raise BenchError(f"unknown {option} {value!r}; valid: {', '.join(valid)}")
     return value
+
+
+def executor(text: str) -> str:
+    from bench.launcher import EXECUTORS
+
+    return choice("--executor", text, EXECUTORS)
+
+
+def resources(args: object) -> object:
+    """bench.cluster.Resources from --slurm-partition/-cpus/-time/-gpus; those flags need --executor slurm."""
+    from bench.cluster import DEFAULT_TIME_MIN, Resources, parse_time
+
+    flags = {"--slurm-partition": "slurm_partition", "--slurm-cpus": "slurm_cpus", "--slurm-time": "slurm_time",
+             "--slurm-gpus": "slurm_gpus"}
+    given = [flag for flag, name in flags.items() if getattr(args, name, None) is not None]
+    if given and getattr(args, "executor", "local") != "slurm":
+        raise BenchError(f"{', '.join(given)}: only with --executor slurm")
+    partition = getattr(args, "slurm_partition", None)
+    if partition is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*", partition):
+        raise BenchError(f"--slurm-partition must be partition names separated by commas, got {partition!r}")
+    return Resources(
+        partition=partition,
+        cpus=integer("--slurm-cpus", getattr(args, "slurm_cpus", None)) or 1,
+        time_min=parse_time(getattr(args, "slurm_time", None)) or DEFAULT_TIME_MIN,
+        gpus=integer("--slurm-gpus", getattr(args, "slurm_gpus", None), 0) or 0,
+    )

@@ -207,7 +207,8 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--vocab-size", help="sentencepiece vocabulary (default 8000; capped for a small corpus)")
     p.add_argument("--quick", action="store_true", help="smoke run: quick schedule, short timing, results/<B>-quick")
     p.add_argument("--force", action="store_true", help="re-run stages whose records exist")
-    p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local")
+    _executor_args(p, "local: every stage here, one after another; slurm: one job per model's latency and per "
+                      "(model, seed) training, as job arrays (submitit-local: the same jobs as local processes)")
     p.add_argument("--compress", help="models to prune + quantize to int8 after evaluation (comma-separated)")
     p.add_argument("--results", help="results root (default: results/)")
     p.add_argument("--cache", help="checkpoints and training logs (default: .cache/runs/)")
@@ -225,8 +226,18 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--jobs", default="2", help="trials at a time, 1 thread each (default 2)")
     p.add_argument("--corpus", help="corpus name or folder (default: libreoffice-en-de / sotu)")
     p.add_argument("--results", help="results root (default: results/)")
+    _executor_args(p, "local: trials as processes here, --jobs at a time; slurm: one job per trial, one job array")
     p.add_argument("--json", action="store_true")
     return parser
+
+
+def _executor_args(p: argparse.ArgumentParser, what: str) -> None:
+    """--executor and the resources of one Slurm job (a latency job takes a whole node instead of --slurm-cpus)."""
+    p.add_argument("--executor", default="local", metavar="{local,slurm,submitit-local}", help=what)
+    p.add_argument("--slurm-partition", help="partition(s) to submit to (default: the cluster's default)")
+    p.add_argument("--slurm-cpus", help="CPUs per training job; also its torch threads (default 1)")
+    p.add_argument("--slurm-time", help="time limit per job: minutes or [days-]hours:minutes:seconds (default 240)")
+    p.add_argument("--slurm-gpus", help="GPUs per job (default 0)")
 
 
 def _model_args(p: argparse.ArgumentParser, task_choices: bool = True) -> None:

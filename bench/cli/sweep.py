@@ -33,13 +33,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         force=args.force,
         corpus=args.corpus,
         vocab_size=check.integer("--vocab-size", args.vocab_size, 5),
-        executor=args.executor,
+        executor=check.executor(args.executor),
+        resources=check.resources(args),
         compress=compress,
     )
     if args.results:
         opts.results_root = Path(args.results)
     if args.cache:
         opts.cache_root = Path(args.cache)
+    if opts.executor != "local":  # jobs may start elsewhere: every path they are given is absolute
+        opts.results_root, opts.cache_root = Path(opts.results_root).resolve(), Path(opts.cache_root).resolve()
     opts.train_threads = check.integer("--train-threads", args.train_threads)
     if args.stages is not None:
         stages = tuple(check.words(args.stages))
@@ -55,6 +58,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep = Sweep(opts)
     for path in sweep.run():
         print(f"wrote {path}")
+    if sweep.failed:  # exit 1, each failed job named with its log
+        from bench.sweep_jobs import failure_message
+
+        raise failure_message(sweep.failed)
     return 0
 
 
@@ -143,7 +150,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     grid = []
     for w in check.words(args.grid):
         grid.append(check.number("--grid", w, minimum=1e-12))
-    kwargs = {"results_root": Path(args.results)} if args.results else {}
+    executor = check.executor(args.executor)
+    kwargs = {"results_root": Path(args.results).resolve() if executor != "local" else Path(args.results)} \
+        if args.results else {}
+    resources = check.resources(args)
     res = tune(
         args.budget,
         task=args.task,
@@ -154,6 +164,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         seed=check.integer("--seed", args.seed, 0),
         jobs=check.integer("--jobs", args.jobs),
         corpus=args.corpus,
+        executor=executor,
+        resources=resources,
         **kwargs,
     )
     if args.json:

@@ -69,7 +69,7 @@ def test_no_module_over_500_lines():
     assert {k: v for k, v in sizes.items() if v > 500} == {}
 
 
-@pytest.mark.parametrize("where", ["bench", "models", "budgets", "docs", "README.md", "Makefile"])
+@pytest.mark.parametrize("where", ["bench", "models", "budgets", "docs", "scripts", "README.md", "Makefile"])
 def test_the_project_points_only_inside_itself(where):
     path = ROOT / where
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and p.suffix != ".pyc"]

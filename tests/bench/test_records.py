@@ -56,6 +56,17 @@ def test_write_and_read_round_trip(tmp_path):
         make_record("profile", {"model": "transformer"}, {"params": 3})
 
 
+def test_a_record_says_when_its_stage_began_and_ended(tmp_path):
+    common = {"model": "transformer"}
+    rec = make_record("profile", common, {"params": 3, "macs": 7, "job_id": "12_3"},
+                      started="2026-01-01T10:00:00+00:00", created="2026-01-01T10:05:00+00:00", wall_s=300.0)
+    d = rec.to_dict()
+    assert list(d)[-5:] == ["env", "command", "started", "created", "wall_s"] and d["job_id"] == "12_3"
+    again = read_record(write_record(tmp_path / "profile.json", rec))
+    assert again.started == "2026-01-01T10:00:00+00:00" and again.get("job_id") == "12_3"
+    assert "started" not in make_record("profile", common, {"params": 3, "macs": 7}).to_dict()  # older records
+
+
 def test_old_compress_records_take_the_evaluators_layout():
     old = {"stage": "compress", "model": "lite", "seed": 1, "compression": "int8", "bleu": 21.7, "chrf": 46.5,
            "bleu_signature": "sig", "chrf_signature": "csig", "test_n": 500, "bleu_test_clean": 22.0,

@@ -174,6 +174,7 @@ def test_resume_after_interruption_gives_the_same_weights(corpus, tmp_path):
     again = trainer(corpus, tmp_path / "part")
     again.run(resume=True)
     assert again.state.step == full.state.step == 12
+    assert full.resumed_from_step is None and again.resumed_from_step == 5  # what the train record reports
     for (name, p), (_, q) in zip(full.model.state_dict().items(), again.model.state_dict().items()):
         assert torch.equal(p, q), name
 
