@@ -61,7 +61,7 @@ def test_a_record_says_when_its_stage_began_and_ended(tmp_path):
     rec = make_record("profile", common, {"params": 3, "macs": 7, "job_id": "12_3"},
                       started="2026-01-01T10:00:00+00:00", created="2026-01-01T10:05:00+00:00", wall_s=300.0)
     d = rec.to_dict()
-    assert list(d)[-5:] == ["env", "command", "started", "created", "wall_s"] and d["job_id"] == "12_3"
+    assert list(d)[-5:] == ["env", "command", "created", "wall_s", "started"] and d["job_id"] == "12_3"
     again = read_record(write_record(tmp_path / "profile.json", rec))
     assert again.started == "2026-01-01T10:00:00+00:00" and again.get("job_id") == "12_3"
     assert "started" not in make_record("profile", common, {"params": 3, "macs": 7}).to_dict()  # older records

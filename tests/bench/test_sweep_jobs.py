@@ -79,11 +79,18 @@ def test_units_without_records_are_submitted_and_their_records_name_the_job(toy,
         ("latency of transformer", "latency", True), ("training of transformer, seed 1", "train", False),
         ("training of transformer, seed 2", "train", False), ("latency of lite_transformer", "latency", True),
         ("training of lite_transformer, seed 1", "train", False),
-        ("training of lite_transformer, seed 2", "train", False)]]
-    assert calls == {(s, m): n for m in ("lite_transformer", "transformer")
-                     for s, n in (("profile", 1), ("latency", 2), ("train", 2), ("evaluate", 2))}
+        ("training of lite_transformer, seed 2", "train", False),
+        ("paired latency", "latency", True)]]  # every model timed side by side: one more exclusive job
+    assert calls == {**{(s, m): n for m in ("lite_transformer", "transformer")
+                        for s, n in (("profile", 1), ("latency", 2), ("train", 2), ("evaluate", 2))},
+                     ("latency_compare", "transformer+lite_transformer"): 2}
     runs = tmp_path / "results" / "tiny-quick" / "runs"
     for folder in runs.iterdir():
+        if folder.name.startswith("_compare"):  # the paired comparison: its own exclusive job, the last one
+            for path in folder.glob("*.json"):
+                rec = json.loads(path.read_text())
+                assert rec["job_id"] == "9_6" and rec["job_exclusive"] is True, path
+            continue
         job_of = {"transformer": {"latency": 0, "train-s1": 1, "train-s2": 2},
                   "lite_transformer": {"latency": 3, "train-s1": 4, "train-s2": 5}}[folder.name.rsplit("-", 1)[0]]
         for path in folder.glob("*.json"):
@@ -111,7 +118,7 @@ def test_units_without_records_are_submitted_and_their_records_name_the_job(toy,
 
     # --force submits every unit again
     Sweep(options(tmp_path, toy["budget"], toy["corpus"], seeds=[1, 2], executor="slurm", force=True)).run()
-    assert len(fake.submitted[-1]) == 6
+    assert len(fake.submitted[-1]) == 7  # six per-model units and the paired comparison
 
 
 def test_a_cancelled_job_leaves_the_sweep_failed_and_the_others_written(toy, tmp_path, monkeypatch):
