@@ -120,7 +120,9 @@ def test_quick_sweep_on_slurm_then_scancel_and_resubmit(cluster, tmp_path):
     for name in FILES:
         assert (results / name).stat().st_size > 0, name
     submitted = set(re.findall(r"^  job (\d+_\d+): ", err, re.MULTILINE))
-    assert len(submitted) == 2 * len(ROWS)
+    # one latency job and one training job per row, and one job for the paired latency of all rows
+    assert len(submitted) == 2 * len(ROWS) + 1
+    assert re.search(r"^  job \d+_\d+: paired latency$", err, re.MULTILINE), err
 
     # every record names its Slurm job; latency held the node alone; training of different models overlapped
     spans: dict[str, list[tuple[str, str]]] = {"latency": [], "train": []}
@@ -142,6 +144,11 @@ def test_quick_sweep_on_slurm_then_scancel_and_resubmit(cluster, tmp_path):
             assert recs["train-s1.json"]["job_id"] == recs["eval-s1.json"]["job_id"] != recs["profile.json"]["job_id"]
     assert any(_overlap(train_by_row[a], train_by_row[b]) for a in train_by_row for b in train_by_row if a < b), \
         train_by_row
+    paired = [json.loads(p.read_text()) for p in runs.glob("_compare-*/latency_compare-*.json")]
+    assert paired, "no paired latency record"
+    for rec in paired:
+        assert rec["job_executor"] == "slurm" and rec["job_id"] in submitted and rec["job_exclusive"] is True
+        spans["latency"].append(_span(rec))
     assert not any(_overlap(lat, tr) for lat in spans["latency"] for tr in spans["train"]), spans
 
     # 2. the same command again: only the cancelled job, resumed from its checkpoint; nothing else changes
