@@ -28,7 +28,7 @@ JOB_GPUS  ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-slow test-slurm slurm-start slurm-stop benchmark bench tune report profile-table \
-	latency-table recipes check-latency lint clean
+	latency-table recipes check-latency curves lint clean
 
 help: ## list the targets
 	@echo "litebench — make targets (variables: BUDGET=$(BUDGET) MODELS= SEEDS= DEVICE= THREADS= SCHEDULE= TASK= QUICK=1 FORCE=1 COMPRESS=;"
@@ -74,6 +74,11 @@ bench: $(STAMP) ## the whole comparison at BUDGET (solve, profile, latency, trai
 tune: $(STAMP) ## equal-budget peak learning-rate search for every family of BUDGET (results/<budget>/tuning)
 	$(PY) -m bench tune --budget $(BUDGET) --task $(TASK) $(if $(MODELS),--models $(MODELS)) \
 		--executor $(EXECUTOR) $(SLURM_FLAGS)
+
+CURVE_BUDGETS ?= 25M,50M,100M,200M,500M,1G,2G
+BACKENDS      ?= eager,onnxruntime
+curves: $(STAMP) ## cost curves, no training: every family at CURVE_BUDGETS x BACKENDS x THREADS (results/curves)
+	$(PY) -m bench curves --budgets $(CURVE_BUDGETS) --backends $(BACKENDS) $(if $(THREADS),--threads $(THREADS))
 
 report: $(STAMP) ## rebuild leaderboard tables and figures from the run records
 	$(PY) -m bench report --budget $(BUDGET) --task $(TASK)

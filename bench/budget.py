@@ -2,6 +2,11 @@
 
 A budget spec is ``100M``, ``500M``, ``1.2G``, ``750K`` (a file ``budgets/<spec>.yaml`` if there is one,
 otherwise the 100M file's scaling rules with that target) or a path to a YAML file.
+
+A latency budget (``6ms``, ``5.6ms``, or a file with ``target_latency_ms``) matches every family to one
+measured p50 instead of one MAC count: bench.latency_solve solves it, in the setting the budget names
+(device, threads, workload, dtype, backend). Without a file of its own it takes the 100M file's scaling
+rules, shared knobs and training recipe, and the peak rates the 100M tuning chose (``tuned_from``).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -20,12 +25,17 @@ from .analytic import Protocol, analytic_macs, has_formula
 from .errors import BenchError
 from .tasks import TASKS, model_task
 
+if TYPE_CHECKING:
+    from .latency_solve import LatencyTarget
+
 BUDGET_DIR = Path(__file__).resolve().parent.parent / "budgets"
 TEMPLATE = "100M"
 MAX_FINE_DEPARTURE = 2.0  # the fine knob stays within a factor 2 of the family's own rule (e.g. ffn = 4d)
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 # the keys a budget file may use, section by section (anything else is a typo, reported with these)
-BUDGET_KEYS = ("name", "target_macs", "tolerance", "protocol", "models", "shared", "train", "variants")
+BUDGET_KEYS = ("name", "target_macs", "tolerance", "protocol", "models", "shared", "train", "variants",
+               "target_latency_ms", "latency", "tuned_from")
+ANCHOR_MACS = 100_000_000  # a latency budget's MAC anchor when its file names none: where the search starts
 PROTOCOL_KEYS = ("batch", "src_tokens", "tgt_tokens", "counter", "sum")
 TASK_PROTOCOL_KEYS = ("src_tokens", "tgt_tokens")  # a task's own token counts (protocol: sum:)
 TASK_SECTIONS = ("sum",)  # tasks with their own `protocol:` token counts and `train:` adjustments
@@ -33,6 +43,7 @@ RULE_KEYS = ("fixed", "mt", "lm", "vary", "fine")
 VARY_KEYS = ("key", "step", "min", "max")
 FINE_KEYS = ("key", "step")
 _SPEC = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([KMGT]?)\s*$", re.IGNORECASE)
+_MS = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*ms\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,8 @@ class Budget:
     # fixed knobs; a key a family does not have (weight_dropout without a convolution) does not apply to it
     shared: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, Variant] = field(default_factory=dict)
+    latency: LatencyTarget | None = None  # a latency budget (target_macs is then only the search's anchor)
+    tuned_from: str | None = None  # read the peak rates another budget's tuning chose (results/<it>/tuning)
 
     def rows(self) -> list[str]:
         """Everything a sweep of this budget trains by default: the families, then the variants."""
@@ -124,6 +137,8 @@ class Solution:
     target_macs: int
     tolerance: float
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    # a latency budget's solution: target_ms, p50_ms (the confirming measurement), rel_error, setting, ...
+    latency: dict[str, Any] | None = None
 
     @property
     def rel_error(self) -> float:
@@ -138,6 +153,7 @@ class Solution:
             "target_macs": self.target_macs,
             "tolerance": self.tolerance,
             "rel_error": round(self.rel_error, 6),
+            **({"latency": self.latency} if self.latency is not None else {}),
         }
 
 
@@ -145,7 +161,8 @@ def parse_target(spec: str) -> int:
     """``"100M"`` -> 100_000_000. Raises BenchError for anything that is not a positive MAC count."""
     m = _SPEC.match(str(spec))
     if not m:
-        raise BenchError(f"budget {spec!r} is neither a MAC count like 100M, 500M, 1.2G nor a budget file")
+        raise BenchError(f"budget {spec!r} is neither a MAC count like 100M, 500M, 1.2G, a latency like 6ms, "
+                         "nor a budget file")
     value = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
     if not value > 0 or not math.isfinite(value):
         raise BenchError(f"budget {spec!r} must be a positive number of MACs")
@@ -187,16 +204,20 @@ def _rule(name: str, raw: Any, where: str) -> ScalingRule:
         raise BenchError(f"{where}: model {name!r} has a malformed scaling rule ({exc})") from None
 
 
-def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, target: int | None = None) -> Budget:
+def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, target: int | None = None,
+                  latency_ms: float | None = None, tuned_from: str | None = None) -> Budget:
     if not isinstance(raw, dict):
         raise BenchError(f"{where}: a budget file must be a YAML mapping")
     _check_keys(raw, BUDGET_KEYS, where, "the budget file")
+    from .latency_solve import parse_latency
+
+    latency = parse_latency(raw, where, latency_ms)
     for key in ("target_macs", "models"):
-        if key not in raw:
+        if key not in raw and not (key == "target_macs" and latency is not None):
             raise BenchError(f"{where}: missing key {key!r}")
     try:
         if target is None:  # a number (100_000_000, 1e8) or a spec string ("100M")
-            value = raw["target_macs"]
+            value = raw.get("target_macs", ANCHOR_MACS)
             target = int(value) if isinstance(value, (int, float)) else parse_target(str(value))
         tolerance = float(raw.get("tolerance", 0.02))
     except (TypeError, ValueError, BenchError):
@@ -238,7 +259,9 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
     if bad:
         raise BenchError(f"{where}: shared key(s) {', '.join(bad)} are not config keys a budget may share; "
                          f"valid: {', '.join(sorted(known - {'task', 'd_model', 'ffn_dim'}))}")
-    variants = _variants(raw.get("variants") or {}, models, where)
+    # the variants are rows of their own budget's table; a latency budget made from its template compares the
+    # families alone
+    variants = _variants(raw.get("variants") or {}, models, where) if latency_ms is None else {}
     return Budget(
         name=str(name or raw.get("name", target)),
         target_macs=target,
@@ -251,6 +274,8 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         train={str(k): dict(v or {}) for k, v in train.items()},
         shared=dict(shared),
         variants=variants,
+        latency=latency,
+        tuned_from=str(raw["tuned_from"]) if raw.get("tuned_from") is not None else tuned_from,
     )
 
 
@@ -314,6 +339,17 @@ def load_budget(spec: str | Path, task: str = "mt") -> Budget:
         if not path.is_file():
             raise BenchError(f"budget file {path} does not exist")
         return _from_mapping(_read_yaml(path), str(path), task)
+    ms = _MS.match(str(spec))
+    if ms:  # a latency budget: 6ms, 5.6ms
+        value = float(ms.group(1))
+        if not value > 0 or not math.isfinite(value):
+            raise BenchError(f"latency budget {spec!r} must be a positive number of milliseconds")
+        name = f"{value:g}ms"
+        if (BUDGET_DIR / f"{name}.yaml").is_file():
+            return _from_mapping(_read_yaml(BUDGET_DIR / f"{name}.yaml"), str(BUDGET_DIR / f"{name}.yaml"), task)
+        template = BUDGET_DIR / f"{TEMPLATE}.yaml"
+        return _from_mapping(_read_yaml(template), str(template), task, name=name, latency_ms=value,
+                             tuned_from=TEMPLATE)
     target = parse_target(str(spec))
     named = BUDGET_DIR / f"{str(spec).strip().upper()}.yaml"
     if named.is_file():
@@ -338,17 +374,9 @@ def _macs(model: str, task: str, protocol: Protocol, overrides: dict[str, Any]) 
     return cfg, count_macs(create_model(model, **cfg.to_dict()), counters=("flop_counter",), protocol=protocol).macs
 
 
-def solve_model(budget: Budget, model: str, confirm: bool = True) -> Solution:
-    """The config of ``model`` whose MACs land within the budget's tolerance, as close to the family's own
-    shape as the scaling rule allows. Deterministic. Raises BenchError when no config on the grid fits."""
-    if model not in budget.models and model not in budget.variants:
-        raise BenchError(f"model {model!r} is not in budget {budget.name}; it has: {', '.join(budget.rows())}")
-    base = budget.base_config(model)
-    model = budget.family_of(model)
+def grid_widths(budget: Budget, model: str, base: dict[str, Any]) -> list[tuple[int, ModelConfig, int]]:
+    """Every valid width of ``model``'s grid with the family's own fine-knob rule: (width, config, MACs)."""
     rule, task, proto = budget.models[model], model_task(budget.task), budget.protocol
-    target = budget.target_macs
-
-    # 1. the width: every grid point, the family's own ffn rule
     widths = []
     for d in range(rule.low, rule.high + 1, rule.step):
         got = _macs(model, task, proto, {**base, rule.vary_key: d})
@@ -356,6 +384,37 @@ def solve_model(budget: Budget, model: str, confirm: bool = True) -> Solution:
             widths.append((d, got[0], got[1]))
     if not widths:
         raise BenchError(f"no valid {model} config on the grid {rule.vary_key}={rule.low}..{rule.high}")
+    return widths
+
+
+def confirmed_macs(budget: Budget, model: str, cfg: ModelConfig) -> int:
+    """The budget's counter's MACs of ``cfg`` (the real model, paper convention)."""
+    from models import create_model
+
+    from .counting import count_macs
+
+    report = count_macs(create_model(model, **cfg.to_dict()), counters=(budget.counter,), protocol=budget.protocol)
+    return report.macs_by_counter[budget.counter]
+
+
+def solve_model(budget: Budget, model: str, confirm: bool = True, cache_dir: Path | None = None) -> Solution:
+    """The config of ``model`` whose MACs land within the budget's tolerance, as close to the family's own
+    shape as the scaling rule allows. Deterministic. Raises BenchError when no config on the grid fits.
+    A latency budget is solved by measurement instead (bench.latency_solve; ``cache_dir`` keeps its
+    measurements, by default under results/<budget>/latency-solve)."""
+    if model not in budget.models and model not in budget.variants:
+        raise BenchError(f"model {model!r} is not in budget {budget.name}; it has: {', '.join(budget.rows())}")
+    if budget.latency is not None:
+        from .latency_solve import solve_latency
+
+        return solve_latency(budget, model, cache_dir=cache_dir)
+    base = budget.base_config(model)
+    model = budget.family_of(model)
+    rule, task, proto = budget.models[model], model_task(budget.task), budget.protocol
+    target = budget.target_macs
+
+    # 1. the width: every grid point, the family's own ffn rule
+    widths = grid_widths(budget, model, base)
     smallest, largest = widths[0], widths[-1]
 
     # 2. the fine step: MACs are linear in ffn_dim at a fixed width; solve, round to the step, check
@@ -394,12 +453,7 @@ def solve_model(budget: Budget, model: str, confirm: bool = True) -> Solution:
     _, _, d, f, cfg, macs = candidates[0]
     confirmed = macs
     if confirm:
-        from models import create_model
-
-        from .counting import count_macs
-
-        report = count_macs(create_model(model, **cfg.to_dict()), counters=(budget.counter,), protocol=proto)
-        confirmed = report.macs_by_counter[budget.counter]
+        confirmed = confirmed_macs(budget, model, cfg)
         if not budget.low <= confirmed <= budget.high:
             raise BenchError(
                 f"{model}: the {budget.counter} counter gives {confirmed:,} MACs for the solved config, outside the "

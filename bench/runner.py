@@ -160,7 +160,9 @@ class ModelRun:
             **({"variant": self.row} if self.variant else {}),
             "family": type(cfg).family,
             "budget": self.budget.name,
-            "target_macs": self.budget.target_macs,
+            # a latency budget's MAC target is only its search's anchor: the target is the latency
+            "target_macs": None if self.budget.latency else self.budget.target_macs,
+            **({"target_latency_ms": self.budget.latency.target_ms} if self.budget.latency else {}),
             "task": self.budget.task,
             "config_hash": self.key,
             "config": cfg.to_dict(),
@@ -196,7 +198,10 @@ class Sweep:
         # the peak learning rate each family's tuning chose (bench tune); quick runs are not tuned
         from .tune import read_tuned
 
-        self.tuned = {} if opts.quick else read_tuned(self.results, self.schedule)
+        # (a budget with ``tuned_from`` reads another budget's: a latency budget made from the 100M file)
+        tuned_at = self.results.parent / self.budget.tuned_from if self.budget.tuned_from else self.results
+        own = self.results / "tuning" / "chosen.json"
+        self.tuned = {} if opts.quick else read_tuned(self.results if own.exists() else tuned_at, self.schedule)
         self.job: dict[str, Any] = {}  # in a cluster job: which job writes the records (bench.cluster.job_info)
         self.failed: list[Any] = []  # jobs of this sweep that failed (bench.cluster.Outcome)
 
@@ -255,7 +260,7 @@ class Sweep:
 
     # ------------------------------------------------------------------ stages
     def plan(self, model: str) -> ModelRun:
-        sol = solve_model(self.budget, model)
+        sol = solve_model(self.budget, model, cache_dir=self.results / "latency-solve")
         if self.opts.vocab_size is not None:  # another vocabulary: another model (and another hash)
             cfg = {**sol.config.to_dict(), "vocab_size": self.opts.vocab_size}
             sol.config = type(sol.config).create(cfg.pop("task"), **cfg)

@@ -83,8 +83,12 @@ class EncoderDecoder(nn.Module):
         self.decoder = _Stack(tgt_embed, [decoder_layer(i) for i in range(cfg.decoder_layers)], d, final_norm)
 
     # ------------------------------------------------------------------ passes
-    def encode(self, src_tokens: Tensor) -> EncoderOut:
-        mask = padding_mask(src_tokens, self.config.pad_id)
+    def encode(self, src_tokens: Tensor, find_padding: bool = True) -> EncoderOut:
+        """``find_padding=False``: the caller vouches that ``src_tokens`` hold no padding (the latency
+        workloads draw no special ids), so no mask is looked for. That skips :func:`padding_mask`'s
+        data-dependent branch, which whole-graph capture (torch.compile fullgraph, ONNX export) cannot trace;
+        on input without padding the result is the same."""
+        mask = padding_mask(src_tokens, self.config.pad_id) if find_padding else None
         x = self.encoder.embed(src_tokens)
         for layer in self.encoder.layers:
             x = layer(x, mask)

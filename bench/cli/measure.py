@@ -20,7 +20,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
     models side by side (bench.latency.compare)."""
     import torch
 
-    from bench.latency import DTYPES, WORKLOADS, measure_latency
+    from bench.latency import BACKENDS, DTYPES, WORKLOADS, measure_latency
     from bench.latency.quiet import QuietPolicy
     from bench.latency.workloads import workload_shape
     from bench.machine import DEVICES, check_device
@@ -34,6 +34,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
     check.choice("task", args.task, TASKS)
     check.choice("workload", args.workload, WORKLOADS)
     check.choice("dtype", args.dtype, DTYPES)
+    backend = check.choice("backend", args.backend, BACKENDS)
     threads = check.threads("--threads", args.threads)
     check.choice("device", args.device.split(":")[0], DEVICES)
     device = check_device(args.device)
@@ -44,7 +45,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
     tries = check.integer("--tries", args.tries)
     quiet = QuietPolicy.from_env(max_wait_s=check.number("--quiet-wait", args.quiet_wait))
     if args.compare is not None:
-        return _compare(args, threads, str(device), warmup, quiet, batch)
+        return _compare(args, threads, str(device), warmup, quiet, batch, backend)
 
     cfg = resolve_model(args.model, args.task, args.budget, args.set)
     torch.manual_seed(0)
@@ -55,7 +56,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
     with workload_shape(**shape):  # summarization times its own shapes
         result = measure_latency(model, args.workload, threads=threads, device=device, dtype=args.dtype,
                                  batch=batch, name=args.model, warmup=warmup, min_runs=min_runs, min_time_s=min_time,
-                                 tries=tries, quiet=quiet)
+                                 tries=tries, quiet=quiet, backend=backend)
     result.efficiency.macs, result.efficiency.macs_with_output = paper
     if args.json:
         json.dump(result.to_dict(), sys.stdout)
@@ -65,8 +66,38 @@ def cmd_latency(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare(args: argparse.Namespace, threads: int, device: str, warmup: int, quiet: Any, batch: int) -> int:
-    """``latency --compare A,B,C``: every model (solved at ``--budget`` when given) in this process."""
+def cmd_curves(args: argparse.Namespace) -> int:
+    """``curves``: the cost curves (bench.cost_curves); a budget, backend or thread count that fails is listed,
+    the others are kept."""
+    from bench.cost_curves import CurveOptions, run_curves
+    from bench.latency.backends import BACKENDS
+    from bench.latency.workloads import WORKLOADS
+
+    budgets = check.words(args.budgets)
+    if not budgets:
+        raise BenchError("--budgets needs at least one MAC budget, e.g. 25M,100M")
+    from bench.budget import parse_target
+
+    for b in budgets:
+        parse_target(b)  # MAC budgets only: a latency budget is solved by measurement, not on a ladder
+    backends = check.words(args.backends)
+    for b in backends or ["(none)"]:
+        check.choice("--backends", b, BACKENDS)
+    opts = CurveOptions(budgets=budgets, backends=backends, threads=check.thread_list("--threads", args.threads) or [1],
+                        workload=check.choice("workload", args.workload, WORKLOADS),
+                        rounds=check.integer("--rounds", args.rounds, 2), force=args.force)
+    if args.results:
+        opts.results = Path(args.results)
+    res = run_curves(opts)
+    print(f"{res['csv']}: {res['records']} records" + (f"; not measured: {len(res['failed'])} (curves.md)"
+                                                        if res["failed"] else ""))
+    return 1 if res["failed"] else 0
+
+
+def _compare(args: argparse.Namespace, threads: int, device: str, warmup: int, quiet: Any, batch: int,
+             backend: str) -> int:
+    """``latency --compare A,B,C``: every model (solved at ``--budget`` when given) in this process, all on
+    ``backend``."""
     from bench.latency.compare import compare_latency, summary
     from bench.resolve import resolve_model
 
@@ -80,7 +111,7 @@ def _compare(args: argparse.Namespace, threads: int, device: str, warmup: int, q
     rounds = check.integer("--rounds", args.rounds, 2)
     members = [(name, name, resolve_model(name, args.task, args.budget, []).to_dict()) for name in names]
     res = compare_latency(members, args.workload, threads=threads, device=device, dtype=args.dtype, rounds=rounds,
-                          warmup=warmup, quiet=quiet)
+                          warmup=warmup, quiet=quiet, backend=backend)
     if args.json:
         print_json(res)
     else:

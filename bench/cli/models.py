@@ -66,6 +66,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print_json(sol.to_dict())
         return 0
     c = sol.config
+    if sol.latency is not None:
+        lat = sol.latency
+        print(f"{args.model} at {budget.name} ({lat['target_ms']:g} ms +-{lat['tolerance']:.0%}, "
+              f"{', '.join(f'{k}={v}' for k, v in lat['setting'].items())}): d_model={c.d_model}, "
+              f"ffn_dim={c.ffn_dim} -> {lat['p50_ms']:.3f} ms ({lat['rel_error']:+.2%}), {sol.macs:,} MACs")
+        return 0
     print(
         f"{args.model} at {budget.name} ({budget.target_macs:,} MACs +-{budget.tolerance:.0%}, {args.task}): "
         f"d_model={c.d_model}, ffn_dim={c.ffn_dim} -> {sol.macs:,} MACs ({sol.rel_error:+.2%})"

@@ -22,7 +22,8 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {
     "models": Command("models:cmd_models", "list the registered architectures"),
     "profile": Command("models:cmd_profile", "config, params and MACs by every counter"),
-    "solve": Command("models:cmd_solve", "the config that puts a model at a MAC budget"),
+    "solve": Command("models:cmd_solve", "the config that puts a model at a MAC budget (100M) or a measured "
+                     "latency budget (6ms)"),
     "table": Command("models:cmd_table", "MACs/params table of every model at the budgets (markdown)"),
     "train": Command("training:cmd_train", "train one model on a short schedule (torchrun for several processes)"),
     "evaluate": Command("training:cmd_evaluate", "BLEU/chrF (sacreBLEU) or perplexity of a trained run folder"),
@@ -42,6 +43,8 @@ COMMANDS: dict[str, Command] = {
     "recipes": Command(
         "sweep:cmd_recipes", "sample-efficiency study: short schedule vs plain recipe at equal wall time"
     ),
+    "curves": Command("measure:cmd_curves", "cost curves: every family solved, counted and timed at a ladder of "
+                      "MAC budgets, per backend and thread count, without training (results/curves)"),
     "tune": Command("sweep:cmd_tune", "equal-budget peak learning-rate search per family, on validation NLL"),
     "run": Command(
         "sweep:cmd_run", "the whole comparison at a budget: solve, profile, latency, train, evaluate, report"
@@ -136,6 +139,9 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--threads", default="1", metavar="{N,all}", help="torch threads (default 1)")
     p.add_argument("--device", default="cpu", metavar="{cpu,cuda}")
     p.add_argument("--dtype", default="fp32", metavar="{fp32,bf16}", help="bf16 = autocast to bfloat16")
+    p.add_argument("--backend", default="eager", metavar="{eager,compile,onnxruntime}",
+                   help="what runs the model: eager PyTorch (default), torch.compile (inductor) or ONNX Runtime "
+                        "(CPU, fp32); checked against eager before timing")
     p.add_argument("--batch", default="1", help="sentences per call (default 1)")
     p.add_argument("--warmup", default=str(MIN_WARMUP), help=f"warm-up calls (protocol: >= {MIN_WARMUP})")
     p.add_argument("--min-runs", default=str(MIN_RUNS), help=f"timed calls at least (protocol: >= {MIN_RUNS})")
@@ -214,6 +220,15 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--cache", help="checkpoints and training logs (default: .cache/runs/)")
     p.add_argument("--train-threads", help="threads for training and evaluation (default: torch's)")
     p.add_argument("--stages", help="comma-separated subset of profile,latency,train,evaluate,compress (default all)")
+
+    p = add("curves")
+    p.add_argument("--budgets", default="25M,50M,100M,200M,500M,1G,2G", help="MAC budgets of the ladder")
+    p.add_argument("--backends", default="eager,onnxruntime", help="latency backends (eager, compile, onnxruntime)")
+    p.add_argument("--threads", default="1", help="thread counts, comma-separated (default 1)")
+    p.add_argument("--workload", default="forward", metavar="{forward,translate}")
+    p.add_argument("--rounds", default="20", help="interleaved rounds per measurement (default 20)")
+    p.add_argument("--results", default=None, help="output folder (default: results/curves)")
+    p.add_argument("--force", action="store_true", help="measure again what has a record")
 
     p = add("tune")
     p.add_argument("--budget", required=True, help="100M, 500M, 1.2G or a budget YAML file")

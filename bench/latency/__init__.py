@@ -13,6 +13,9 @@ The protocol (docs/protocol.md, section Latency):
 - Threads: ``torch.set_num_threads(threads)`` for the whole measurement (1 = the mobile-like setting;
   ``None`` or "all" = every core this process may run on), restored afterwards (bench.machine).
 - dtype: "fp32", or "bf16" = ``torch.autocast`` to bfloat16 (weights stay fp32), on CPU and CUDA.
+- Backend (:mod:`.backends`): what executes the workload: "eager" (default), "compile" (torch.compile,
+  inductor) or "onnxruntime" (torch.onnx export, CPUExecutionProvider); a non-eager backend's output is checked
+  against eager's on the same inputs before anything is timed, and the check is recorded (``agreement``).
 - Efficiency: the MACs one workload call executes (``workload_macs``: counted at the dispatcher with
   ``torch.utils.flop_counter`` around one call, flops / 2, output projection included since the device pays
   for it; or given by the caller) divided by p50, as a fraction of the machine's sustained fp32 GEMM rate at
@@ -34,6 +37,7 @@ from bench.machine import (
     num_threads,
 )
 
+from .backends import BACKENDS, backend_version, check_backend
 from .record import (
     Efficiency,
     LatencyRecord,
@@ -50,6 +54,7 @@ from .workloads import (
     SRC_LEN,
     TGT_LEN,
     WORKLOADS,
+    Workload,
     autocast,
     check_choice,
     count_workload_macs,
@@ -57,6 +62,7 @@ from .workloads import (
 )
 
 __all__ = [
+    "BACKENDS",
     "CV_WARN",
     "DECODE_STEPS",
     "DTYPES",
@@ -73,8 +79,11 @@ __all__ = [
     "Measurement",
     "Memory",
     "Setting",
+    "Workload",
     "all_cores",
     "autocast",
+    "backend_version",
+    "check_backend",
     "check_choice",
     "check_device",
     "check_threads",

@@ -9,7 +9,8 @@ model's figure for the round. A model's ``p50_ms`` is the median of all its time
 first model (the reference) is the geometric mean over rounds of (its round figure / the reference's figure
 in the same round), so slow drift of the machine cancels within a round; the 95% interval is the percentile
 bootstrap over rounds (``resamples`` resamples, seeded). Same protocol as single-model latency otherwise
-(workloads, threads, dtype, batch 1, garbage collection paused while timing).
+(workloads, threads, dtype, batch 1, garbage collection paused while timing). ``backend``
+(bench.latency.backends): every member runs on the same one, each checked against eager before any timing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from bench.errors import BenchError
 from bench.machine import all_cores, check_device, check_threads, device_name, num_threads, synchronize
 
+from .backends import agreement_text, backend_version, check_backend
 from .quiet import QuietPolicy, wait_for_quiet
 from .workloads import DTYPES, WORKLOADS, check_choice, make_workload
 
@@ -81,10 +83,12 @@ def compare_latency(
     seed: int = 0,
     quiet: QuietPolicy | None = None,
     clock: Callable[[], int] = time.perf_counter_ns,
+    backend: str = "eager",
 ) -> dict[str, Any]:
     """``members``: (name, registered model, solved config) of each model, the reference first. Returns the
     JSON result: ``models``, ``reference``, ``p50_ms``, ``cv``, ``calls``, ``round_ms`` and ``ratios``
-    (``{name: {"ratio": r, "ci95": [low, high]}}``, the reference's 1 [1, 1]), with the setting."""
+    (``{name: {"ratio": r, "ci95": [low, high]}}``, the reference's 1 [1, 1]), with the setting, the
+    ``backend``, its ``backend_version`` and each member's ``agreement`` with eager (None on eager)."""
     from models import create_model
 
     names = [m[0] for m in members]
@@ -92,6 +96,7 @@ def compare_latency(
         raise BenchError(f"--compare needs two or more different models, got {', '.join(names) or 'none'}")
     check_choice("workload", workload, WORKLOADS)
     check_choice("dtype", dtype, DTYPES)
+    check_backend(backend)
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 2:
         raise BenchError(f"--rounds must be an integer >= 2, got {rounds!r}")
     dev = check_device(device)
@@ -104,7 +109,8 @@ def compare_latency(
         for _, model, config in members:
             torch.manual_seed(0)
             net = create_model(model, **config).eval().to(dev)
-            fns.append(make_workload(net, workload, device=dev, dtype=dtype, seed=seed))
+            fns.append(make_workload(net, workload, device=dev, dtype=dtype, seed=seed, backend=backend,
+                                     threads=applied))
         calls = []
         for fn in fns:  # warm-up; its last calls say how many calls fill a turn
             times = _time_turn(fn, max(warmup, 1), dev, clock)
@@ -138,6 +144,9 @@ def compare_latency(
         "threads": applied,
         "dtype": dtype,
         "batch": 1,
+        "backend": backend,
+        "backend_version": backend_version(backend),
+        "agreement": None if backend == "eager" else {name: fn.agreement for name, fn in zip(names, fns)},
         "rounds": rounds,
         "order": "rotating",
         "warmup": warmup,
@@ -161,24 +170,34 @@ def compare_latency(
 
 
 def compare_in_subprocess(members: Sequence[tuple[str, str, dict[str, Any]]], *, timeout_s: float = 3600,
-                          **kwargs: Any) -> dict[str, Any]:
-    """:func:`compare_latency` in a fresh process (bench.launcher): every model loaded in that one process."""
+                          backend: str = "eager", **kwargs: Any) -> dict[str, Any]:
+    """:func:`compare_latency` in a fresh process (bench.launcher): every model loaded in that one process,
+    all on ``backend`` (checked here, before a process starts)."""
     from bench.launcher import call_in_child
 
-    return call_in_child("bench.latency.compare:compare_latency", {"members": [list(m) for m in members], **kwargs},
-                         what=f"paired latency of {', '.join(m[0] for m in members)}", timeout_s=timeout_s)
+    check_backend(backend)
+    names = ", ".join(m[0] for m in members)
+    return call_in_child("bench.latency.compare:compare_latency",
+                         {"members": [list(m) for m in members], "backend": backend, **kwargs},
+                         what=f"paired latency of {names}" + ("" if backend == "eager" else f" on {backend}"),
+                         timeout_s=timeout_s)
 
 
 def summary(res: dict[str, Any]) -> str:
     """The lines a person reads: each model's p50 and its ratio to the reference with the interval."""
     ref = res["reference"]
-    lines = [f"paired latency, {res['workload']}, batch 1, {res['dtype']}, {res['device']} [{res['device_model']}], "
+    runs = res.get("backend", "eager")
+    runs = runs if runs == "eager" else f"{runs} [{res['backend_version']}]"
+    lines = [f"paired latency, {res['workload']}, batch 1, {res['dtype']}, {runs}, {res['device']} "
+             f"[{res['device_model']}], "
              f"{res['threads']} thread{'s' if res['threads'] > 1 else ''}, {res['rounds']} rounds in rotating order",
              f"  {'model':<24} {'p50 ms':>9} {'CV':>6} {'ratio vs ' + ref:>28} {'95% interval':>18}"]
     for name in res["models"]:
         r = res["ratios"][name]
         lines.append(f"  {name:<24} {res['p50_ms'][name]:>9.3f} {res['cv'][name]:>6.1%} {r['ratio']:>28.3f} "
                      f"{'[' + format(r['ci95'][0], '.3f') + ', ' + format(r['ci95'][1], '.3f') + ']':>18}")
+    for name, agreement in (res.get("agreement") or {}).items():
+        lines.append(f"  {name} agrees with eager: {agreement_text(agreement)}")
     lines.append(f"  ratio: {res['ratio_method']}; waited {res['lock_wait_s']:g} s for the machine lock, "
                  f"{res['quiet_wait_s']:g} s for a quiet machine" + ("" if res["machine_quiet"] else
                                                                      f" (not quiet: {res['not_quiet']})"))

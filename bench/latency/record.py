@@ -21,6 +21,7 @@ from torch import nn
 from bench.errors import BenchError
 from bench.machine import all_cores, check_device, check_threads, device_name, measure_gemm_rate, num_threads
 
+from .backends import agreement_text, backend_version, check_backend
 from .quiet import QuietPolicy, wait_for_quiet
 from .timing import MIN_RUNS, MIN_TIME_S, MIN_WARMUP, Measurement, measure_steady, time_callable, tries_from_env
 from .workloads import (
@@ -48,6 +49,9 @@ class Setting:
     threads: int = 1  # torch.get_num_threads() while timing
     dtype: str = "fp32"
     batch: int = 1
+    backend: str = "eager"  # what executed the workload (bench.latency.backends)
+    backend_version: str = field(default_factory=lambda: backend_version("eager"))
+    agreement: dict[str, Any] | None = None  # a non-eager backend's check against eager on the same inputs
     src_len: int = SRC_LEN
     tgt_len: int | None = TGT_LEN  # teacher-forced target tokens (forward) or None
     decode_steps: int | None = None  # incremental steps (translate) or None
@@ -171,6 +175,9 @@ class LatencyRecord:
             "threads": s.threads,
             "dtype": s.dtype,
             "batch": s.batch,
+            "backend": s.backend,
+            "backend_version": s.backend_version,
+            "agreement": s.agreement,
             **t.stats(),
             "warning": self.warning,
             "src_len": s.src_len,
@@ -210,13 +217,16 @@ class LatencyRecord:
         s, t, m, e = self.setting, self.timing, self.memory, self.efficiency
         keys = ("d_model", "ffn_dim", "encoder_layers", "decoder_layers")
         size = ", ".join(f"{k}={s.config[k]}" for k in keys if k in s.config)
+        runs = "eager" if s.backend == "eager" else f"{s.backend} [{s.backend_version}]"
         lines = [
-            f"{s.model} ({s.task}; {size}) {s.workload}, batch {s.batch}, {s.dtype}, "
+            f"{s.model} ({s.task}; {size}) {s.workload}, batch {s.batch}, {s.dtype}, {runs}, "
             f"{s.device} [{s.device_model}], {s.threads} thread{'s' if s.threads > 1 else ''}, "
             f"torch {s.torch_version}",
             f"  p50 {t.p50_ms:.3f} ms  p90 {t.p90_ms:.3f} ms  mean {t.mean_ms:.3f} ms  "
             f"IQR {t.iqr_ms:.3f} ms  CV {t.cv:.1%}  n={t.n}",
         ]
+        if s.agreement is not None:
+            lines.append(f"  agrees with eager: {agreement_text(s.agreement)}")
         if m.peak_rss_mb is not None:
             mem = f"  peak RSS {m.peak_rss_mb:.1f} MB (workload +{m.workload_memory_mb:.1f} MB)"
             if m.peak_gpu_mb is not None:
@@ -258,6 +268,7 @@ def measure_latency(
     tries: int | None = None,
     quiet: QuietPolicy | None = None,
     clock: Callable[[], int] = time.perf_counter_ns,
+    backend: str = "eager",
 ) -> LatencyRecord:
     """Measure one workload of ``model`` (a registry model: ``model.config`` is its config).
 
@@ -273,8 +284,13 @@ def measure_latency(
     figure whose CV exceeds 5% is timed again, ``tries`` times in all at most (default 3,
     ``LITEBENCH_LATENCY_TRIES``); every attempt stays in the record, and a figure still noisy after the last
     is ``latency_status`` "noisy". ``clock``: the CPU timer in nanoseconds (tests give a synthetic one).
+
+    ``backend`` (bench.latency.backends): "eager", "compile" or "onnxruntime". A non-eager backend is compiled
+    or exported, and checked against eager, before the warm-up (BenchError when they disagree: nothing is
+    timed); the workload's MACs are counted on the eager call.
     """
     check_choice("workload", workload, WORKLOADS)
+    check_backend(backend)
     check_choice("dtype", dtype, DTYPES)
     dev = check_device(device)
     n_threads = check_threads(threads)
@@ -287,12 +303,13 @@ def measure_latency(
     from bench.memory import measure_peak_memory, serialized_size_bytes
     from bench.params import count_params
 
-    label = f"{name or cfg.family} {workload}"
+    label = f"{name or cfg.family} {workload}" + ("" if backend == "eager" else f" on {backend}")
     with hold(EXCLUSIVE, what=f"latency of {label}") as lock:
         rate = measure_gemm_rate(n_threads, dev) if gemm else None
         model.eval().to(dev)
         with num_threads(n_threads) as applied:
-            fn = make_workload(model, workload, batch=batch, device=dev, dtype=dtype, seed=seed)
+            fn = make_workload(model, workload, batch=batch, device=dev, dtype=dtype, seed=seed, backend=backend,
+                               threads=applied)
             if memory:
                 mem = measure_peak_memory(fn, calls=max(warmup, 1), device=dev)
             else:
@@ -308,7 +325,7 @@ def measure_latency(
             if macs is not None:
                 workload_macs, source = int(macs), "given"
             elif gemm:  # efficiency needs both; without the GEMM rate the count is skipped
-                workload_macs, source = count_workload_macs(fn), "torch.utils.flop_counter"
+                workload_macs, source = count_workload_macs(fn.reference), "torch.utils.flop_counter"
             else:
                 workload_macs = source = None
     timing = Measurement(steady.chosen.samples_ms, label=label, min_runs=min_runs, min_time_s=min_time_s,
@@ -334,6 +351,9 @@ def measure_latency(
         threads=applied,
         dtype=dtype,
         batch=batch,
+        backend=fn.backend,
+        backend_version=fn.backend_version,
+        agreement=fn.agreement,
         src_len=SRC_LEN,
         tgt_len=TGT_LEN if workload == "forward" and cfg.task == "mt" else None,
         decode_steps=DECODE_STEPS if workload == "translate" else None,
@@ -374,12 +394,12 @@ def _quiet_budget(policy: QuietPolicy) -> Callable[[], dict[str, Any]]:
 def measure_model(model: str, config: dict[str, Any], workload: str = "forward", *, threads: int | str | None = 1,
                   device: str = "cpu", dtype: str = "fp32", batch: int = 1,
                   paper_macs: tuple[int | None, int | None] = (None, None), shape: dict[str, int] | None = None,
-                  **timing: Any) -> dict[str, Any]:
+                  backend: str = "eager", **timing: Any) -> dict[str, Any]:
     """Build ``model`` from its solved ``config`` (seed 0) and measure it: the JSON record, with the paper's
     MAC counts the caller gives (``paper_macs``: macs, macs_with_output). What a latency child process runs
     (bench.launcher): it receives the config, never a budget to solve again. ``shape``: the workloads' token
-    counts (bench.latency.workloads.workload_shape; summarization's), else the protocol's. ``timing``: warmup,
-    min_runs, min_time_s."""
+    counts (bench.latency.workloads.workload_shape; summarization's), else the protocol's. ``backend``: what
+    executes the workload (bench.latency.backends). ``timing``: warmup, min_runs, min_time_s."""
     from models import create_model
 
     from .workloads import workload_shape
@@ -388,7 +408,7 @@ def measure_model(model: str, config: dict[str, Any], workload: str = "forward",
     net = create_model(model, **config)
     with workload_shape(**(shape or {})) as used:
         rec = measure_latency(net, workload, threads=threads, device=device, dtype=dtype, batch=batch, name=model,
-                              **timing)
+                              backend=backend, **timing)
     rec.efficiency.macs, rec.efficiency.macs_with_output = paper_macs
     s = rec.setting  # the token counts timed
     s.src_len = used.src_len
@@ -397,12 +417,16 @@ def measure_model(model: str, config: dict[str, Any], workload: str = "forward",
     return rec.to_dict()
 
 
-def measure_in_subprocess(model: str, config: dict[str, Any], *, timeout_s: float = 3600,
+def measure_in_subprocess(model: str, config: dict[str, Any], *, timeout_s: float = 3600, backend: str = "eager",
                           **kwargs: Any) -> dict[str, Any]:
     """:func:`measure_model` in a fresh process (bench.launcher), so that no model's allocations, caches or
     thread pools bias another's, and the peak memory counts only what a latency measurement loads. A failure
-    raises BenchError with the child's last error line."""
+    raises BenchError with the child's last error line. ``backend``: as :func:`measure_model` (checked here,
+    before a process starts)."""
     from bench.launcher import call_in_child
 
-    return call_in_child("bench.latency.record:measure_model", {"model": model, "config": config, **kwargs},
-                         what=f"latency of {model}", timeout_s=timeout_s)
+    check_backend(backend)
+    return call_in_child("bench.latency.record:measure_model",
+                         {"model": model, "config": config, "backend": backend, **kwargs},
+                         what=f"latency of {model}" + ("" if backend == "eager" else f" on {backend}"),
+                         timeout_s=timeout_s)

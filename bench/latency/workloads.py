@@ -6,7 +6,8 @@
                caches (no early stop); language model: exactly 30 greedy incremental steps from BOS (the same
                decoder work, no encoder).
 Eval mode, ``torch.inference_mode``; dtype "fp32", or "bf16" = ``torch.autocast`` to bfloat16 (weights stay
-fp32), on CPU and CUDA.
+fp32), on CPU and CUDA. ``backend`` (:mod:`.backends`): what executes the workload, eager PyTorch by default,
+torch.compile or ONNX Runtime, checked against eager on the same inputs before it is timed.
 
 The token counts are the translation protocol's (30 + 30, 30 steps) unless :func:`workload_shape` says
 otherwise: summarization times its own shapes (the budget file's ``protocol: sum:``, e.g. 70 source + 10
@@ -17,13 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from bench.errors import BenchError
+
+from .backends import backend_version, check_backend, prepare
 
 WORKLOADS = ("forward", "translate")
 DTYPES = ("fp32", "bf16")
@@ -78,6 +81,22 @@ def _token_range(cfg: Any) -> tuple[int, int]:
     return low, cfg.vocab_size
 
 
+@dataclass(frozen=True)
+class Workload:
+    """The call one latency sample times (calling the workload runs it once) on its backend, with what the
+    record says of that backend, and the eager call it was checked against: MACs are counted on that one,
+    since a compiled or exported graph hides its ops from the dispatcher's counter."""
+
+    run: Callable[[], Any]
+    reference: Callable[[], Any]
+    backend: str = "eager"
+    backend_version: str = field(default_factory=lambda: backend_version("eager"))
+    agreement: dict[str, Any] | None = None  # the check against eager (.backends); None for eager itself
+
+    def __call__(self) -> Any:
+        return self.run()
+
+
 def make_workload(
     model: nn.Module,
     workload: str = "forward",
@@ -86,9 +105,14 @@ def make_workload(
     device: str | torch.device = "cpu",
     dtype: str = "fp32",
     seed: int = 0,
-) -> Callable[[], Tensor]:
-    """The call one sample times (see the module docstring), inputs built once on ``device``."""
+    backend: str = "eager",
+    threads: int | None = None,
+) -> Workload:
+    """The call one sample times (see the module docstring), inputs built once on ``device``. A non-eager
+    ``backend`` compiles or exports the workload here and checks it against eager (BenchError when they
+    disagree); ``threads``: ONNX Runtime's intra-op threads (default: torch's current number)."""
     check_choice("workload", workload, WORKLOADS)
+    check_backend(backend)
     dev = torch.device(device)
     cfg = model.config
     g = torch.Generator().manual_seed(seed)
@@ -99,6 +123,7 @@ def make_workload(
         tgt_high = min(high, cfg.target_vocab)
         tgt = torch.randint(low, tgt_high, (batch, shape.tgt_len), generator=g).to(dev)
         tgt[:, 0] = cfg.bos_id  # prev_output_tokens starts with BOS
+        inputs = (src, tgt) if workload == "forward" else (src,)
 
         def body() -> Tensor:
             if workload == "forward":
@@ -108,6 +133,7 @@ def make_workload(
     else:
         tokens = torch.randint(low, high, (batch, shape.src_len), generator=g).to(dev)
         bos = torch.full((batch, 1), cfg.bos_id, dtype=torch.long, device=dev)
+        inputs = (tokens,) if workload == "forward" else (bos,)
 
         def body() -> Tensor:
             if workload == "forward":
@@ -118,7 +144,11 @@ def make_workload(
         with torch.inference_mode(), autocast(dev, dtype):
             return body()
 
-    return call
+    if backend == "eager":
+        return Workload(call, call)
+    run, agreement = prepare(backend, model, workload, inputs, call, steps=shape.decode_steps,
+                             threads=torch.get_num_threads() if threads is None else threads, dtype=dtype)
+    return Workload(run, call, backend, backend_version(backend), agreement)
 
 
 def count_workload_macs(fn: Callable[[], Any]) -> int:

@@ -115,6 +115,7 @@ ID_COLUMNS = [
     "task",
     "budget",
     "target_macs",
+    "target_latency_ms",
     "config_hash",
     "d_model",
     "ffn_dim",

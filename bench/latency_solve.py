@@ -1,0 +1,338 @@
+"""Latency budgets: every family solved to the same measured p50 in one setting, not to the same MAC count.
+
+A MAC budget hides what a device pays per operator: at equal MACs Lite and ET are slower than the Transformer
+on a CPU at batch 1. ``--budget 6ms`` asks the other question, which family is best at the same latency. The
+search (:func:`solve_latency`), per family, on the family's own grid and scaling rule:
+
+1. Bracket with MACs. Measure the width whose MACs are nearest the budget's anchor (100M), scale MACs by
+   ``target / measured`` to estimate where the target lies, and take the widths within a factor 4 of that
+   estimate in MACs (widened to the grid's ends when the measurements at the bracket's ends demand it).
+2. Bisect the bracket on measured p50 (latency grows with width) down to two neighbouring widths, one at
+   or under the target, one over it.
+3. At the nearer of the two (then the other), move the fine knob (ffn_dim, in its step, within a factor 2 of
+   the family rule, as the MAC solver does) by secant steps until the p50 is within the tolerance (3%).
+4. Confirm: the chosen config is measured once more in a new process; a miss feeds the secant again (at most
+   three confirmations).
+
+Every candidate is measured in a fresh process (bench.launcher), as the sweep's latency stage does, under the
+machine lock and the quiet-machine wait (bench.latency). Measurements are kept in
+``results/<budget>/latency-solve/<model>.json`` (keyed by the setting, the family's base config, the machine's
+CPU model and the torch version), so that an interrupted solve resumes and a solved one costs nothing; a
+config measured more than once counts with the median of its measurements. A target that no config on the
+grid can meet fails in one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import BenchError
+
+REPO = Path(__file__).resolve().parent.parent
+LATENCY_KEYS = ("tolerance", "device", "threads", "workload", "dtype", "backend")
+BRACKET = 4.0  # the MAC estimate's factor either side that the first bracket spans
+MAX_SECANT = 4  # fine-knob steps per width
+MAX_CONFIRM = 3
+SOLVE_VERSION = 1
+
+@dataclass(frozen=True)
+class LatencyTarget:
+    """A latency budget: every family solved to the same measured p50 (ms, within ``tolerance``) in one
+    setting. The defaults are the protocol's headline setting: CPU, 1 thread, the forward pass, fp32, eager."""
+
+    target_ms: float
+    tolerance: float = 0.03
+    device: str = "cpu"
+    threads: int = 1
+    workload: str = "forward"
+    dtype: str = "fp32"
+    backend: str = "eager"
+
+    @property
+    def low(self) -> float:
+        return self.target_ms * (1 - self.tolerance)
+
+    @property
+    def high(self) -> float:
+        return self.target_ms * (1 + self.tolerance)
+
+    def setting(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("device", "threads", "workload", "dtype", "backend")}
+
+
+
+
+def parse_latency(raw: dict[str, Any], where: str, target_ms: float | None) -> LatencyTarget | None:
+    """The latency target of a budget: ``target_latency_ms`` and its setting (``latency:``), or the spec's."""
+    if target_ms is None and "target_latency_ms" not in raw:
+        if "latency" in raw:
+            raise BenchError(f"{where}: 'latency' (the setting of a latency budget) needs 'target_latency_ms'")
+        return None
+    setting = raw.get("latency") or {}
+    if not isinstance(setting, dict):
+        raise BenchError(f"{where}: 'latency' must map {', '.join(LATENCY_KEYS)} to values")
+    from .budget import _check_keys
+
+    _check_keys(setting, LATENCY_KEYS, where, "'latency'")
+    try:
+        ms = float(raw["target_latency_ms"] if target_ms is None else target_ms)
+        out = LatencyTarget(ms, **{k: (int(v) if k == "threads" else float(v) if k == "tolerance" else str(v))
+                                   for k, v in setting.items()})
+    except (TypeError, ValueError):
+        raise BenchError(f"{where}: target_latency_ms and the latency setting's tolerance and threads must be "
+                         "numbers") from None
+    if not (math.isfinite(out.target_ms) and out.target_ms > 0 and 0 < out.tolerance < 1 and out.threads >= 1):
+        raise BenchError(f"{where}: target_latency_ms must be positive, tolerance in (0, 1), threads >= 1")
+    from .latency.backends import BACKENDS
+    from .latency.workloads import DTYPES, WORKLOADS
+
+    for what, value, valid in (("workload", out.workload, WORKLOADS), ("dtype", out.dtype, DTYPES),
+                               ("backend", out.backend, BACKENDS), ("device", out.device.split(":")[0],
+                                                                    ("cpu", "cuda"))):
+        if value not in valid:
+            raise BenchError(f"{where}: unknown latency {what} {value!r}; valid: {', '.join(valid)}")
+    return out
+
+
+
+
+# ------------------------------------------------------------------------------------------------ the book
+Measure = Callable[[dict[str, Any]], dict[str, Any]]  # a config -> {"p50_ms", "cv", "latency_status"}
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Book:
+    """The measurements of one family's solve, kept in a JSON file (written after every measurement, atomically)
+    so that a solve resumes; measurements of another setting, base config, machine or torch are not reused."""
+
+    def __init__(self, path: Path | None, key: dict[str, Any]) -> None:
+        self.path, self.key = path, key
+        self.digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        self.rows: list[dict[str, Any]] = []
+        self.solution: dict[str, Any] | None = None
+        if path is not None and path.exists():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = {}
+            if data.get("key_digest") == self.digest and data.get("version") == SOLVE_VERSION:
+                self.rows, self.solution = list(data.get("measurements", [])), data.get("solution")
+
+    def p50(self, d: int, f: int) -> float | None:
+        """The median p50 of every measurement of (width d, fine knob f), or None when there is none."""
+        got = sorted(r["p50_ms"] for r in self.rows if r["width"] == d and r["fine"] == f)
+        if not got:
+            return None
+        mid = len(got) // 2
+        return got[mid] if len(got) % 2 else (got[mid - 1] + got[mid]) / 2
+
+    def add(self, d: int, f: int, purpose: str, got: dict[str, Any]) -> None:
+        self.rows.append({"width": d, "fine": f, "purpose": purpose, "p50_ms": float(got["p50_ms"]),
+                          "cv": got.get("cv"), "latency_status": got.get("latency_status"),
+                          "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        self.save()
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        from .atomic import write_json
+
+        write_json(self.path, {"version": SOLVE_VERSION, "key": self.key, "key_digest": self.digest,
+                               "measurements": self.rows, "solution": self.solution})
+
+
+# ------------------------------------------------------------------------------------------------ the solver
+def measure_in_child(budget: Any, model: str) -> Measure:
+    """The default measurement: the latency harness in a fresh process, in the budget's latency setting (no
+    GEMM rate or memory: only the p50 decides)."""
+    lat = budget.latency
+    shape = ({"src_len": budget.protocol.src_tokens, "tgt_len": budget.protocol.tgt_tokens}
+             if budget.task == "sum" else None)
+
+    def measure(config: dict[str, Any]) -> dict[str, Any]:
+        from .latency import measure_in_subprocess
+
+        kwargs: dict[str, Any] = {"workload": lat.workload, "threads": lat.threads, "device": lat.device,
+                                  "dtype": lat.dtype, "gemm": False, "memory": False}
+        if lat.backend != "eager":
+            kwargs["backend"] = lat.backend
+        if shape:
+            kwargs["shape"] = shape
+        return measure_in_subprocess(model, config, **kwargs)
+
+    return measure
+
+
+def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cache_dir: Path | None = None,
+                  log: Callable[[str], None] = _log) -> Any:
+    """The config of row ``row`` (a family or a variant) whose measured p50 in ``budget.latency``'s setting is
+    within its tolerance of the target (module docstring). Returns a bench.budget.Solution whose ``latency``
+    says what was measured. ``measure``: a config dict -> {"p50_ms", ...} (tests give a deterministic fake;
+    default: :func:`measure_in_child`). ``cache_dir``: where the measurements are kept (default
+    results/<budget>/latency-solve; tests give a temporary folder)."""
+    from models import resolve_config
+
+    from .budget import Solution, confirmed_macs, grid_widths
+    from .machine import cpu_model_name
+    from .tasks import model_task
+
+    lat = budget.latency
+    base = budget.base_config(row)
+    model = budget.family_of(row)
+    rule = budget.models[model]
+    task = model_task(budget.task)
+    if measure is None:
+        import torch
+
+        measure = measure_in_child(budget, model)
+        machine = {"cpu": cpu_model_name(), "torch": torch.__version__}
+    else:
+        machine = {"cpu": "given", "torch": "given"}
+    folder = Path(cache_dir) if cache_dir is not None else REPO / "results" / budget.results_name() / "latency-solve"
+    key = {"setting": lat.setting(), "task": budget.task, "base": base, "rule": [rule.vary_key, rule.step, rule.low,
+           rule.high, rule.fine_key, rule.fine_step], "protocol": [budget.protocol.src_tokens,
+           budget.protocol.tgt_tokens], **machine}
+    book = Book(folder / f"{row}.json", key)
+    widths = grid_widths(budget, model, base)
+    rule_fine = {d: getattr(cfg, rule.fine_key) for d, cfg, _ in widths}
+    target, tol = lat.target_ms, lat.tolerance
+
+    def config(d: int, f: int) -> Any:
+        return resolve_config(model, task, **{**base, rule.vary_key: d, rule.fine_key: f})
+
+    if book.solution is not None:  # solved before in this setting: nothing to measure
+        sol = book.solution
+        cfg = config(sol["width"], sol["fine"])
+        log(f"  {row}: latency solve done before ({book.path}), {sol['p50_ms']:.3f} ms")
+        return Solution(model, cfg, sol["macs"], sol["analytic_macs"], budget.target_macs, budget.tolerance,
+                        latency=_summary(lat, sol, book))
+
+    def t(i: int, f: int | None = None, purpose: str = "width") -> float:
+        d = widths[i][0]
+        f = rule_fine[d] if f is None else f
+        known = book.p50(d, f)
+        if known is not None and purpose != "confirm":
+            return known
+        got = measure(config(d, f).to_dict())
+        book.add(d, f, purpose, got)
+        log(f"  {row}: {rule.vary_key}={d}, {rule.fine_key}={f}: {float(got['p50_ms']):.3f} ms ({purpose})")
+        # a confirmation is its own new measurement; anything else counts with every measurement of the config
+        return float(got["p50_ms"]) if purpose == "confirm" else book.p50(d, f)  # type: ignore[return-value]
+
+    # 1. the MAC bracket around the anchor's estimate, moved until the target lies inside it
+    macs, last = [w[2] for w in widths], len(widths) - 1
+    anchor = min(range(len(widths)), key=lambda i: abs(macs[i] - budget.target_macs))
+    est = macs[anchor] * target / t(anchor, purpose="anchor")
+    lo = next((i for i in range(len(widths)) if macs[i] >= est / BRACKET), last)
+    hi = max((i for i in range(len(widths)) if macs[i] <= est * BRACKET), default=0)
+    lo, hi = min(lo, hi), max(lo, hi)
+    if t(lo, purpose="bracket") > target:
+        while t(lo, purpose="bracket") > target and lo > 0:
+            hi, lo = lo, max((i for i in range(lo) if macs[i] <= macs[lo] / BRACKET), default=0)
+    elif t(hi, purpose="bracket") <= target:
+        while t(hi, purpose="bracket") <= target and hi < last:
+            lo, hi = hi, min((i for i in range(hi + 1, len(widths)) if macs[i] >= macs[hi] * BRACKET), default=last)
+    name = f"{budget.name} ({target:g} ms, {_where(lat)})"
+    if t(lo) > lat.high:
+        raise BenchError(f"latency budget {name} is infeasible for {row}: its smallest config on the grid "
+                         f"({rule.vary_key}={widths[lo][0]}) already takes {t(lo):.3f} ms")
+    if t(hi) < lat.low:
+        raise BenchError(f"latency budget {name} is beyond {row}'s grid: its largest config "
+                         f"({rule.vary_key}={widths[hi][0]}) takes only {t(hi):.3f} ms")
+    # 2. bisect to neighbours: t(lo) <= target < t(hi), or the grid's end
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if t(mid, purpose="bisect") <= target:
+            lo = mid
+        else:
+            hi = mid
+    # 3 + 4. the fine knob at the nearer width, then the other; a confirmation that misses steps again
+    order = sorted({lo, hi}, key=lambda i: abs(math.log(t(i) / target)))
+    for _ in range(MAX_CONFIRM):
+        found = None
+        for i in order:
+            found = _fine(i, widths[i][0], rule_fine[widths[i][0]], rule.fine_step, t, lat)
+            if found is not None:
+                break
+        if found is None:
+            best = min(book.rows, key=lambda r: abs(book.p50(r["width"], r["fine"]) - target))
+            raise BenchError(
+                f"no {row} config within +-{tol:.0%} of {target:g} ms ({_where(lat)}) on the grid: the nearest "
+                f"measured, {rule.vary_key}={best['width']} {rule.fine_key}={best['fine']}, takes "
+                f"{book.p50(best['width'], best['fine']):.3f} ms (a noisy machine? see {book.path})")
+        i, f = found
+        if lat.low <= t(i, f, purpose="confirm") <= lat.high:
+            break
+        log(f"  {row}: the confirmation missed ({book.p50(widths[i][0], f):.3f} ms); stepping again")
+    else:
+        raise BenchError(f"{row}: no config's confirmation landed within +-{tol:.0%} of {target:g} ms after "
+                         f"{MAX_CONFIRM} tries (a noisy machine? see {book.path})")
+    d = widths[i][0]
+    cfg = config(d, f)
+    analytic = _analytic(budget, model, cfg)
+    counted = confirmed_macs(budget, model, cfg)
+    book.solution = {"width": d, "fine": f, "p50_ms": book.p50(d, f), "macs": counted, "analytic_macs": analytic,
+                     "measurements": len(book.rows)}
+    book.save()
+    return Solution(model, cfg, counted, analytic, budget.target_macs, budget.tolerance,
+                    latency=_summary(lat, book.solution, book))
+
+
+def _fine(i: int, d: int, f0: int, step: int, t: Callable[..., float], lat: Any) -> tuple[int, int] | None:
+    """Secant steps on the fine knob at width index ``i`` (f0: the family rule's value) until the p50 lands in
+    the tolerance; (i, f) or None when the knob's range (f0 / 2 .. 2 f0, in its step) cannot reach it."""
+    target = lat.target_ms
+    lo_f, hi_f = max(step, step * math.ceil(f0 / 2 / step)), step * math.floor(2 * f0 / step)
+    f_prev, t_prev = f0, t(i, f0)
+    if lat.low <= t_prev <= lat.high:
+        return i, f0
+    f = _clamp(step * round(f0 * (1.5 if t_prev < target else 1 / 1.5) / step), lo_f, hi_f)
+    tried = {f0}
+    for _ in range(MAX_SECANT):
+        if f in tried:
+            return None
+        tried.add(f)
+        t_f = t(i, f, purpose="fine")
+        if lat.low <= t_f <= lat.high:
+            return i, f
+        if t_f == t_prev:
+            return None
+        slope = (t_f - t_prev) / (f - f_prev)
+        if slope <= 0:  # noise larger than the knob's effect: nothing to steer by
+            return None
+        f_prev, t_prev = f, t_f
+        f = _clamp(step * round((f + (target - t_f) / slope) / step), lo_f, hi_f)
+    return None
+
+
+def _clamp(f: int, low: int, high: int) -> int:
+    return int(min(max(f, low), high))
+
+
+def _analytic(budget: Any, model: str, cfg: Any) -> int:
+    from .analytic import analytic_macs, has_formula
+    from .budget import confirmed_macs
+
+    return analytic_macs(cfg, budget.protocol)["macs"] if has_formula(cfg) else confirmed_macs(budget, model, cfg)
+
+
+def _where(lat: Any) -> str:
+    return f"{lat.device}, {lat.threads} thread{'s' if lat.threads != 1 else ''}, {lat.workload}, {lat.dtype}, " \
+           f"{lat.backend}"
+
+
+def _summary(lat: Any, sol: dict[str, Any], book: Book) -> dict[str, Any]:
+    return {"target_ms": lat.target_ms, "tolerance": lat.tolerance, "p50_ms": round(sol["p50_ms"], 4),
+            "rel_error": round(sol["p50_ms"] / lat.target_ms - 1, 5), "setting": lat.setting(),
+            "measurements": sol["measurements"], "record": str(book.path) if book.path else None}

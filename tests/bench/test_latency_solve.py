@@ -1,0 +1,153 @@
+"""Latency budgets (bench.latency_solve) against a deterministic fake timer: a latency that grows with the
+model's MACs, so the right grid point is known by hand, and the solver must land on it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.analytic import analytic_macs
+from bench.budget import grid_widths, load_budget, solve_model
+from bench.errors import BenchError
+from bench.latency_solve import solve_latency
+from models import resolve_config
+
+
+def fake_timer(model: str, budget: Any, per_gmac_ms: float = 40.0, overhead_ms: float = 1.5) -> Any:
+    """A monotone latency: overhead + MACs x rate (ms), recorded call by call."""
+    calls: list[dict[str, Any]] = []
+
+    def measure(config: dict[str, Any]) -> dict[str, Any]:
+        cfg = resolve_config(model, config["task"], **{k: v for k, v in config.items() if k != "task"})
+        calls.append(config)
+        return {"p50_ms": overhead_ms + per_gmac_ms * analytic_macs(cfg, budget.protocol)["macs"] / 1e9,
+                "cv": 0.01, "latency_status": "ok"}
+
+    measure.calls = calls  # type: ignore[attr-defined]
+    return measure
+
+
+def by_hand(budget: Any, model: str, per_gmac_ms: float = 40.0, overhead_ms: float = 1.5) -> list[tuple[int, float]]:
+    """(width, fake latency) of every grid width with the family's own ffn rule."""
+    base = budget.base_config(model)
+    return [(d, overhead_ms + per_gmac_ms * macs / 1e9) for d, _, macs in grid_widths(budget, model, base)]
+
+
+@pytest.mark.parametrize("model", ["transformer", "evolved_transformer", "lite_transformer"])
+def test_a_target_on_a_grid_point_lands_on_it(model: str, tmp_path: Path) -> None:
+    budget = load_budget("6ms")
+    widths = by_hand(budget, model)
+    d_want, t_want = next((d, t) for d, t in widths if t > 6.0)  # the first width over 6 ms (fake)
+    budget = load_budget(f"{t_want!r}ms")
+    measure = fake_timer(model, budget)
+    sol = solve_latency(budget, model, measure=measure, cache_dir=tmp_path, log=lambda _: None)
+    assert sol.config.d_model == d_want
+    assert sol.config.ffn_dim == resolve_config(model, "mt", **{**budget.base_config(model), "d_model": d_want}).ffn_dim
+    assert sol.latency["p50_ms"] == pytest.approx(t_want, rel=1e-4)
+    assert len(measure.calls) <= 14  # a bracket and a bisection, not a walk over the grid
+    assert sol.macs == sol.analytic_macs or abs(sol.macs / sol.analytic_macs - 1) < 0.01
+
+
+def test_between_grid_points_the_fine_knob_lands_within_tolerance(tmp_path: Path) -> None:
+    budget = load_budget("6ms")
+    widths = by_hand(budget, "transformer")
+    below = max((d, t) for d, t in widths if t <= 6.0)
+    above = min((d, t) for d, t in widths if t > 6.0)
+    assert abs(below[1] / 6 - 1) > 0.03 or abs(above[1] / 6 - 1) > 0.03  # the family rule alone misses
+    measure = fake_timer("transformer", budget)
+    sol = solve_latency(budget, "transformer", measure=measure, cache_dir=tmp_path, log=lambda _: None)
+    nearer = min((below, above), key=lambda w: abs(math.log(w[1] / 6)))
+    assert sol.config.d_model == nearer[0]
+    assert abs(sol.latency["p50_ms"] / 6 - 1) <= 0.03
+    assert sol.latency["setting"] == {"device": "cpu", "threads": 1, "workload": "forward", "dtype": "fp32",
+                                      "backend": "eager"}
+    # the confirmation is a measurement of its own, in the book
+    book = json.loads((tmp_path / "transformer.json").read_text())
+    assert [r["purpose"] for r in book["measurements"]].count("confirm") >= 1
+
+
+def test_a_solved_budget_is_read_back_without_measuring_and_a_partial_one_resumes(tmp_path: Path) -> None:
+    budget = load_budget("6ms")
+    first = fake_timer("lite_transformer", budget)
+    sol = solve_latency(budget, "lite_transformer", measure=first, cache_dir=tmp_path, log=lambda _: None)
+    again = fake_timer("lite_transformer", budget)
+    sol2 = solve_latency(budget, "lite_transformer", measure=again, cache_dir=tmp_path, log=lambda _: None)
+    assert again.calls == [] and sol2.config == sol.config
+    # drop the solution and the last two measurements: the solve resumes from the rest
+    path = tmp_path / "lite_transformer.json"
+    book = json.loads(path.read_text())
+    book["solution"], book["measurements"] = None, book["measurements"][:-2]
+    path.write_text(json.dumps(book))
+    resumed = fake_timer("lite_transformer", budget)
+    sol3 = solve_latency(budget, "lite_transformer", measure=resumed, cache_dir=tmp_path, log=lambda _: None)
+    assert sol3.config == sol.config and 1 <= len(resumed.calls) <= 3
+    # another setting (2 threads) does not reuse the 1-thread measurements
+    other = load_budget(_file(tmp_path, "target_latency_ms: 6\nlatency: {threads: 2}\n"))
+    fresh = fake_timer("lite_transformer", other)
+    solve_latency(other, "lite_transformer", measure=fresh, cache_dir=tmp_path, log=lambda _: None)
+    assert len(fresh.calls) >= 3
+
+
+def test_an_unreachable_target_fails_in_one_line(tmp_path: Path) -> None:
+    budget = load_budget("0.01ms")
+    with pytest.raises(BenchError, match=r"infeasible for transformer: its smallest config") as err:
+        solve_latency(budget, "transformer", measure=fake_timer("transformer", budget), cache_dir=tmp_path,
+                      log=lambda _: None)
+    assert "\n" not in str(err.value)
+    huge = load_budget("1e9ms")
+    with pytest.raises(BenchError, match="beyond transformer's grid"):
+        solve_latency(huge, "transformer", measure=fake_timer("transformer", huge), cache_dir=tmp_path / "b",
+                      log=lambda _: None)
+
+
+def test_noise_larger_than_the_tolerance_fails_naming_the_nearest(tmp_path: Path) -> None:
+    budget = load_budget("6ms")
+    state = {"n": 0}
+
+    def erratic(config: dict[str, Any]) -> dict[str, Any]:  # monotone in width, jumping 20% either way
+        state["n"] += 1
+        return {"p50_ms": config["d_model"] / 30 * (1.2 if state["n"] % 2 else 0.8)}
+
+    with pytest.raises(BenchError, match="(nearest measured|confirmation)"):
+        solve_latency(budget, "transformer", measure=erratic, cache_dir=tmp_path, log=lambda _: None)
+
+
+def _file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "lat.yaml"
+    template = (Path(__file__).resolve().parents[2] / "budgets" / "100M.yaml").read_text()
+    body = "\n".join(line for line in template.splitlines() if not line.startswith(("name:", "target_macs:")))
+    path.write_text(f"name: lat\n{text}{body}\n")
+    return str(path)
+
+
+def test_latency_budget_specs_and_files(tmp_path: Path) -> None:
+    b = load_budget("5.6ms")
+    assert (b.name, b.latency.target_ms, b.latency.tolerance, b.tuned_from) == ("5.6ms", 5.6, 0.03, "100M")
+    assert b.variants == {} and b.rows() == ["transformer", "evolved_transformer", "lite_transformer"]
+    assert b.results_name() == "5.6ms" and load_budget("100M").latency is None
+    f = load_budget(_file(tmp_path, "target_latency_ms: 4.5\nlatency: {threads: 2, workload: translate}\n"))
+    assert (f.latency.target_ms, f.latency.threads, f.latency.workload, f.target_macs) == (4.5, 2, "translate",
+                                                                                          100_000_000)
+    for text, match in [("target_latency_ms: 4\nlatency: {backend: tensorrt}\n", "unknown latency backend"),
+                        ("target_latency_ms: 4\nlatency: {thread: 2}\n", "unknown key"),
+                        ("target_latency_ms: -1\n", "must be positive"),
+                        ("latency: {threads: 2}\n", "needs 'target_latency_ms'")]:
+        with pytest.raises(BenchError, match=match):
+            load_budget(_file(tmp_path, text))
+    for bad in ("0ms", "fast ms"):
+        with pytest.raises(BenchError):
+            load_budget(bad)
+
+
+def test_solve_model_dispatches_a_latency_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.latency_solve as ls
+
+    budget = load_budget("6ms")
+    monkeypatch.setattr(ls, "measure_in_child", lambda b, m: fake_timer(m, b))
+    sol = solve_model(budget, "evolved_transformer", cache_dir=tmp_path)
+    assert sol.latency is not None and abs(sol.latency["rel_error"]) <= 0.03
+    assert sol.to_dict()["latency"]["target_ms"] == 6.0
