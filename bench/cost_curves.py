@@ -145,7 +145,8 @@ def _eager_version(res: dict[str, Any]) -> str:
 
 def rankings(df: Any) -> list[str]:
     """Markdown lines: per (backend, threads, workload), the families from fastest to slowest at every budget,
-    and the budgets between which that order changes (the finding the curves exist for)."""
+    and the budgets between which that order changes (the finding the curves exist for). A change between
+    two families whose ratio intervals overlap at either budget is called a tie, not a change of rank."""
     lines = []
     for (backend, threads, workload), g in df.groupby(["backend", "threads", "workload"], sort=True):
         lines += [f"### {backend}, {threads} thread{'s' if threads != 1 else ''}, {workload}", "",
@@ -158,11 +159,25 @@ def rankings(df: Any) -> list[str]:
                      f"{r.ratio_ci_high:.2f}])" for r in b.itertuples()]
             lines.append(f"| {b['budget'].iloc[0]} | {' < '.join(cells)} |")
             if previous is not None and order != previous[1]:
+                swapped = _swapped(previous[1], order)
+                tie = all(_overlap(previous[2], a, c) or _overlap(b, a, c) for a, c in swapped)
                 changes.append(f"between {previous[0]} and {b['budget'].iloc[0]}: {' < '.join(previous[1])} -> "
-                               f"{' < '.join(order)}")
-            previous = (b["budget"].iloc[0], order)
+                               f"{' < '.join(order)}" + (" (the swapped families' intervals overlap: a tie)"
+                                                          if tie else ""))
+            previous = (b["budget"].iloc[0], order, b)
         lines += ["", "Ranking changes: " + ("; ".join(changes) if changes else "none on this ladder") + ".", ""]
     return lines
+
+
+def _swapped(before: tuple[str, ...], after: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The pairs of families whose order differs between two rankings."""
+    return [(a, c) for i, a in enumerate(before) for c in before[i + 1:] if after.index(a) > after.index(c)]
+
+
+def _overlap(b: Any, first: str, second: str) -> bool:
+    """Whether two families' ratio intervals overlap in the rows ``b`` of one budget."""
+    r1, r2 = (b[b["family"] == f].iloc[0] for f in (first, second))
+    return bool(r1.ratio_ci_low <= r2.ratio_ci_high and r2.ratio_ci_low <= r1.ratio_ci_high)
 
 
 def write_outputs(rows: list[dict[str, Any]], results: Path, failed: Sequence[str] = ()) -> list[Path]:

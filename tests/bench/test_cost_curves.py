@@ -114,3 +114,27 @@ def test_records_carry_what_a_reader_needs(tmp_path: Path, monkeypatch: pytest.M
     rec = json.loads((tmp_path / "records" / "50M-eager-t1-forward.json").read_text())
     assert {"points", "compare", "env", "command", "started", "created"} <= set(rec)
     assert [p["family"] for p in rec["points"]] == ["transformer", "evolved_transformer", "lite_transformer"]
+
+
+def test_a_swap_within_overlapping_intervals_is_called_a_tie() -> None:
+    import pandas as pd
+
+    from bench.cost_curves import rankings
+
+    def rows(budget: str, macs: float, lite: tuple[float, float, float], et: tuple[float, float, float]) -> list:
+        base = {"budget": budget, "target_macs": macs, "backend": "eager", "threads": 1, "workload": "forward"}
+        return [{**base, "family": "transformer", "p50_ms": 1.0, "ratio_vs_transformer": 1.0, "ratio_ci_low": 1.0,
+                 "ratio_ci_high": 1.0},
+                {**base, "family": "lite_transformer", "p50_ms": lite[0], "ratio_vs_transformer": lite[0],
+                 "ratio_ci_low": lite[1], "ratio_ci_high": lite[2]},
+                {**base, "family": "evolved_transformer", "p50_ms": et[0], "ratio_vs_transformer": et[0],
+                 "ratio_ci_low": et[1], "ratio_ci_high": et[2]}]
+
+    clear = pd.DataFrame(rows("A", 1, (1.2, 1.19, 1.21), (1.4, 1.39, 1.41)) + rows("B", 2, (1.5, 1.49, 1.51),
+                                                                                    (1.3, 1.29, 1.31)))
+    text = "\n".join(rankings(clear))
+    assert "between A and B: transformer < lite_transformer < evolved_transformer -> transformer < " \
+           "evolved_transformer < lite_transformer." in text
+    tie = pd.DataFrame(rows("A", 1, (1.20, 1.15, 1.25), (1.21, 1.16, 1.26)) + rows("B", 2, (1.22, 1.17, 1.27),
+                                                                                  (1.21, 1.16, 1.26)))
+    assert "intervals overlap: a tie" in "\n".join(rankings(tie))

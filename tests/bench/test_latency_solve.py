@@ -104,16 +104,35 @@ def test_an_unreachable_target_fails_in_one_line(tmp_path: Path) -> None:
                       log=lambda _: None)
 
 
-def test_noise_larger_than_the_tolerance_fails_naming_the_nearest(tmp_path: Path) -> None:
+def test_a_target_between_steps_the_grid_cannot_take_fails_naming_the_nearest(tmp_path: Path) -> None:
+    budget = load_budget("5.5ms")
+    calls = []
+
+    def step(config: dict[str, Any]) -> dict[str, Any]:  # 5 ms up to d=120, 6 ms above, whatever the ffn
+        calls.append(config)
+        return {"p50_ms": 5.0 if config["d_model"] <= 120 else 6.0}
+
+    with pytest.raises(BenchError, match=r"no transformer config confirmed within \+-3% of 5.5 ms .* the nearest "
+                                         r"measured, d_model=1[23][0-9] ffn_dim=\d+, takes [56].000 ms") as err:
+        solve_latency(budget, "transformer", measure=step, cache_dir=tmp_path, log=lambda _: None)
+    assert "\n" not in str(err.value) and len(calls) < 40
+
+
+def test_noise_is_outvoted_by_the_median_of_fresh_measurements(tmp_path: Path) -> None:
     budget = load_budget("6ms")
+    clean = fake_timer("transformer", budget)
     state = {"n": 0}
 
-    def erratic(config: dict[str, Any]) -> dict[str, Any]:  # monotone in width, jumping 20% either way
+    def noisy(config: dict[str, Any]) -> dict[str, Any]:  # every third measurement 6% slow
         state["n"] += 1
-        return {"p50_ms": config["d_model"] / 30 * (1.2 if state["n"] % 2 else 0.8)}
+        got = clean(config)
+        return {**got, "p50_ms": got["p50_ms"] * (1.06 if state["n"] % 3 == 0 else 1.0)}
 
-    with pytest.raises(BenchError, match="(nearest measured|confirmation)"):
-        solve_latency(budget, "transformer", measure=erratic, cache_dir=tmp_path, log=lambda _: None)
+    sol = solve_latency(budget, "transformer", measure=noisy, cache_dir=tmp_path, log=lambda _: None)
+    assert abs(sol.latency["p50_ms"] / 6 - 1) <= 0.03
+    book = json.loads((tmp_path / "transformer.json").read_text())
+    chosen = [r for r in book["measurements"] if (r["width"], r["fine"]) == (sol.config.d_model, sol.config.ffn_dim)]
+    assert sum(r["purpose"] == "confirm" for r in chosen) >= 2
 
 
 def _file(tmp_path: Path, text: str) -> str:
