@@ -72,20 +72,21 @@ def compare_group(sweep: Sweep) -> CompareGroup | None:
 
 def compare_stages(sweep: Sweep) -> list[StageRecord]:
     """One paired comparison per latency setting (skipped when its record exists)."""
-    from .latency import compare
+    from .latency import pooled
 
     group = compare_group(sweep)
     if group is None:
         sweep.opts.log("paired latency: skipped (fewer than two models)")
         return []
     sweep.opts.log(f"paired latency of {', '.join(group.names)} (reference {group.names[0]}):")
-    # smoke runs time fewer rounds than the default (their records say so)
-    timing = {"rounds": 10, "warmup": 3} if sweep.opts.quick else {}
+    # smoke runs time fewer rounds in one process (their records say so); a real sweep pools three processes,
+    # so that the intervals cover what changes between processes (bench.latency.pooled)
+    timing = {"rounds": 10, "warmup": 3, "processes": 1} if sweep.opts.quick else {}
     out = []
     for device, threads, workload in sweep.latency_settings():
 
         def measure(d: str = device, t: int = threads, w: str = workload) -> dict[str, Any]:
-            res = compare.compare_in_subprocess(group.members(), workload=w, threads=t, device=d, **timing)
+            res = pooled.compare_processes(group.members(), workload=w, threads=t, device=d, **timing)
             res.pop("configs", None)  # the record's config holds them
             return res
 

@@ -109,9 +109,20 @@ def _compare(args: argparse.Namespace, threads: int, device: str, warmup: int, q
     if batch != 1:
         raise BenchError("--compare measures at batch 1 (the protocol's); leave --batch out")
     rounds = check.integer("--rounds", args.rounds, 2)
+    processes = check.integer("--processes", args.processes)
     members = [(name, name, resolve_model(name, args.task, args.budget, []).to_dict()) for name in names]
-    res = compare_latency(members, args.workload, threads=threads, device=device, dtype=args.dtype, rounds=rounds,
-                          warmup=warmup, quiet=quiet, backend=backend)
+    if processes == 1:
+        res = compare_latency(members, args.workload, threads=threads, device=device, dtype=args.dtype, rounds=rounds,
+                              warmup=warmup, quiet=quiet, backend=backend)
+    else:  # fresh processes, pooled; they read the quiet-wait bound from the environment
+        import os
+
+        from bench.latency.pooled import compare_processes
+
+        if args.quiet_wait is not None:
+            os.environ["LITEBENCH_QUIET_WAIT"] = str(quiet.max_wait_s)
+        res = compare_processes(members, processes=processes, workload=args.workload, threads=threads,
+                                device=device, dtype=args.dtype, rounds=rounds, warmup=warmup, backend=backend)
     if args.json:
         print_json(res)
     else:

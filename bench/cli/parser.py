@@ -129,6 +129,8 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--compare", metavar="A,B[,C...]",
                    help="models to time side by side in this process, in interleaved rounds; ratios to the first")
     p.add_argument("--rounds", default=str(COMPARE_ROUNDS), help=f"--compare: rounds (default {COMPARE_ROUNDS})")
+    p.add_argument("--processes", default="3",
+                   help="--compare: fresh processes the rounds are split over and pooled (default 3; 1 = this one)")
     _model_args(p, task_choices=False)
     p.add_argument(
         "--workload",
