@@ -16,8 +16,12 @@ search (:func:`solve_latency`), per family, on the family's own grid and scaling
    from the next's, as much as the tolerance); a miss feeds the secant again (three rounds at most). When the
    fine knob cannot steer through the noise, the nearest config measured so far is the one confirmed.
 
-Every candidate is measured in a fresh process (bench.launcher), as the sweep's latency stage does, under the
-machine lock and the quiet-machine wait (bench.latency). Measurements are kept in
+Every candidate is measured in a fresh process (bench.launcher), under the machine lock and the quiet-machine
+wait, side by side with a reference (the Transformer at the budget's MAC anchor, 100M) in interleaved rounds
+(bench.latency.compare): a fresh process's figure moves by 5-10% from the next's for the small ET and Lite
+configs, more than the tolerance, while a ratio to a model timed in the same process moves by about 1%. A
+candidate's estimate is the median of its ratios times the median of every process's reference figure.
+(Summarization, whose shapes the paired harness does not take, times candidates alone.) Measurements are kept in
 ``results/<budget>/latency-solve/<model>.json`` (keyed by the setting, the family's base config, the machine's
 CPU model and the torch version), so that an interrupted solve resumes and a solved one costs nothing; a
 config measured more than once counts with the median of its measurements. A target that no config on the
@@ -42,9 +46,10 @@ REPO = Path(__file__).resolve().parent.parent
 LATENCY_KEYS = ("tolerance", "device", "threads", "workload", "dtype", "backend")
 BRACKET = 4.0  # the MAC estimate's factor either side that the first bracket spans
 MAX_SECANT = 4  # fine-knob steps per width
+PAIRED_ROUNDS = 12  # interleaved rounds of a candidate beside the reference
 MAX_CONFIRM = 3  # rounds of confirmation
 CONFIRMS = 2  # new measurements of the chosen config per round
-SOLVE_VERSION = 2  # 2: confirmed by the median of fresh measurements
+SOLVE_VERSION = 3  # 2: confirmed by the median of fresh measurements; 3: timed beside a reference
 
 @dataclass(frozen=True)
 class LatencyTarget:
@@ -115,6 +120,12 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _median(values: list[float]) -> float:
+    got = sorted(values)
+    mid = len(got) // 2
+    return got[mid] if len(got) % 2 else (got[mid - 1] + got[mid]) / 2
+
+
 class Book:
     """The measurements of one family's solve, kept in a JSON file (written after every measurement, atomically)
     so that a solve resumes; measurements of another setting, base config, machine or torch are not reused."""
@@ -133,15 +144,20 @@ class Book:
                 self.rows, self.solution = list(data.get("measurements", [])), data.get("solution")
 
     def p50(self, d: int, f: int) -> float | None:
-        """The median p50 of every measurement of (width d, fine knob f), or None when there is none."""
-        got = sorted(r["p50_ms"] for r in self.rows if r["width"] == d and r["fine"] == f)
-        if not got:
+        """The estimate of (width d, fine knob f), None when it was never measured: measured beside the
+        reference, the median of its ratios times the median of every process's reference figure; measured
+        alone, the median of its p50s."""
+        mine = [r for r in self.rows if r["width"] == d and r["fine"] == f]
+        if not mine:
             return None
-        mid = len(got) // 2
-        return got[mid] if len(got) % 2 else (got[mid - 1] + got[mid]) / 2
+        if all(r.get("ratio") is not None for r in mine):
+            return _median([r["ratio"] for r in mine]) * _median(
+                [r["ref_p50_ms"] for r in self.rows if r.get("ref_p50_ms") is not None])
+        return _median([r["p50_ms"] for r in mine])
 
     def add(self, d: int, f: int, purpose: str, got: dict[str, Any]) -> None:
         self.rows.append({"width": d, "fine": f, "purpose": purpose, "p50_ms": float(got["p50_ms"]),
+                          "ratio": got.get("ratio"), "ref_p50_ms": got.get("ref_p50_ms"),
                           "cv": got.get("cv"), "latency_status": got.get("latency_status"),
                           "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         self.save()
@@ -156,25 +172,47 @@ class Book:
 
 
 # ------------------------------------------------------------------------------------------------ the solver
+def reference_config(budget: Any) -> tuple[str, dict[str, Any]]:
+    """The model every candidate is timed beside: the Transformer (else the budget's first family) solved at
+    the budget's MAC anchor (100M unless the file says otherwise)."""
+    from dataclasses import replace
+
+    from .budget import solve_model
+
+    family = "transformer" if "transformer" in budget.models else next(iter(budget.models))
+    return family, solve_model(replace(budget, latency=None), family).config.to_dict()
+
+
 def measure_in_child(budget: Any, model: str) -> Measure:
-    """The default measurement: the latency harness in a fresh process, in the budget's latency setting (no
-    GEMM rate or memory: only the p50 decides)."""
+    """The default measurement, in a fresh process, in the budget's latency setting: the candidate timed side
+    by side with the reference (:func:`reference_config`; bench.latency.compare, interleaved rounds), so that
+    its figure is a ratio to a model measured in the same process, under the same conditions. Summarization
+    (whose shapes the paired harness does not take) times the candidate alone."""
     lat = budget.latency
-    shape = ({"src_len": budget.protocol.src_tokens, "tgt_len": budget.protocol.tgt_tokens}
-             if budget.task == "sum" else None)
+    if budget.task == "sum":
+        shape = {"src_len": budget.protocol.src_tokens, "tgt_len": budget.protocol.tgt_tokens}
 
-    def measure(config: dict[str, Any]) -> dict[str, Any]:
-        from .latency import measure_in_subprocess
+        def alone(config: dict[str, Any]) -> dict[str, Any]:
+            from .latency import measure_in_subprocess
 
-        kwargs: dict[str, Any] = {"workload": lat.workload, "threads": lat.threads, "device": lat.device,
-                                  "dtype": lat.dtype, "gemm": False, "memory": False}
-        if lat.backend != "eager":
-            kwargs["backend"] = lat.backend
-        if shape:
-            kwargs["shape"] = shape
-        return measure_in_subprocess(model, config, **kwargs)
+            return measure_in_subprocess(model, config, workload=lat.workload, threads=lat.threads,
+                                         device=lat.device, dtype=lat.dtype, backend=lat.backend, gemm=False,
+                                         memory=False, shape=shape)
 
-    return measure
+        return alone
+    ref_family, ref_config = reference_config(budget)
+
+    def paired(config: dict[str, Any]) -> dict[str, Any]:
+        from .latency.compare import compare_in_subprocess
+
+        res = compare_in_subprocess([("reference", ref_family, ref_config), ("candidate", model, config)],
+                                    workload=lat.workload, threads=lat.threads, device=lat.device, dtype=lat.dtype,
+                                    backend=lat.backend, rounds=PAIRED_ROUNDS)
+        return {"p50_ms": res["p50_ms"]["candidate"], "ratio": res["ratios"]["candidate"]["ratio"],
+                "ref_p50_ms": res["p50_ms"]["reference"], "cv": res["cv"]["candidate"],
+                "latency_status": None if res.get("machine_quiet", True) else "not quiet"}
+
+    return paired
 
 
 def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cache_dir: Path | None = None,
@@ -199,7 +237,8 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
         import torch
 
         measure = measure_in_child(budget, model)
-        machine = {"cpu": cpu_model_name(), "torch": torch.__version__}
+        machine = {"cpu": cpu_model_name(), "torch": torch.__version__,
+                   "reference": None if budget.task == "sum" else reference_config(budget)}
     else:
         machine = {"cpu": "given", "torch": "given"}
     folder = Path(cache_dir) if cache_dir is not None else REPO / "results" / budget.results_name() / "latency-solve"
@@ -229,9 +268,9 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
             return known
         got = measure(config(d, f).to_dict())
         book.add(d, f, purpose, got)
-        log(f"  {row}: {rule.vary_key}={d}, {rule.fine_key}={f}: {float(got['p50_ms']):.3f} ms ({purpose})")
-        # a confirmation is its own new measurement; anything else counts with every measurement of the config
-        return float(got["p50_ms"]) if purpose == "confirm" else book.p50(d, f)  # type: ignore[return-value]
+        ratio = f", {got['ratio']:.3f} x the reference's {got['ref_p50_ms']:.3f} ms" if got.get("ratio") else ""
+        log(f"  {row}: {rule.vary_key}={d}, {rule.fine_key}={f}: {float(got['p50_ms']):.3f} ms{ratio} ({purpose})")
+        return book.p50(d, f)  # type: ignore[return-value]
 
     # 1. the MAC bracket around the anchor's estimate, moved until the target lies inside it
     macs, last = [w[2] for w in widths], len(widths) - 1

@@ -79,7 +79,7 @@ def compare_stages(sweep: Sweep) -> list[StageRecord]:
         sweep.opts.log("paired latency: skipped (fewer than two models)")
         return []
     sweep.opts.log(f"paired latency of {', '.join(group.names)} (reference {group.names[0]}):")
-    # smoke runs time fewer rounds in one process (their records say so); a real sweep pools three processes,
+    # smoke runs time fewer rounds in one process (their records say so); a real sweep pools five processes,
     # so that the intervals cover what changes between processes (bench.latency.pooled)
     timing = {"rounds": 10, "warmup": 3, "processes": 1} if sweep.opts.quick else {}
     out = []

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from bench.errors import BenchError
 from bench.latency.compare import ROUNDS as COMPARE_ROUNDS
+from bench.latency.pooled import PROCESSES as COMPARE_PROCESSES
 from bench.latency.timing import MAX_TRIES, MIN_RUNS, MIN_TIME_S, MIN_WARMUP
 
 TASKS = ["mt", "lm", "sum"]  # bench.tasks: translation, language modelling, summarization
@@ -129,8 +130,9 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--compare", metavar="A,B[,C...]",
                    help="models to time side by side in this process, in interleaved rounds; ratios to the first")
     p.add_argument("--rounds", default=str(COMPARE_ROUNDS), help=f"--compare: rounds (default {COMPARE_ROUNDS})")
-    p.add_argument("--processes", default="3",
-                   help="--compare: fresh processes the rounds are split over and pooled (default 3; 1 = this one)")
+    p.add_argument("--processes", default=str(COMPARE_PROCESSES),
+                   help=f"--compare: fresh processes the rounds are split over and pooled (default "
+                        f"{COMPARE_PROCESSES}; 1 = this one)")
     _model_args(p, task_choices=False)
     p.add_argument(
         "--workload",

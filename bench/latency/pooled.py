@@ -25,7 +25,7 @@ from bench.errors import BenchError
 from . import compare
 from .compare import RESAMPLES, ROUNDS
 
-PROCESSES = 3
+PROCESSES = 5
 
 
 def pooled_ratios(per_process: Sequence[np.ndarray], resamples: int = RESAMPLES,

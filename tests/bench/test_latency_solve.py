@@ -135,6 +135,34 @@ def test_noise_is_outvoted_by_the_median_of_fresh_measurements(tmp_path: Path) -
     assert sum(r["purpose"] == "confirm" for r in chosen) >= 2
 
 
+def test_noise_common_to_a_process_cancels_in_the_ratio_to_the_reference(tmp_path: Path) -> None:
+    """A third of the processes run 10% fast or slow as a whole (both models): the candidate's own figure
+    moves, its ratio to the reference does not, and the solver lands where the noiseless timer would."""
+    budget = load_budget("6ms")
+    clean = fake_timer("lite_transformer", budget)
+    ref_ms, state = 5.0, {"n": 0}
+
+    def paired(config: dict[str, Any]) -> dict[str, Any]:
+        state["n"] += 1
+        weather = (1.0, 1.0, 1.1, 1.0, 1.0, 0.9)[state["n"] % 6]
+        true = clean(config)["p50_ms"]
+        return {"p50_ms": true * weather, "ratio": true / ref_ms, "ref_p50_ms": ref_ms * weather}
+
+    sol = solve_latency(budget, "lite_transformer", measure=paired, cache_dir=tmp_path, log=lambda _: None)
+    again = solve_latency(budget, "lite_transformer", measure=fake_timer("lite_transformer", budget),
+                          cache_dir=tmp_path / "clean", log=lambda _: None)
+    assert sol.config == again.config and abs(sol.latency["p50_ms"] / 6 - 1) <= 0.03
+    book = json.loads((tmp_path / "lite_transformer.json").read_text())
+    assert all(r["ratio"] is not None and r["ref_p50_ms"] is not None for r in book["measurements"])
+
+
+def test_the_reference_is_the_transformer_at_the_mac_anchor() -> None:
+    from bench.latency_solve import reference_config
+
+    family, config = reference_config(load_budget("6ms"))
+    assert family == "transformer" and (config["d_model"], config["ffn_dim"]) == (136, 560)
+
+
 def _file(tmp_path: Path, text: str) -> str:
     path = tmp_path / "lat.yaml"
     template = (Path(__file__).resolve().parents[2] / "budgets" / "100M.yaml").read_text()
