@@ -39,7 +39,7 @@ def draw_curves(df: Any, folder: Path) -> list[Path]:
     panels = _panels(df)
     specs = [
         ("latency_vs_macs", "p50_ms", "latency p50 (ms, batch 1; log scale)", None, True),
-        ("ratio_vs_macs", "ratio_vs_transformer", "latency / Transformer's at the same MACs (95% interval)",
+        ("ratio_vs_macs", "ratio_vs_transformer", "latency / the Transformer's (95% interval)",
          ("ratio_ci_low", "ratio_ci_high"), False),
     ]
     with sns.axes_style("whitegrid"):
