@@ -20,7 +20,8 @@ Every candidate is measured in a fresh process (bench.launcher), under the machi
 wait, side by side with a reference (the Transformer at the budget's MAC anchor, 100M) in interleaved rounds
 (bench.latency.compare): a fresh process's figure moves by 5-10% from the next's for the small ET and Lite
 configs, more than the tolerance, while a ratio to a model timed in the same process moves by about 1%. A
-candidate's estimate is the median of its ratios times the median of every process's reference figure.
+candidate's estimate is the median of its ratios times the median of every process's reference figure, over
+every family of the folder (one reference level for all, so that their estimates compare as their ratios do).
 (Summarization, whose shapes the paired harness does not take, times candidates alone.) Measurements are kept in
 ``results/<budget>/latency-solve/<model>.json`` (keyed by the setting, the family's base config, the machine's
 CPU model and the torch version), so that an interrupted solve resumes and a solved one costs nothing; a
@@ -49,6 +50,7 @@ MAX_SECANT = 4  # fine-knob steps per width
 PAIRED_ROUNDS = 12  # interleaved rounds of a candidate beside the reference
 MAX_CONFIRM = 3  # rounds of confirmation
 CONFIRMS = 2  # new measurements of the chosen config per round
+SHARED_KEY = ("setting", "task", "protocol", "cpu", "torch", "reference")  # rows that share a reference level
 SOLVE_VERSION = 3  # 2: confirmed by the median of fresh measurements; 3: timed beside a reference
 
 @dataclass(frozen=True)
@@ -142,17 +144,41 @@ class Book:
                 data = {}
             if data.get("key_digest") == self.digest and data.get("version") == SOLVE_VERSION:
                 self.rows, self.solution = list(data.get("measurements", [])), data.get("solution")
+        self.shared = self._other_references()
+
+    def _other_references(self) -> list[float]:
+        """The reference's figures the other rows of this folder measured in the same setting, on the same
+        machine, beside the same reference: every family's estimate scales its ratios by one reference level."""
+        if self.path is None or not self.path.parent.is_dir():
+            return []
+        common = {k: self.key.get(k) for k in SHARED_KEY}
+        out = []
+        for other in sorted(self.path.parent.glob("*.json")):
+            if other == self.path:
+                continue
+            try:
+                data = json.loads(other.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            key = data.get("key") or {}
+            if data.get("version") == SOLVE_VERSION and {k: key.get(k) for k in SHARED_KEY} == json.loads(
+                    json.dumps(common, default=str)):
+                out += [r["ref_p50_ms"] for r in data.get("measurements", []) if r.get("ref_p50_ms") is not None]
+        return out
+
+    def reference_level(self) -> float:
+        """The median of every process's reference figure, this row's and the folder's other rows'."""
+        return _median(self.shared + [r["ref_p50_ms"] for r in self.rows if r.get("ref_p50_ms") is not None])
 
     def p50(self, d: int, f: int) -> float | None:
         """The estimate of (width d, fine knob f), None when it was never measured: measured beside the
-        reference, the median of its ratios times the median of every process's reference figure; measured
+        reference, the median of its ratios times the reference level (:meth:`reference_level`); measured
         alone, the median of its p50s."""
         mine = [r for r in self.rows if r["width"] == d and r["fine"] == f]
         if not mine:
             return None
         if all(r.get("ratio") is not None for r in mine):
-            return _median([r["ratio"] for r in mine]) * _median(
-                [r["ref_p50_ms"] for r in self.rows if r.get("ref_p50_ms") is not None])
+            return _median([r["ratio"] for r in mine]) * self.reference_level()
         return _median([r["p50_ms"] for r in mine])
 
     def add(self, d: int, f: int, purpose: str, got: dict[str, Any]) -> None:

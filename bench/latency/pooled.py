@@ -6,9 +6,10 @@ workload of the 100M models, far outside the first process's interval), because 
 (memory layout, caches, the core it runs on, the machine's clock) weighs differently on a family of a few large
 GEMMs and one of many small ops. :func:`compare_processes` therefore runs the comparison in ``processes``
 fresh processes one after another (each ``rounds / processes`` rounds, at least 2) and pools them: a model's
-ratio is the geometric mean over every round of every process; its 95% interval is a two-level percentile
-bootstrap, processes drawn with replacement and then rounds within each drawn process; its ``p50_ms`` and
-``cv`` are the medians of the processes' figures. The per-process ratios stay in the result
+ratio is the geometric mean over every round of every process; its 95% interval is Student's t over the
+processes' mean log-ratios (the process is the unit that varies; a bootstrap over five processes gives
+intervals too narrow to hold a second comparison); its ``p50_ms`` and ``cv`` are the medians of the processes'
+figures. The per-process ratios stay in the result
 (``process_ratios``), so a reader sees the spread the interval summarises.
 """
 
@@ -23,37 +24,52 @@ import numpy as np
 from bench.errors import BenchError
 
 from . import compare
-from .compare import RESAMPLES, ROUNDS
+from .compare import ROUNDS
 
 PROCESSES = 5
 
 
-def pooled_ratios(per_process: Sequence[np.ndarray], resamples: int = RESAMPLES,
-                  seed: int = 0) -> list[dict[str, Any]]:
-    """``per_process``: one (rounds, models) array of round figures per process. Per model: the geometric mean
-    over all rounds of its figure over model 0's in the same round, and the 95% two-level bootstrap interval
-    (processes, then rounds within each)."""
+def t_quantile(q: float, df: int) -> float:
+    """Student's t quantile (``q`` in (0.5, 1)): bisection on its CDF, the density integrated by Simpson's rule."""
+    c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+
+    def cdf(x: float, n: int = 4000) -> float:
+        h = x / n
+        ys = [c * (1 + (i * h) ** 2 / df) ** (-(df + 1) / 2) for i in range(n + 1)]
+        return 0.5 + h / 3 * (ys[0] + ys[-1] + 4 * sum(ys[1:-1:2]) + 2 * sum(ys[2:-1:2]))
+
+    lo, hi = 0.0, 1.0
+    while cdf(hi) < q:
+        hi *= 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < q else (lo, mid)
+    return (lo + hi) / 2
+
+
+def pooled_ratios(per_process: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+    """``per_process``: one (rounds, models) array of round figures per process (two or more). Per model: the
+    geometric mean over all rounds of its figure over model 0's in the same round, and the 95% Student t
+    interval over the processes' mean log-ratios (processes - 1 degrees of freedom): with a handful of
+    processes a bootstrap over them is too narrow."""
     logs = [np.log(a) - np.log(a[:, :1]) for a in per_process]
+    if len(logs) < 2:
+        raise BenchError("a pooled comparison needs two or more processes")
     pooled = np.concatenate(logs)
-    rng = np.random.default_rng(seed)
-    boot = np.empty((resamples, pooled.shape[1]))
-    for b in range(resamples):
-        chosen = rng.integers(0, len(logs), size=len(logs))
-        draws = [logs[p][rng.integers(0, len(logs[p]), size=len(logs[p]))] for p in chosen]
-        boot[b] = np.exp(np.concatenate(draws).mean(axis=0))
-    out = []
-    for j in range(pooled.shape[1]):
-        lo, hi = np.percentile(boot[:, j], [2.5, 97.5])
-        out.append({"ratio": float(np.exp(pooled[:, j].mean())), "ci95": [float(lo), float(hi)]})
-    return out
+    means = np.stack([lg.mean(axis=0) for lg in logs])  # (processes, models)
+    half = t_quantile(0.975, len(logs) - 1) * means.std(axis=0, ddof=1) / math.sqrt(len(logs))
+    center = pooled.mean(axis=0)
+    return [{"ratio": float(np.exp(center[j])), "ci95": [float(np.exp(center[j] - half[j])),
+                                                         float(np.exp(center[j] + half[j]))]}
+            for j in range(pooled.shape[1])]
 
 
-def merge(runs: Sequence[dict[str, Any]], resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Any]:
+def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One result from the results of several processes (each as :func:`compare_latency` returns it)."""
     first = runs[0]
     names = first["models"]
     arrays = [np.array([r["round_ms"][n] for n in names], dtype=float).T for r in runs]
-    ratios = pooled_ratios(arrays, resamples, seed)
+    ratios = pooled_ratios(arrays)
     ratios[0] = {"ratio": 1.0, "ci95": [1.0, 1.0]}
     not_quiet = [r["not_quiet"] for r in runs if not r.get("machine_quiet", True)]
     return {
@@ -67,8 +83,8 @@ def merge(runs: Sequence[dict[str, Any]], resamples: int = RESAMPLES, seed: int 
         "process_ratios": {n: [r["ratios"][n]["ratio"] for r in runs] for n in names},
         "process_p50_ms": {n: [r["p50_ms"][n] for r in runs] for n in names},
         "ratio_method": f"geometric mean over the rounds of {len(runs)} processes of (round median / reference's "
-                        "round median); 95% two-level percentile bootstrap, processes then rounds within each, "
-                        f"{resamples} resamples",
+                        f"round median); 95% Student t interval over the processes' mean log-ratios "
+                        f"({len(runs) - 1} degrees of freedom)",
         "round_ms": {n: [v for a in arrays for v in a[:, j].tolist()] for j, n in enumerate(names)},
         "round_process": [p for p, a in enumerate(arrays) for _ in range(len(a))],
         "lock_wait_s": round(sum(r.get("lock_wait_s") or 0.0 for r in runs), 3),
@@ -88,4 +104,4 @@ def compare_processes(members: Sequence[tuple[str, str, dict[str, Any]]], *, pro
         return compare.compare_in_subprocess(members, rounds=rounds, **kwargs)
     per = max(2, math.ceil(rounds / processes))
     runs = [compare.compare_in_subprocess(members, rounds=per, **kwargs) for _ in range(processes)]
-    return merge(runs, resamples=kwargs.get("resamples", RESAMPLES), seed=kwargs.get("seed", 0))
+    return merge(runs)

@@ -156,6 +156,30 @@ def test_noise_common_to_a_process_cancels_in_the_ratio_to_the_reference(tmp_pat
     assert all(r["ratio"] is not None and r["ref_p50_ms"] is not None for r in book["measurements"])
 
 
+def test_every_family_of_a_folder_scales_by_one_reference_level(tmp_path: Path) -> None:
+    from bench.latency_solve import Book
+
+    budget = load_budget("6ms")
+
+    def paired(model: str, ref_ms: float) -> Any:
+        clean = fake_timer(model, budget)
+        return lambda config: {"p50_ms": clean(config)["p50_ms"], "ratio": clean(config)["p50_ms"] / 5.0,
+                               "ref_p50_ms": ref_ms}
+
+    solve_latency(budget, "transformer", measure=paired("transformer", 5.0), cache_dir=tmp_path, log=lambda _: None)
+    n_first = len(json.loads((tmp_path / "transformer.json").read_text())["measurements"])
+    solve_latency(budget, "evolved_transformer", measure=paired("evolved_transformer", 5.2), cache_dir=tmp_path,
+                  log=lambda _: None)
+    et = json.loads((tmp_path / "evolved_transformer.json").read_text())
+    book = Book(tmp_path / "evolved_transformer.json", {**et["key"]})
+    levels = sorted([5.0] * n_first + [5.2] * len(et["measurements"]))
+    assert book.reference_level() == pytest.approx(levels[len(levels) // 2] if len(levels) % 2 else
+                                                   (levels[len(levels) // 2 - 1] + levels[len(levels) // 2]) / 2)
+    assert book.shared == [5.0] * n_first  # the Transformer's reference figures count for ET too
+    other = Book(tmp_path / "evolved_transformer.json", {**et["key"], "cpu": "another"})
+    assert other.shared == []  # another machine's measurements do not
+
+
 def test_the_reference_is_the_transformer_at_the_mac_anchor() -> None:
     from bench.latency_solve import reference_config
 

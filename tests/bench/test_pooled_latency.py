@@ -11,7 +11,7 @@ import pytest
 import bench.latency.compare as compare
 from bench.cli import main
 from bench.latency.compare import paired_ratios
-from bench.latency.pooled import compare_processes, pooled_ratios
+from bench.latency.pooled import compare_processes, pooled_ratios, t_quantile
 
 
 def process(ratio: float, rounds: int, seed: int) -> np.ndarray:
@@ -32,6 +32,19 @@ def test_the_pooled_interval_covers_the_processes_that_one_process_misses() -> N
     # identical processes: the pooled interval is as narrow as the rounds make it
     same = pooled_ratios([process(1.30, 10, i) for i in range(3)])[1]
     assert same["ci95"][1] - same["ci95"][0] < 0.02
+
+
+@pytest.mark.parametrize("df, table", [(1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (30, 2.042)])
+def test_t_quantile_matches_the_table(df: int, table: float) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(table, abs=2e-3)
+
+
+def test_the_interval_is_the_t_interval_of_the_process_means() -> None:
+    runs = [process(r, 8, i) for i, r in enumerate((1.30, 1.35, 1.40, 1.33, 1.37))]
+    means = np.array([np.mean(np.log(a[:, 1] / a[:, 0])) for a in runs])
+    half = 2.776 * means.std(ddof=1) / np.sqrt(5)
+    lo, hi = pooled_ratios(runs)[1]["ci95"]
+    assert np.log(hi) - np.log(lo) == pytest.approx(2 * half, rel=1e-3)
 
 
 def fake_child(calls: list[dict[str, Any]], ratios: list[float]) -> Any:
@@ -62,7 +75,7 @@ def test_compare_processes_splits_the_rounds_and_pools(monkeypatch: pytest.Monke
     assert lo < 1.32 and hi > 1.38 and res["ratios"]["transformer"] == {"ratio": 1.0, "ci95": [1.0, 1.0]}
     assert res["lock_wait_s"] == 3.0 and res["quiet_wait_s"] == 1.5
     assert res["machine_quiet"] is False and res["not_quiet"] == ["load 1.2 > 0.5"]  # one process was not quiet
-    assert "two-level" in res["ratio_method"]
+    assert "Student t" in res["ratio_method"]
     calls.clear()
     one = compare_processes(members, processes=1, rounds=30)
     assert [c["rounds"] for c in calls] == [30] and "processes" not in one
