@@ -188,6 +188,18 @@ class Book:
                           "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         self.save()
 
+    def discard(self) -> None:
+        """Remove the book, and the folders it created that stay empty: a target no config can meet leaves no
+        results folder behind (a noisy miss keeps its book, so that a re-run goes on from it)."""
+        if self.path is None:
+            return
+        self.path.unlink(missing_ok=True)
+        for folder in (self.path.parent, self.path.parent.parent):
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+
     def save(self) -> None:
         if self.path is None:
             return
@@ -313,9 +325,11 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
             lo, hi = hi, min((i for i in range(hi + 1, len(widths)) if macs[i] >= macs[hi] * BRACKET), default=last)
     name = f"{budget.name} ({target:g} ms, {_where(lat)})"
     if t(lo) > lat.high:
+        book.discard()
         raise BenchError(f"latency budget {name} is infeasible for {row}: its smallest config on the grid "
                          f"({rule.vary_key}={widths[lo][0]}) already takes {t(lo):.3f} ms")
     if t(hi) < lat.low:
+        book.discard()
         raise BenchError(f"latency budget {name} is beyond {row}'s grid: its largest config "
                          f"({rule.vary_key}={widths[hi][0]}) takes only {t(hi):.3f} ms")
     # 2. bisect to neighbours: t(lo) <= target < t(hi), or the grid's end
