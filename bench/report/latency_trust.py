@@ -134,7 +134,9 @@ def add_ratio_columns(df: pd.DataFrame, results_dir: Path | str, notes: list[str
             df[c] = values[c]
         new += cols
         df["latency_ratio_ref"] = rec.reference
-    new += [c for c in ("latency_ratio_ref", "latency_status", "latency_noisy", "latency_note") if c in df]
+        df["latency_ratio_method"] = rec.get("ratio_method")
+    new += [c for c in ("latency_ratio_ref", "latency_ratio_method", "latency_status", "latency_noisy",
+                        "latency_note") if c in df]
     cols = [c for c in df.columns if c not in new]
     last = max((i for i, c in enumerate(cols) if re.match(r"^(forward|translate)_p\d+_ms_", c)), default=len(cols) - 1)
     return df[cols[: last + 1] + new + cols[last + 1 :]]
@@ -157,7 +159,7 @@ def notes(df: pd.DataFrame, display: Any) -> list[str]:
     """The lines leaderboard.md adds: how the ratios were measured, and every noisy figure with its reason."""
     out = []
     keys = sorted({m.group(1) + "_" + m.group(2) + (m.group(4) or "") for c in df.columns
-                   if (m := _RATIO_RE.match(c))})
+                   if (m := _RATIO_RE.match(c)) and not c.endswith(("_lo", "_hi"))})
     if keys:
         ref = display(str(df["latency_ratio_ref"].dropna().iloc[0])) if "latency_ratio_ref" in df else "the first"
         parts = []
@@ -166,9 +168,11 @@ def notes(df: pd.DataFrame, display: Any) -> list[str]:
                      if str(r["model"]) != str(r.get("latency_ratio_ref")) and ratio_cell(r, key) != "–"]
             if cells:
                 parts.append(f"{key.replace('_', ' ')}: " + ", ".join(cells))
+        methods = df["latency_ratio_method"].dropna() if "latency_ratio_method" in df else []
+        method = str(methods.iloc[0]) if len(methods) else ("geometric mean of the per-round ratios, 95% "
+                                                            "bootstrap interval over rounds")
         out.append(f"Latency ratios vs {ref}, measured side by side (every model in one process, interleaved rounds "
-                   "in rotating order; geometric mean of the per-round ratios, 95% bootstrap interval over rounds): "
-                   + "; ".join(parts) + ".")
+                   f"in rotating order; {method}): " + "; ".join(parts) + ".")
     if "latency_note" in df and df["latency_note"].map(lambda v: isinstance(v, str)).any():
         noisy = [f"{display(str(r['model']))}: {r['latency_note']}" for _, r in df.iterrows()
                  if isinstance(r.get("latency_note"), str)]

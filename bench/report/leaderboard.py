@@ -240,7 +240,7 @@ def _static_row(recs: pd.DataFrame) -> dict[str, Any]:
     profile = recs[recs["stage"] == "profile"]
     src = pd.concat([profile, recs[recs["stage"] != "profile"]])
     row: dict[str, Any] = {"model": _first(src, "model"), "compression": "none"}
-    for key in ("family", "task", "budget", "target_macs", "config_hash"):
+    for key in ("family", "task", "budget", "target_macs", "target_latency_ms", "config_hash"):
         row[key] = _first(src, key)
     for key in ("d_model", "ffn_dim", "encoder_layers", "decoder_layers", "heads"):
         row[key] = _first(src, f"config.{key}")

@@ -147,7 +147,12 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     macs = ("batch 1, 30 tokens" if lm else f"batch 1, {src} source + {tgt} target tokens") + (
         ", one teacher-forced pass, without embeddings and the output projection (paper convention)"
     )
-    notes.append(f"Budget {budget} MACs. MACs: {macs}; params without embedding tables.")
+    if "target_latency_ms" in df and df["target_latency_ms"].notna().any():
+        notes.append(f"Budget {budget}: a latency budget, every family solved to the same measured p50 in the "
+                     "budget's latency setting (each candidate timed beside the 100M Transformer; latency-solve/), so "
+                     f"MACs differ. MACs: {macs}; params without embedding tables.")
+    else:
+        notes.append(f"Budget {budget} MACs. MACs: {macs}; params without embedding tables.")
     device = _unique_join(df["device_model"]) or "unknown CPU"
     torch = _unique_join(df["torch"]) or "?"
     lat = f"Latency: batch 1, fp32, median (p50) of at least 30 timed calls on {device}, torch {torch}"
