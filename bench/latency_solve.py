@@ -221,7 +221,7 @@ def reference_config(budget: Any) -> tuple[str, dict[str, Any]]:
     return family, solve_model(replace(budget, latency=None), family).config.to_dict()
 
 
-def measure_in_child(budget: Any, model: str) -> Measure:
+def measure_in_child(budget: Any, model: str, reference: tuple[str, dict[str, Any]] | None = None) -> Measure:
     """The default measurement, in a fresh process, in the budget's latency setting: the candidate timed side
     by side with the reference (:func:`reference_config`; bench.latency.compare, interleaved rounds), so that
     its figure is a ratio to a model measured in the same process, under the same conditions. Summarization
@@ -238,7 +238,7 @@ def measure_in_child(budget: Any, model: str) -> Measure:
                                          memory=False, shape=shape)
 
         return alone
-    ref_family, ref_config = reference_config(budget)
+    ref_family, ref_config = reference or reference_config(budget)
 
     def paired(config: dict[str, Any]) -> dict[str, Any]:
         from .latency.compare import compare_in_subprocess
@@ -274,9 +274,9 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
     if measure is None:
         import torch
 
-        measure = measure_in_child(budget, model)
-        machine = {"cpu": cpu_model_name(), "torch": torch.__version__,
-                   "reference": None if budget.task == "sum" else reference_config(budget)}
+        reference = None if budget.task == "sum" else reference_config(budget)
+        measure = measure_in_child(budget, model, reference)
+        machine = {"cpu": cpu_model_name(), "torch": torch.__version__, "reference": reference}
     else:
         machine = {"cpu": "given", "torch": "given"}
     folder = Path(cache_dir) if cache_dir is not None else REPO / "results" / budget.results_name() / "latency-solve"
@@ -284,8 +284,6 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
            rule.high, rule.fine_key, rule.fine_step], "protocol": [budget.protocol.src_tokens,
            budget.protocol.tgt_tokens], **machine}
     book = Book(folder / f"{row}.json", key)
-    widths = grid_widths(budget, model, base)
-    rule_fine = {d: getattr(cfg, rule.fine_key) for d, cfg, _ in widths}
     target, tol = lat.target_ms, lat.tolerance
 
     def config(d: int, f: int) -> Any:
@@ -297,6 +295,8 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
         log(f"  {row}: latency solve done before ({book.path}), {sol['p50_ms']:.3f} ms")
         return Solution(model, cfg, sol["macs"], sol["analytic_macs"], budget.target_macs, budget.tolerance,
                         latency=_summary(lat, sol, book))
+    widths = grid_widths(budget, model, base)
+    rule_fine = {d: getattr(cfg, rule.fine_key) for d, cfg, _ in widths}
 
     def t(i: int, f: int | None = None, purpose: str = "width") -> float:
         d = widths[i][0]

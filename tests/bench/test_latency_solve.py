@@ -219,7 +219,7 @@ def test_solve_model_dispatches_a_latency_budget(tmp_path: Path, monkeypatch: py
     import bench.latency_solve as ls
 
     budget = load_budget("6ms")
-    monkeypatch.setattr(ls, "measure_in_child", lambda b, m: fake_timer(m, b))
+    monkeypatch.setattr(ls, "measure_in_child", lambda b, m, ref=None: fake_timer(m, b))
     sol = solve_model(budget, "evolved_transformer", cache_dir=tmp_path)
     assert sol.latency is not None and abs(sol.latency["rel_error"]) <= 0.03
     assert sol.to_dict()["latency"]["target_ms"] == 6.0
