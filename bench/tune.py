@@ -1,10 +1,12 @@
 """An equal tuning budget for every family: the peak learning rate, searched on validation NLL.
 
-Every family of a budget gets the same trials: one per peak rate of the grid (default 5e-4, 1e-3, 2e-3), each
-a copy of the budget's recipe shrunk to ``tokens_per_trial`` target tokens (the warm-up shrunk in proportion,
-the decay still reaching its end), so that a trial is the whole schedule in miniature. By default a trial
-gets the recipe's tokens divided by the number of rates, so tuning a family costs what one seed of its
-training costs. Trials train in their own processes at 1 thread, ``jobs`` at a time (with
+Every family of a budget gets the same trials: one per peak rate of the grid (the budget file's ``tune: grid``,
+else 5e-4, 1e-3, 2e-3), each a copy of the budget's recipe shrunk to ``tokens_per_trial`` target tokens (the
+warm-up shrunk in proportion, the decay still reaching its end), so that a trial is the whole schedule in
+miniature. By default a trial gets the recipe's tokens divided by the number of rates, so tuning a family costs
+what one seed of its training costs; a budget file's ``tune: trials_per_seed`` fixes the divisor instead (a
+grid widened after a first search then keeps its trials comparable, and costs more than one seed: chosen.json
+says how much, as ``cost_in_seeds``). Trials train in their own processes at 1 thread, ``jobs`` at a time (with
 ``executor="slurm"``: one job per trial, as one job array, at the CPUs each job asks for), and are judged on
 the final validation NLL over the whole validation split (never the test split); a trial that diverges counts
 as the worst. Each trial writes ``<results>/tuning/<family>-lr<rate>-<hash>.json`` (the hash covers the
@@ -109,6 +111,16 @@ def plan(
     return trials
 
 
+def search_plan(budget: Budget, schedule: Schedule, grid: tuple[float, ...] | None = None,
+                tokens_per_trial: int | None = None) -> tuple[tuple[float, ...], int | None]:
+    """The grid and trial size: what the command line gives, else the budget file's ``tune:`` section, else the
+    defaults (5e-4, 1e-3, 2e-3; the recipe's tokens / the grid's size, left to :func:`plan`)."""
+    grid = tuple(grid or (budget.tune.grid if budget.tune else DEFAULT_GRID))
+    if tokens_per_trial is None and budget.tune is not None and budget.tune.trials_per_seed:
+        tokens_per_trial = (schedule.max_tokens or 0) // budget.tune.trials_per_seed
+    return grid, tokens_per_trial
+
+
 def train_trial(family: str, config: dict[str, Any], schedule: dict[str, Any], task: str, corpus: str, seed: int,
                 out: str) -> dict[str, Any]:
     """One trial (what each child process runs): the solved ``config`` under the trial's whole ``schedule``;
@@ -162,7 +174,7 @@ def tune(
     budget_spec: str,
     task: str = "mt",
     schedule_name: str = "short",
-    grid: tuple[float, ...] = DEFAULT_GRID,
+    grid: tuple[float, ...] | None = None,
     models: list[str] | None = None,
     tokens_per_trial: int | None = None,
     seed: int = 1,
@@ -179,6 +191,7 @@ def tune(
     budget = load_budget(budget_spec, task=task)
     schedule = get_schedule(schedule_name, **budget.schedule_overrides(schedule_name))
     corpus = corpus or DEFAULT_CORPUS[task]
+    grid, tokens_per_trial = search_plan(budget, schedule, grid, tokens_per_trial)
     trials = plan(budget, schedule, corpus, grid, models, tokens_per_trial)
     results = Path(results_root) / budget.results_name()
     folder = results / "tuning"
@@ -216,6 +229,10 @@ def tune(
         "seed": seed,
         "selection": "lowest final validation NLL on the whole validation split",
         "tokens_per_trial": trials[0].schedule.max_tokens,
+        "recipe_tokens": schedule.max_tokens,
+        # what tuning one family cost, in seeds of its training (target tokens; evaluation not counted)
+        "cost_in_seeds": round(len(grid) * trials[0].schedule.max_tokens / schedule.max_tokens, 3)
+        if schedule.max_tokens else None,
         "warmup_steps_per_trial": trials[0].schedule.warmup_steps,
         "trials": [f"{t.name}.json" for t in trials],
         "chosen": chosen,

@@ -238,9 +238,11 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--budget", required=True, help="100M, 500M, 1.2G or a budget YAML file")
     p.add_argument("--task", choices=TASKS, default="mt")
     p.add_argument("--schedule", choices=["short", "full"], default="short")
-    p.add_argument("--grid", default="5e-4,1e-3,2e-3", help="peak learning rates, comma-separated")
+    p.add_argument("--grid", help="peak learning rates, comma-separated (default: the budget file's "
+                   "tune: grid, else 5e-4,1e-3,2e-3)")
     p.add_argument("--models", help="comma-separated subset of the budget's families")
-    p.add_argument("--tokens-per-trial", help="default: the recipe's target tokens / the grid's size")
+    p.add_argument("--tokens-per-trial", help="default: the recipe's target tokens / the budget file's "
+                   "tune: trials_per_seed, else / the grid's size")
     p.add_argument("--seed", default="1")
     p.add_argument("--jobs", default="2", help="trials at a time, 1 thread each (default 2)")
     p.add_argument("--corpus", help="corpus name or folder (default: libreoffice-en-de / sotu)")

@@ -158,7 +158,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         args.budget,
         task=args.task,
         schedule_name=args.schedule,
-        grid=tuple(grid),
+        grid=tuple(grid) or None,
         models=check.words(args.models) or None,
         tokens_per_trial=check.integer("--tokens-per-trial", args.tokens_per_trial),
         seed=check.integer("--seed", args.seed, 0),

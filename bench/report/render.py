@@ -234,6 +234,14 @@ def _quality_sections(df: pd.DataFrame) -> list[str]:
     return out
 
 
+def _tuning_cost(tuned: dict) -> str:
+    """What tuning one family cost, against one seed's training (chosen.json's ``cost_in_seeds``)."""
+    cost, recipe = tuned.get("cost_in_seeds"), tuned.get("recipe_tokens")
+    if cost is None or not recipe:
+        return ""
+    return f"; per family {cost:.2f}x the target tokens of one seed's training ({recipe:,})"
+
+
 def _tuning_section(df: pd.DataFrame) -> list[str]:
     import json
 
@@ -246,8 +254,8 @@ def _tuning_section(df: pd.DataFrame) -> list[str]:
     out = ["", "### Tuning", "",
            f"Peak learning rate searched over {grid} for every family with an equal budget: "
            f"{len(tuned['grid'])} trials of {tuned['tokens_per_trial']:,} target tokens each (warm-up "
-           f"{tuned['warmup_steps_per_trial']} steps, the recipe in miniature), selected on the final validation NLL "
-           "(never test). Chosen (figures/tuning.png):", ""]
+           f"{tuned['warmup_steps_per_trial']} steps, the recipe in miniature){_tuning_cost(tuned)}, selected on the "
+           "final validation NLL (never test). Chosen (figures/tuning.png):", ""]
     top = max(tuned["grid"])
     for fam, c in sorted(tuned["chosen"].items()):
         edge = " (the grid's largest rate)" if c["lr"] == top else ""

@@ -17,7 +17,7 @@ from bench.errors import BenchError
 from bench.runner import Sweep, SweepOptions
 from bench.schedules import get_schedule
 from bench.train import learning_rate, subset, unigram_entropy
-from bench.tune import plan, read_tuned, select, trial_schedule, tune
+from bench.tune import DEFAULT_GRID, plan, read_tuned, search_plan, select, trial_schedule, tune
 from tests.toy_corpus import write_corpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -159,6 +159,27 @@ def test_selection_is_on_validation_nll_and_diverged_trials_never_win():
         select([_rec("a", 1e-3, None)])
 
 
+def test_the_budget_files_tune_section_sets_the_grid_and_the_trial_size(tmp_path):
+    short = lambda b: get_schedule("short", **b.schedule_overrides("short"))  # noqa: E731
+    b100, b500 = load_budget("100M"), load_budget("500M")
+    # 100M: the widened grid keeps the first search's trial size (2M / 3), so its trials stay comparable
+    assert search_plan(b100, short(b100)) == ((5e-4, 1e-3, 2e-3, 4e-3, 8e-3), 2_000_000 // 3)
+    assert search_plan(b500, short(b500)) == ((1e-3, 2e-3, 4e-3), 1_500_000 // 3)
+    # the command line wins; a file without the section gets the defaults (plan divides by the grid's size)
+    assert search_plan(b100, short(b100), (1e-3,), 1000) == ((1e-3,), 1000)
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("".join(line for line in (REPO / "budgets" / "100M.yaml").read_text().splitlines(True)
+                             if not line.startswith("tune:")))
+    b = load_budget(str(plain))
+    assert b.tune is None and search_plan(b, short(b)) == (DEFAULT_GRID, None)
+    for bad, why in (("tune: {grid: []}", "distinct positive"), ("tune: {grid: [1e-3, 1e-3]}", "distinct positive"),
+                     ("tune: {grid: [-1e-3]}", "distinct positive"), ("tune: {grid: [1e-3], trials_per_seed: 0}",
+                                                                      "positive integer"),
+                     ("tune: {grid: [1e-3], rates: 3}", "unknown key"), ("tune: 3", "must be a mapping")):
+        with pytest.raises(BenchError, match=why):
+            load_budget(str(_budget_file(tmp_path, bad + "\n")))
+
+
 def test_tune_end_to_end_on_the_toy_corpus_and_the_sweep_uses_its_choice(tmp_path):
     corpus = write_corpus(tmp_path / "toy")
     budget = _budget_file(tmp_path, "shared: {normalize_before: true, dropout: 0.1, vocab_size: 60}\n")
@@ -174,6 +195,7 @@ def test_tune_end_to_end_on_the_toy_corpus_and_the_sweep_uses_its_choice(tmp_pat
     best = min(trials, key=lambda t: t["valid_nll"])
     assert res["chosen"]["transformer"]["lr"] == best["lr"]
     assert json.loads((folder / "chosen.json").read_text())["chosen"] == res["chosen"]
+    assert res["cost_in_seeds"] == pytest.approx(2 * 1500 / res["recipe_tokens"], abs=1e-3)
     # a second call runs nothing again
     again = tune(str(budget), grid=(1e-3, 3e-3), models=["transformer"], tokens_per_trial=1500, corpus=str(corpus),
                  results_root=results, cache_root=tmp_path / "cache", log=log.append)
