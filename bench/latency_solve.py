@@ -22,7 +22,7 @@ wait, side by side with a reference (the Transformer at the budget's MAC anchor,
 configs, more than the tolerance, while a ratio to a model timed in the same process moves by about 1%. A
 candidate's estimate is the median of its ratios times the median of every process's reference figure, over
 every family of the folder (one reference level for all, so that their estimates compare as their ratios do).
-(Summarization, whose shapes the paired harness does not take, times candidates alone.) Measurements are kept in
+(Summarization times both at its own shapes.) Measurements are kept in
 ``results/<budget>/latency-solve/<model>.json`` (keyed by the setting, the family's base config, the machine's
 CPU model and the torch version), so that an interrupted solve resumes and a solved one costs nothing; a
 config measured more than once counts with the median of its measurements. A target that no config on the
@@ -224,20 +224,12 @@ def reference_config(budget: Any) -> tuple[str, dict[str, Any]]:
 def measure_in_child(budget: Any, model: str, reference: tuple[str, dict[str, Any]] | None = None) -> Measure:
     """The default measurement, in a fresh process, in the budget's latency setting: the candidate timed side
     by side with the reference (:func:`reference_config`; bench.latency.compare, interleaved rounds), so that
-    its figure is a ratio to a model measured in the same process, under the same conditions. Summarization
-    (whose shapes the paired harness does not take) times the candidate alone."""
+    its figure is a ratio to a model measured in the same process, under the same conditions (summarization:
+    both at its own shapes)."""
     lat = budget.latency
-    if budget.task == "sum":
-        shape = {"src_len": budget.protocol.src_tokens, "tgt_len": budget.protocol.tgt_tokens}
-
-        def alone(config: dict[str, Any]) -> dict[str, Any]:
-            from .latency import measure_in_subprocess
-
-            return measure_in_subprocess(model, config, workload=lat.workload, threads=lat.threads,
-                                         device=lat.device, dtype=lat.dtype, backend=lat.backend, gemm=False,
-                                         memory=False, shape=shape)
-
-        return alone
+    # summarization times its own shapes, the reference too
+    shape = {"src_len": budget.protocol.src_tokens, "tgt_len": budget.protocol.tgt_tokens} \
+        if budget.task == "sum" else None
     ref_family, ref_config = reference or reference_config(budget)
 
     def paired(config: dict[str, Any]) -> dict[str, Any]:
@@ -245,7 +237,7 @@ def measure_in_child(budget: Any, model: str, reference: tuple[str, dict[str, An
 
         res = compare_in_subprocess([("reference", ref_family, ref_config), ("candidate", model, config)],
                                     workload=lat.workload, threads=lat.threads, device=lat.device, dtype=lat.dtype,
-                                    backend=lat.backend, rounds=PAIRED_ROUNDS)
+                                    backend=lat.backend, rounds=PAIRED_ROUNDS, shape=shape)
         return {"p50_ms": res["p50_ms"]["candidate"], "ratio": res["ratios"]["candidate"]["ratio"],
                 "ref_p50_ms": res["p50_ms"]["reference"], "cv": res["cv"]["candidate"],
                 "latency_status": None if res.get("machine_quiet", True) else "not quiet"}

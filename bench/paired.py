@@ -86,7 +86,8 @@ def compare_stages(sweep: Sweep) -> list[StageRecord]:
     for device, threads, workload in sweep.latency_settings():
 
         def measure(d: str = device, t: int = threads, w: str = workload) -> dict[str, Any]:
-            res = pooled.compare_processes(group.members(), workload=w, threads=t, device=d, **timing)
+            res = pooled.compare_processes(group.members(), workload=w, threads=t, device=d,
+                                           **sweep._latency_shape(), **timing)
             res.pop("configs", None)  # the record's config holds them
             return res
 

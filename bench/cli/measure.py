@@ -99,6 +99,7 @@ def _compare(args: argparse.Namespace, threads: int, device: str, warmup: int, q
     """``latency --compare A,B,C``: every model (solved at ``--budget`` when given) in this process, all on
     ``backend``."""
     from bench.latency.compare import compare_latency, summary
+    from bench.profiling import protocol_of
     from bench.resolve import resolve_model
 
     names = check.words(args.compare)
@@ -111,9 +112,11 @@ def _compare(args: argparse.Namespace, threads: int, device: str, warmup: int, q
     rounds = check.integer("--rounds", args.rounds, 2)
     processes = check.integer("--processes", args.processes)
     members = [(name, name, resolve_model(name, args.task, args.budget, []).to_dict()) for name in names]
+    proto = protocol_of(args.budget, args.task)  # summarization times its own shapes
+    shape = {"src_len": proto.src_tokens, "tgt_len": proto.tgt_tokens} if args.task == "sum" else None
     if processes == 1:
         res = compare_latency(members, args.workload, threads=threads, device=device, dtype=args.dtype, rounds=rounds,
-                              warmup=warmup, quiet=quiet, backend=backend)
+                              warmup=warmup, quiet=quiet, backend=backend, shape=shape)
     else:  # fresh processes, pooled; they read the quiet-wait bound from the environment
         import os
 
@@ -122,7 +125,8 @@ def _compare(args: argparse.Namespace, threads: int, device: str, warmup: int, q
         if args.quiet_wait is not None:
             os.environ["LITEBENCH_QUIET_WAIT"] = str(quiet.max_wait_s)
         res = compare_processes(members, processes=processes, workload=args.workload, threads=threads,
-                                device=device, dtype=args.dtype, rounds=rounds, warmup=warmup, backend=backend)
+                                device=device, dtype=args.dtype, rounds=rounds, warmup=warmup, backend=backend,
+                                shape=shape)
     if args.json:
         print_json(res)
     else:

@@ -30,7 +30,7 @@ from bench.machine import all_cores, check_device, check_threads, device_name, n
 
 from .backends import agreement_text, backend_version, check_backend
 from .quiet import QuietPolicy, wait_for_quiet
-from .workloads import DTYPES, WORKLOADS, check_choice, make_workload
+from .workloads import DTYPES, WORKLOADS, check_choice, make_workload, workload_shape
 
 ROUNDS = 30
 MIN_CALLS = 3
@@ -84,8 +84,11 @@ def compare_latency(
     quiet: QuietPolicy | None = None,
     clock: Callable[[], int] = time.perf_counter_ns,
     backend: str = "eager",
+    shape: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """``members``: (name, registered model, solved config) of each model, the reference first. Returns the
+    """``members``: (name, registered model, solved config) of each model, the reference first. ``shape``: the
+    workloads' token counts (bench.latency.workloads.workload_shape; summarization's), else the protocol's
+    30 + 30; the result says what was timed (``src_len``, ``tgt_len``, ``decode_steps``). Returns the
     JSON result: ``models``, ``reference``, ``p50_ms``, ``cv``, ``calls``, ``round_ms`` and ``ratios``
     (``{name: {"ratio": r, "ci95": [low, high]}}``, the reference's 1 [1, 1]), with the setting, the
     ``backend``, its ``backend_version`` and each member's ``agreement`` with eager (None on eager)."""
@@ -104,7 +107,8 @@ def compare_latency(
     policy = quiet or QuietPolicy.from_env()
     from bench.machine_lock import EXCLUSIVE, hold
 
-    with hold(EXCLUSIVE, what=f"paired latency of {', '.join(names)}") as lock, num_threads(n_threads) as applied:
+    with hold(EXCLUSIVE, what=f"paired latency of {', '.join(names)}") as lock, num_threads(n_threads) as applied, \
+            workload_shape(**(shape or {})) as used:
         fns = []
         for _, model, config in members:
             torch.manual_seed(0)
@@ -144,6 +148,9 @@ def compare_latency(
         "threads": applied,
         "dtype": dtype,
         "batch": 1,
+        "src_len": used.src_len,
+        "tgt_len": used.tgt_len if workload == "forward" and members[0][2].get("task", "mt") == "mt" else None,
+        "decode_steps": used.decode_steps if workload == "translate" else None,
         "backend": backend,
         "backend_version": backend_version(backend),
         "agreement": None if backend == "eager" else {name: fn.agreement for name, fn in zip(names, fns)},

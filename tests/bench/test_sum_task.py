@@ -98,6 +98,32 @@ def test_workloads_at_the_summarization_shapes() -> None:
     assert (rec["src_len"], rec["tgt_len"], rec["decode_steps"]) == (7, None, 3)
 
 
+def test_paired_latency_and_the_latency_solver_time_the_summarization_shapes(monkeypatch) -> None:
+    import bench.latency.compare as compare
+    from bench.latency_solve import measure_in_child
+
+    members = [(k, m.config.family, m.config.to_dict()) for k in ("transformer", "lite_prenorm")
+               for m in [small_model(k)]]
+    fwd = compare.compare_latency(members, "forward", shape={"src_len": 7, "tgt_len": 3}, rounds=2, warmup=1)
+    dec = compare.compare_latency(members, "translate", shape={"src_len": 7, "tgt_len": 3}, rounds=2, warmup=1)
+    plain = compare.compare_latency(members, "forward", rounds=2, warmup=1)
+    assert (fwd["src_len"], fwd["tgt_len"], dec["decode_steps"]) == (7, 3, 3)
+    assert (plain["src_len"], plain["tgt_len"]) == (30, 30)
+    # a summarization latency budget times each candidate beside the reference at the task's shapes
+    seen = []
+
+    def fake(members, **kwargs):
+        seen.append(kwargs.get("shape"))
+        return {"p50_ms": {"reference": 1.0, "candidate": 1.0}, "ratios": {"candidate": {"ratio": 1.0}},
+                "cv": {"candidate": 0.01}}
+
+    monkeypatch.setattr(compare, "compare_in_subprocess", fake)
+    budget = load_budget("6ms", task="sum")
+    measure_in_child(budget, "lite_transformer")(members[1][2])
+    assert seen == [{"src_len": budget.protocol.src_tokens, "tgt_len": budget.protocol.tgt_tokens}] == [
+        {"src_len": 70, "tgt_len": 10}]
+
+
 def test_summaries_are_capped_and_scored_by_rouge(monkeypatch: pytest.MonkeyPatch) -> None:
     import bench.evaluate as ev
     from bench.data import ParallelSplit
