@@ -151,6 +151,7 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
         notes.append(f"Budget {budget}: a latency budget, every family solved to the same measured p50 in the "
                      "budget's latency setting (each candidate timed beside the 100M Transformer; latency-solve/), so "
                      f"MACs differ. MACs: {macs}; params without embedding tables.")
+        notes.append(_latency_target_check(df))
     else:
         notes.append(f"Budget {budget} MACs. MACs: {macs}; params without embedding tables.")
     device = _unique_join(df["device_model"]) or "unknown CPU"
@@ -232,6 +233,19 @@ def _quality_sections(df: pd.DataFrame) -> list[str]:
                 "that excludes 0 is what the README calls significant."]
     out += _tuning_section(df)
     return out
+
+
+def _latency_target_check(df: pd.DataFrame) -> str:
+    """A latency budget's rows against its target: each family's forward p50 at 1 thread (in that setting,
+    the median of fresh processes) and its departure from the target."""
+    cells = []
+    for _, r in df.sort_values("model").iterrows():
+        p50, target = r.get("forward_p50_ms_t1"), r.get("target_latency_ms")
+        if _present(p50) and _present(target):
+            cells.append(f"{display_name(str(r['model']))} {p50:.2f} ms ({(p50 / target - 1) * 100:+.1f}%)")
+    target = df["target_latency_ms"].dropna().iloc[0]
+    return (f"Against the {target:g} ms target, forward p50 at 1 thread (fwd p50 column; each the median of "
+            f"fresh processes, `process_p50_ms` in its record): {', '.join(cells) or 'not measured'}.")
 
 
 def _tuning_cost(tuned: dict) -> str:
