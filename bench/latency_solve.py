@@ -266,7 +266,7 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
     if measure is None:
         import torch
 
-        reference = None if budget.task == "sum" else reference_config(budget)
+        reference = reference_config(budget)
         measure = measure_in_child(budget, model, reference)
         machine = {"cpu": cpu_model_name(), "torch": torch.__version__, "reference": reference}
     else:
