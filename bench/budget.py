@@ -27,6 +27,7 @@ from .tasks import TASKS, model_task
 
 if TYPE_CHECKING:
     from .latency_solve import LatencyTarget
+    from .tune_plan import TunePlan
 
 BUDGET_DIR = Path(__file__).resolve().parent.parent / "budgets"
 TEMPLATE = "100M"
@@ -35,7 +36,6 @@ _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 # the keys a budget file may use, section by section (anything else is a typo, reported with these)
 BUDGET_KEYS = ("name", "target_macs", "tolerance", "protocol", "models", "shared", "train", "variants",
                "target_latency_ms", "latency", "tuned_from", "tune")
-TUNE_KEYS = ("grid", "trials_per_seed")
 ANCHOR_MACS = 100_000_000  # a latency budget's MAC anchor when its file names none: where the search starts
 PROTOCOL_KEYS = ("batch", "src_tokens", "tgt_tokens", "counter", "sum")
 TASK_PROTOCOL_KEYS = ("src_tokens", "tgt_tokens")  # a task's own token counts (protocol: sum:)
@@ -71,16 +71,6 @@ class Variant:
     model: str  # the family it varies
     label: str  # the row name in tables and figures, e.g. "transformer (post-norm, paper)"
     sets: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class TunePlan:
-    """How ``bench tune`` searches this budget's peak rate: the grid, and the share of one seed's target tokens
-    each trial gets (``trials_per_seed``: a trial trains the recipe's tokens / this; by default the grid's size,
-    so that tuning a family costs one seed)."""
-
-    grid: tuple[float, ...]
-    trials_per_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +212,7 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         raise BenchError(f"{where}: a budget file must be a YAML mapping")
     _check_keys(raw, BUDGET_KEYS, where, "the budget file")
     from .latency_solve import parse_latency
+    from .tune_plan import parse_tune_plan
 
     latency = parse_latency(raw, where, latency_ms)
     for key in ("target_macs", "models"):
@@ -288,27 +279,9 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         variants=variants,
         latency=latency,
         tuned_from=str(raw["tuned_from"]) if raw.get("tuned_from") is not None else tuned_from,
-        tune=_tune_plan(raw.get("tune"), where),
+        tune=parse_tune_plan(raw.get("tune"), where, task),
     )
 
-
-def _tune_plan(raw: Any, where: str) -> TunePlan | None:
-    """``tune: {grid: [5e-4, 1e-3, 2e-3], trials_per_seed: 3}``: the peak rates and the trial size."""
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        raise BenchError(f"{where}: 'tune' must be a mapping with {', '.join(TUNE_KEYS)}")
-    _check_keys(raw, TUNE_KEYS, where, "'tune'")
-    try:  # YAML reads 1e-3 (no dot) as a string
-        grid = [float(v) for v in raw.get("grid") if not isinstance(v, bool)]
-    except (TypeError, ValueError):
-        grid = []
-    if not grid or len(grid) != len(raw["grid"]) or min(grid) <= 0 or len(set(grid)) != len(grid):
-        raise BenchError(f"{where}: 'tune: grid' must be a list of distinct positive peak rates")
-    share = raw.get("trials_per_seed")
-    if share is not None and (isinstance(share, bool) or not isinstance(share, int) or share < 1):
-        raise BenchError(f"{where}: 'tune: trials_per_seed' must be a positive integer")
-    return TunePlan(tuple(grid), share)
 
 
 def _task_tokens(proto: Any, task: str, where: str) -> dict[str, Any]:

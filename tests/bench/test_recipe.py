@@ -165,17 +165,25 @@ def test_the_budget_files_tune_section_sets_the_grid_and_the_trial_size(tmp_path
     # 100M: the widened grid keeps the first search's trial size (2M / 3), so its trials stay comparable
     assert search_plan(b100, short(b100)) == ((5e-4, 1e-3, 2e-3, 4e-3, 8e-3), 2_000_000 // 3)
     assert search_plan(b500, short(b500)) == ((1e-3, 2e-3, 4e-3), 1_500_000 // 3)
+    # another task has its own plan (or the top level's): translation's search says nothing about its rates
+    for spec, tokens in (("100M", 600_000), ("500M", 450_000)):
+        b = load_budget(spec, task="sum")
+        assert search_plan(b, short(b)) == ((1e-3, 2e-3, 4e-3), tokens // 3)
+    lm = load_budget("100M", task="lm")
+    assert search_plan(lm, short(lm))[0] == (1e-3, 2e-3, 4e-3)
     # the command line wins; a file without the section gets the defaults (plan divides by the grid's size)
     assert search_plan(b100, short(b100), (1e-3,), 1000) == ((1e-3,), 1000)
     plain = tmp_path / "plain.yaml"
-    plain.write_text("".join(line for line in (REPO / "budgets" / "100M.yaml").read_text().splitlines(True)
-                             if not line.startswith("tune:")))
+    text = (REPO / "budgets" / "100M.yaml").read_text()
+    plain.write_text(text[:text.index("\ntune:")] + text[text.index("\n# Training: one recipe"):])
     b = load_budget(str(plain))
     assert b.tune is None and search_plan(b, short(b)) == (DEFAULT_GRID, None)
     for bad, why in (("tune: {grid: []}", "distinct positive"), ("tune: {grid: [1e-3, 1e-3]}", "distinct positive"),
                      ("tune: {grid: [-1e-3]}", "distinct positive"), ("tune: {grid: [1e-3], trials_per_seed: 0}",
                                                                       "positive integer"),
-                     ("tune: {grid: [1e-3], rates: 3}", "unknown key"), ("tune: 3", "must be a mapping")):
+                     ("tune: {grid: [1e-3], rates: 3}", "unknown key"), ("tune: 3", "must be a mapping"),
+                     ("tune: {grid: [1e-3], sum: {grid: [0]}}", "'tune: sum: grid' must be"),
+                     ("tune: {grid: [1e-3], lm: 2}", "'tune: lm' must be a mapping")):
         with pytest.raises(BenchError, match=why):
             load_budget(str(_budget_file(tmp_path, bad + "\n")))
 
