@@ -126,8 +126,11 @@ class Budget:
     def high(self) -> float:
         return self.target_macs * (1 + self.tolerance)
 
-    def results_name(self) -> str:
-        return self.name if self.task == "mt" else f"{self.name}-{self.task}"
+    def results_name(self, schedule: str = "short") -> str:
+        """The results folder: 100M, 100M-lm, 100M-sum; a schedule other than short adds its name (100M-full,
+        100M-quick), so that a run on another schedule never mixes with, or overwrites, the short one's."""
+        name = self.name if self.task == "mt" else f"{self.name}-{self.task}"
+        return name if schedule == "short" else f"{name}-{schedule}"
 
 
 @dataclass

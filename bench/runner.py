@@ -1,7 +1,7 @@
 """The sweep behind ``make bench``: for every model of a budget, solve -> profile -> latency -> train ->
 evaluate, each stage writing one JSON record, then the leaderboard, tables and figures.
 
-Records live in ``results/<budget>[-lm|-sum][-quick]/runs/<model>-<config_hash>/<stage>.json``; the hash covers
+Records live in ``results/<budget>[-lm|-sum][-quick|-full]/runs/<model>-<config_hash>/<stage>.json``; the hash covers
 the resolved config, the MAC protocol, the schedule and the corpus, so a changed recipe never reuses a
 stale record. A stage whose record exists is skipped (``force`` re-runs), so an interrupted sweep resumes
 where it stopped. Records are written atomically under a per-run lock: two sweeps at once never corrupt a
@@ -191,8 +191,8 @@ class Sweep:
         self.models = names
         self.schedule = get_schedule("quick" if opts.quick else opts.schedule, **self._budget_schedule())
         self.corpus = opts.corpus or DEFAULT_CORPUS[opts.task]
-        suffix = "-quick" if opts.quick else ""
-        self.results = Path(opts.results_root) / f"{self.budget.results_name()}{suffix}"
+        # a smoke run, or another schedule than the budget's short one, gets a folder of its own (100M-full)
+        self.results = Path(opts.results_root) / self.budget.results_name(self.schedule.name)
         self.env = environment()
         self.command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         # the peak learning rate each family's tuning chose (bench tune); quick runs are not tuned

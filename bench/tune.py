@@ -193,7 +193,7 @@ def tune(
     corpus = corpus or DEFAULT_CORPUS[task]
     grid, tokens_per_trial = search_plan(budget, schedule, grid, tokens_per_trial)
     trials = plan(budget, schedule, corpus, grid, models, tokens_per_trial)
-    results = Path(results_root) / budget.results_name()
+    results = Path(results_root) / budget.results_name(schedule.name)
     folder = results / "tuning"
     env, command = environment(), "python -m bench " + " ".join(sys.argv[1:])
 

@@ -240,3 +240,13 @@ def test_stage_locks_let_other_seeds_run_beside_a_stage(tmp_path):
     with locked(tmp_path, "train-s1"):
         assert not free("train-s1") and free("train-s2") and free("eval-s1")
     assert free("train-s1")
+
+
+def test_another_schedule_gets_a_results_folder_of_its_own(tmp_path):
+    """A full-schedule (GPU) or quick run never mixes with, or overwrites, the short schedule's records."""
+    for schedule, quick, name in (("short", False, "100M"), ("full", False, "100M-full"), ("short", True, "100M-quick"),
+                                  ("quick", False, "100M-quick")):
+        sweep = Sweep(SweepOptions(budget="100M", schedule=schedule, quick=quick, results_root=tmp_path))
+        assert sweep.results == tmp_path / name
+    assert load_budget("500M", task="lm").results_name("full") == "500M-lm-full"
+    assert load_budget("500M", task="sum").results_name() == "500M-sum"
