@@ -250,3 +250,22 @@ def test_another_schedule_gets_a_results_folder_of_its_own(tmp_path):
         assert sweep.results == tmp_path / name
     assert load_budget("500M", task="lm").results_name("full") == "500M-lm-full"
     assert load_budget("500M", task="sum").results_name() == "500M-sum"
+
+
+def test_the_gpu_full_schedule_command_runs_end_to_end_on_a_tiny_config(tmp_path):
+    """What `make bench BUDGET=100M DEVICE=cuda SCHEDULE=full` runs, on the CPU with the full schedule shrunk
+    (a budget file's `train: full:`), so that a GPU's minutes go to the run, not to finding a bug."""
+    corpus = write_corpus(tmp_path / "toy")
+    budget = _budget_file(tmp_path, "shared: {normalize_before: true, dropout: 0.1, vocab_size: 60}\n"
+                                    "train:\n  full: {max_tokens: 3000, batch_tokens: 256, warmup_steps: 4, "
+                                    "valid_every: 5, valid_sentences: 10, checkpoint_every: 5, log_every: 2, "
+                                    "eval_sentences: 8, eval_beam: 2}\n")
+    Sweep(SweepOptions(budget=str(budget), schedule="full", device="cpu", models=["transformer"],
+                       stages=("profile", "train", "evaluate"), corpus=str(corpus), results_root=tmp_path / "r",
+                       cache_root=tmp_path / "c", log=lambda m: None)).run()
+    (run,) = (tmp_path / "r" / "100M-full" / "runs").glob("transformer-*")
+    train = json.loads((run / "train-s1.json").read_text())
+    ev = json.loads((run / "eval-s1.json").read_text())
+    assert train["schedule"] == "full" and train["schedule_config"]["max_tokens"] == 3000
+    assert train["schedule_config"]["decay"] == get_schedule("full").decay and train["device"] == "cpu"
+    assert math.isfinite(ev["test"]["bleu"]) and not (tmp_path / "r" / "100M").exists()
