@@ -286,7 +286,6 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
     )
 
 
-
 def _task_tokens(proto: Any, task: str, where: str) -> dict[str, Any]:
     """The token counts of ``task``'s MAC protocol: ``protocol: sum: {src_tokens, tgt_tokens}`` for
     summarization (required: its inputs are not translation's 30 + 30), the top-level ones otherwise."""

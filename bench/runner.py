@@ -1,8 +1,8 @@
 """The sweep behind ``make bench``: for every model of a budget, solve -> profile -> latency -> train ->
 evaluate, each stage writing one JSON record, then the leaderboard, tables and figures.
 
-Records live in ``results/<budget>[-lm|-sum][-quick|-full]/runs/<model>-<config_hash>/<stage>.json``; the hash covers
-the resolved config, the MAC protocol, the schedule and the corpus, so a changed recipe never reuses a
+Records live in ``results/<budget>[-lm|-sum][-quick|-full]/runs/<model>-<config_hash>/<stage>.json``; the hash
+covers the resolved config, the MAC protocol, the schedule and the corpus, so a changed recipe never reuses a
 stale record. A stage whose record exists is skipped (``force`` re-runs), so an interrupted sweep resumes
 where it stopped. Records are written atomically under a per-run lock: two sweeps at once never corrupt a
 file and never run the same stage twice. Every stage holds the machine lock (bench.machine_lock): latency

@@ -39,15 +39,15 @@ from bench.machine import (
 
 from .backends import BACKENDS, backend_version, check_backend
 from .record import (
+    LONE_PROCESSES,
     Efficiency,
     LatencyRecord,
     Memory,
     Setting,
-    LONE_PROCESSES,
-    median_of_processes,
     measure_in_subprocess,
     measure_latency,
     measure_model,
+    median_of_processes,
 )
 from .timing import CV_WARN, IQR_WARN, MIN_RUNS, MIN_TIME_S, MIN_WARMUP, Measurement, time_callable
 from .workloads import (

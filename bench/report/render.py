@@ -236,16 +236,15 @@ def _quality_sections(df: pd.DataFrame) -> list[str]:
 
 
 def _latency_target_check(df: pd.DataFrame) -> str:
-    """A latency budget's rows against its target: each family's forward p50 at 1 thread (in that setting,
-    the median of fresh processes) and its departure from the target."""
+    """A latency budget's rows against its target: each family's forward p50 at 1 thread (the fwd p50 column;
+    in the budget's own setting the sweep takes the median of fresh processes) and its departure from it."""
     cells = []
     for _, r in df.sort_values("model").iterrows():
         p50, target = r.get("forward_p50_ms_t1"), r.get("target_latency_ms")
         if _present(p50) and _present(target):
             cells.append(f"{display_name(str(r['model']))} {p50:.2f} ms ({(p50 / target - 1) * 100:+.1f}%)")
     target = df["target_latency_ms"].dropna().iloc[0]
-    return (f"Against the {target:g} ms target, forward p50 at 1 thread (fwd p50 column; each the median of "
-            f"fresh processes, `process_p50_ms` in its record): {', '.join(cells) or 'not measured'}.")
+    return f"Against the {target:g} ms target, forward p50 at 1 thread: {', '.join(cells) or 'not measured'}."
 
 
 def _tuning_cost(tuned: dict) -> str:
