@@ -10,8 +10,10 @@ search (:func:`solve_latency`), per family, on the family's own grid and scaling
 2. Bisect the bracket on measured p50 (latency grows with width) down to two neighbouring widths, one at
    or under the target, one over it.
 3. At the nearer of the two (then the other), move the fine knob (ffn_dim, in its step, within a factor 2 of
-   the family rule, as the MAC solver does) by secant steps until the p50 is within the tolerance (3%).
-4. Confirm: the chosen config is measured twice more, each time in a new process, and is solved when the
+   the family rule, as the MAC solver does) by secant steps until the p50 is within half the tolerance (1.5%;
+   the nearest step within the tolerance when the knob cannot get closer), so that families each confirmed
+   within the tolerance end near one another.
+4. Confirm: the chosen config is measured four more times, each in a new process, and is solved when the
    median of all its measurements lies within the tolerance (one process's figure moves by a few percent
    from the next's, as much as the tolerance); a miss feeds the secant again (three rounds at most). When the
    fine knob cannot steer through the noise, the nearest config measured so far is the one confirmed.
@@ -21,7 +23,8 @@ wait, side by side with a reference (the Transformer at the budget's MAC anchor,
 (bench.latency.compare): a fresh process's figure moves by 5-10% from the next's for the small ET and Lite
 configs, more than the tolerance, while a ratio to a model timed in the same process moves by about 1%. A
 candidate's estimate is the median of its ratios times the median of every process's reference figure, over
-every family of the folder (one reference level for all, so that their estimates compare as their ratios do).
+every family of the folder (one reference level for all, so that their estimates compare as their ratios do;
+timed beside a candidate, the reference runs as it does alone: measured 6.06 ms beside, 6.08 alone).
 (Summarization times both at its own shapes.) Measurements are kept in
 ``results/<budget>/latency-solve/<model>.json`` (keyed by the setting, the family's base config, the machine's
 CPU model and the torch version), so that an interrupted solve resumes and a solved one costs nothing; a
@@ -47,11 +50,13 @@ REPO = Path(__file__).resolve().parent.parent
 LATENCY_KEYS = ("tolerance", "device", "threads", "workload", "dtype", "backend")
 BRACKET = 4.0  # the MAC estimate's factor either side that the first bracket spans
 MAX_SECANT = 4  # fine-knob steps per width
+AIM = 0.5  # the fine knob steps until the p50 is within this share of the tolerance (confirmation: all of it)
 PAIRED_ROUNDS = 12  # interleaved rounds of a candidate beside the reference
 MAX_CONFIRM = 3  # rounds of confirmation
-CONFIRMS = 2  # new measurements of the chosen config per round
+CONFIRMS = 4  # new measurements of the chosen config per round (one process's ratio moves by +-2.5%)
 SHARED_KEY = ("setting", "task", "protocol", "cpu", "torch", "reference")  # rows that share a reference level
-SOLVE_VERSION = 3  # 2: confirmed by the median of fresh measurements; 3: timed beside a reference
+SOLVE_VERSION = 4  # 2: confirmed by the median of fresh measurements; 3: timed beside a reference; 4: one
+# reference level per folder, the fine knob aiming at half the tolerance, four confirmations
 
 @dataclass(frozen=True)
 class LatencyTarget:
@@ -374,29 +379,44 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
 
 def _fine(i: int, d: int, f0: int, step: int, t: Callable[..., float], lat: Any) -> tuple[int, int] | None:
     """Secant steps on the fine knob at width index ``i`` (f0: the family rule's value) until the p50 lands in
-    the tolerance; (i, f) or None when the knob's range (f0 / 2 .. 2 f0, in its step) cannot reach it."""
+    the inner half of the tolerance (AIM: so that the families of a folder, each confirmed within the
+    tolerance, still end near one another); (i, f), the nearest within the tolerance when the knob cannot
+    reach the inner half, or None when its range (f0 / 2 .. 2 f0, in its step) cannot reach the tolerance."""
     target = lat.target_ms
+    aim = (target * (1 - AIM * lat.tolerance), target * (1 + AIM * lat.tolerance))
     lo_f, hi_f = max(step, step * math.ceil(f0 / 2 / step)), step * math.floor(2 * f0 / step)
+    within: list[tuple[float, int]] = []  # (|log departure|, f) of every step inside the tolerance
+
+    def done(f: int, t_f: float) -> bool:
+        if lat.low <= t_f <= lat.high:
+            within.append((abs(math.log(t_f / target)), f))
+        return aim[0] <= t_f <= aim[1]
+
+    def nearest() -> tuple[int, int] | None:
+        return (i, min(within)[1]) if within else None
+
     f_prev, t_prev = f0, t(i, f0)
-    if lat.low <= t_prev <= lat.high:
+    if done(f0, t_prev):
         return i, f0
     f = _clamp(step * round(f0 * (1.5 if t_prev < target else 1 / 1.5) / step), lo_f, hi_f)
+    if within:  # already inside the tolerance: small steps toward the target, not the first jump
+        f = _clamp(f0 + step * (1 if t_prev < target else -1), lo_f, hi_f)
     tried = {f0}
     for _ in range(MAX_SECANT):
         if f in tried:
-            return None
+            return nearest()
         tried.add(f)
         t_f = t(i, f, purpose="fine")
-        if lat.low <= t_f <= lat.high:
+        if done(f, t_f):
             return i, f
         if t_f == t_prev:
-            return None
+            return nearest()
         slope = (t_f - t_prev) / (f - f_prev)
         if slope <= 0:  # noise larger than the knob's effect: nothing to steer by
-            return None
+            return nearest()
         f_prev, t_prev = f, t_f
         f = _clamp(step * round((f + (target - t_f) / slope) / step), lo_f, hi_f)
-    return None
+    return nearest()
 
 
 def _clamp(f: int, low: int, high: int) -> int:
