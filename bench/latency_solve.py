@@ -14,9 +14,11 @@ search (:func:`solve_latency`), per family, on the family's own grid and scaling
    the nearest step within the tolerance when the knob cannot get closer), so that families each confirmed
    within the tolerance end near one another.
 4. Confirm: the chosen config is measured four more times, each in a new process, and is solved when the
-   median of all its measurements lies within the tolerance (one process's figure moves by a few percent
-   from the next's, as much as the tolerance); a miss feeds the secant again (three rounds at most). When the
-   fine knob cannot steer through the noise, the nearest config measured so far is the one confirmed.
+   median of all its measurements lies within half the tolerance (one process's figure moves by a few percent
+   from the next's, as much as the tolerance, and the reference level moves as its figures come in); a miss
+   feeds the secant again (three rounds at most), and after the last round the config confirmed within the
+   whole tolerance nearest the target is the one solved. When the fine knob cannot steer through the noise,
+   the nearest config measured so far is the one confirmed.
 
 Every candidate is measured in a fresh process (bench.launcher), under the machine lock and the quiet-machine
 wait, side by side with a reference (the Transformer at the budget's MAC anchor, 100M) in interleaved rounds
@@ -338,10 +340,13 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
             hi = mid
     # 3 + 4. the fine knob at the nearer width (then the other), then the confirmation: CONFIRMS more
     # measurements of the chosen config, each in a new process, and it is solved when the median of all its
-    # measurements lies within the tolerance (one process's figure can move by as much as the tolerance); a
-    # miss steps the fine knob again from the updated medians
+    # measurements lies within half the tolerance (one process's figure can move by as much as the tolerance,
+    # and the reference level moves as its figures come in); a miss steps the fine knob again from the
+    # updated medians; after the last round, the config confirmed within the tolerance nearest the target
     order = sorted({lo, hi}, key=lambda i: abs(math.log(t(i) / target)))
     near = {widths[j][0] for j in order}
+    aim = (target * (1 - AIM * tol), target * (1 + AIM * tol))
+    confirmed: list[tuple[int, int]] = []  # confirmed within the tolerance, not within its inner half
     for _ in range(MAX_CONFIRM):
         found = None
         for i in order:
@@ -356,11 +361,19 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
         for _ in range(CONFIRMS):
             t(i, f, purpose="confirm")
         median = book.p50(widths[i][0], f)
-        if lat.low <= median <= lat.high:
+        if aim[0] <= median <= aim[1]:
             break
-        log(f"  {row}: not confirmed ({rule.vary_key}={widths[i][0]} {rule.fine_key}={f}: median {median:.3f} ms "
-            f"over its measurements); stepping again")
+        if lat.low <= median <= lat.high:
+            confirmed.append((i, f))
+        log(f"  {row}: {'not ' if (i, f) not in confirmed else ''}confirmed within {tol:.0%} ({rule.vary_key}="
+            f"{widths[i][0]} {rule.fine_key}={f}: median {median:.3f} ms over its measurements), not within "
+            f"{AIM * tol:.1%}; stepping again")
     else:
+        # the reference level moves as measurements come in: the confirmed config nearest the target now
+        near_now = [c for c in confirmed if lat.low <= book.p50(widths[c[0]][0], c[1]) <= lat.high]
+        if near_now:
+            i, f = min(near_now, key=lambda c: abs(math.log(book.p50(widths[c[0]][0], c[1]) / target)))
+    if not (lat.low <= book.p50(widths[i][0], f) <= lat.high):
         best = min(book.rows, key=lambda r: abs(math.log(book.p50(r["width"], r["fine"]) / target)))
         raise BenchError(
             f"no {row} config confirmed within +-{tol:.0%} of {target:g} ms ({_where(lat)}) on the grid: the "
