@@ -24,7 +24,7 @@ from .figures import (
     macs_label,
     task_name,
 )
-from .leaderboard import _present, build_leaderboard, display_name
+from .leaderboard import _present, _unique_join, build_leaderboard, display_name
 
 
 def combined_leaderboard(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
@@ -62,14 +62,30 @@ def fig_combined(df: pd.DataFrame) -> tuple[Figure | None, str]:
         markers=markers,
         marker_col="budget",
     )
-    for b, mk in markers.items():  # legend entries for the budgets' markers
-        ax.scatter([], [], marker=mk, color="0.3", label=f"budget {b}")
+    for b, mk in markers.items():  # legend entries for the budgets' markers, with each budget's recipe
+        ax.scatter([], [], marker=mk, color="0.3", label=f"budget {b}{_recipe(data[data['budget'].astype(str) == b])}")
     ax.set_xlabel(macs_label(df))
     ax.set_ylabel(q["label"])
     ax.set_title(f"{q['name']} vs MACs across budgets ({', '.join(budgets)}; {task_name(df)})")
     ax.legend(fontsize=7, loc="best")
     _footnote(fig, df)
     return fig, ""
+
+
+def _recipe(rows: pd.DataFrame) -> str:
+    """A budget's training recipe in a few words (norm placement, dropout, peak rate), so that budgets trained
+    under different recipes are not read as one comparison."""
+    trained = rows[rows["status"].map(_present)] if "status" in rows else rows.iloc[0:0]
+    if "family" in trained:  # the families' own rows, not the extra (variant) rows such as post-norm
+        trained = trained[trained["model"].astype(str) == trained["family"].astype(str)]
+    if not len(trained):
+        return ""
+    norms = {bool(v) for v in trained.get("normalize_before", []) if _present(v)}
+    parts = [{frozenset({True}): "pre-norm", frozenset({False}): "post-norm"}.get(frozenset(norms), "mixed norms")]
+    for col, name in (("dropout", "dropout"), ("peak_lr", "peak lr")):
+        value = _unique_join(trained[col]) if col in trained else ""
+        parts += [f"{name} {value}"] if value else []
+    return f" ({'; '.join(parts)})"
 
 
 def write_combined_figure(results_dirs: Sequence[Path | str], out_path: Path | str) -> list[Path]:

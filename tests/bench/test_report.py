@@ -590,3 +590,18 @@ def test_a_failed_run_is_named_hollow_and_off_every_front(results: Path) -> None
                            "status": "ok"}])
     assert _pairs(pd.concat([base, extra])) == [("lite_transformer", "transformer"),
                                                 ("transformer (post-norm, paper)", "transformer")]
+
+
+def test_the_combined_legend_names_each_budgets_recipe() -> None:
+    """Budgets trained under different recipes are labelled so (norm placement, dropout, peak rate of the
+    families' own rows; a variant row such as post-norm does not make a budget's recipe mixed)."""
+    from bench.report.combined import _recipe
+
+    rows = pd.DataFrame({"model": ["transformer", "lite_transformer", "transformer (post-norm, paper)"],
+                         "family": ["transformer", "lite_transformer", "transformer"],
+                         "status": ["ok", "ok", "failed"], "normalize_before": [True, True, False],
+                         "dropout": [0.1, 0.1, 0.1], "peak_lr": [0.004, 0.004, 0.004]})
+    assert _recipe(rows) == " (pre-norm; dropout 0.1; peak lr 0.004)"
+    old = rows.iloc[:2].assign(normalize_before=[False, True], peak_lr=[None, None])
+    assert _recipe(old) == " (mixed norms; dropout 0.1)"
+    assert _recipe(rows.assign(status=[None, None, None])) == ""  # nothing trained: nothing to say
