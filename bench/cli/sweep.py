@@ -69,7 +69,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild tables and figures; prints the files written (stdout) and what could not be drawn yet (stderr,
     ``note:`` lines). A missing folder or no records is bad input."""
     from bench.report import has_records, results_dir_for
-    from bench.report.combined import write_combined_figure
+    from bench.report.combined import write_combined_figure, write_combined_table
     from bench.report.figures import write_figures
     from bench.report.leaderboard import build_leaderboard
     from bench.report.render import write_leaderboard
@@ -122,6 +122,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         out = root / f"combined{suffix}" / "quality_vs_macs"
         try:
             written += write_combined_figure(folders, out)
+            written.append(write_combined_table(folders, out.parent / "combined.md"))
         except BenchError as exc:
             if strict:
                 raise

@@ -22,6 +22,7 @@ from .figures import (
     _styled,
     _target_line,
     macs_label,
+    quality_spec,
     task_name,
 )
 from .leaderboard import _present, _unique_join, build_leaderboard, display_name
@@ -99,3 +100,43 @@ def write_combined_figure(results_dirs: Sequence[Path | str], out_path: Path | s
     out_path = Path(out_path)
     stem = out_path.with_suffix("") if out_path.suffix in (".png", ".pdf") else out_path
     return _styled(_save, fig, stem)
+
+
+def combined_table(df: pd.DataFrame) -> str:
+    """Markdown: each family's own row at every budget (quality with its seed spread, validation NLL, status,
+    recipe) and its validation NLL against the smallest budget's, so that "does more compute help, under the
+    same recipe?" is answered per family in one place."""
+    q = quality_spec(df)
+    rows = df[df["model"].astype(str) == df["family"].astype(str)] if "family" in df else df
+    heads = ["family", "budget", "recipe", "MACs (M)", q["name"] if q else "quality", "valid NLL", "Δ valid NLL",
+             "seeds", "status"]
+    out = ["| " + " | ".join(heads) + " |", "|" + "|".join([":---"] * 3 + ["---:"] * 6) + "|"]
+    for fam, group in rows.groupby("family", sort=True):
+        group = group.sort_values("macs")
+        base = next((v for v in group["valid_nll"] if _present(v)), None)
+        for _, r in group.iterrows():
+            def pm(col: str, fmt: str) -> str:
+                if not _present(r.get(col)):
+                    return "–"
+                std = r.get(f"{col}_std")
+                return f"{r[col]:{fmt}}" + (f" ± {std:{fmt}}" if _present(std) else "")
+
+            nll = r.get("valid_nll")
+            delta = f"{nll - base:+.3f}" if _present(nll) and base is not None else "–"
+            budget = str(r["budget"])
+            recipe = _recipe(rows[rows["budget"].astype(str) == budget]).strip(" ()") or "–"
+            out.append(f"| {display_name(str(fam))} | {budget} | {recipe} | {r['macs'] / 1e6:.1f} | "
+                       f"{pm(q['col'], '.2f') if q else '–'} | {pm('valid_nll', '.3f')} | {delta} | "
+                       f"{int(r['n_eval'] or 0) if _present(r.get('n_eval')) else 0} | "
+                       f"{r['status'] if _present(r.get('status')) else '–'} |")
+    return "\n".join(out) + ("\n\nΔ valid NLL: against the same family's smallest budget (negative: the larger "
+                            "budget is better). Rows of different recipes are not one comparison.\n")
+
+
+def write_combined_table(results_dirs: Sequence[Path | str], out_path: Path | str) -> Path:
+    """:func:`combined_table` of several results folders, written to ``out_path`` (Markdown)."""
+    from bench.atomic import write_text
+
+    out = Path(out_path)
+    write_text(out, combined_table(combined_leaderboard(results_dirs)))
+    return out

@@ -17,7 +17,7 @@ from bench.cli.sweep import cmd_report as run
 from bench.errors import BenchError
 from bench.report.combined import write_combined_figure
 from bench.report.figures import FIGURES, pareto_front, write_figures
-from bench.report.leaderboard import build_leaderboard
+from bench.report.leaderboard import build_leaderboard, display_name
 from bench.report.records import load_records
 from bench.report.render import write_leaderboard
 
@@ -605,3 +605,21 @@ def test_the_combined_legend_names_each_budgets_recipe() -> None:
     old = rows.iloc[:2].assign(normalize_before=[False, True], peak_lr=[None, None])
     assert _recipe(old) == " (mixed norms; dropout 0.1)"
     assert _recipe(rows.assign(status=[None, None, None])) == ""  # nothing trained: nothing to say
+
+
+def test_combined_table_compares_each_family_across_budgets(tmp_path: Path) -> None:
+    """Each family's row at every budget, and its validation NLL against its smallest budget's, by hand."""
+    from bench.report.combined import combined_leaderboard, combined_table
+
+    a, b = make_results(tmp_path, "100M"), make_results(tmp_path, "500M", scale=5.0)
+    small, large = build_leaderboard(a), build_leaderboard(b)
+    md = combined_table(combined_leaderboard([a, b]))
+    for fam in ("transformer", "lite_transformer"):
+        s, big = row(small, fam), row(large, fam)
+        delta = big["valid_nll"] - s["valid_nll"]
+        line = next(x for x in md.splitlines() if x.startswith(f"| {display_name(fam)} | 500M |"))
+        assert f"| {big['valid_nll']:.3f}" in line and f"| {delta:+.3f} |" in line
+        first = next(x for x in md.splitlines() if x.startswith(f"| {display_name(fam)} | 100M |"))
+        assert "| +0.000 |" in first
+    assert run(_parse(["--budget", "100M", "--results", str(tmp_path)])) == 0
+    assert (tmp_path / "combined" / "combined.md").read_text() == md
