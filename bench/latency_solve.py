@@ -81,6 +81,11 @@ class LatencyTarget:
     def high(self) -> float:
         return self.target_ms * (1 + self.tolerance)
 
+    @property
+    def inner(self) -> tuple[float, float]:
+        """The inner share (AIM) of the tolerance that the fine knob and the confirmation aim at."""
+        return self.target_ms * (1 - AIM * self.tolerance), self.target_ms * (1 + AIM * self.tolerance)
+
     def setting(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("device", "threads", "workload", "dtype", "backend")}
 
@@ -345,9 +350,9 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
     # updated medians; after the last round, the config confirmed within the tolerance nearest the target
     order = sorted({lo, hi}, key=lambda i: abs(math.log(t(i) / target)))
     near = {widths[j][0] for j in order}
-    aim = (target * (1 - AIM * tol), target * (1 + AIM * tol))
+    aim = lat.inner
     confirmed: list[tuple[int, int]] = []  # confirmed within the tolerance, not within its inner half
-    for _ in range(MAX_CONFIRM):
+    for round_ in range(MAX_CONFIRM):
         found = None
         for i in order:
             found = _fine(i, widths[i][0], rule_fine[widths[i][0]], rule.fine_step, t, lat)
@@ -367,7 +372,7 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
             confirmed.append((i, f))
         log(f"  {row}: {'not ' if (i, f) not in confirmed else ''}confirmed within {tol:.0%} ({rule.vary_key}="
             f"{widths[i][0]} {rule.fine_key}={f}: median {median:.3f} ms over its measurements), not within "
-            f"{AIM * tol:.1%}; stepping again")
+            f"{AIM * tol:.1%}" + ("; stepping again" if round_ < MAX_CONFIRM - 1 else ""))
     else:
         # the reference level moves as measurements come in: the confirmed config nearest the target now
         near_now = [c for c in confirmed if lat.low <= book.p50(widths[c[0]][0], c[1]) <= lat.high]
@@ -396,7 +401,7 @@ def _fine(i: int, d: int, f0: int, step: int, t: Callable[..., float], lat: Any)
     tolerance, still end near one another); (i, f), the nearest within the tolerance when the knob cannot
     reach the inner half, or None when its range (f0 / 2 .. 2 f0, in its step) cannot reach the tolerance."""
     target = lat.target_ms
-    aim = (target * (1 - AIM * lat.tolerance), target * (1 + AIM * lat.tolerance))
+    aim = lat.inner
     lo_f, hi_f = max(step, step * math.ceil(f0 / 2 / step)), step * math.floor(2 * f0 / step)
     within: list[tuple[float, int]] = []  # (|log departure|, f) of every step inside the tolerance
 
