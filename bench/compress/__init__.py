@@ -2,7 +2,8 @@
 measured for size, quality and latency with the suite's own protocols (docs/protocol.md, Compression).
 
 - :mod:`.pruning`: the pruning set, exact magnitude masks (global or per layer), fine-tuning with the mask held.
-- :mod:`.quantization`: dynamic int8 of every ``nn.Linear``.
+- :mod:`.quantization`: dynamic int8 of every ``nn.Linear``, int8 embedding tables.
+- :mod:`.packing`: the on-disk encoding (each weight dense, as a bitmap or with 16-bit relative indices).
 - :mod:`.sizes`: the stage's file, its sparse int8 size, the ratio to the Transformer base.
 - :mod:`.pipeline`: ``compress_run`` (fp32 -> int8 -> pruned stages, each a leaderboard row) and
   ``choose_sparsity`` (on the validation split).
@@ -12,6 +13,7 @@ record carries bench.evaluate's keys (``valid_nll``, ``test.bleu``, ``test_clean
 sparsity and latency (``<workload>_<p50|p90>_ms_t<threads>``).
 """
 
+from .packing import decode, encode, encoded_bytes, pack_model, relative_index_entries, unpack_into
 from .pipeline import DEFAULT_CANDIDATES, choose_sparsity, compress_run, measure_stage_latency, stage_tag, valid_bleu
 from .pruning import (
     FINETUNE_LR_FACTOR,
@@ -37,7 +39,6 @@ from .sizes import (
     MB,
     compression_ratio,
     load_compressed,
-    relative_index_entries,
     save_compressed,
     sparse_int8_size,
     sparse_int8_tensor_bytes,
@@ -62,12 +63,16 @@ __all__ = [
     "choose_sparsity",
     "compress_run",
     "compression_ratio",
+    "decode",
+    "encode",
+    "encoded_bytes",
     "finetune_masked",
     "finetune_schedule",
     "load_compressed",
     "magnitude_masks",
     "measure_sparsity",
     "measure_stage_latency",
+    "pack_model",
     "prunable_weights",
     "prune_model",
     "quantize_int8",
@@ -79,5 +84,6 @@ __all__ = [
     "stage_tag",
     "stored_weights",
     "transformer_base_size",
+    "unpack_into",
     "valid_bleu",
 ]

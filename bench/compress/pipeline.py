@@ -31,7 +31,15 @@ from bench.train import CHECKPOINT
 
 from .pruning import check_scope, check_sparsity, check_tokens, finetune_masked, measure_sparsity, prune_model
 from .quantization import check_quantize, quantize_int8
-from .sizes import BASE_SHAPE, MB, compression_ratio, save_compressed, sparse_int8_size, transformer_base_size
+from .sizes import (
+    BASE_SHAPE,
+    MB,
+    compression_ratio,
+    load_compressed,
+    save_compressed,
+    sparse_int8_size,
+    transformer_base_size,
+)
 
 DEFAULT_CANDIDATES = (0.1, 0.2, 0.3, 0.4, 0.5)
 
@@ -119,6 +127,7 @@ def _stage(model: nn.Module, tag: str, *, spec: dict[str, Any], ctx: EvalContext
            latency: bool, timing: Mapping[str, Any], latency_records: dict[str, Any]) -> dict[str, Any]:
     path = out_dir / f"model-{tag}.pt"
     disk = save_compressed(model, path, spec, {**meta, "tag": tag})
+    model, _ = load_compressed(path)  # what is measured is what the file holds
     sparse = sparse_int8_size(model, meta.get("qscheme", "per_channel"))
     sp = measure_sparsity(model)
     cfg = spec["config"]

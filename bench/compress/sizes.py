@@ -1,13 +1,16 @@
-"""Sizes of a compressed model: on disk, in a sparse int8 encoding, and against the Transformer base.
+"""Sizes of a compressed model: on disk, counted in the sparse int8 encoding, and against the Transformer base.
 
-- ``size_mb_disk``: the size of the stage's model file (``model-<tag>.pt``: the state dict, int8 for the
-  quantized Linear weights, plus the run's spec, written with ``torch.save``).
-- ``size_mb_sparse_int8``: every weight that is 8-bit in the quantized model (the ``nn.Linear`` weights) is
-  stored, per tensor, in whichever of three schemes is smallest: dense (n bytes), bitmap (ceil(n / 8) bytes +
-  1 byte per non-zero), or 16-bit relative indices (3 bytes per non-zero: its value and the gap to the
-  previous non-zero; a gap above 65536 inserts a zero-valued filler entry, as in Deep Compression), plus one
-  fp32 scale per output channel (per tensor: one). Every other tensor is counted dense at 4 bytes per value,
-  tied tensors once. For stages that are not quantized, the non-zeros are those of the fp32 weights.
+- ``size_mb_disk``: the size of the stage's model file (``model-<tag>.pt``), written in the encoding of
+  bench.compress.packing (each weight in the cheapest of dense, bitmap and 16-bit relative indices; int8 for
+  the quantized Linear weights and the embedding tables of an int8 model), plus the run's spec, with
+  ``torch.save``. The stage is evaluated from this file, loaded back.
+- ``size_mb_sparse_int8``: every ``nn.Linear`` weight counted as int8 (the values of a quantized model; the
+  non-zeros of the fp32 weights otherwise) in the cheapest layout (``encoded_bytes`` with 1 byte per value:
+  dense n bytes, bitmap ceil(n / 8) + 1 byte per non-zero, 16-bit relative indices 3 bytes per entry, fillers
+  included), plus one fp32 scale per output channel (per tensor: one); every embedding table as int8 with one
+  fp32 scale per row; every other tensor (norms, biases, convolution kernels) in its own dtype in the
+  cheapest layout; tied tensors once. For an int8 model this is exactly the payload the file stores (the file
+  adds its container's framing).
 - ``compression_ratio``: the fp32 Transformer base shape (d=512, ffn 2048, 6+6 layers, 8 heads, the run's
   vocabulary and embedding sharing; params_total x 4 bytes, counted from ``create_model``) over a size;
   ``include_embeddings=False``: the paper's convention (base params without embeddings x 4 bytes).
@@ -17,7 +20,6 @@ MB = 10**6 bytes. A compressed file loads with ``torch.load(weights_only=True)``
 from __future__ import annotations
 
 import functools
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,11 +33,11 @@ from bench.errors import BenchError
 from bench.params import count_params
 from models import create_model
 
-from .quantization import is_qlinear, quantize_int8, quiet_quantization
+from .packing import INDEX_BITS, encoded_bytes, from_blob, pack_model, to_blob, unpack_into
+from .quantization import embedding_tables, is_qlinear, quantize_int8, quiet_quantization, rows_int8
 
-FORMAT = "litebench-compressed-1"
+FORMAT = "litebench-compressed-2"  # 1: a dense state dict (before the packed encoding)
 MB = 10**6
-INDEX_BITS = 16  # relative index width of the sparse encoding
 BASE_SHAPE = dict(d_model=512, ffn_dim=2048, encoder_layers=6, decoder_layers=6, heads=8)
 
 
@@ -44,8 +46,9 @@ def save_compressed(model: nn.Module, path: Path, spec: Mapping[str, Any], meta:
     bytes, measured from the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tree, blob = to_blob(pack_model(model, int8_embeddings=meta.get("quantize") == "int8"))
     with quiet_quantization():
-        save_torch({"format": FORMAT, "spec": dict(spec), "compression": dict(meta), "model": model.state_dict()},
+        save_torch({"format": FORMAT, "spec": dict(spec), "compression": dict(meta), "model": tree, "blob": blob},
                    path)
     return os.path.getsize(path)
 
@@ -62,6 +65,9 @@ def load_compressed(path: Path) -> tuple[nn.Module, dict[str, Any]]:
         raise BenchError(f"no compressed model at {path}") from None
     except Exception as exc:  # unpickling errors come in many types
         raise BenchError(f"{path} is corrupt or not a litebench compressed model ({type(exc).__name__})") from None
+    if isinstance(ck, dict) and str(ck.get("format", "")).startswith("litebench-compressed-") \
+            and ck["format"] != FORMAT:
+        raise BenchError(f"{path} was written by an older litebench ({ck['format']}); compress the run again")
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise BenchError(f"{path} is not a litebench compressed model (format {FORMAT})")
     spec, meta = ck["spec"], ck["compression"]
@@ -69,42 +75,23 @@ def load_compressed(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     if meta.get("quantize") == "int8":
         model = quantize_int8(model, meta.get("qscheme", "per_channel"))
     with quiet_quantization():
-        model.load_state_dict(ck["model"])
-    return model, {k: v for k, v in ck.items() if k != "model"}
-
-
-def relative_index_entries(positions: Tensor, bits: int = INDEX_BITS) -> int:
-    """Entries of a relative-index encoding of sorted flat non-zero ``positions``: one per non-zero, plus a
-    zero-valued filler entry for every 2**bits positions a gap skips beyond what one index can say (the gap
-    from the previous non-zero, or from position -1, is stored as gap - 1 in ``bits`` bits)."""
-    if positions.numel() == 0:
-        return 0
-    pos = positions.to(torch.int64)
-    gaps = torch.diff(pos, prepend=pos.new_tensor([-1]))
-    fillers = torch.div(gaps - 1, 2**bits, rounding_mode="floor")
-    return int(positions.numel() + fillers.sum())
+        unpack_into(model, from_blob(ck["model"], ck["blob"]))
+    return model.eval(), {k: v for k, v in ck.items() if k not in ("model", "blob")}
 
 
 def sparse_int8_tensor_bytes(values: Tensor, scales: int = 1, bits: int = INDEX_BITS) -> tuple[int, str]:
-    """(bytes, scheme) of one 8-bit weight tensor in the cheapest of: "dense" (n bytes), "bitmap"
+    """(bytes, layout) of one 8-bit weight tensor in the cheapest of: "dense" (n bytes), "bitmap"
     (ceil(n / 8) + nnz bytes), "relative16" (3 bytes per entry: value + 16-bit gap, fillers included); plus
     ``scales`` fp32 scales (4 bytes each)."""
-    n = values.numel()
-    nz = torch.nonzero(values.flatten() != 0).flatten()
-    nnz = nz.numel()
-    costs = {
-        "dense": n,
-        "bitmap": math.ceil(n / 8) + nnz,
-        f"relative{bits}": relative_index_entries(nz, bits) * (1 + bits // 8),
-    }
-    scheme = min(costs, key=lambda k: (costs[k], list(costs).index(k)))
-    return costs[scheme] + 4 * scales, scheme
+    b, layout = encoded_bytes(values, 1, bits)
+    return b + 4 * scales, layout
 
 
 def sparse_int8_size(model: nn.Module, qscheme: str = "per_channel") -> dict[str, Any]:
     """Bytes of the sparse int8 encoding of ``model`` (see the module docstring): the ``nn.Linear`` weights (int8
-    values of a quantized model; non-zeros of the fp32 weights otherwise) per tensor in the cheapest scheme,
-    every other tensor dense at 4 bytes. Also without embedding tables (the paper's convention)."""
+    values of a quantized model; non-zeros of the fp32 weights otherwise) per tensor in the cheapest layout,
+    embedding tables int8 per row, every other tensor in its own dtype in the cheapest layout. Also without
+    embedding tables (the paper's convention)."""
     linear_bytes, schemes, linear_ids = 0, {}, set()
     for m in model.modules():
         if is_qlinear(m):
@@ -121,7 +108,7 @@ def sparse_int8_size(model: nn.Module, qscheme: str = "per_channel") -> dict[str
         b, scheme = sparse_int8_tensor_bytes(values, scales)
         linear_bytes += b
         schemes[scheme] = schemes.get(scheme, 0) + 1
-    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    embedding_ids = set(embedding_tables(model))
     other = emb = 0
     seen: set[int] = set()
     tensors = [p for p in model.parameters()]
@@ -130,10 +117,12 @@ def sparse_int8_size(model: nn.Module, qscheme: str = "per_channel") -> dict[str
         if id(t) in seen or id(t) in linear_ids:
             continue
         seen.add(id(t))
-        nbytes = t.numel() * 4
-        other += nbytes
-        if id(t) in embedding_ids:
+        if id(t) in embedding_ids:  # int8 per row + one fp32 scale per row
+            nbytes = encoded_bytes(rows_int8(t)[0])[0] + 4 * t.size(0)
             emb += nbytes
+        else:  # in its own dtype, in the cheapest layout
+            nbytes = encoded_bytes(t.detach())[0]
+        other += nbytes
     total = linear_bytes + other
     return {"bytes": total, "bytes_no_emb": total - emb, "linear_bytes": linear_bytes, "other_bytes": other,
             "embedding_bytes": emb, "schemes": schemes}

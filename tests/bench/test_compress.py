@@ -193,10 +193,11 @@ def test_sparse_int8_formula_by_hand():
     with torch.no_grad():
         net[1].weight.copy_(torch.tensor([[0.5, -0.25, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, -1.0, 0.5]]))
     size = sparse_int8_size(quantize_int8(net))
-    # linear: n=12, nnz=7 -> min(12, 2 + 7, 21) = 9 B + 3 scales x 4 B; embedding 40 x 4 B; bias 3 x 4 B
+    # linear: n=12, nnz=7 -> min(12, 2 + 7, 21) = 9 B + 3 scales x 4 B; embedding int8 40 B + 10 row scales
+    # x 4 B; bias 3 x 4 B
     assert size["linear_bytes"] == 9 + 12
-    assert size["other_bytes"] == 160 + 12 and size["embedding_bytes"] == 160
-    assert size["bytes"] == 9 + 12 + 160 + 12 and size["bytes_no_emb"] == 9 + 12 + 12
+    assert size["other_bytes"] == 40 + 40 + 12 and size["embedding_bytes"] == 80
+    assert size["bytes"] == 9 + 12 + 80 + 12 and size["bytes_no_emb"] == 9 + 12 + 12
 
 
 def test_transformer_base_is_counted_not_quoted():
