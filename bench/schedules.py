@@ -48,14 +48,21 @@ class Schedule:
     eval_length_penalty: float = 1.0
     eval_sentences: int | None = None  # None: the whole test split
     eval_batch: int = 32
+    # a truncated run (a tuning trial): stop after this many target tokens while the rate follows the schedule
+    # over max_tokens; left out of to_dict when unset, so that every other run's record and hash stay as they were
+    stop_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["stop_tokens"] is None:
+            del d["stop_tokens"]
+        return d
 
     def with_overrides(self, **kw: Any) -> Schedule:
-        unknown = [k for k in kw if k not in self.to_dict() or k == "name"]
+        keys = asdict(self)
+        unknown = [k for k in kw if k not in keys or k == "name"]
         if unknown:
-            raise BenchError(f"unknown schedule key(s) {', '.join(unknown)}; valid: {', '.join(self.to_dict())}")
+            raise BenchError(f"unknown schedule key(s) {', '.join(unknown)}; valid: {', '.join(keys)}")
         return replace(self, **{k: _coerce(k, v, "schedule") for k, v in kw.items()})
 
     def check(self) -> None:
@@ -65,6 +72,9 @@ class Schedule:
                 raise BenchError(f"--{key.replace('_', '-')} must be positive, got {value}")
         if self.max_tokens is None and self.max_steps is None and self.max_time is None:
             raise BenchError("a schedule needs a stop: max_tokens, max_steps or max_time")
+        if self.stop_tokens is not None and not (self.max_tokens and 0 < self.stop_tokens <= self.max_tokens):
+            raise BenchError(f"stop_tokens={self.stop_tokens} must be positive and at most max_tokens "
+                             f"({self.max_tokens})")
         if self.decay not in ("cosine", "inverse_sqrt"):
             raise BenchError(f"decay={self.decay!r} is not valid; valid: cosine, inverse_sqrt")
         if self.precision not in ("fp32", "bf16"):

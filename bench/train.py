@@ -2,9 +2,10 @@
 
 Token-count batches bucketed by length; Adam (0.9, 0.98); linear warm-up then cosine (over the token
 budget) or inverse-sqrt decay; label-smoothed cross-entropy (0.1); gradient clipping; the family's own
-dropout; fp32 or bf16 autocast; stops at max_tokens (target tokens seen), max_steps or max_time, whichever
-comes first; validation NLL on a schedule; atomic checkpoints with exact resume; a JSONL log; `torchrun`
-(DDP: gloo on CPU, nccl on GPU) splits every global batch between the processes.
+dropout; fp32 or bf16 autocast; stops at max_tokens (target tokens seen; or stop_tokens, a truncated run),
+max_steps or max_time, whichever comes first; validation NLL on a schedule; atomic checkpoints with exact
+resume; a JSONL log; `torchrun` (DDP: gloo on CPU, nccl on GPU) splits every global batch between the
+processes.
 
 A run folder holds: run.json (what was trained: model, config, corpus, tokenizer, schedule, seed),
 checkpoint.pt (weights, optimizer, position in the data, RNG), train.jsonl (the log), train.json (summary).
@@ -294,6 +295,8 @@ class Trainer:
         s, st = self.schedule, self.state
         if s.max_tokens is not None and st.tokens >= s.max_tokens:
             return "max_tokens"
+        if s.stop_tokens is not None and st.tokens >= s.stop_tokens:
+            return "stop_tokens"
         if s.max_steps is not None and st.step >= s.max_steps:
             return "max_steps"
         if s.max_time is not None and st.wall_s + (time.perf_counter() - started) >= s.max_time:
@@ -335,7 +338,7 @@ class Trainer:
         if self.progress:
             from tqdm import tqdm
 
-            total = s.max_tokens or s.max_steps
+            total = s.stop_tokens or s.max_tokens or s.max_steps
             bar = tqdm(
                 total=total,
                 initial=st.tokens if s.max_tokens else st.step,

@@ -1,13 +1,20 @@
 """An equal tuning budget for every family: the peak learning rate, searched on validation NLL.
 
 Every family of a budget gets the same trials: one per peak rate of the grid (the budget file's ``tune: grid``,
-else 5e-4, 1e-3, 2e-3), each a copy of the budget's recipe shrunk to ``tokens_per_trial`` target tokens (the
-warm-up shrunk in proportion, the decay still reaching its end), so that a trial is the whole schedule in
-miniature. By default a trial gets the recipe's tokens divided by the number of rates, so tuning a family costs
-what one seed of its training costs; a budget file's ``tune: trials_per_seed`` fixes the divisor instead (a
-grid widened after a first search then keeps its trials comparable, and costs more than one seed: chosen.json
-says how much, as ``cost_in_seeds``). Trials train in their own processes at 1 thread, ``jobs`` at a time (with
-``executor="slurm"``: one job per trial, as one job array, at the CPUs each job asks for), and are judged on
+else 5e-4, 1e-3, 2e-3), each ``tokens_per_trial`` target tokens of the budget's recipe at that peak rate. A
+"truncated" trial (the default; ``tune: trials``) is the recipe itself, its warm-up and decay laid out over the
+whole token budget, stopped after the trial's tokens: the first part of the run it stands for, as successive
+halving judges a configuration. A "compressed" trial is the recipe shrunk to the trial's tokens (the warm-up
+shrunk in proportion, the decay reaching its end): the whole schedule in miniature. Compressed trials can
+mis-rank: at 500M MACs they put Lite's rates in the order 4e-3, 2e-3, 1e-3 (4.968, 4.990, 5.022 nats), while
+its full runs, at the trials' third of the tokens, had 1e-3 0.25 nats ahead of 4e-3 (the README gives the full
+runs' final figures). At 100M both kinds chose 4e-3 for ET and Lite, which their full runs at 2e-3 and 4e-3
+confirm (the Transformer's two full runs tie). By default a trial gets the recipe's tokens divided by the
+number of rates, so tuning a family costs what one seed of its training costs; a budget file's ``tune:
+trials_per_seed`` fixes the divisor instead (a grid widened after a first search then keeps its trials
+comparable, and costs more than one seed: chosen.json says how much, as ``cost_in_seeds``). Trials train in
+their own processes at 1 thread, ``jobs`` at a time (with ``executor="slurm"``: one job per trial, as one job
+array, at the CPUs each job asks for), and are judged on
 the final validation NLL over the whole validation split (never the test split); a trial that diverges counts
 as the worst. Each trial writes ``<results>/tuning/<family>-lr<rate>-<hash>.json`` (the hash covers the
 trial's config, schedule and corpus, so a changed recipe never reuses a stale trial); a finished trial is
@@ -33,6 +40,7 @@ from .errors import BenchError
 from .launcher import call_in_child
 from .runner import DEFAULT_CORPUS, REPO, config_hash, environment
 from .schedules import Schedule, get_schedule
+from .tune_plan import TRIAL_KINDS
 
 TUNED_FILE = "tuning/chosen.json"
 
@@ -73,12 +81,23 @@ class Trial:
         return f"{self.family}-lr{self.lr:g}-{self.key}"
 
 
-def trial_schedule(base: Schedule, lr: float, tokens: int) -> Schedule:
-    """``base`` shrunk to ``tokens`` target tokens at peak rate ``lr``: warm-up in proportion (at least 1 step)."""
+def trial_schedule(base: Schedule, lr: float, tokens: int, kind: str = "truncated") -> Schedule:
+    """A trial of ``tokens`` target tokens at peak rate ``lr``: "truncated", ``base`` stopped after them (its
+    warm-up and decay unchanged, over its whole token budget); "compressed", ``base`` shrunk to them (warm-up in
+    proportion, at least 1 step)."""
     if not base.max_tokens:
         raise BenchError(f"schedule {base.name} has no token budget to divide among trials")
+    if kind not in TRIAL_KINDS:
+        raise BenchError(f"unknown trial kind {kind!r}; valid: {', '.join(TRIAL_KINDS)}")
+    if kind == "truncated":
+        return base.with_overrides(lr=lr, stop_tokens=min(tokens, base.max_tokens))
     warmup = max(1, round(base.warmup_steps * tokens / base.max_tokens))
     return base.with_overrides(lr=lr, max_tokens=tokens, warmup_steps=warmup)
+
+
+def trial_tokens(schedule: Schedule) -> int:
+    """The target tokens a trial trains: its stop, else its whole budget."""
+    return int(schedule.stop_tokens or schedule.max_tokens or 0)
 
 
 def plan(
@@ -88,6 +107,7 @@ def plan(
     grid: tuple[float, ...] = DEFAULT_GRID,
     models: list[str] | None = None,
     tokens_per_trial: int | None = None,
+    kind: str = "truncated",
 ) -> list[Trial]:
     """Every (family, rate) trial, the same rates and tokens for every family."""
     if not grid or min(grid) <= 0 or len(set(grid)) != len(grid):
@@ -105,20 +125,23 @@ def plan(
     for family in sorted(families, key=lambda m: -_COST.get(m, 0)):
         config = solve_model(budget, family).config.to_dict()
         for lr in grid:
-            sched = trial_schedule(schedule, lr, tokens)
+            sched = trial_schedule(schedule, lr, tokens, kind)
             key = config_hash({"config": config, "schedule": sched.to_dict(), "corpus": corpus})
             trials.append(Trial(family, lr, sched, config, key))
     return trials
 
 
 def search_plan(budget: Budget, schedule: Schedule, grid: tuple[float, ...] | None = None,
-                tokens_per_trial: int | None = None) -> tuple[tuple[float, ...], int | None]:
-    """The grid and trial size: what the command line gives, else the budget file's ``tune:`` section, else the
-    defaults (5e-4, 1e-3, 2e-3; the recipe's tokens / the grid's size, left to :func:`plan`)."""
+                tokens_per_trial: int | None = None,
+                kind: str | None = None) -> tuple[tuple[float, ...], int | None, str]:
+    """The grid, trial size and trial kind: what the command line gives, else the budget file's ``tune:``
+    section, else the defaults (5e-4, 1e-3, 2e-3; the recipe's tokens / the grid's size, left to :func:`plan`;
+    truncated)."""
     grid = tuple(grid or (budget.tune.grid if budget.tune else DEFAULT_GRID))
     if tokens_per_trial is None and budget.tune is not None and budget.tune.trials_per_seed:
         tokens_per_trial = (schedule.max_tokens or 0) // budget.tune.trials_per_seed
-    return grid, tokens_per_trial
+    kind = kind or (budget.tune.trials if budget.tune else "truncated")
+    return grid, tokens_per_trial, kind
 
 
 def train_trial(family: str, config: dict[str, Any], schedule: dict[str, Any], task: str, corpus: str, seed: int,
@@ -185,14 +208,15 @@ def tune(
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
     executor: str = "local",
     resources: Resources | None = None,
+    kind: str | None = None,
 ) -> dict[str, Any]:
     if executor == "slurm":
         check_cluster((resources or Resources()).partition)
     budget = load_budget(budget_spec, task=task)
     schedule = get_schedule(schedule_name, **budget.schedule_overrides(schedule_name))
     corpus = corpus or DEFAULT_CORPUS[task]
-    grid, tokens_per_trial = search_plan(budget, schedule, grid, tokens_per_trial)
-    trials = plan(budget, schedule, corpus, grid, models, tokens_per_trial)
+    grid, tokens_per_trial, kind = search_plan(budget, schedule, grid, tokens_per_trial, kind)
+    trials = plan(budget, schedule, corpus, grid, models, tokens_per_trial, kind)
     results = Path(results_root) / budget.results_name(schedule.name)
     folder = results / "tuning"
     env, command = environment(), "python -m bench " + " ".join(sys.argv[1:])
@@ -202,7 +226,8 @@ def tune(
         if path.exists():
             log(f"  {trial.name}: done before, skipped")
             return json.loads(path.read_text(encoding="utf-8"))
-        log(f"  {trial.name}: training {trial.schedule.max_tokens:,} tokens, warm-up {trial.schedule.warmup_steps}")
+        log(f"  {trial.name}: training {trial_tokens(trial.schedule):,} tokens ({kind}), warm-up "
+            f"{trial.schedule.warmup_steps}")
         started = datetime.now(timezone.utc)
         run_dir = Path(cache_root) / results.name / trial.name
         summary = _run_trial(trial, task, corpus, seed, run_dir)
@@ -228,10 +253,11 @@ def tune(
         "grid": list(grid),
         "seed": seed,
         "selection": "lowest final validation NLL on the whole validation split",
-        "tokens_per_trial": trials[0].schedule.max_tokens,
+        "trial_kind": kind,
+        "tokens_per_trial": trial_tokens(trials[0].schedule),
         "recipe_tokens": schedule.max_tokens,
         # what tuning one family cost, in seeds of its training (target tokens; evaluation not counted)
-        "cost_in_seeds": round(len(grid) * trials[0].schedule.max_tokens / schedule.max_tokens, 3)
+        "cost_in_seeds": round(len(grid) * trial_tokens(trials[0].schedule) / schedule.max_tokens, 3)
         if schedule.max_tokens else None,
         "warmup_steps_per_trial": trials[0].schedule.warmup_steps,
         "trials": [f"{t.name}.json" for t in trials],
@@ -251,7 +277,8 @@ def trial_record(trial: Trial, budget: str, corpus: str, seed: int, summary: dic
         "model": trial.family,
         "budget": budget,
         "lr": trial.lr,
-        "tokens_per_trial": trial.schedule.max_tokens,
+        "trial_kind": "truncated" if trial.schedule.stop_tokens else "compressed",
+        "tokens_per_trial": trial_tokens(trial.schedule),
         "selection": "valid_nll (whole validation split)",
         "config": trial.config,
         "config_hash": trial.key,

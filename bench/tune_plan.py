@@ -1,8 +1,10 @@
 """A budget file's tuning plan (``tune:``), read by bench.budget and used by bench.tune.
 
-``tune: {grid: [5e-4, 1e-3, 2e-3], trials_per_seed: 3}`` names the peak rates ``bench tune`` searches and the
-share of one seed's target tokens each trial trains (a trial gets the recipe's tokens / ``trials_per_seed``; by
-default the grid's size, so that tuning a family costs one seed). A task may have its own plan under its name
+``tune: {grid: [5e-4, 1e-3, 2e-3], trials_per_seed: 3, trials: truncated}`` names the peak rates ``bench tune``
+searches, the share of one seed's target tokens each trial trains (a trial gets the recipe's tokens /
+``trials_per_seed``; by default the grid's size, so that tuning a family costs one seed) and what a trial is
+(``trials``, bench.tune.TRIAL_KINDS): "truncated" (the default), the recipe itself stopped after the trial's
+tokens, or "compressed", the recipe shrunk to them. A task may have its own plan under its name
 (``tune: {..., lm: {grid: [...]}, sum: {...}}``): translation's search says nothing about another task's rates.
 """
 
@@ -13,7 +15,8 @@ from typing import Any
 
 from .errors import BenchError
 
-PLAN_KEYS = ("grid", "trials_per_seed")
+PLAN_KEYS = ("grid", "trials_per_seed", "trials")
+TRIAL_KINDS = ("truncated", "compressed")
 TASK_PLANS = ("lm", "sum")  # tasks that may have a plan of their own (translation's is the top level)
 
 
@@ -21,6 +24,7 @@ TASK_PLANS = ("lm", "sum")  # tasks that may have a plan of their own (translati
 class TunePlan:
     grid: tuple[float, ...]
     trials_per_seed: int | None = None
+    trials: str = "truncated"
 
 
 def parse_tune_plan(raw: Any, where: str, task: str = "mt") -> TunePlan | None:
@@ -53,4 +57,7 @@ def _plan(raw: Any, where: str, section: str) -> TunePlan:
     share = raw.get("trials_per_seed")
     if share is not None and (isinstance(share, bool) or not isinstance(share, int) or share < 1):
         raise BenchError(f"{where}: {section[:-1]}: trials_per_seed' must be a positive integer")
-    return TunePlan(tuple(grid), share)
+    kind = raw.get("trials", "truncated")
+    if kind not in TRIAL_KINDS:
+        raise BenchError(f"{where}: {section[:-1]}: trials' must be one of {', '.join(TRIAL_KINDS)}, got {kind!r}")
+    return TunePlan(tuple(grid), share, kind)

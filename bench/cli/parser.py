@@ -243,6 +243,9 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--models", help="comma-separated subset of the budget's families")
     p.add_argument("--tokens-per-trial", help="default: the recipe's target tokens / the budget file's "
                    "tune: trials_per_seed, else / the grid's size")
+    p.add_argument("--trials", choices=["truncated", "compressed"], default=None,
+                   help="truncated: the recipe stopped after the trial's tokens; compressed: the recipe shrunk to "
+                   "them (default: the budget file's tune: trials, else truncated)")
     p.add_argument("--seed", default="1")
     p.add_argument("--jobs", default="2", help="trials at a time, 1 thread each (default 2)")
     p.add_argument("--corpus", help="corpus name or folder (default: libreoffice-en-de / sotu)")

@@ -167,6 +167,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         corpus=args.corpus,
         executor=executor,
         resources=resources,
+        kind=args.trials,
         **kwargs,
     )
     if args.json:

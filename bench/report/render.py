@@ -266,14 +266,21 @@ def _tuning_section(df: pd.DataFrame) -> list[str]:
     grid = ", ".join(f"{v:g}" for v in tuned["grid"])
     out = ["", "### Tuning", "",
            f"Peak learning rate searched over {grid} for every family with an equal budget: "
-           f"{len(tuned['grid'])} trials of {tuned['tokens_per_trial']:,} target tokens each (warm-up "
-           f"{tuned['warmup_steps_per_trial']} steps, the recipe in miniature){_tuning_cost(tuned)}, selected on the "
-           "final validation NLL (never test). Chosen (figures/tuning.png):", ""]
+           f"{len(tuned['grid'])} trials of {tuned['tokens_per_trial']:,} target tokens each ({_trial_kind(tuned)})"
+           f"{_tuning_cost(tuned)}, selected on the final validation NLL (never test). Chosen (figures/tuning.png):",
+           ""]
     top = max(tuned["grid"])
     for fam, c in sorted(tuned["chosen"].items()):
         edge = " (the grid's largest rate)" if c["lr"] == top else ""
         out.append(f"- {display_name(fam)}: {c['lr']:g}{edge}, validation NLL {c['valid_nll']:.3f} after its trial")
     return out
+
+
+def _trial_kind(tuned: dict[str, Any]) -> str:
+    if tuned.get("trial_kind", "compressed") == "truncated":
+        return (f"the recipe itself, warm-up and decay over all {tuned['recipe_tokens']:,} tokens, stopped after "
+                "the trial's tokens")
+    return f"warm-up {tuned['warmup_steps_per_trial']} steps, the recipe in miniature"
 
 
 _TEX_ESCAPES = {

@@ -16,7 +16,7 @@ from bench.budget import load_budget, solve_model
 from bench.errors import BenchError
 from bench.runner import Sweep, SweepOptions
 from bench.schedules import get_schedule
-from bench.train import learning_rate, subset, unigram_entropy
+from bench.train import Trainer, learning_rate, load_task_data, subset, unigram_entropy
 from bench.tune import DEFAULT_GRID, plan, read_tuned, search_plan, select, trial_schedule, tune
 from tests.toy_corpus import write_corpus
 
@@ -122,22 +122,60 @@ def test_unigram_entropy_by_hand():
 
 
 # ----------------------------------------------------------------------------------------------- tuning
-def test_trials_are_the_recipe_in_miniature_and_equal_per_family():
+def test_trials_are_the_recipe_truncated_or_in_miniature_and_equal_per_family():
     budget = load_budget("100M")
     base = get_schedule("short", **budget.schedule_overrides("short"))
-    trials = plan(budget, base, "libreoffice-en-de")
+    trials = plan(budget, base, "libreoffice-en-de")  # truncated by default
     assert len(trials) == 9 and {t.family for t in trials} == set(budget.models)
     for family in budget.models:
         mine = [t for t in trials if t.family == family]
         assert sorted(t.lr for t in mine) == [5e-4, 1e-3, 2e-3]
-        assert {t.schedule.max_tokens for t in mine} == {base.max_tokens // 3}
-    t = trial_schedule(base, 2e-3, base.max_tokens // 4)
+        assert {t.schedule.stop_tokens for t in mine} == {base.max_tokens // 3}
+        assert {(t.schedule.max_tokens, t.schedule.warmup_steps) for t in mine} == {(base.max_tokens,
+                                                                                      base.warmup_steps)}
+    compressed = plan(budget, base, "libreoffice-en-de", kind="compressed")
+    assert {t.schedule.max_tokens for t in compressed} == {base.max_tokens // 3}
+    assert {t.schedule.stop_tokens for t in compressed} == {None}
+    t = trial_schedule(base, 2e-3, base.max_tokens // 4, "compressed")
     assert t.warmup_steps == round(base.warmup_steps / 4) and t.decay == base.decay and t.min_lr == base.min_lr
+    t = trial_schedule(base, 2e-3, base.max_tokens // 4)
+    assert t.to_dict() == {**base.to_dict(), "lr": 2e-3, "stop_tokens": base.max_tokens // 4}
+    assert "stop_tokens" not in base.to_dict()  # every other run's record and hash stay as they were
     assert len({t.key for t in trials}) == 9  # a trial's record is tied to its config and schedule
+    assert not {t.key for t in trials} & {t.key for t in compressed}
+    with pytest.raises(BenchError, match="trial kind"):
+        trial_schedule(base, 2e-3, 1000, "short")
+    with pytest.raises(BenchError, match="stop_tokens"):
+        base.with_overrides(stop_tokens=base.max_tokens + 1).check()
     with pytest.raises(BenchError, match="grid"):
         plan(budget, base, "x", grid=(1e-3, 1e-3))
     with pytest.raises(BenchError, match="not among the families"):
         plan(budget, base, "x", models=["transformer-postnorm"])
+
+
+def test_a_truncated_run_is_the_first_part_of_the_full_run(tmp_path):
+    """Stopped at stop_tokens, a run has followed the full schedule step for step: the same rates and losses as
+    the untruncated run over the same updates (warm-up and decay laid out over max_tokens)."""
+    corpus = write_corpus(tmp_path / "toy")
+    sched = get_schedule("quick", max_tokens=6000, max_steps=None, batch_tokens=256, warmup_steps=4,
+                         valid_every=1000, valid_sentences=None, checkpoint_every=1000, log_every=1, precision="fp32",
+                         max_len=64, eval_beam=1, eval_sentences=None, lr=3e-3, decay="cosine")
+    data = load_task_data(str(corpus), "mt", sched, vocab_size=60)
+    cfg = dict(d_model=32, heads=4, encoder_layers=1, decoder_layers=1, ffn_dim=64, dropout=0.1)
+    cut = Trainer("transformer", cfg, data, sched.with_overrides(stop_tokens=2000), 1, tmp_path / "cut",
+                  progress=False).run(resume=False)
+    assert cut["stop"] == "stop_tokens" and 2000 <= cut["train_tokens"] < 2000 + 256
+    steps = cut["train_steps"]
+    full = Trainer("transformer", cfg, data, sched.with_overrides(max_steps=steps), 1, tmp_path / "full",
+                   progress=False).run(resume=False)
+    assert full["train_steps"] == steps
+
+    def log(run: str) -> list[tuple]:
+        rows = [json.loads(line) for line in (tmp_path / run / "train.jsonl").read_text().splitlines()]
+        return [(r["step"], r["tokens"], r["lr"], r["train_loss"]) for r in rows if r.get("lr") is not None]
+
+    assert log("cut") == log("full") and {row[0] for row in log("cut")} == set(range(1, steps + 1))
+    assert log("cut")[-1][2] > 0.5 * sched.lr  # far from the end of the cosine: not a schedule in miniature
 
 
 def _rec(family, lr, nll, tokens=100):
@@ -163,27 +201,29 @@ def test_the_budget_files_tune_section_sets_the_grid_and_the_trial_size(tmp_path
     short = lambda b: get_schedule("short", **b.schedule_overrides("short"))  # noqa: E731
     b100, b500 = load_budget("100M"), load_budget("500M")
     # 100M: the widened grid keeps the first search's trial size (2M / 3), so its trials stay comparable
-    assert search_plan(b100, short(b100)) == ((5e-4, 1e-3, 2e-3, 4e-3, 8e-3), 2_000_000 // 3)
-    assert search_plan(b500, short(b500)) == ((1e-3, 2e-3, 4e-3), 1_500_000 // 3)
+    # translation's committed searches ran compressed trials; the budget files say so
+    assert search_plan(b100, short(b100)) == ((5e-4, 1e-3, 2e-3, 4e-3, 8e-3), 2_000_000 // 3, "compressed")
+    assert search_plan(b500, short(b500)) == ((1e-3, 2e-3, 4e-3), 1_500_000 // 3, "compressed")
     # another task has its own plan (or the top level's): translation's search says nothing about its rates
     for spec, tokens in (("100M", 600_000), ("500M", 450_000)):
         b = load_budget(spec, task="sum")
-        assert search_plan(b, short(b)) == ((1e-3, 2e-3, 4e-3), tokens // 3)
+        assert search_plan(b, short(b)) == ((1e-3, 2e-3, 4e-3), tokens // 3, "truncated")
     lm = load_budget("100M", task="lm")
-    assert search_plan(lm, short(lm))[0] == (1e-3, 2e-3, 4e-3)
+    assert search_plan(lm, short(lm))[0::2] == ((1e-3, 2e-3, 4e-3), "truncated")
     # the command line wins; a file without the section gets the defaults (plan divides by the grid's size)
-    assert search_plan(b100, short(b100), (1e-3,), 1000) == ((1e-3,), 1000)
+    assert search_plan(b100, short(b100), (1e-3,), 1000, "truncated") == ((1e-3,), 1000, "truncated")
     plain = tmp_path / "plain.yaml"
     text = (REPO / "budgets" / "100M.yaml").read_text()
     plain.write_text(text[:text.index("\ntune:")] + text[text.index("\n# Training: one recipe"):])
     b = load_budget(str(plain))
-    assert b.tune is None and search_plan(b, short(b)) == (DEFAULT_GRID, None)
+    assert b.tune is None and search_plan(b, short(b)) == (DEFAULT_GRID, None, "truncated")
     for bad, why in (("tune: {grid: []}", "distinct positive"), ("tune: {grid: [1e-3, 1e-3]}", "distinct positive"),
                      ("tune: {grid: [-1e-3]}", "distinct positive"), ("tune: {grid: [1e-3], trials_per_seed: 0}",
                                                                       "positive integer"),
                      ("tune: {grid: [1e-3], rates: 3}", "unknown key"), ("tune: 3", "must be a mapping"),
                      ("tune: {grid: [1e-3], sum: {grid: [0]}}", "'tune: sum: grid' must be"),
-                     ("tune: {grid: [1e-3], lm: 2}", "'tune: lm' must be a mapping")):
+                     ("tune: {grid: [1e-3], lm: 2}", "'tune: lm' must be a mapping"),
+                     ("tune: {grid: [1e-3], trials: short}", "'tune: trials' must be one of truncated")):
         with pytest.raises(BenchError, match=why):
             load_budget(str(_budget_file(tmp_path, bad + "\n")))
 
@@ -194,19 +234,23 @@ def test_tune_end_to_end_on_the_toy_corpus_and_the_sweep_uses_its_choice(tmp_pat
     results = tmp_path / "results"
     log: list[str] = []
     res = tune(str(budget), grid=(1e-3, 3e-3), models=["transformer"], tokens_per_trial=1500, corpus=str(corpus),
-               results_root=results, cache_root=tmp_path / "cache", log=log.append)
+               results_root=results, cache_root=tmp_path / "cache", log=log.append, kind="truncated")
     folder = results / "100M" / "tuning"
     trials = [json.loads((folder / name).read_text()) for name in res["trials"]]
     assert len(trials) == 2 and all(t["valid_nll"] is not None and t["threads"] == 1 for t in trials)
-    assert all(t["tokens_per_trial"] == 1500 and t["train_tokens"] >= 1500 for t in trials)
+    assert all(t["tokens_per_trial"] == 1500 and 1500 <= t["train_tokens"] < res["recipe_tokens"] for t in trials)
     assert all(t["schedule_config"]["decay"] == "cosine" and t["schedule_config"]["lr"] == t["lr"] for t in trials)
+    # truncated (the default): the recipe's own token budget and warm-up, stopped after the trial's tokens
+    assert all(t["trial_kind"] == "truncated" and t["schedule_config"]["stop_tokens"] == 1500
+               and t["schedule_config"]["max_tokens"] == res["recipe_tokens"] for t in trials)
+    assert res["trial_kind"] == "truncated"
     best = min(trials, key=lambda t: t["valid_nll"])
     assert res["chosen"]["transformer"]["lr"] == best["lr"]
     assert json.loads((folder / "chosen.json").read_text())["chosen"] == res["chosen"]
     assert res["cost_in_seeds"] == pytest.approx(2 * 1500 / res["recipe_tokens"], abs=1e-3)
     # a second call runs nothing again
     again = tune(str(budget), grid=(1e-3, 3e-3), models=["transformer"], tokens_per_trial=1500, corpus=str(corpus),
-                 results_root=results, cache_root=tmp_path / "cache", log=log.append)
+                 results_root=results, cache_root=tmp_path / "cache", log=log.append, kind="truncated")
     assert again["chosen"] == res["chosen"] and sum("done before" in m for m in log) == 2
     # bench run reads the choice for the family and its variants; quick runs are not tuned
     sweep = Sweep(SweepOptions(budget=str(budget), results_root=results, corpus=str(corpus)))
