@@ -201,7 +201,8 @@ class Sweep:
         # (a budget with ``tuned_from`` reads another budget's: a latency budget made from the 100M file)
         tuned_at = self.results.parent / self.budget.tuned_from if self.budget.tuned_from else self.results
         own = self.results / "tuning" / "chosen.json"
-        self.tuned = {} if opts.quick else read_tuned(self.results if own.exists() else tuned_at, self.schedule)
+        kind = self.budget.tune.trials if self.budget.tune else None
+        self.tuned = {} if opts.quick else read_tuned(self.results if own.exists() else tuned_at, self.schedule, kind)
         self.job: dict[str, Any] = {}  # in a cluster job: which job writes the records (bench.cluster.job_info)
         self.failed: list[Any] = []  # jobs of this sweep that failed (bench.cluster.Outcome)
 

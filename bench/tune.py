@@ -45,9 +45,10 @@ from .tune_plan import TRIAL_KINDS
 TUNED_FILE = "tuning/chosen.json"
 
 
-def read_tuned(results: Path, schedule: Schedule) -> dict[str, float]:
+def read_tuned(results: Path, schedule: Schedule, kind: str | None = None) -> dict[str, float]:
     """{family: peak lr} from ``<results>/tuning/chosen.json`` (written by ``bench tune``), for the schedule it
-    was tuned for; {} when there is none. A file tuned for another schedule name is ignored with a note."""
+    was tuned for; {} when there is none. A file tuned for another schedule, another token budget or (with
+    ``kind``) another kind of trial than the budget's plan names is stale: ignored, with a note."""
     path = Path(results) / TUNED_FILE
     if not path.exists():
         return {}
@@ -56,9 +57,15 @@ def read_tuned(results: Path, schedule: Schedule) -> dict[str, float]:
         chosen = {str(m): float(v["lr"]) for m, v in data["chosen"].items()}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BenchError(f"{path} is not a tuning result ({exc}); re-run bench tune or delete it") from None
+    stale = []
     if data.get("schedule") != schedule.name:
-        print(f"note: {path} was tuned for schedule {data.get('schedule')!r}, not {schedule.name!r}; not used",
-              file=sys.stderr)
+        stale.append(f"schedule {data.get('schedule')!r}, not {schedule.name!r}")
+    if data.get("recipe_tokens") not in (None, schedule.max_tokens):
+        stale.append(f"a recipe of {data['recipe_tokens']:,} target tokens, not {schedule.max_tokens:,}")
+    if kind is not None and data.get("trial_kind", "compressed") != kind:
+        stale.append(f"{data.get('trial_kind', 'compressed')} trials, not {kind}")
+    if stale:
+        print(f"note: {path} was tuned for {'; '.join(stale)}; not used (re-run bench tune)", file=sys.stderr)
         return {}
     return chosen
 

@@ -79,4 +79,4 @@ def test_recipe_study_children_get_the_solved_config(monkeypatch, tmp_path):
     target, kwargs, kw = seen[0]
     assert target == "bench.study:train_one" and kw["threads"] == 1
     assert kwargs["config"]["d_model"] == 312 and "budget" not in kwargs
-    assert kwargs["overrides"]["max_tokens"] == 1_500_000  # the budget file's recipe for `short`
+    assert kwargs["overrides"]["max_tokens"] == 2_000_000  # the budget file's recipe for `short`
