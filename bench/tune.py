@@ -6,19 +6,19 @@ else 5e-4, 1e-3, 2e-3), each ``tokens_per_trial`` target tokens of the budget's 
 whole token budget, stopped after the trial's tokens: the first part of the run it stands for, as successive
 halving judges a configuration. A "compressed" trial is the recipe shrunk to the trial's tokens (the warm-up
 shrunk in proportion, the decay reaching its end): the whole schedule in miniature. Compressed trials can
-mis-rank: at 500M MACs they put Lite's rates in the order 4e-3, 2e-3, 1e-3 (4.968, 4.990, 5.022 nats), while
-its full runs, at the trials' third of the tokens, had 1e-3 0.25 nats ahead of 4e-3 (the README gives the full
-runs' final figures). At 100M both kinds chose 4e-3 for ET and Lite, which their full runs at 2e-3 and 4e-3
-confirm (the Transformer's two full runs tie). By default a trial gets the recipe's tokens divided by the
-number of rates, so tuning a family costs what one seed of its training costs; a budget file's ``tune:
-trials_per_seed`` fixes the divisor instead (a grid widened after a first search then keeps its trials
-comparable, and costs more than one seed: chosen.json says how much, as ``cost_in_seeds``). Trials train in
-their own processes at 1 thread, ``jobs`` at a time (with ``executor="slurm"``: one job per trial, as one job
-array, at the CPUs each job asks for), and are judged on
-the final validation NLL over the whole validation split (never the test split); a trial that diverges counts
-as the worst. Each trial writes ``<results>/tuning/<family>-lr<rate>-<hash>.json`` (the hash covers the
-trial's config, schedule and corpus, so a changed recipe never reuses a stale trial); a finished trial is
-not run again. The choice goes to ``<results>/tuning/chosen.json``, which ``bench run`` reads.
+mis-rank: at 500M MACs they put Lite's rates in the order 4e-3, 2e-3, 1e-3 (4.968, 4.990, 5.022 nats), while its
+full runs ended in the reverse order (2.749 at 1e-3, 3.009 at 2e-3, 3.897 at 4e-3) and already stood in that order
+at the trials' third of the tokens (4.64, 4.67, 4.89; results/500M/diagnostics). At 100M both kinds chose 4e-3 for
+ET and Lite, which their full runs at 2e-3 and 4e-3 confirm (the Transformer's two full runs tie). By default a
+trial gets the recipe's tokens divided by the number of rates, so tuning a family costs what one seed of its
+training costs; a budget file's ``tune: trials_per_seed`` fixes the divisor instead (a grid widened after a first
+search then keeps its trials comparable, and costs more than one seed: chosen.json says how much, as
+``cost_in_seeds``). Trials train in their own processes at 1 thread, ``jobs`` at a time (with
+``executor="slurm"``: one job per trial, as one job array, at the CPUs each job asks for), and are judged on the
+final validation NLL over the whole validation split (never the test split); a trial that diverges counts as the
+worst. Each trial writes ``<results>/tuning/<family>-lr<rate>-<hash>.json`` (the hash covers the trial's config,
+schedule and corpus, so a changed recipe never reuses a stale trial); a finished trial is not run again. The
+choice goes to ``<results>/tuning/chosen.json``, which ``bench run`` reads.
 """
 
 from __future__ import annotations
