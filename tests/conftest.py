@@ -71,6 +71,15 @@ def random_tokens(batch: int, length: int, vocab: int = VOCAB, seed: int = 1) ->
     return torch.randint(4, vocab, (batch, length), generator=g)
 
 
+@pytest.fixture
+def one_thread():
+    """torch at 1 thread for the test (modules ask for it with ``pytestmark``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(params=list(SMALL))
 def family_key(request) -> str:
     return request.param

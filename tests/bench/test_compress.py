@@ -52,12 +52,7 @@ TINY = dict(d_model=32, heads=4, encoder_layers=1, decoder_layers=1, ffn_dim=64,
 FAST = dict(warmup=1, min_runs=3, min_time_s=0.0)  # latency timing for tests (far below the protocol's minima)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

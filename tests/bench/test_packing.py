@@ -32,12 +32,7 @@ SMALL = dict(d_model=32, ffn_dim=64, encoder_layers=1, decoder_layers=1, heads=4
 FAMILIES = {"transformer": {}, "evolved_transformer": {}, "lite_transformer": {"kernel_sizes": [3]}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def build(name: str):
