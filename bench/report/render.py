@@ -269,9 +269,9 @@ def _tuning_section(df: pd.DataFrame) -> list[str]:
            f"{len(tuned['grid'])} trials of {tuned['tokens_per_trial']:,} target tokens each ({_trial_kind(tuned)})"
            f"{_tuning_cost(tuned)}, selected on the final validation NLL (never test). Chosen (figures/tuning.png):",
            ""]
-    top = max(tuned["grid"])
+    edges = {max(tuned["grid"]): " (the grid's largest rate)", min(tuned["grid"]): " (the grid's smallest rate)"}
     for fam, c in sorted(tuned["chosen"].items()):
-        edge = " (the grid's largest rate)" if c["lr"] == top else ""
+        edge = edges.get(c["lr"], "") if len(tuned["grid"]) > 1 else ""
         out.append(f"- {display_name(fam)}: {c['lr']:g}{edge}, validation NLL {c['valid_nll']:.3f} after its trial")
     return out
 

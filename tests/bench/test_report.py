@@ -623,3 +623,24 @@ def test_combined_table_compares_each_family_across_budgets(tmp_path: Path) -> N
         assert "| +0.000 |" in first
     assert run(_parse(["--budget", "100M", "--results", str(tmp_path)])) == 0
     assert (tmp_path / "combined" / "combined.md").read_text() == md
+
+
+def test_the_tuning_section_names_the_trial_kind_and_both_grid_edges(tmp_path):
+    import pandas as pd
+
+    from bench.report.render import _tuning_section
+
+    (tmp_path / "tuning").mkdir()
+    chosen = {"grid": [1e-3, 2e-3, 4e-3], "tokens_per_trial": 666_666, "recipe_tokens": 2_000_000,
+              "trial_kind": "truncated", "cost_in_seeds": 1.0,
+              "chosen": {"lite_transformer": {"lr": 1e-3, "valid_nll": 4.218},
+                         "evolved_transformer": {"lr": 2e-3, "valid_nll": 4.485},
+                         "transformer": {"lr": 4e-3, "valid_nll": 4.9}}}
+    (tmp_path / "tuning" / "chosen.json").write_text(json.dumps(chosen))
+    df = pd.DataFrame()
+    df.attrs["results_dir"] = str(tmp_path)
+    text = "\n".join(_tuning_section(df))
+    assert "3 trials of 666,666 target tokens each (the recipe itself" in text and "over all 2,000,000 tokens" in text
+    assert "Lite Transformer: 0.001 (the grid's smallest rate)" in text
+    assert "Transformer: 0.004 (the grid's largest rate)" in text
+    assert "Evolved Transformer: 0.002, validation" in text
