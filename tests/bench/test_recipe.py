@@ -203,13 +203,13 @@ def test_the_budget_files_tune_section_sets_the_grid_and_the_trial_size(tmp_path
     # 100M: the widened grid keeps the first search's trial size (2M / 3), so its trials stay comparable
     # translation's committed search at 100M ran compressed trials (the budget file says so); 500M's truncated
     assert search_plan(b100, short(b100)) == ((5e-4, 1e-3, 2e-3, 4e-3, 8e-3), 2_000_000 // 3, "compressed")
-    assert search_plan(b500, short(b500)) == ((1e-3, 2e-3, 4e-3), 2_000_000 // 3, "truncated")
+    assert search_plan(b500, short(b500)) == ((5e-4, 1e-3, 2e-3), 2_000_000 // 3, "truncated")
     # another task has its own plan (or the top level's): translation's search says nothing about its rates
     for spec, tokens in (("100M", 600_000), ("500M", 450_000)):
         b = load_budget(spec, task="sum")
-        assert search_plan(b, short(b)) == ((1e-3, 2e-3, 4e-3), tokens // 3, "truncated")
+        assert search_plan(b, short(b)) == ((5e-4, 1e-3, 2e-3, 4e-3), tokens // 4, "truncated")
     lm = load_budget("100M", task="lm")
-    assert search_plan(lm, short(lm))[0::2] == ((1e-3, 2e-3, 4e-3), "truncated")
+    assert search_plan(lm, short(lm))[0::2] == ((5e-4, 1e-3, 2e-3, 4e-3), "truncated")
     # the command line wins; a file without the section gets the defaults (plan divides by the grid's size)
     assert search_plan(b100, short(b100), (1e-3,), 1000, "truncated") == ((1e-3,), 1000, "truncated")
     plain = tmp_path / "plain.yaml"
