@@ -200,16 +200,17 @@ def test_selection_is_on_validation_nll_and_diverged_trials_never_win():
 def test_the_budget_files_tune_section_sets_the_grid_and_the_trial_size(tmp_path):
     short = lambda b: get_schedule("short", **b.schedule_overrides("short"))  # noqa: E731
     b100, b500 = load_budget("100M"), load_budget("500M")
-    # 100M: the widened grid keeps the first search's trial size (2M / 3), so its trials stay comparable
-    # translation's committed search at 100M ran compressed trials (the budget file says so); 500M's truncated
-    assert search_plan(b100, short(b100)) == ((5e-4, 1e-3, 2e-3, 4e-3, 8e-3), 2_000_000 // 3, "compressed")
+    # translation: truncated trials of a third of the recipe (past its 0.5M-token warm-up) at both budgets
+    assert search_plan(b100, short(b100)) == ((5e-4, 1e-3, 2e-3, 4e-3), 2_000_000 // 3, "truncated")
     assert search_plan(b500, short(b500)) == ((5e-4, 1e-3, 2e-3), 2_000_000 // 3, "truncated")
     # another task has its own plan (or the top level's): translation's search says nothing about its rates
     for spec, tokens in (("100M", 600_000), ("500M", 450_000)):
         b = load_budget(spec, task="sum")
         assert search_plan(b, short(b)) == ((5e-4, 1e-3, 2e-3, 4e-3), tokens // 4, "truncated")
     lm = load_budget("100M", task="lm")
-    assert search_plan(lm, short(lm))[0::2] == ((5e-4, 1e-3, 2e-3, 4e-3), "truncated")
+    assert search_plan(lm, short(lm)) == ((5e-4, 1e-3, 2e-3, 4e-3), 2_000_000 // 3, "truncated")
+    lm = load_budget("500M", task="lm")
+    assert search_plan(lm, short(lm)) == ((5e-4, 1e-3, 2e-3), 2_000_000 // 3, "truncated")
     # the command line wins; a file without the section gets the defaults (plan divides by the grid's size)
     assert search_plan(b100, short(b100), (1e-3,), 1000, "truncated") == ((1e-3,), 1000, "truncated")
     plain = tmp_path / "plain.yaml"
@@ -231,7 +232,7 @@ def test_the_budget_files_tune_section_sets_the_grid_and_the_trial_size(tmp_path
 def test_tune_end_to_end_on_the_toy_corpus_and_the_sweep_uses_its_choice(tmp_path):
     corpus = write_corpus(tmp_path / "toy")
     budget = _budget_file(tmp_path, "shared: {normalize_before: true, dropout: 0.1, vocab_size: 60}\n")
-    budget.write_text(budget.read_text().replace("  trials: compressed\n", "  trials: truncated\n", 1))
+    assert "\n  trials: truncated\n" in budget.read_text()  # the budget file's translation plan
     results = tmp_path / "results"
     log: list[str] = []
     res = tune(str(budget), grid=(1e-3, 3e-3), models=["transformer"], tokens_per_trial=1500, corpus=str(corpus),
@@ -268,7 +269,9 @@ def test_tune_end_to_end_on_the_toy_corpus_and_the_sweep_uses_its_choice(tmp_pat
     assert read_tuned(folder.parent, sweep.schedule, "truncated") == {"transformer": best["lr"]}
     assert read_tuned(folder.parent, sweep.schedule, "compressed") == {}
     assert read_tuned(folder.parent, sweep.schedule.with_overrides(max_tokens=res["recipe_tokens"] + 1)) == {}
-    stale = Sweep(SweepOptions(budget=str(_budget_file(tmp_path, "")), results_root=results, corpus=str(corpus)))
+    other = _budget_file(tmp_path, "")
+    other.write_text(other.read_text().replace("\n  trials: truncated\n", "\n  trials: compressed\n", 1))
+    stale = Sweep(SweepOptions(budget=str(other), results_root=results, corpus=str(corpus)))
     assert stale.budget.tune.trials == "compressed" and stale.tuned == {}
     assert stale.plan("transformer").schedule.lr == stale.schedule.lr
 
