@@ -73,6 +73,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report.figures import write_figures
     from bench.report.leaderboard import build_leaderboard
     from bench.report.render import write_leaderboard
+    from bench.report.tasks import FOLDER, write_tasks_summary
 
     given = Path(args.results) if args.results else None
     if given is not None and (given / "runs").is_dir():
@@ -127,6 +128,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             if strict:
                 raise
             notes.append(f"combined figure: skipped, {exc}")
+    if FOLDER.fullmatch(results_dir.name) and (summary := write_tasks_summary(root)) is not None:
+        written.append(summary)  # results/tasks.md: the order of the families across tasks
 
     for path in written:
         print(f"wrote {path}")
