@@ -43,6 +43,7 @@ import pandas as pd
 from bench.errors import BenchError
 
 from ..rouge import ROUGE_TYPES
+from .protocol import protocol_check
 from .quality import default_pairs, pairwise_table, row_status
 from .records import load_records
 
@@ -492,5 +493,6 @@ def build_leaderboard(results_dir: Path | str) -> pd.DataFrame:
     df.attrs["notes"] = notes
     df.attrs["results_dir"] = str(results_dir)
     df.attrs["pairwise"] = pairwise_table(records, default_pairs(df))
+    df.attrs["protocol"] = protocol_check(records, results_dir)
     return df
 

@@ -17,6 +17,7 @@ from bench.atomic import write_files
 from ..rouge import ROUGE_TYPES
 from . import latency_trust as trust
 from .leaderboard import _present, _unique_join, build_leaderboard, display_name
+from .protocol import render_protocol
 
 
 # ------------------------------------------------------------------------------------------------ rendering
@@ -231,6 +232,7 @@ def _quality_sections(df: pd.DataFrame) -> list[str]:
                 "resamples (seeds drawn with replacement per row, then test or validation sentences shared by "
                 "both rows); with one seed per row it is sacreBLEU's paired bootstrap. p < 0.05 with an interval "
                 "that excludes 0 is what the README calls significant."]
+    out += render_protocol(df.attrs.get("protocol"), name=lambda m: display_name(str(m)))
     out += _tuning_section(df)
     return out
 

@@ -85,3 +85,4 @@ def test_the_report_writes_tasks_md_only_when_a_budget_has_two_tasks(tmp_path):
     text = (root / "tasks.md").read_text()
     # no per-sentence data in these records: the pair has no interval, said so rather than guessed
     assert "## 100M" in text and "| Lite Transformer | Transformer | – | – | no interval |" in text
+

@@ -1,0 +1,68 @@
+"""The "One protocol" section of leaderboard.md (bench.report.protocol): on synthetic records, agreement and each
+kind of difference named; on the committed 100M results, one protocol."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.report.leaderboard import build_leaderboard
+from bench.report.render import render_markdown
+from tests.bench.test_report import make_results
+
+
+def _recipe(folder: Path, change: dict | None = None, lr: dict | None = None) -> None:
+    """Give every train record the recipe keys a real one carries; ``change`` per model, ``lr`` per model."""
+    for path in sorted(folder.glob("runs/*/train-s*.json")):
+        rec = json.loads(path.read_text())
+        rec["config"].update(normalize_before=True, dropout=0.1, attention_dropout=0.0, activation_dropout=0.0)
+        rec["schedule_config"] = {"name": "short", "max_tokens": 2_000_000, "batch_tokens": 1024, "warmup_steps": 500,
+                                  "decay": "cosine", "precision": "bf16", "betas": [0.9, 0.98],
+                                  "lr": (lr or {}).get(rec["model"], 4e-3)}
+        rec["corpus"] = "toy"
+        for key, value in ((change or {}).get(rec["model"]) or {}).items():
+            (rec["config"] if key in rec["config"] else rec["schedule_config"])[key] = value
+        path.write_text(json.dumps(rec))
+
+
+def test_one_protocol_when_the_records_agree_and_each_difference_named_when_not(tmp_path):
+    folder = make_results(tmp_path, "100M")
+    _recipe(folder, lr={"transformer": 2e-3})
+    (folder / "tuning").mkdir()
+    (folder / "tuning" / "chosen.json").write_text(json.dumps(
+        {"grid": [2e-3, 4e-3], "tokens_per_trial": 1000, "trial_kind": "truncated", "recipe_tokens": 2_000_000,
+         "chosen": {"transformer": {"lr": 2e-3, "valid_nll": 5.0},
+                    "lite_transformer": {"lr": 4e-3, "valid_nll": 4.0}}}))
+    check = build_leaderboard(folder).attrs["protocol"]
+    assert check["one"] and check["families"] == ["lite_transformer", "transformer"]
+    assert check["agree"]["max_tokens"] == 2_000_000 and check["agree"]["normalize_before"] is True
+    assert check["agree"]["betas"] == (0.9, 0.98) and "lr" not in check["agree"]
+    assert check["seeds"] == {"lite_transformer": [1, 2], "transformer": [1, 2]}
+    md = render_markdown(build_leaderboard(folder))
+    assert "**One protocol**" in md and "max_tokens 2,000,000" in md and "seeds 1, 2 for every family" in md
+    assert "Lite Transformer 0.004; Transformer 0.002 (as tuning/chosen.json chose)" in md
+    # fewer tokens and post-norm for one family, a rate its tuning did not choose, a seed missing: each named
+    _recipe(folder, change={"transformer": {"max_tokens": 1_500_000, "normalize_before": False}},
+            lr={"transformer": 4e-3})
+    (folder / "runs" / "lite_transformer-c0ffee" / "train-s2.json").unlink()
+    check = build_leaderboard(folder).attrs["protocol"]
+    assert not check["one"]
+    assert check["differ"]["max_tokens"] == {"lite_transformer": ["2,000,000"], "transformer": ["1,500,000"]}
+    assert check["differ"]["normalize_before"] == {"lite_transformer": ["true"], "transformer": ["false"]}
+    assert check["differ"]["seeds"] == {"lite_transformer": ["1"], "transformer": ["1, 2"]}
+    assert check["differ"]["peak lr against tuning/chosen.json"] == {"transformer": ["0.004 (chose 0.002)"]}
+    md = render_markdown(build_leaderboard(folder))
+    assert "**Not one protocol**" in md and "- max_tokens: Lite Transformer 2,000,000; Transformer 1,500,000" in md
+
+
+def test_the_committed_100m_results_hold_one_protocol():
+    """The committed translation results at 100M: every family's primary rows under one recipe, three seeds
+    each, each at the peak rate its tuning chose."""
+    folder = Path(__file__).resolve().parents[2] / "results" / "100M"
+    check = build_leaderboard(folder).attrs["protocol"]
+    assert check["one"], check["differ"]
+    assert check["families"] == ["evolved_transformer", "lite_transformer", "transformer"]
+    assert all(s == [1, 2, 3] for s in check["seeds"].values())
+    assert check["agree"]["normalize_before"] is True and check["agree"]["max_tokens"] == 2_000_000
+    assert check["agree"]["decay"] == "cosine" and check["agree"]["min_lr"] == 0.0
+    assert check["lr"] == {f: [check["chosen"][f]] for f in check["families"]}
