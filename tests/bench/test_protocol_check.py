@@ -66,3 +66,19 @@ def test_the_committed_100m_results_hold_one_protocol():
     assert check["agree"]["normalize_before"] is True and check["agree"]["max_tokens"] == 2_000_000
     assert check["agree"]["decay"] == "cosine" and check["agree"]["min_lr"] == 0.0
     assert check["lr"] == {f: [check["chosen"][f]] for f in check["families"]}
+
+
+def test_the_committed_tuning_records_give_every_family_the_same_trials():
+    """100M and 500M translation: chosen.json's trials exist, and every family has the same rates, trial count,
+    tokens per trial and kind of trial; the chosen rate is that family's lowest final validation NLL."""
+    for budget in ("100M", "500M"):
+        folder = Path(__file__).resolve().parents[2] / "results" / budget / "tuning"
+        chosen = json.loads((folder / "chosen.json").read_text())
+        trials = [json.loads((folder / name).read_text()) for name in chosen["trials"]]
+        plan = {f: sorted((t["lr"], t["tokens_per_trial"], t["trial_kind"]) for t in trials if t["family"] == f)
+                for f in chosen["chosen"]}
+        assert len(plan) == 3 and len({tuple(p) for p in plan.values()}) == 1, plan
+        assert [r for r, _, _ in next(iter(plan.values()))] == chosen["grid"]
+        for fam, pick in chosen["chosen"].items():
+            best = min((t for t in trials if t["family"] == fam), key=lambda t: t["valid_nll"])
+            assert pick["lr"] == best["lr"] and pick["valid_nll"] == best["valid_nll"]
