@@ -227,12 +227,13 @@ def _evaluate_run(run_dir: Path, beam: int | None, length_penalty: float | None,
     ctx = EvalContext.for_run(spec, tok, beam, length_penalty, max_sentences, batch)
     result: dict[str, Any] = {"model": spec["model"], "seed": spec.get("seed"), "corpus": ctx.corpus_name}
     result.update(evaluate_model(model, ctx, run_dir))
+    # per validation sentence (a language model: per block), so that paired tests between runs re-run from the
+    # record alone: the validation NLL (a bootstrap over sentences or blocks); translation and summarization
+    # also keep the test hypotheses in test order and their BLEU statistics or ROUGE scores
+    nll, counts = sentence_nll(model, ctx.valid, tok.pad_id, tok.bos_id)
+    result["valid_sentence_nll"] = [round(v, 5) for v in nll]
+    result["valid_sentence_tokens"] = counts
     if is_seq2seq(spec["task"]):
-        # per sentence, so that paired tests between runs re-run from the record alone: the validation NLL
-        # (a bootstrap over validation sentences), the test hypotheses in test order and their BLEU statistics
-        nll, counts = sentence_nll(model, ctx.valid, tok.pad_id, tok.bos_id)
-        result["valid_sentence_nll"] = [round(v, 5) for v in nll]
-        result["valid_sentence_tokens"] = counts
         suffix = f"beam{ctx.beam}.{ctx.tgt_lang}"
         hyps = (run_dir / f"hyp.test.{suffix}").read_text(encoding="utf-8").splitlines()
         refs = (run_dir / f"ref.test.{ctx.tgt_lang}").read_text(encoding="utf-8").splitlines()

@@ -84,12 +84,26 @@ def corpus_nll(
 
 @torch.no_grad()
 def sentence_nll(
-    model: nn.Module, data: MTData, pad: int, bos: int, batch_tokens: int = 4096, device: torch.device | str = "cpu"
+    model: nn.Module, data: Any, pad: int, bos: int, batch_tokens: int = 4096, device: torch.device | str = "cpu"
 ) -> tuple[list[float], list[int]]:
-    """Per sentence of ``data``, in its order: the summed NLL of its target tokens (nats, fp32) and their
-    count; sum(nll) / sum(count) is :func:`corpus_nll`. What a paired bootstrap over sentences resamples."""
+    """Per sentence of ``data`` (MTData), or per block of a language model's (inputs, targets) blocks, in its
+    order: the summed NLL of its target tokens (nats, fp32) and their count; sum(nll) / sum(count) is
+    :func:`corpus_nll`. What a paired bootstrap over sentences (or blocks) resamples."""
     was = model.training
     model.eval()
+    if not isinstance(data, MTData):
+        inputs, targets = data
+        sums, counts = [], []
+        per = max(1, batch_tokens // max(inputs.size(1), 1))
+        for i in range(0, len(inputs), per):
+            target = targets[i : i + per].to(device)
+            logits = model(inputs[i : i + per].to(device)).float()
+            lprobs = torch.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+            mask = target.ne(pad)
+            sums += (-(lprobs * mask).sum(-1)).tolist()
+            counts += mask.sum(-1).tolist()
+        model.train(was)
+        return sums, counts
     sums, counts = [0.0] * len(data), [0] * len(data)
     for idx in token_batches(data, batch_tokens, seed=0):
         b = collate_mt(data, idx, pad, bos)

@@ -128,8 +128,12 @@ def cmd_report(args: argparse.Namespace) -> int:
             if strict:
                 raise
             notes.append(f"combined figure: skipped, {exc}")
-    if FOLDER.fullmatch(results_dir.name) and (summary := write_tasks_summary(root)) is not None:
-        written.append(summary)  # results/tasks.md: the order of the families across tasks
+    if FOLDER.fullmatch(results_dir.name):  # results/tasks.md: the order of the families across tasks
+        try:
+            summary = write_tasks_summary(root)
+            written += [summary] if summary is not None else []
+        except BenchError as exc:
+            notes.append(f"tasks summary: skipped, {exc}")
 
     for path in written:
         print(f"wrote {path}")

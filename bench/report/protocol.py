@@ -66,12 +66,14 @@ def protocol_check(records: pd.DataFrame, results_dir: Path | str | None = None)
                 continue  # not a knob of this family (e.g. weight dropout for the Transformer)
             values.setdefault(key, {})[str(fam)] = seen
     families = sorted(str(f) for f in train["family"].unique())
-    agree, differ = {}, {}
+    agree, differ, partial = {}, {}, {}
     for key, per in values.items():
         name = key.split(".", 1)[-1]
         union = set().union(*per.values())
         if len(union) == 1 and all(len(v) == 1 for v in per.values()):
             agree[name] = next(iter(union))
+            if len(per) < len(families):  # a knob only some families have: say whose
+                partial[name] = sorted(per)
         else:
             differ[name] = {f: sorted(map(_label, v)) for f, v in per.items()}
     seeds = {str(f): sorted(int(s) for s in part["seed"] if pd.notna(s)) for f, part in train.groupby("family")}
@@ -80,16 +82,26 @@ def protocol_check(records: pd.DataFrame, results_dir: Path | str | None = None)
     lr_col = "schedule_config.lr"
     lrs = {str(f): sorted({float(v) for v in part[lr_col] if pd.notna(v)}) for f, part in train.groupby("family")} \
         if lr_col in train else {}
-    chosen = {}
+    several = {f: r for f, r in lrs.items() if len(r) > 1}
+    if several:  # one family, one rate: seeds at different rates are not one row
+        differ["peak lr within a family"] = {f: [", ".join(f"{x:g}" for x in r)] for f, r in several.items()}
+    tuned: dict[str, Any] = {}
     path = Path(results_dir) / "tuning" / "chosen.json" if results_dir else None
     if path is not None and path.exists():
-        chosen = {f: v["lr"] for f, v in json.loads(path.read_text(encoding="utf-8")).get("chosen", {}).items()}
-    off = {f: r for f, r in lrs.items() if f in chosen and r != [chosen[f]]}
-    if off:
-        differ["peak lr against tuning/chosen.json"] = {
-            f: [f"{', '.join(f'{x:g}' for x in r)} (chose {chosen[f]:g})"] for f, r in off.items()}
-    return {"one": not differ, "families": families, "agree": agree, "differ": differ, "seeds": seeds, "lr": lrs,
-            "chosen": chosen}
+        tuned = json.loads(path.read_text(encoding="utf-8"))
+    chosen = {f: v["lr"] for f, v in tuned.get("chosen", {}).items()}
+    if chosen:
+        off = {f: r for f, r in lrs.items() if r != [chosen.get(f)]}
+        if off:
+            differ["peak lr against tuning/chosen.json"] = {
+                f: [f"{', '.join(f'{x:g}' for x in r)} " + (f"(chose {chosen[f]:g})" if f in chosen else "(not tuned)")]
+                for f, r in off.items()}
+        recipe = tuned.get("recipe_tokens")
+        if recipe and "max_tokens" in agree and int(agree["max_tokens"]) != int(recipe):
+            differ["tuning's recipe"] = {"tuning/chosen.json": [f"tuned for {int(recipe):,} target tokens, the runs "
+                                                                 f"trained {int(agree['max_tokens']):,}"]}
+    return {"one": not differ and len(families) > 1, "families": families, "agree": agree, "partial": partial,
+            "differ": differ, "seeds": seeds, "lr": lrs, "chosen": chosen}
 
 
 def render_protocol(check: dict[str, Any] | None, name=lambda m: m) -> list[str]:
@@ -98,16 +110,23 @@ def render_protocol(check: dict[str, Any] | None, name=lambda m: m) -> list[str]
         return []
     out = ["", "### One protocol", ""]
     fams = ", ".join(name(f) for f in check["families"])
-    held = "; ".join(f"{k} {_label(v)}" for k, v in sorted(check["agree"].items()))
+    if len(check["families"]) < 2:
+        return out + [f"Only {fams} has train records in the configuration the table reports: nothing to compare."]
+
+    def held(key: str, value: Any) -> str:
+        only = check.get("partial", {}).get(key)
+        return f"{key} {_label(value)}" + (f" ({', '.join(name(f) for f in only)} only)" if only else "")
+
+    agreed = "; ".join(held(k, v) for k, v in sorted(check["agree"].items()))
     seeds = {tuple(s) for s in check["seeds"].values()}
     seed_text = (f"seeds {', '.join(map(str, next(iter(seeds))))} for every family" if len(seeds) == 1
                  else "seeds differ (below)")
     if check["one"]:
-        out.append(f"**One protocol**: the train records of every family's primary row ({fams}) agree on {held}; "
-                   f"{seed_text}.")
+        out.append(f"**One protocol**: the train records of every family's primary row ({fams}) agree on "
+                   f"{agreed}; {seed_text}.")
     else:
         out.append(f"**Not one protocol**: the train records of the primary rows ({fams}) differ in "
-                   f"{', '.join(sorted(check['differ']))}. They agree on {held or 'nothing compared'}.")
+                   f"{', '.join(sorted(check['differ']))}. They agree on {agreed or 'nothing compared'}.")
         for key, per in sorted(check["differ"].items()):
             out.append(f"- {key}: " + "; ".join(f"{name(f)} {', '.join(v)}" for f, v in sorted(per.items())))
     if check["lr"]:

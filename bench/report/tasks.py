@@ -14,6 +14,7 @@ reverses. A row whose status is not ``ok`` is named and left out, as on every le
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +61,8 @@ def _separation(diff: dict[str, Any] | None) -> int:
     if not diff:
         return 0
     lo, hi = diff["ci95"]
+    if not all(math.isfinite(v) for v in (diff["diff"], lo, hi, diff["p_value"])):
+        return 0  # a broken interval separates nothing
     if diff["p_value"] >= ALPHA or lo <= 0 <= hi:
         return 0
     return -1 if diff["diff"] < 0 else 1
@@ -84,22 +87,25 @@ def verdict(signs: dict[str, int | None], a: str, b: str) -> str:
     named = {t: s for t, s in signs.items() if s is not None}
     a_wins = [t for t, s in named.items() if s < 0]
     b_wins = [t for t, s in named.items() if s > 0]
+    ties = [t for t, s in named.items() if s == 0]
+    blind = [t for t, s in signs.items() if s is None]
+    tail = f"; no interval in {', '.join(blind)}" if blind else ""
     if a_wins and b_wins:
         return f"reverses: {a} ahead in {', '.join(a_wins)}, {b} in {', '.join(b_wins)}"
     if not a_wins and not b_wins:
-        return "not separated in any task" if named else "no interval"
+        return (f"not separated in {', '.join(ties)}{tail}" if ties else "no interval")
     winner, where = (a, a_wins) if a_wins else (b, b_wins)
-    if len(where) == len(named) == len(signs):
+    if len(where) == len(signs):
         return f"{winner} ahead in every task"
-    return f"{winner} ahead in {', '.join(where)}; not separated elsewhere"
+    return f"{winner} ahead in {', '.join(where)}" + (f"; not separated in {', '.join(ties)}" if ties else "") + tail
 
 
 def _quality(df: pd.DataFrame, row: pd.Series) -> str:
     from .figures import quality_spec
 
     q = quality_spec(df)
-    if not q or not _present(row.get(q["col"])):
-        return "–"
+    if not q or q["col"] == "valid_nll" or not _present(row.get(q["col"])):
+        return "–"  # no test figure (validation NLL has its own column)
     fmt = ".1f" if q["col"] == "ppl" else ".2f"
     std = row.get(q["std"])
     return f"{q['name']} {row[q['col']]:{fmt}}" + (f" ± {std:{fmt}}" if _present(std) else "")
@@ -134,7 +140,7 @@ def budget_section(budget: str, boards: dict[str, pd.DataFrame]) -> tuple[list[s
         out += ["", "Left out (not `ok`): " + "; ".join(left) + "."]
     diff_heads = " | ".join(f"{names[t]}: Δ valid NLL (A−B) [95%], p" for t in tasks)
     out += ["", f"| A | B | {diff_heads} | over the tasks |", "|:---|:---|" + "---:|" * len(tasks) + ":---|"]
-    reversed_pairs = []
+    reversed_pairs, compared = [], 0
     for i, a in enumerate(families):
         for b in families[i + 1:]:
             cells, signs = [], {}
@@ -149,12 +155,15 @@ def budget_section(budget: str, boards: dict[str, pd.DataFrame]) -> tuple[list[s
                 cells.append(f"{d['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}], {d['p_value']:.3f}")
                 signs[names[t]] = _separation(d)
             text = verdict(signs, display_name(a), display_name(b))
+            compared += sum(s is not None for s in signs.values()) >= 2
             if text.startswith("reverses"):
                 reversed_pairs.append(f"{display_name(a)} vs {display_name(b)}")
             out.append(f"| {display_name(a)} | {display_name(b)} | " + " | ".join(cells) + f" | {text} |")
     out.append("")
     if reversed_pairs:
         out.append(f"**The order changes across tasks** at {budget}: {'; '.join(reversed_pairs)} reverse(s).")
+    elif not compared:
+        out.append(f"**Cannot tell at {budget}**: no pair of families has an interval in two tasks.")
     else:
         out.append(f"**No pair reverses across tasks at {budget}**: where two tasks both separate a pair, they put "
                    "it in the same order (pairs not separated in a task are ties there).")
@@ -171,10 +180,12 @@ def tasks_summary(root: Path | str) -> str | None:
     out = [
         "# Across tasks: does the order of the families at equal MACs hold?",
         "",
-        "Each family's primary row (pre-norm, no compression, status `ok`) in every task measured at a budget. "
+        "Each family's primary row (the row under its own name: no variant, no compression; status `ok`) in "
+        "every task measured at a budget. "
         "Quality: each task's own figure on its test split, mean ± sample std over seeds. The pairs are compared "
         "on validation NLL (nats per target token, lower is better), the figure every task has with a paired "
-        "interval: the leaderboard's two-level paired bootstrap (seeds, then validation sentences). A pair is "
+        "interval: the leaderboard's two-level paired bootstrap (seeds, then validation sentences; for language "
+        "modelling, blocks of the validation stream). A pair is "
         "separated in a task when p < 0.05 and the interval excludes 0; it reverses when two tasks separate it "
         "in opposite directions. NLLs of different tasks are on different scales: compare within a column.",
         "",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.report.leaderboard import build_leaderboard
 from bench.report.render import render_markdown
 from tests.bench.test_report import make_results
@@ -21,7 +23,7 @@ def _recipe(folder: Path, change: dict | None = None, lr: dict | None = None) ->
                                   "lr": (lr or {}).get(rec["model"], 4e-3)}
         rec["corpus"] = "toy"
         for key, value in ((change or {}).get(rec["model"]) or {}).items():
-            (rec["config"] if key in rec["config"] else rec["schedule_config"])[key] = value
+            (rec["config"] if key in rec["config"] or key.endswith("dropout") else rec["schedule_config"])[key] = value
         path.write_text(json.dumps(rec))
 
 
@@ -79,6 +81,43 @@ def test_the_committed_tuning_records_give_every_family_the_same_trials():
                 for f in chosen["chosen"]}
         assert len(plan) == 3 and len({tuple(p) for p in plan.values()}) == 1, plan
         assert [r for r, _, _ in next(iter(plan.values()))] == chosen["grid"]
+        assert all(t["trial_kind"] == chosen["trial_kind"] and t["tokens_per_trial"] == chosen["tokens_per_trial"]
+                   for t in trials)
+        assert chosen["cost_in_seeds"] == pytest.approx(
+            len(chosen["grid"]) * chosen["tokens_per_trial"] / chosen["recipe_tokens"], abs=1e-3)
         for fam, pick in chosen["chosen"].items():
             best = min((t for t in trials if t["family"] == fam), key=lambda t: t["valid_nll"])
             assert pick["lr"] == best["lr"] and pick["valid_nll"] == best["valid_nll"]
+
+
+def test_rates_knobs_and_tuning_the_protocol_check_must_not_miss(tmp_path):
+    folder = make_results(tmp_path, "100M")
+    _recipe(folder, change={"lite_transformer": {"weight_dropout": 0.0}})
+    md = render_markdown(build_leaderboard(folder))
+    # a knob one family lacks is named as that family's, not claimed for every family
+    assert "weight_dropout 0 (Lite Transformer only)" in md and "**One protocol**" in md
+    # seeds of one family at two rates are not one row, with or without a tuning file
+    path = folder / "runs" / "transformer-c0ffee" / "train-s2.json"
+    rec = json.loads(path.read_text())
+    rec["schedule_config"]["lr"] = 1e-3
+    path.write_text(json.dumps(rec))
+    check = build_leaderboard(folder).attrs["protocol"]
+    assert not check["one"] and check["differ"]["peak lr within a family"] == {"transformer": ["0.001, 0.004"]}
+    _recipe(folder)
+    # a family its tuning left out, and a tuning made for another token budget
+    (folder / "tuning").mkdir()
+    (folder / "tuning" / "chosen.json").write_text(json.dumps(
+        {"grid": [4e-3], "tokens_per_trial": 1000, "trial_kind": "truncated", "recipe_tokens": 1_500_000,
+         "chosen": {"lite_transformer": {"lr": 4e-3, "valid_nll": 4.0}}}))
+    check = build_leaderboard(folder).attrs["protocol"]
+    assert check["differ"]["peak lr against tuning/chosen.json"] == {"transformer": ["0.004 (not tuned)"]}
+    assert check["differ"]["tuning's recipe"] == {
+        "tuning/chosen.json": ["tuned for 1,500,000 target tokens, the runs trained 2,000,000"]}
+    assert "(as tuning/chosen.json chose)" not in render_markdown(build_leaderboard(folder))
+    # one family with train records: nothing to compare, and not called one protocol
+    for path in (folder / "runs" / "transformer-c0ffee").glob("train-s*.json"):
+        path.unlink()
+    check = build_leaderboard(folder).attrs["protocol"]
+    assert check["families"] == ["lite_transformer"] and not check["one"]
+    assert ("Only Lite Transformer has train records in the configuration the table reports: nothing to compare."
+            in render_markdown(build_leaderboard(folder)))

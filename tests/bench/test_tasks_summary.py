@@ -34,11 +34,14 @@ def test_separation_and_verdict_by_hand():
     assert _separation({"diff": -0.2, "ci95": [-0.3, 0.01], "p_value": 0.001}) == 0  # interval holds 0
     assert _separation({"diff": -0.2, "ci95": [-0.3, -0.1], "p_value": 0.06}) == 0  # p too large
     assert _separation(None) == 0
+    assert _separation({"diff": float("nan"), "ci95": [float("nan"), float("nan")], "p_value": float("nan")}) == 0
     assert verdict({"t": -1, "s": -1}, "A", "B") == "A ahead in every task"
-    assert verdict({"t": 1, "s": 0}, "A", "B") == "B ahead in t; not separated elsewhere"
-    assert verdict({"t": -1, "s": None}, "A", "B") == "A ahead in t; not separated elsewhere"
+    assert verdict({"t": 1, "s": 0}, "A", "B") == "B ahead in t; not separated in s"
+    assert verdict({"t": -1, "s": None}, "A", "B") == "A ahead in t; no interval in s"
+    assert verdict({"t": -1, "s": 0, "l": None}, "A", "B") == "A ahead in t; not separated in s; no interval in l"
     assert verdict({"t": -1, "s": 1, "l": 0}, "A", "B") == "reverses: A ahead in t, B in s"
-    assert verdict({"t": 0, "s": 0}, "A", "B") == "not separated in any task"
+    assert verdict({"t": 0, "s": 0}, "A", "B") == "not separated in t, s"
+    assert verdict({"t": 0, "s": None}, "A", "B") == "not separated in t; no interval in s"
     assert verdict({"t": None}, "A", "B") == "no interval"
     rows = [{"a": "x", "b": "y", "valid_nll": {"diff": 0.5, "ci95": [0.2, 0.7], "p_value": 0.01}}]
     assert _pair_diff(rows, "y", "x") == {"diff": -0.5, "ci95": [-0.7, -0.2], "p_value": 0.01}
@@ -85,4 +88,10 @@ def test_the_report_writes_tasks_md_only_when_a_budget_has_two_tasks(tmp_path):
     text = (root / "tasks.md").read_text()
     # no per-sentence data in these records: the pair has no interval, said so rather than guessed
     assert "## 100M" in text and "| Lite Transformer | Transformer | – | – | no interval |" in text
+    assert "**Cannot tell at 100M**: no pair of families has an interval in two tasks." in text
 
+    # a broken record in another task's folder costs the summary, not the report of this budget
+    (tasks := root / "tasks.md").unlink()
+    next((root / "100M-lm" / "runs").glob("*/profile.json")).write_text("{")
+    assert cmd_report(_parse(["--budget", "100M", "--results", str(root)])) == 0
+    assert (root / "100M" / "leaderboard.md").exists() and not tasks.exists()

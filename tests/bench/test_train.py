@@ -312,3 +312,8 @@ def test_language_model_trains_and_reports_perplexity(tmp_path):
     res = evaluate_run(tmp_path / "run")
     assert res["ppl"] == pytest.approx(math.exp(res["test_nll"]))
     assert res["ppl_word"] > 1 and math.isfinite(res["valid_nll"])
+    # per validation block, what a paired bootstrap between two language models resamples: summing it gives the
+    # corpus figure, and every block counts its (unpadded) targets
+    nll, tokens = res["valid_sentence_nll"], res["valid_sentence_tokens"]
+    assert len(nll) == len(tokens) == len(data.valid[0]) and min(tokens) >= 1 and max(tokens) <= 16
+    assert sum(nll) / sum(tokens) == pytest.approx(res["valid_nll"], rel=1e-5)
