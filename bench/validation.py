@@ -82,6 +82,13 @@ def corpus_nll(
     return total / max(count, 1)
 
 
+def _row_nll(logits: Tensor, target: Tensor, pad: int) -> tuple[Tensor, Tensor]:
+    """Per row of a batch: the summed NLL of its non-pad targets (nats, fp32) and how many there are."""
+    lprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    mask = target.ne(pad)
+    return -(lprobs * mask).sum(-1), mask.sum(-1)
+
+
 @torch.no_grad()
 def sentence_nll(
     model: nn.Module, data: Any, pad: int, bos: int, batch_tokens: int = 4096, device: torch.device | str = "cpu"
@@ -97,22 +104,16 @@ def sentence_nll(
         per = max(1, batch_tokens // max(inputs.size(1), 1))
         for i in range(0, len(inputs), per):
             target = targets[i : i + per].to(device)
-            logits = model(inputs[i : i + per].to(device)).float()
-            lprobs = torch.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
-            mask = target.ne(pad)
-            sums += (-(lprobs * mask).sum(-1)).tolist()
-            counts += mask.sum(-1).tolist()
+            nll, n = _row_nll(model(inputs[i : i + per].to(device)), target, pad)
+            sums += nll.tolist()
+            counts += n.tolist()
         model.train(was)
         return sums, counts
     sums, counts = [0.0] * len(data), [0] * len(data)
     for idx in token_batches(data, batch_tokens, seed=0):
         b = collate_mt(data, idx, pad, bos)
-        logits = model(b["src"].to(device), b["prev"].to(device)).float()
-        target = b["target"].to(device)
-        lprobs = torch.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        mask = target.ne(pad)
-        per_row = -(lprobs * mask).sum(-1)
+        per_row, n = _row_nll(model(b["src"].to(device), b["prev"].to(device)), b["target"].to(device), pad)
         for row, j in enumerate(idx):
-            sums[int(j)], counts[int(j)] = float(per_row[row]), int(mask[row].sum())
+            sums[int(j)], counts[int(j)] = float(per_row[row]), int(n[row])
     model.train(was)
     return sums, counts
