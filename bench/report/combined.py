@@ -73,9 +73,9 @@ def fig_combined(df: pd.DataFrame) -> tuple[Figure | None, str]:
     return fig, ""
 
 
-def _recipe(rows: pd.DataFrame) -> str:
-    """A budget's training recipe in a few words (norm placement, dropout, peak rate), so that budgets trained
-    under different recipes are not read as one comparison."""
+def _recipe(rows: pd.DataFrame, lr: bool = True) -> str:
+    """A budget's training recipe in a few words (norm placement, dropout, and with ``lr`` the peak rates), so
+    that budgets trained under different recipes are not read as one comparison."""
     trained = rows[rows["status"].map(_present)] if "status" in rows else rows.iloc[0:0]
     if "family" in trained:  # the families' own rows, not the extra (variant) rows such as post-norm
         trained = trained[trained["model"].astype(str) == trained["family"].astype(str)]
@@ -83,7 +83,7 @@ def _recipe(rows: pd.DataFrame) -> str:
         return ""
     norms = {bool(v) for v in trained.get("normalize_before", []) if _present(v)}
     parts = [{frozenset({True}): "pre-norm", frozenset({False}): "post-norm"}.get(frozenset(norms), "mixed norms")]
-    for col, name in (("dropout", "dropout"), ("peak_lr", "peak lr")):
+    for col, name in (("dropout", "dropout"), ("peak_lr", "peak lr"))[: 2 if lr else 1]:
         value = _unique_join(trained[col]) if col in trained else ""
         parts += [f"{name} {value}"] if value else []
     return f" ({'; '.join(parts)})"
@@ -124,7 +124,12 @@ def combined_table(df: pd.DataFrame) -> str:
             nll = r.get("valid_nll")
             delta = f"{nll - base:+.3f}" if _present(nll) and base is not None else "–"
             budget = str(r["budget"])
-            recipe = _recipe(rows[rows["budget"].astype(str) == budget]).strip(" ()") or "–"
+            # the budget's shared recipe, and this family's own peak rate (tuning may set it per family)
+            recipe = _recipe(rows[rows["budget"].astype(str) == budget], lr=False).strip(" ()")
+            if _present(r.get("peak_lr")):
+                lr = r["peak_lr"]  # the leaderboard's text ("0.001", or "0.001, 0.004" for several) or a number
+                recipe += ("; " if recipe else "") + (f"peak lr {lr:g}" if isinstance(lr, float) else f"peak lr {lr}")
+            recipe = recipe or "–"
             out.append(f"| {display_name(str(fam))} | {budget} | {recipe} | {r['macs'] / 1e6:.1f} | "
                        f"{pm(q['col'], '.2f') if q else '–'} | {pm('valid_nll', '.3f')} | {delta} | "
                        f"{int(r['n_eval'] or 0) if _present(r.get('n_eval')) else 0} | "

@@ -625,6 +625,20 @@ def test_combined_table_compares_each_family_across_budgets(tmp_path: Path) -> N
     assert (tmp_path / "combined" / "combined.md").read_text() == md
 
 
+def test_the_combined_table_gives_each_row_its_own_peak_rate() -> None:
+    """Tuning may choose a peak rate per family: a row's recipe names that family's rate, not the budget's
+    list of every family's, while norm placement and dropout stay the budget's."""
+    from bench.report.combined import combined_table
+
+    df = pd.DataFrame({"model": ["transformer", "lite_transformer"], "family": ["transformer", "lite_transformer"],
+                       "budget": ["500M", "500M"], "macs": [5.0e8, 4.99e8], "status": ["ok", "ok"],
+                       "normalize_before": [True, True], "dropout": [0.1, 0.1], "peak_lr": ["0.001", 0.002],
+                       "valid_nll": [3.4, 2.4], "n_eval": [3, 3]})
+    md = combined_table(df).splitlines()
+    assert "| Transformer | 500M | pre-norm; dropout 0.1; peak lr 0.001 |" in "\n".join(md)
+    assert "| Lite Transformer | 500M | pre-norm; dropout 0.1; peak lr 0.002 |" in "\n".join(md)
+
+
 def test_the_tuning_section_names_the_trial_kind_and_both_grid_edges(tmp_path):
     import pandas as pd
 
