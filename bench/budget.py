@@ -71,6 +71,7 @@ class Variant:
     model: str  # the family it varies
     label: str  # the row name in tables and figures, e.g. "transformer (post-norm, paper)"
     sets: dict[str, Any]
+    tasks: tuple[str, ...] = TASKS  # the tasks whose sweeps include the row (`tasks:`, default every task)
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,9 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
                          f"valid: {', '.join(sorted(known - {'task', 'd_model', 'ffn_dim'}))}")
     # the variants are rows of their own budget's table; a latency budget made from its template compares the
     # families alone
+    # families alone; a variant names the tasks it belongs to (the paper's post-norm rows: translation)
     variants = _variants(raw.get("variants") or {}, models, where) if latency_ms is None else {}
+    variants = {k: v for k, v in variants.items() if task in v.tasks}
     return Budget(
         name=str(name or raw.get("name", target)),
         target_macs=target,
@@ -312,16 +315,20 @@ def _variants(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str,
             )
         if key in models:
             raise BenchError(f"{where}: variant {key!r} has the name of a family")
-        extra = sorted(set(spec) - {"model", "label", "set"})
+        extra = sorted(set(spec) - {"model", "label", "set", "tasks"})
         if extra:
             raise BenchError(
-                f"{where}: variant {key!r} has unknown key(s) {', '.join(extra)}; valid: model, label, set"
+                f"{where}: variant {key!r} has unknown key(s) {', '.join(extra)}; valid: model, label, set, tasks"
             )
+        tasks = spec.get("tasks", list(TASKS))
+        if not isinstance(tasks, list) or not tasks or any(t not in TASKS for t in tasks):
+            raise BenchError(f"{where}: variant {key!r}: 'tasks' must be a list of {', '.join(TASKS)}")
         keys = get_entry(spec["model"]).config_cls.keys()
         bad = sorted(k for k in spec["set"] if k not in keys)
         if bad:
             raise BenchError(f"{where}: variant {key!r} sets unknown {spec['model']} key(s) {', '.join(bad)}")
-        out[str(key)] = Variant(str(key), spec["model"], str(spec.get("label") or key), dict(spec["set"]))
+        out[str(key)] = Variant(str(key), spec["model"], str(spec.get("label") or key), dict(spec["set"]),
+                                tuple(tasks))
     return out
 
 

@@ -61,6 +61,9 @@ def test_post_norm_variants_are_the_same_model_with_post_norm():
         assert var.macs == base.macs  # norms are not counted: the same budget point
         assert budget.label(key) == f"{family} (post-norm, paper)"
     assert load_budget("500M").variants == {}
+    # the post-norm rows are translation's: LM and summarization sweeps leave them out
+    for task in ("lm", "sum"):
+        assert load_budget("100M", task=task).rows() == list(budget.models)
 
 
 def _budget_file(tmp_path: Path, extra: str) -> Path:
@@ -79,6 +82,8 @@ def _budget_file(tmp_path: Path, extra: str) -> Path:
         ("variants: {x: {model: transformer, set: {kernel_sizes: [3]}}}\n", "sets unknown transformer key"),
         ("variants: {x: {model: transformer, set: {}, colour: red}}\n", "unknown key\\(s\\) colour"),
         ("variants: {transformer: {model: transformer, set: {}}}\n", "has the name of a family"),
+        ("variants: {x: {model: transformer, set: {}, tasks: [mt, speech]}}\n", "'tasks' must be a list of"),
+        ("variants: {x: {model: transformer, set: {}, tasks: mt}}\n", "'tasks' must be a list of"),
     ],
 )
 def test_bad_shared_or_variant_sections_are_one_line(tmp_path, extra, match):
