@@ -267,7 +267,6 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         raise BenchError(f"{where}: shared key(s) {', '.join(bad)} are not config keys a budget may share; "
                          f"valid: {', '.join(sorted(known - {'task', 'd_model', 'ffn_dim'}))}")
     # the variants are rows of their own budget's table; a latency budget made from its template compares the
-    # families alone
     # families alone; a variant names the tasks it belongs to (the paper's post-norm rows: translation)
     variants = _variants(raw.get("variants") or {}, models, where) if latency_ms is None else {}
     variants = {k: v for k, v in variants.items() if task in v.tasks}
