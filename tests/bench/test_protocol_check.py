@@ -71,10 +71,13 @@ def test_the_committed_100m_results_hold_one_protocol():
 
 
 def test_the_committed_tuning_records_give_every_family_the_same_trials():
-    """100M and 500M translation: chosen.json's trials exist, and every family has the same rates, trial count,
-    tokens per trial and kind of trial; the chosen rate is that family's lowest final validation NLL."""
-    for budget in ("100M", "500M"):
-        folder = Path(__file__).resolve().parents[2] / "results" / budget / "tuning"
+    """100M and 500M translation, and every other committed task's tuning: chosen.json's trials exist, and every
+    family has the same rates, trial count, tokens per trial and kind of trial; the chosen rate is that family's
+    lowest final validation NLL."""
+    root = Path(__file__).resolve().parents[2] / "results"
+    others = sorted(p.parent.parent.name for p in root.glob("*-*/tuning/chosen.json"))
+    for budget in ("100M", "500M", *others):
+        folder = root / budget / "tuning"
         chosen = json.loads((folder / "chosen.json").read_text())
         trials = [json.loads((folder / name).read_text()) for name in chosen["trials"]]
         plan = {f: sorted((t["lr"], t["tokens_per_trial"], t["trial_kind"]) for t in trials if t["family"] == f)
