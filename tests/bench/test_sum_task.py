@@ -46,7 +46,8 @@ def test_budget_files_state_the_summarization_protocol_and_recipe() -> None:
         assert (mt.protocol.src_tokens, mt.protocol.tgt_tokens) == (30, 30)
         assert (sm.protocol.src_tokens, sm.protocol.tgt_tokens) == (70, 10)
         assert sm.results_name() == f"{name}-sum" and sm.shared == mt.shared
-        assert all(sm.base_config(m) == mt.base_config(m) for m in mt.rows())  # translation's knobs (ET 3+4...)
+        assert all(sm.base_config(m) == mt.base_config(m) for m in sm.rows())  # translation's knobs (ET 3+4...)
+        assert sm.rows() == list(mt.models)  # the post-norm rows are translation's alone
         short, base = sm.schedule_overrides("short"), mt.schedule_overrides("short")
         assert (short["max_tokens"], short["max_len"]) == (tokens, 256) and "max_len" not in base
         assert {k: v for k, v in short.items() if k not in ("max_tokens", "max_len")} == {
