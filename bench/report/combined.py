@@ -128,7 +128,7 @@ def combined_table(df: pd.DataFrame) -> str:
             recipe = _recipe(rows[rows["budget"].astype(str) == budget], lr=False).strip(" ()")
             if _present(r.get("peak_lr")):
                 lr = r["peak_lr"]  # the leaderboard's text ("0.001", or "0.001, 0.004" for several) or a number
-                recipe += ("; " if recipe else "") + (f"peak lr {lr:g}" if isinstance(lr, float) else f"peak lr {lr}")
+                recipe += ("; " if recipe else "") + f"peak lr {f'{lr:g}' if isinstance(lr, float) else lr}"
             recipe = recipe or "–"
             out.append(f"| {display_name(str(fam))} | {budget} | {recipe} | {r['macs'] / 1e6:.1f} | "
                        f"{pm(q['col'], '.2f') if q else '–'} | {pm('valid_nll', '.3f')} | {delta} | "
