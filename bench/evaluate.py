@@ -13,6 +13,7 @@ every family), summaries capped at ``bench.tasks.SUM_MAX_OUTPUT`` subwords, scor
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -257,7 +258,15 @@ def paired_bootstrap(run_a: Path, run_b: Path, split: str = "test", n_samples: i
 
     hyps, refs = [], []
     for run in (Path(run_a), Path(run_b)):
+        spec = run / "run.json"
+        task = json.loads(spec.read_text(encoding="utf-8")).get("task", "mt") if spec.is_file() else "mt"
+        if task != "mt":  # BLEU on summaries or a language model's text would mean nothing
+            raise BenchError(f"{run} is a {task} run: this test compares translations' BLEU; the leaderboard's "
+                             "pairwise table (`python -m bench report`) compares summarization and LM runs")
         files = sorted(run.glob(f"hyp.{split}.beam*.*"))
+        if len(files) > 1:
+            raise BenchError(f"{run} has hypotheses from several beams ({', '.join(f.name for f in files)}); "
+                             "keep one, or compare run folders evaluated once")
         ref_files = sorted(run.glob(f"ref.{split}.*"))
         if not files or not ref_files:
             raise BenchError(f"{run} has no hypotheses for {split}; run `python -m bench evaluate {run}` first")

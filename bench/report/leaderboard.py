@@ -72,6 +72,7 @@ _EVAL_KEYS = {
     "test_nll": "test_nll",
     "ppl": "ppl",
     "ppl_word": "ppl_word",
+    "test_tokens": "test_tokens",
     **{f"{split}.{t}": f"{t}_{split}" for split in ("test", "test_clean") for t in ROUGE_TYPES},
 }
 _ROUGE_COLUMNS = [f"{t}_{split}" for split in ("test", "test_clean") for t in ROUGE_TYPES]
@@ -140,26 +141,10 @@ TRAIN_COLUMNS = ["schedule", "precision", "normalize_before", "dropout", "peak_l
                  "train_wall_s", "tokens_per_s"]
 STATUS_COLUMNS = ["status", "status_reason"]
 QUALITY_COLUMNS = [
-    "valid_nll",
-    "valid_nll_std",
-    "bleu_test",
-    "bleu_test_std",
-    "chrf_test",
-    "chrf_test_std",
-    "bleu_test_clean",
-    "bleu_test_clean_std",
-    "chrf_test_clean",
-    "chrf_test_clean_std",
-    "test_n",
-    "beam",
-    "bleu_signature",
-    "chrf_signature",
-    "test_nll",
-    "test_nll_std",
-    "ppl",
-    "ppl_std",
-    "ppl_word",
-    "ppl_word_std",
+    "valid_nll", "valid_nll_std", "bleu_test", "bleu_test_std", "chrf_test", "chrf_test_std", "bleu_test_clean",
+    "bleu_test_clean_std", "chrf_test_clean", "chrf_test_clean_std", "test_n", "beam", "length_penalty",
+    "bleu_signature", "chrf_signature", "test_nll", "test_nll_std", "ppl", "ppl_std", "ppl_word", "ppl_word_std",
+    "test_tokens",
 ]
 ROUGE_COLUMNS = [*(c for col in _ROUGE_COLUMNS for c in (col, f"{col}_std")), "rouge_settings"]  # only if present
 META_COLUMNS = [
@@ -323,7 +308,8 @@ def _seed_metrics(recs: pd.DataFrame, row: dict[str, Any]) -> None:
         row["status"], row["status_reason"] = row_status(train, evals)
     else:
         row["status"], row["status_reason"] = None, None
-    row["beam"] = _unique_join(_column_values(evals, "beam"))
+    for key in ("beam", "length_penalty"):  # the decoding every evaluation used (distinct values joined)
+        row[key] = _unique_join(_column_values(evals, key))
     for key, col in _STRING_KEYS.items():
         if key in evals.columns and not _present(row.get(col)):
             row[col] = _unique_join(evals[key], sep="; ")

@@ -65,6 +65,12 @@ def protocol_check(records: pd.DataFrame, results_dir: Path | str | None = None)
             if key.startswith("config.") and seen == {None}:
                 continue  # not a knob of this family (e.g. weight dropout for the Transformer)
             values.setdefault(key, {})[str(fam)] = seen
+    # the decoding each evaluation actually used (a re-evaluation with other settings would otherwise pass)
+    evals = records[(records["stage"] == "eval") & (records["model"].astype(str) == records["family"].astype(str))]
+    for key in ("beam", "length_penalty"):
+        if key in evals.columns and evals[key].notna().any():
+            for fam, part in evals.groupby("family", sort=True):
+                values.setdefault(f"eval.evaluated_{key}", {})[str(fam)] = {_plain(v) for v in part[key]}
     families = sorted(str(f) for f in train["family"].unique())
     agree, differ, partial = {}, {}, {}
     for key, per in values.items():
@@ -122,10 +128,10 @@ def render_protocol(check: dict[str, Any] | None, name=lambda m: m) -> list[str]
     seed_text = (f"seeds {', '.join(map(str, next(iter(seeds))))} for every family" if len(seeds) == 1
                  else "seeds differ (below)")
     if check["one"]:
-        out.append(f"**One protocol**: the train records of every family's primary row ({fams}) agree on "
+        out.append(f"**One protocol**: the train (and eval) records of every family's primary row ({fams}) agree on "
                    f"{agreed}; {seed_text}.")
     else:
-        out.append(f"**Not one protocol**: the train records of the primary rows ({fams}) differ in "
+        out.append(f"**Not one protocol**: the train (and eval) records of the primary rows ({fams}) differ in "
                    f"{', '.join(sorted(check['differ']))}. They agree on {agreed or 'nothing compared'}.")
         for key, per in sorted(check["differ"].items()):
             out.append(f"- {key}: " + "; ".join(f"{name(f)} {', '.join(v)}" for f, v in sorted(per.items())))

@@ -7,15 +7,16 @@ figures are in the train record (``valid_nll``, ``best_valid_nll``, ``unigram_en
 without the last two are judged on what they carry, their curve included). A row with a failed seed is
 ``failed``: it is named in the leaderboard, drawn hollow, and left out of every Pareto front.
 
-Pairwise differences. For two rows A and B (each with one or more seeds), the difference of the seed-mean
-test BLEU and of the seed-mean validation NLL, with a 95% interval and a p-value from a two-level paired
-bootstrap: each resample draws seeds with replacement for each row, then one set of sentences with
-replacement shared by both rows (paired); BLEU is recomputed from sacreBLEU's per-sentence statistics, NLL
-from the per-sentence sums. The interval is the 2.5-97.5 percentile of the resampled differences; the p-value
-is sacreBLEU's (the share of mean-centred |differences| above the observed one, +1 smoothed). With one seed
-per row the seed level does nothing and the test is sacreBLEU's ``--paired-bs`` exactly (same seed, same
-resamples). The seed level makes the interval honest about training noise, which a test-set bootstrap alone
-ignores; with three seeds it is coarse, and the table says how many seeds each side had.
+Pairwise differences. For two rows A and B (each with one or more seeds), the difference of the seed-mean test BLEU
+(summarization: ROUGE-L F1, the mean over summaries) and of the seed-mean validation NLL, with a 95% interval and a
+p-value from a two-level paired bootstrap: each resample draws seeds with replacement for each row, then one set of
+sentences with replacement shared by both rows (paired); BLEU is recomputed from sacreBLEU's per-sentence
+statistics, ROUGE-L from the per-summary scores, NLL from the per-sentence (a language model: per-block) sums. The
+interval is the 2.5-97.5 percentile of the resampled differences; the p-value is sacreBLEU's (the share of mean-
+centred |differences| above the observed one, +1 smoothed). With one seed per row the seed level does nothing and
+the test is sacreBLEU's ``--paired-bs`` exactly (same seed, same resamples). The seed level makes the interval
+honest about training noise, which a test-set bootstrap alone ignores; with three seeds it is coarse, and the table
+says how many seeds each side had.
 """
 
 from __future__ import annotations
@@ -163,18 +164,30 @@ def _per_seed(evals: pd.DataFrame, key: str) -> list[Any]:
     return [v for v in evals.sort_values("seed")[key] if isinstance(v, (list, tuple)) and len(v)]
 
 
+def paired_rouge(rouge_a: Sequence[Sequence[Sequence[float]]], rouge_b: Sequence[Sequence[Sequence[float]]],
+                 n_samples: int = N_SAMPLES, seed: int = SEED) -> dict[str, Any]:
+    """Seed-mean test ROUGE-L F1 (x100, the mean over summaries, as rouge-score reports a corpus) of A minus B
+    from each seed's per-summary [ROUGE-1, ROUGE-2, ROUGE-L] F1: the NLL test's resampling with one unit of
+    weight per summary."""
+    la = np.asarray(rouge_a, dtype=np.float64)[..., 2] * 100
+    lb = np.asarray(rouge_b, dtype=np.float64)[..., 2] * 100
+    return paired_nll(la, np.ones_like(la), lb, np.ones_like(lb), n_samples, seed)
+
+
 def pairwise_table(records: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     """For each pair of rows (default: every pair of rows whose eval records carry per-sentence data), the
-    BLEU and validation-NLL differences with intervals and p-values. ``records``: the report's records."""
+    test-metric differences (BLEU for translation, ROUGE-L for summarization; a language model's test NLL is
+    not kept per block, so none) and the validation-NLL differences, with intervals and p-values.
+    ``records``: the report's records."""
     evals = records[records["stage"] == "eval"]
     if "compression" in evals.columns:
         evals = evals[evals["compression"].isna() | (evals["compression"] == "none")]
     data = {}
     for model, part in evals.groupby("model", sort=False):
-        bleu = _per_seed(part, "test.bleu_stats")
+        bleu, rouge = _per_seed(part, "test.bleu_stats"), _per_seed(part, "test.rouge_sentences")
         nll, tok = _per_seed(part, "valid_sentence_nll"), _per_seed(part, "valid_sentence_tokens")
-        if bleu or nll:
-            data[str(model)] = {"bleu": bleu, "nll": nll, "tok": tok, "seeds": len(part)}
+        if bleu or rouge or nll:
+            data[str(model)] = {"bleu": bleu, "rouge": rouge, "nll": nll, "tok": tok, "seeds": len(part)}
     if pairs is None:
         pairs = list(itertools.combinations(sorted(data), 2))
     rows = []
@@ -185,6 +198,8 @@ def pairwise_table(records: pd.DataFrame, pairs: Sequence[tuple[str, str]] | Non
         row: dict[str, Any] = {"a": a, "b": b, "seeds_a": da["seeds"], "seeds_b": db["seeds"]}
         if da["bleu"] and db["bleu"] and len(da["bleu"][0]) == len(db["bleu"][0]):
             row["bleu"] = paired_bleu(da["bleu"], db["bleu"])
+        if da["rouge"] and db["rouge"] and len(da["rouge"][0]) == len(db["rouge"][0]):
+            row["rouge_l"] = paired_rouge(da["rouge"], db["rouge"])
         if da["nll"] and db["nll"] and len(da["nll"][0]) == len(db["nll"][0]):
             row["valid_nll"] = paired_nll(da["nll"], da["tok"], db["nll"], db["tok"])
         rows.append(row)
@@ -202,15 +217,35 @@ def render_pairwise(rows: list[dict[str, Any]], name=lambda m: m) -> list[str]:
         lo, hi = r["ci95"]
         return [f"{r['diff']:+{fmt}}", f"[{lo:+{fmt}}, {hi:+{fmt}}]", f"{r['p_value']:.3f}"]
 
+    # the test metric's columns: the one the rows carry (summarization's ROUGE-L, else BLEU), none for a
+    # language model (its table compares validation NLL only)
+    test = next((k for k in ("rouge_l", "bleu") if any(k in r for r in rows)), None)
+    label = {"rouge_l": "ΔROUGE-L (A−B) | 95% interval | p | ", "bleu": "ΔBLEU (A−B) | 95% interval | p | "}
     out = [
-        "| A | B | seeds A/B | ΔBLEU (A−B) | 95% interval | p | Δvalid NLL (A−B) | 95% interval | p |",
-        "|:---|:---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| A | B | seeds A/B | {label.get(test, '')}Δvalid NLL (A−B) | 95% interval | p |",
+        "|:---|:---|---:|" + "---:|" * (6 if test else 3),
     ]
     for r in rows:
         cells = [name(r["a"]), name(r["b"]), f"{r['seeds_a']}/{r['seeds_b']}"]
-        cells += cell(r.get("bleu"), ".2f") + cell(r.get("valid_nll"), ".3f")
+        cells += (cell(r.get(test), ".2f") if test else []) + cell(r.get("valid_nll"), ".3f")
         out.append("| " + " | ".join(cells) + " |")
     return out
+
+
+def pairwise_note(rows: list[dict[str, Any]]) -> str:
+    """What the pairwise table compares and how (the paragraph under it)."""
+    if any("rouge_l" in r for r in rows):
+        test = "ROUGE-L F1 x100 on test, the mean over summaries, beam as above"
+        units, one = "test summaries or validation sentences", "a paired bootstrap over them"
+    elif any("bleu" in r for r in rows):
+        test, units, one = "BLEU on test, beam as above", "test or validation sentences", "sacreBLEU's paired bootstrap"
+    else:
+        test = "no test column: a language model's test NLL is not kept per block"
+        units, one = "validation blocks", "a paired bootstrap over them"
+    return (f"Differences of the seed means (A minus B; {test}; NLL on the whole validation split, lower is "
+            f"better). Interval and p-value: a two-level paired bootstrap, {N_SAMPLES} resamples (seeds drawn with "
+            f"replacement per row, then {units} shared by both rows); with one seed per row it is {one}. "
+            "p < 0.05 with an interval that excludes 0 is what the README calls significant.")
 
 
 def default_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:

@@ -165,17 +165,22 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     notes.append(lat + ". Size: fp32 serialized model (compressed rows: size on disk).")
     notes += trust.notes(df, display_name)  # paired latency ratios; noisy figures and why
     seeds = "mean ± sample std over the evaluated seeds (column seeds)"
+    # the decoding as the evaluations recorded it: one value for all, or every value used (then they differ)
+    def distinct(col: str) -> str | None:  # a row holds its seeds' values joined: every value once
+        return _unique_join(p for v in df.get(col, []) if _present(v) for p in str(v).split(", "))
+
+    beam, penalty = distinct("beam"), distinct("length_penalty")
+    decoding = f"beam {beam or '?'}, length penalty {penalty or 'not recorded'}"
     if kind == "rouge":
         settings = _unique_join(df["rouge_settings"], sep="; ") or "settings not recorded"
-        beam = _unique_join(df["beam"]) or "?"
-        notes.append(f"ROUGE-1/2/L F1 x100: rouge-score on the test split, beam {beam}, one length penalty for all "
-                     f"({settings}); {seeds}.")
+        notes.append(f"ROUGE-1/2/L F1 x100: rouge-score on the test split, {decoding} ({settings}); {seeds}.")
     elif kind == "bleu":
         sig = _unique_join(df["bleu_signature"], sep="; ") or "signature not recorded"
-        beam = _unique_join(df["beam"]) or "?"
-        notes.append(f"BLEU/chrF: sacreBLEU on the test split, beam {beam} ({sig}); {seeds}.")
+        notes.append(f"BLEU/chrF: sacreBLEU on the test split, {decoding} ({sig}); {seeds}.")
     elif kind == "ppl":
-        notes.append(f"Perplexity per token on the test split; {seeds}.")
+        scored = _unique_join(f"{int(v):,}" for v in df.get("test_tokens", []) if _present(v)) or "?"
+        words = "per word: the test text's whitespace words, one more per line for its end"
+        notes.append(f"Perplexity per token on the test split ({scored} tokens scored; {words}); {seeds}.")
     sched = _unique_join(df["schedule"])
     if sched:
         tokens = df["train_tokens"].map(_num).dropna()
@@ -211,7 +216,7 @@ def render_markdown(df: pd.DataFrame) -> str:
 def _quality_sections(df: pd.DataFrame) -> list[str]:
     """What the quality columns may claim: failed runs (named, not ranked), the pairwise differences with their
     intervals, and the peak rates tuning chose."""
-    from .quality import DRIFT_NATS, render_pairwise
+    from .quality import DRIFT_NATS, pairwise_note, render_pairwise
 
     out: list[str] = []
     base = df[df["compression"] == "none"] if "compression" in df else df
@@ -227,11 +232,7 @@ def _quality_sections(df: pd.DataFrame) -> list[str]:
     if pairs:
         out += ["", "### Pairwise differences", ""]
         out += render_pairwise(pairs, name=lambda m: display_name(str(m)))
-        out += ["", "Differences of the seed means (A minus B; BLEU on test, beam as above; NLL on the whole "
-                "validation split, lower is better). Interval and p-value: a two-level paired bootstrap, 1000 "
-                "resamples (seeds drawn with replacement per row, then test or validation sentences shared by "
-                "both rows); with one seed per row it is sacreBLEU's paired bootstrap. p < 0.05 with an interval "
-                "that excludes 0 is what the README calls significant."]
+        out += ["", pairwise_note(pairs)]
     out += render_protocol(df.attrs.get("protocol"), name=lambda m: display_name(str(m)))
     out += _tuning_section(df)
     return out

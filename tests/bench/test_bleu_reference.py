@@ -22,6 +22,7 @@ from torch import nn
 
 import bench.evaluate as E
 from bench.data import TokenizerConfig, get_corpus, get_tokenizer
+from bench.errors import BenchError
 from tests.toy_corpus import WORDS, write_lm_corpus
 
 SOURCES = [  # German
@@ -205,6 +206,13 @@ def test_paired_bootstrap_matches_sacrebleu_paired_bs(tok, corpus_dir, tmp_path,
         assert high > low
     assert ours["p_value"] == pytest.approx(system["p_value"], abs=1e-12)
     assert ours["a"]["bleu"] > ours["b"]["bleu"]
+    # not for summaries or language models (BLEU would mean nothing there), nor with two beams' hypotheses
+    (run_b / "run.json").write_text(json.dumps({"task": "sum"}))
+    with pytest.raises(BenchError, match="is a sum run: this test compares translations' BLEU"):
+        E.paired_bootstrap(run_a, run_b, "test")
+    (run_a / "hyp.test.beam1.en").write_text((run_a / "hyp.test.beam4.en").read_text())
+    with pytest.raises(BenchError, match="hypotheses from several beams"):
+        E.paired_bootstrap(run_a, run_a, "test")
 
 
 # ------------------------------------------------------------------------------------- word perplexity

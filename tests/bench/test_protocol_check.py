@@ -124,3 +124,26 @@ def test_rates_knobs_and_tuning_the_protocol_check_must_not_miss(tmp_path):
     assert check["families"] == ["lite_transformer"] and not check["one"]
     assert ("Only Lite Transformer has train records in the configuration the table reports: nothing to compare."
             in render_markdown(build_leaderboard(folder)))
+
+
+def test_the_decoding_each_evaluation_used_is_checked_and_shown(tmp_path):
+    folder = make_results(tmp_path, "100M")
+    _recipe(folder)
+    df = build_leaderboard(folder)
+    assert df.attrs["protocol"]["one"] and df.attrs["protocol"]["agree"]["evaluated_length_penalty"] == 1.0
+    assert "beam 4, length penalty 1 (" in render_markdown(df)
+    # one seed re-evaluated with another length penalty: the check names it, the note shows both values
+    path = folder / "runs" / "transformer-c0ffee" / "eval-s2.json"
+    rec = json.loads(path.read_text())
+    path.write_text(json.dumps({**rec, "length_penalty": 0.6}))
+    df = build_leaderboard(folder)
+    check = df.attrs["protocol"]
+    assert not check["one"] and check["differ"]["evaluated_length_penalty"] == {
+        "lite_transformer": ["1"], "transformer": ["0.6", "1"]}
+    assert "beam 4, length penalty 1, 0.6 (" in render_markdown(df)
+
+
+def test_a_language_models_rows_say_how_much_of_the_test_split_was_scored(tmp_path):
+    df = build_leaderboard(make_results(tmp_path, "100M-lm", task="lm"))
+    assert set(df.loc[df["ppl"].notna() & (df["compression"] == "none"), "test_tokens"]) == {92_672}
+    assert "Perplexity per token on the test split (92,672 tokens scored;" in render_markdown(df)

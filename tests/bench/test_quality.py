@@ -13,6 +13,8 @@ from bench.report.quality import (
     failed_reason,
     paired_bleu,
     paired_nll,
+    paired_rouge,
+    pairwise_note,
     pairwise_table,
     render_pairwise,
     row_status,
@@ -141,6 +143,32 @@ def test_pairwise_table_from_records():
     assert row["bleu"]["diff"] > 0 and row["valid_nll"]["diff"] == pytest.approx(-1.0)
     lines = render_pairwise([row])
     assert len(lines) == 3 and lines[2].startswith("| a | b | 2/2 | +")
+
+
+def test_paired_rouge_by_hand_and_the_tables_test_column_follows_the_task():
+    # per summary [R1, R2, RL] F1: A's ROUGE-L is 0.5 on every summary, B's 0.3 -> +20 points, no spread
+    a = [[[0.6, 0.4, 0.5]] * 4]
+    b = [[[0.4, 0.2, 0.3]] * 4]
+    res = paired_rouge(a, b)
+    assert res["diff"] == pytest.approx(20.0) and res["ci95"] == pytest.approx([20.0, 20.0])
+    # the mean over summaries, then over seeds: a second seed of A at RL 0.1 gives (50 + 10) / 2 - 30 = 0
+    assert paired_rouge([a[0], [[0.0, 0.0, 0.1]] * 4], b)["diff"] == pytest.approx(0.0)
+    recs = pd.DataFrame(
+        [{"stage": "eval", "model": m, "seed": 1, "test.rouge_sentences": r, "valid_sentence_nll": [1.0, k],
+          "valid_sentence_tokens": [1, 1]} for m, r, k in (("a", a[0], 2.0), ("b", b[0], 4.0))]
+    )
+    (row,) = pairwise_table(recs)
+    assert "bleu" not in row and row["rouge_l"]["diff"] == pytest.approx(20.0)
+    assert row["valid_nll"]["diff"] == pytest.approx(-1.0)
+    lines = render_pairwise([row])
+    assert "ΔROUGE-L" in lines[0] and "BLEU" not in lines[0] and lines[2].startswith("| a | b | 1/1 | +20.00 |")
+    assert "ROUGE-L F1" in pairwise_note([row]) and "BLEU" not in pairwise_note([row])
+    # a language model: validation NLL only, and the header and note say no test metric
+    lm = pairwise_table(recs.drop(columns="test.rouge_sentences"))
+    lines = render_pairwise(lm)
+    assert lines[0] == "| A | B | seeds A/B | Δvalid NLL (A−B) | 95% interval | p |"
+    assert lines[1].count("|") == lines[0].count("|") and lines[2].startswith("| a | b | 1/1 | -1.000 |")
+    assert "no test column" in pairwise_note(lm) and "BLEU" not in pairwise_note(lm)
 
 
 def test_learning_curve_band_by_hand():

@@ -140,10 +140,11 @@ def make_results(root: Path, name: str = "100M", task: str = "mt", scale: float 
             )
             if task == "lm":
                 ppl = math.exp(nll + 0.05)
-                ev = {"valid_nll": nll, "test_nll": nll + 0.05, "ppl": ppl, "ppl_word": 2 * ppl}
+                ev = {"valid_nll": nll, "test_nll": nll + 0.05, "ppl": ppl, "ppl_word": 2 * ppl, "test_tokens": 92_672}
             else:
                 ev = {
                     "beam": 4,
+                    "length_penalty": 1.0,
                     "valid_nll": nll,
                     "test": {
                         "bleu": bleu,
