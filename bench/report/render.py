@@ -103,7 +103,7 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     elif kind == "bleu":
         heads += ["BLEU (test)", "chrF (test)"]
     elif kind == "ppl":
-        heads.append("ppl (test, per token)")
+        heads += ["ppl (test, per token)", "ppl (test, per word)"]
     heads += ["valid NLL (nats/tok)", "seeds"]
     with_status = "status" in df and df["status"].map(_present).any()
     if with_status:
@@ -137,7 +137,8 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
                 _fmt_pm(r["chrf_test"], r["chrf_test_std"], ".1f", pm),
             ]
         elif kind == "ppl":
-            cells.append(_fmt_pm(r["ppl"], r["ppl_std"], ".2f", pm))
+            cells += [_fmt_pm(r["ppl"], r["ppl_std"], ".2f", pm),
+                      _fmt_pm(r.get("ppl_word"), r.get("ppl_word_std"), ".1f", pm)]
         cells += [_fmt_pm(r["valid_nll"], r["valid_nll_std"], ".3f", pm), str(int(r["n_eval"] or 0))]
         if with_status:
             cells.append(str(r["status"]) if _present(r["status"]) else "–")

@@ -500,7 +500,9 @@ def test_language_model_quality_is_perplexity(tmp_path: Path) -> None:
     assert r["layers"] == "6" and pd.isna(r["bleu_test"])
     assert r["ppl"] == pytest.approx(np.mean([math.exp(2.15), math.exp(2.09)]))
     md = write_leaderboard(res)["md"].read_text()
-    assert "ppl (test, per token)" in md and "MACs (M, 30 tok)" in md and "BLEU" not in md
+    assert "ppl (test, per token)" in md and "ppl (test, per word)" in md and "MACs (M, 30 tok)" in md
+    assert "BLEU" not in md and f"| {r['ppl_word']:.1f} ± {r['ppl_word_std']:.1f} |" in md
+    assert r["ppl_word"] == pytest.approx(2 * r["ppl"])
     from bench.report.figures import fig_quality_vs_macs, quality_spec
 
     q = quality_spec(df)
