@@ -95,7 +95,8 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
         heads.append("gen. 30 tok p50 ms (1 thr)" if lm else f"{'summ.' if summ else 'transl.'} p50 ms (1 thr)")
     if has_cuda:
         heads.append("fwd p50 ms (GPU)")
-    ratios = [(k, h) for k, h in (("forward_t1", "fwd"), ("translate_t1", "transl.")) if trust.has_ratio(df, k)]
+    decode = "gen." if lm else "summ." if summ else "transl."  # the second workload, as its p50 column names it
+    ratios = [(k, h) for k, h in (("forward_t1", "fwd"), ("translate_t1", decode)) if trust.has_ratio(df, k)]
     heads += [f"{h} ratio (1 thr, 95% CI)" for _, h in ratios]
     heads.append("size (MB)")
     if kind == "rouge":
