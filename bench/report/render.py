@@ -91,11 +91,11 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     heads += ["params (M, no emb.)", "MACs (M, 30 tok)" if lm else f"MACs (M, {src}+{tgt} tok)", "fwd p50 ms (1 thr)"]
     if tmax:
         heads.append(f"fwd p50 ms ({tmax} thr)")
+    decode = "gen." if lm else "summ." if summ else "transl."  # the second workload's name in every column
     if has_translate:
-        heads.append("gen. 30 tok p50 ms (1 thr)" if lm else f"{'summ.' if summ else 'transl.'} p50 ms (1 thr)")
+        heads.append(f"{decode}{' 30 tok' if lm else ''} p50 ms (1 thr)")
     if has_cuda:
         heads.append("fwd p50 ms (GPU)")
-    decode = "gen." if lm else "summ." if summ else "transl."  # the second workload, as its p50 column names it
     ratios = [(k, h) for k, h in (("forward_t1", "fwd"), ("translate_t1", decode)) if trust.has_ratio(df, k)]
     heads += [f"{h} ratio (1 thr, 95% CI)" for _, h in ratios]
     heads.append("size (MB)")
@@ -162,7 +162,7 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     lat = f"Latency: batch 1, fp32, median (p50) of at least 30 timed calls on {device}, torch {torch}"
     lat += "; fwd = the MAC pass"
     if has_translate:
-        lat += (", gen. = 30 greedy incremental steps" if lm else f", {'summ.' if summ else 'transl.'} = encode "
+        lat += (", gen. = 30 greedy incremental steps" if lm else f", {decode} = encode "
                 f"{src} + {tgt} greedy decoding steps")
     notes.append(lat + ". Size: fp32 serialized model (compressed rows: size on disk).")
     notes += trust.notes(df, display_name)  # paired latency ratios; noisy figures and why
