@@ -413,8 +413,11 @@ class Trainer:
                 for sig, handler in old_handlers.items():
                     signal.signal(sig, handler)
         st.wall_s += time.perf_counter() - started
+        final_sample = None
         if reason != "interrupted":
             st.valid_nll = self.validate(None)
+            # the in-training sample once more, so that the drift rule compares like with like
+            final_sample = st.valid_nll if s.valid_sentences is None else self.validate(s.valid_sentences)
             self._log({"step": st.step, "tokens": st.tokens, "wall_s": round(st.wall_s, 2), "train_loss": None,
                        "lr": None, "tokens_per_s": None, "valid_nll": round(st.valid_nll, 4), "final": True})
         self.save()
@@ -429,6 +432,7 @@ class Trainer:
             "valid_nll": st.valid_nll,
             "epochs": st.epoch + st.batch_index / max(len(self.batches), 1),
             "best_valid_nll": min(in_training) if in_training else None,  # in-training subset (valid_sentences)
+            "final_sample_valid_nll": final_sample,  # the end weights on that same subset
             "unigram_entropy": unigram_entropy(self.data.train, self.pad),  # the plateau of a run that fails
             "schedule": s.name,
             "schedule_config": s.to_dict(),  # every key of the schedule this run trained with

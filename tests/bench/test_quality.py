@@ -59,6 +59,13 @@ def test_failed_rule_on_synthetic_curves():
     assert "above its best" in failed_reason(4.0, 3.8, 6.5)  # diverged late: 0.2 nats above its best
     assert failed_reason(3.85, 3.8, 6.5) is None  # within 0.1
     assert "no finite" in failed_reason(float("nan"), 3.0, 6.5)
+    # drift is judged on the in-training sample where the record has it: a whole split 0.2 above the sample's
+    # best is the sample's offset when the sample itself ended 0.05 above it...
+    assert failed_reason(3.2, 3.0, 6.5, final_sample=3.05) is None
+    # ...and a collapse when the sample ended 0.15 above it
+    assert "on the in-training sample 3.15" in failed_reason(3.1, 3.0, 6.5, final_sample=3.15)
+    # the plateau is always the whole split's
+    assert "unigram entropy" in failed_reason(6.6, 6.55, 6.5, final_sample=6.4)
 
 
 def _train(seed, final, best=None, plateau=6.5, curve=None):
@@ -77,6 +84,16 @@ def test_row_status_names_the_failed_seed_and_uses_the_whole_split_figure():
     old = pd.DataFrame([_train(1, 7.6, None, None, curve=[{"valid_nll": 6.83}, {"valid_nll": 7.1}, {"final": True,
                                                                                                  "valid_nll": 7.6}])])
     assert row_status(old)[0] == "failed" and "6.83" in row_status(old)[1]
+
+
+def test_row_status_judges_drift_on_the_in_training_sample():
+    rec = _train(1, 3.0, 2.9)
+    rec["final_sample_valid_nll"] = 2.95  # the eval's whole split is 0.2 above the sample's best; the sample 0.05
+    evals = pd.DataFrame([{"seed": 1, "valid_nll": 3.1}])
+    assert row_status(pd.DataFrame([rec]), evals) == ("ok", None)
+    rec["final_sample_valid_nll"] = 3.05
+    status, why = row_status(pd.DataFrame([rec]), evals)
+    assert status == "failed" and "3.05" in why and "2.90" in why
 
 
 # ---------------------------------------------------------------------------------------------- BLEU

@@ -183,6 +183,24 @@ def test_a_truncated_run_is_the_first_part_of_the_full_run(tmp_path):
     assert log("cut")[-1][2] > 0.5 * sched.lr  # far from the end of the cosine: not a schedule in miniature
 
 
+def test_the_end_weights_are_validated_on_the_in_training_sample_too(tmp_path):
+    """The failed-run drift check compares the best in-training validation with the end weights on the same
+    sample: with the last update on a validation step, the record's figure is that in-training value, and the
+    whole split's differs from it."""
+    corpus = write_corpus(tmp_path / "toy")
+    sched = get_schedule("quick", max_tokens=None, max_steps=6, batch_tokens=256, warmup_steps=2, valid_every=3,
+                         valid_sentences=10, checkpoint_every=1000, log_every=1, precision="fp32", max_len=64,
+                         eval_beam=1, eval_sentences=None, lr=3e-3, decay="cosine")
+    data = load_task_data(str(corpus), "mt", sched, vocab_size=60)
+    cfg = dict(d_model=32, heads=4, encoder_layers=1, decoder_layers=1, ffn_dim=64, dropout=0.0)
+    out = Trainer("transformer", cfg, data, sched, 1, tmp_path / "run", progress=False).run(resume=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "train.jsonl").read_text().splitlines()]
+    in_training = {r["step"]: r["valid_nll"] for r in rows if r.get("valid_nll") is not None and not r.get("final")}
+    assert sorted(in_training) == [3, 6] and out["best_valid_nll"] == min(in_training.values())
+    assert out["final_sample_valid_nll"] == pytest.approx(in_training[6], abs=1e-4)
+    assert abs(out["valid_nll"] - out["final_sample_valid_nll"]) > 1e-4  # 10 sentences are not the whole split
+
+
 def _rec(family, lr, nll, tokens=100):
     return {"family": family, "lr": lr, "valid_nll": nll, "tokens_per_trial": tokens, "train_tokens": tokens}
 
