@@ -233,7 +233,7 @@ def test_the_budget_files_tune_section_sets_the_grid_and_the_trial_size(tmp_path
     lm = load_budget("100M", task="lm")
     assert search_plan(lm, short(lm)) == ((5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2), 2_000_000 // 3, "truncated")
     lm = load_budget("500M", task="lm")
-    assert search_plan(lm, short(lm)) == ((2e-3, 4e-3, 8e-3), 2_000_000 // 3, "truncated")
+    assert search_plan(lm, short(lm)) == ((1e-3, 2e-3, 4e-3, 8e-3), 2_000_000 // 3, "truncated")
     # the command line wins; a file without the section gets the defaults (plan divides by the grid's size)
     assert search_plan(b100, short(b100), (1e-3,), 1000, "truncated") == ((1e-3,), 1000, "truncated")
     plain = tmp_path / "plain.yaml"
