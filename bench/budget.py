@@ -258,14 +258,7 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         _check_keys(keys, tuple(k for k in SCHEDULES[sched].to_dict() if k != "name"), where, what)
     own = (train.get(task) or {}) if task in TASK_SECTIONS else {}
     train = {k: {**(train.get(k) or {}), **(own.get(k) or {})} for k in SCHEDULES if k in train or k in own}
-    shared = raw.get("shared") or {}
-    if not isinstance(shared, dict):
-        raise BenchError(f"{where}: 'shared' must map model config keys to values")
-    known = {k for m in models for k in get_entry(m).config_cls.keys()}
-    bad = sorted(k for k in shared if k not in known or k in ("task", "d_model", "ffn_dim"))
-    if bad:
-        raise BenchError(f"{where}: shared key(s) {', '.join(bad)} are not config keys a budget may share; "
-                         f"valid: {', '.join(sorted(known - {'task', 'd_model', 'ffn_dim'}))}")
+    shared = _shared(raw.get("shared"), models, where, task)
     # the variants are rows of their own budget's table; a latency budget made from its template compares the
     # families alone; a variant names the tasks it belongs to (the paper's post-norm rows: translation)
     variants = _variants(raw.get("variants") or {}, models, where) if latency_ms is None else {}
@@ -286,6 +279,22 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         tuned_from=str(raw["tuned_from"]) if raw.get("tuned_from") is not None else tuned_from,
         tune=parse_tune_plan(raw.get("tune"), where, task),
     )
+
+
+def _shared(raw: Any, models: dict[str, ScalingRule], where: str, task: str) -> dict[str, Any]:
+    """The model knobs every family of this budget shares for ``task``: the section's own keys, then its task
+    subsection's (``shared: {dropout: 0.1, mt: {dropout: 0.0}}`` gives translation 0 and the others 0.1)."""
+    raw = raw or {}
+    if not isinstance(raw, dict) or not all(isinstance(raw[t], dict) for t in TASKS if t in raw):
+        raise BenchError(f"{where}: 'shared' must map model config keys to values (and a task, "
+                         f"{', '.join(TASKS)}, to its own such mapping)")
+    known = {k for m in models for k in get_entry(m).config_cls.keys()} - {"task", "d_model", "ffn_dim"}
+    for keys in (raw, *(raw[t] for t in TASKS if t in raw)):
+        bad = sorted(str(k) for k in keys if k not in known and k not in TASKS or k in TASKS and keys is not raw)
+        if bad:
+            raise BenchError(f"{where}: shared key(s) {', '.join(bad)} are not config keys a budget may share; "
+                             f"valid: {', '.join(sorted(known))}")
+    return {**{k: v for k, v in raw.items() if k not in TASKS}, **raw.get(task, {})}
 
 
 def _task_tokens(proto: Any, task: str, where: str) -> dict[str, Any]:

@@ -41,14 +41,32 @@ def test_recipe_anneals_to_near_zero_at_the_token_budget(spec):
     assert lrs[half] == pytest.approx(0.5 * s.lr, rel=0.02)
 
 
-@pytest.mark.parametrize("spec", ["100M", "500M"])
-def test_every_family_gets_the_shared_norm_placement_and_dropouts(spec):
-    budget = load_budget(spec)
+@pytest.mark.parametrize("spec, task, dropout", [("100M", "mt", 0.0), ("100M", "lm", 0.1), ("100M", "sum", 0.1),
+                                                 ("500M", "mt", 0.1), ("500M", "sum", 0.1)])
+def test_every_family_gets_the_shared_norm_placement_and_dropouts(spec, task, dropout):
+    budget = load_budget(spec, task=task)
     for model in budget.models:
         cfg = solve_model(budget, model, confirm=False).config
         assert cfg.normalize_before is True
-        assert (cfg.dropout, cfg.attention_dropout, cfg.activation_dropout) == (0.1, 0.0, 0.0)
+        assert (cfg.dropout, cfg.attention_dropout, cfg.activation_dropout) == (dropout, 0.0, 0.0)
         assert getattr(cfg, "weight_dropout", 0.0) == 0.0
+
+
+def test_a_task_subsection_of_shared_applies_to_that_task_alone(tmp_path):
+    """``shared: {dropout: 0.1, mt: {dropout: 0.0}}``: translation's rows get 0, language modelling's and
+    summarization's 0.1, and their configs (so their record folders) are those of a file without the subsection."""
+    plain = _budget_file(tmp_path, "")
+    scoped = tmp_path / "scoped.yaml"
+    line = next(x for x in plain.read_text().splitlines() if x.startswith("shared:"))
+    assert "dropout: 0.1," in line
+    scoped.write_text(plain.read_text() + line[:-1] + ", mt: {dropout: 0.0}}\n")
+    for task, want in (("mt", 0.0), ("lm", 0.1), ("sum", 0.1)):
+        budget = load_budget(scoped, task=task)
+        for model in budget.models:
+            cfg = solve_model(budget, model, confirm=False).config
+            assert cfg.dropout == want and cfg.normalize_before is True
+            if task != "mt":
+                assert cfg == solve_model(load_budget(plain, task=task), model, confirm=False).config
 
 
 def test_post_norm_variants_are_the_same_model_with_post_norm():
@@ -78,6 +96,9 @@ def _budget_file(tmp_path: Path, extra: str) -> Path:
         ("shared: {dropuot: 0.1}\n", "shared key\\(s\\) dropuot"),
         ("shared: {d_model: 64}\n", "shared key\\(s\\) d_model"),
         ("shared: [1]\n", "'shared' must map"),
+        ("shared: {mt: 0.1}\n", "'shared' must map"),
+        ("shared: {mt: {dropuot: 0.0}}\n", "shared key\\(s\\) dropuot"),
+        ("shared: {mt: {lm: {dropout: 0.0}}}\n", "shared key\\(s\\) lm"),
         ("variants: {x: {model: nope, set: {}}}\n", "variant 'x' needs 'model'"),
         ("variants: {x: {model: transformer, set: {kernel_sizes: [3]}}}\n", "sets unknown transformer key"),
         ("variants: {x: {model: transformer, set: {}, colour: red}}\n", "unknown key\\(s\\) colour"),
