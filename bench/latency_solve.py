@@ -28,8 +28,8 @@ candidate's estimate is the median of its ratios times the median of every proce
 every family of the folder (one reference level for all, so that their estimates compare as their ratios do;
 timed beside a candidate, the reference runs as it does alone: measured 6.06 ms beside, 6.08 alone).
 (Summarization times both at its own shapes.) Measurements are kept in
-``results/<budget>/latency-solve/<model>.json`` (keyed by the setting, the family's base config, the machine's
-CPU model and the torch version), so that an interrupted solve resumes and a solved one costs nothing; a
+``results/<budget>/latency-solve/<model>.json`` (keyed by the setting, the family's base config without the
+dropouts, which inference does not read, the machine's CPU model and the torch version), so that an interrupted solve resumes and a solved one costs nothing; a
 config measured more than once counts with the median of its measurements. A target that no config on the
 grid can meet fails in one line.
 """
@@ -140,13 +140,33 @@ def _median(values: list[float]) -> float:
     return got[mid] if len(got) % 2 else (got[mid - 1] + got[mid]) / 2
 
 
+TRAINING_ONLY = ("dropout", "attention_dropout", "activation_dropout", "weight_dropout")  # no-ops at inference
+
+
+def timing_key(key: dict[str, Any]) -> dict[str, Any]:
+    """``key`` as JSON sees it, without the knobs that only training reads (the dropouts) in the row's base config
+    and the reference's: a budget that changes its regularisation times the same models and keeps its solve."""
+    key = json.loads(json.dumps(key, default=str))
+    if isinstance(key.get("base"), dict):
+        key["base"] = {k: v for k, v in key["base"].items() if k not in TRAINING_ONLY}
+    ref = key.get("reference")
+    if isinstance(ref, list) and len(ref) == 2 and isinstance(ref[1], dict):
+        key["reference"] = [ref[0], {k: v for k, v in ref[1].items() if k not in TRAINING_ONLY}]
+    return key
+
+
+def _digest(key: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(timing_key(key), sort_keys=True).encode()).hexdigest()[:12]
+
+
 class Book:
     """The measurements of one family's solve, kept in a JSON file (written after every measurement, atomically)
-    so that a solve resumes; measurements of another setting, base config, machine or torch are not reused."""
+    so that a solve resumes; measurements of another setting, base config (dropouts aside: :func:`timing_key`),
+    machine or torch are not reused."""
 
     def __init__(self, path: Path | None, key: dict[str, Any]) -> None:
         self.path, self.key = path, key
-        self.digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        self.digest = _digest(key)
         self.rows: list[dict[str, Any]] = []
         self.solution: dict[str, Any] | None = None
         if path is not None and path.exists():
@@ -154,7 +174,7 @@ class Book:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 data = {}
-            if data.get("key_digest") == self.digest and data.get("version") == SOLVE_VERSION:
+            if data.get("version") == SOLVE_VERSION and _digest(data.get("key") or {}) == self.digest:
                 self.rows, self.solution = list(data.get("measurements", [])), data.get("solution")
         self.shared = self._other_references()
 
@@ -163,7 +183,7 @@ class Book:
         machine, beside the same reference: every family's estimate scales its ratios by one reference level."""
         if self.path is None or not self.path.parent.is_dir():
             return []
-        common = {k: self.key.get(k) for k in SHARED_KEY}
+        common = {k: timing_key(self.key).get(k) for k in SHARED_KEY}
         out = []
         for other in sorted(self.path.parent.glob("*.json")):
             if other == self.path:
@@ -172,9 +192,8 @@ class Book:
                 data = json.loads(other.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            key = data.get("key") or {}
-            if data.get("version") == SOLVE_VERSION and {k: key.get(k) for k in SHARED_KEY} == json.loads(
-                    json.dumps(common, default=str)):
+            key = timing_key(data.get("key") or {})
+            if data.get("version") == SOLVE_VERSION and {k: key.get(k) for k in SHARED_KEY} == common:
                 out += [r["ref_p50_ms"] for r in data.get("measurements", []) if r.get("ref_p50_ms") is not None]
         return out
 

@@ -181,6 +181,28 @@ def test_every_family_of_a_folder_scales_by_one_reference_level(tmp_path: Path) 
     assert other.shared == []  # another machine's measurements do not
 
 
+def test_a_solve_survives_a_change_of_dropout_but_not_of_a_timed_knob(tmp_path: Path) -> None:
+    """Dropouts are no-ops at inference: a budget that changes its regularisation times the same models, so its
+    solve is reused (nothing measured again); a knob that changes the model (heads) starts a new solve."""
+    from dataclasses import replace
+
+    budget = load_budget("6ms")
+    first = solve_latency(budget, "transformer", measure=fake_timer("transformer", budget), cache_dir=tmp_path,
+                          log=lambda _: None)
+
+    def never(config: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("measured again")
+
+    for knobs in ({"dropout": 0.2}, {"dropout": 0.3, "attention_dropout": 0.2, "activation_dropout": 0.1}):
+        other = replace(budget, shared={**budget.shared, **knobs})
+        assert other.base_config("transformer") != budget.base_config("transformer")
+        again = solve_latency(other, "transformer", measure=never, cache_dir=tmp_path, log=lambda _: None)
+        assert again.config.to_dict() == {**first.config.to_dict(), **knobs}
+    heads = replace(budget, shared={**budget.shared, "heads": 4})
+    with pytest.raises(AssertionError, match="measured again"):
+        solve_latency(heads, "transformer", measure=never, cache_dir=tmp_path, log=lambda _: None)
+
+
 def test_the_reference_is_the_transformer_at_the_mac_anchor() -> None:
     from bench.latency_solve import reference_config
 
