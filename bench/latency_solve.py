@@ -29,9 +29,9 @@ every family of the folder (one reference level for all, so that their estimates
 timed beside a candidate, the reference runs as it does alone: measured 6.06 ms beside, 6.08 alone).
 (Summarization times both at its own shapes.) Measurements are kept in
 ``results/<budget>/latency-solve/<model>.json`` (keyed by the setting, the family's base config without the
-dropouts, which inference does not read, the machine's CPU model and the torch version), so that an interrupted solve resumes and a solved one costs nothing; a
-config measured more than once counts with the median of its measurements. A target that no config on the
-grid can meet fails in one line.
+dropouts, which inference does not read, the machine's CPU model and the torch version), so that an
+interrupted solve resumes and a solved one costs nothing; a config measured more than once counts with the
+median of its measurements. A target that no config on the grid can meet fails in one line.
 """
 
 from __future__ import annotations
