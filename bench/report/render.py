@@ -194,6 +194,9 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
             names = {frozenset({True}): "pre-norm", frozenset({False}): "post-norm"}
             norm = names.get(frozenset(norms), "pre-norm (post-norm rows named)")
             lrs = _unique_join(trained["peak_lr"]) or "?"
+            if "," in lrs and "family" in trained:  # tuned per family: say whose rate is whose
+                lrs = "; ".join(f"{display_name(str(fam))} {_unique_join(grp['peak_lr']) or '?'}"
+                                for fam, grp in trained.groupby("family", sort=True))
             recipe = f"; {norm}, dropout {_unique_join(trained['dropout']) or '?'}, peak lr {lrs}"
         notes.append(f"Training: {sched} schedule, {_unique_join(df['precision']) or '?'}{tok}{recipe}.")
     return heads, rows, notes

@@ -595,6 +595,21 @@ def test_a_failed_run_is_named_hollow_and_off_every_front(results: Path) -> None
                                                 ("transformer (post-norm, paper)", "transformer")]
 
 
+def test_the_training_line_names_whose_peak_rate_is_whose(results: Path) -> None:
+    """One peak rate for every family: stated once; tuned apart: each with its family's name."""
+    from bench.report.render import render_markdown
+
+    df = build_leaderboard(results)
+    trained = df["status"].map(lambda v: isinstance(v, str))
+    assert set(df.loc[trained, "family"]) == {"lite_transformer", "transformer"}
+    df.loc[trained, "peak_lr"] = 0.004
+    line = next(ln for ln in render_markdown(df).splitlines() if ln.startswith("Training:"))
+    assert line.rstrip(" .").endswith("peak lr 0.004")
+    df.loc[trained & (df["family"] == "lite_transformer"), "peak_lr"] = 0.002
+    line = next(ln for ln in render_markdown(df).splitlines() if ln.startswith("Training:"))
+    assert line.rstrip(" .").endswith("peak lr Lite Transformer 0.002; Transformer 0.004")
+
+
 def test_the_combined_legend_names_each_budgets_recipe() -> None:
     """Budgets trained under different recipes are labelled so (norm placement, dropout, peak rate of the
     families' own rows; a variant row such as post-norm does not make a budget's recipe mixed)."""
