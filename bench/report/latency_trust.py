@@ -163,11 +163,14 @@ def notes(df: pd.DataFrame, display: Any) -> list[str]:
     if keys:
         ref = display(str(df["latency_ratio_ref"].dropna().iloc[0])) if "latency_ratio_ref" in df else "the first"
         parts = []
+        tasks = set(df["task"].dropna().astype(str)) if "task" in df else set()
+        # the second workload is called "translate" in the records whatever the task: say what it ran
+        second = {frozenset({"sum"}): "summarize", frozenset({"lm"}): "generate"}.get(frozenset(tasks), "translate")
         for key in keys:
             cells = [f"{display(str(r['model']))} {ratio_cell(r, key)}" for _, r in df.iterrows()
                      if str(r["model"]) != str(r.get("latency_ratio_ref")) and ratio_cell(r, key) != "–"]
             if cells:
-                parts.append(f"{key.replace('_', ' ')}: " + ", ".join(cells))
+                parts.append(f"{key.replace('translate', second).replace('_', ' ')}: " + ", ".join(cells))
         methods = df["latency_ratio_method"].dropna() if "latency_ratio_method" in df else []
         method = str(methods.iloc[0]) if len(methods) else ("geometric mean of the per-round ratios, 95% "
                                                             "bootstrap interval over rounds")

@@ -118,12 +118,14 @@ def test_paired_ratios_become_leaderboard_columns(results):
     assert "fwd ratio (1 thr, 95% CI)" in md and "| 1.32 [1.30, 1.35] |" in md and "| 1.00 [0.98, 1.03] |" in md
     # the second workload's ratio column is named as its p50 column, per task
     assert "transl. p50 ms (1 thr)" in md and "transl. ratio (1 thr, 95% CI)" in md
-    for task, name in (("sum", "summ."), ("lm", "gen.")):
+    assert "translate t1: " in md
+    for task, name, line in (("sum", "summ.", "summarize"), ("lm", "gen.", "generate")):
         other = df.copy()
         other.attrs = df.attrs
         other["task"] = task
         head = render_markdown(other)
         assert f"{name} ratio (1 thr, 95% CI)" in head and "transl." not in head
+        assert f"{line} t1: " in head and "translate t1" not in head  # the ratio line says what ran
     assert "Latency ratios vs Transformer, measured side by side" in md
     assert "forward t1: Lite Transformer 1.32 [1.30, 1.35], Evolved Transformer 1.41 [1.39, 1.44]" in md \
         or "forward t1: Evolved Transformer 1.41 [1.39, 1.44], Lite Transformer 1.32 [1.30, 1.35]" in md
