@@ -221,16 +221,16 @@ def render_markdown(df: pd.DataFrame) -> str:
 def _quality_sections(df: pd.DataFrame) -> list[str]:
     """What the quality columns may claim: failed runs (named, not ranked), the pairwise differences with their
     intervals, and the peak rates tuning chose."""
-    from .quality import DRIFT_NATS, pairwise_note, render_pairwise
+    from .quality import DRIFT_NATS, PLATEAU_NATS, pairwise_note, render_pairwise
 
     out: list[str] = []
     base = df[df["compression"] == "none"] if "compression" in df else df
     if "status" in base and base["status"].map(_present).any():
         failed = base[base["status"] == "failed"]
         out += ["", "### Failed runs", ""]
-        out.append(f"A run failed when its final validation NLL is above the unigram entropy of its training targets "
-                   f"(the plateau) or more than {DRIFT_NATS} nats above its best in-training validation. Failed "
-                   "rows are drawn hollow and left out of every Pareto front.")
+        out.append(f"A run failed when its final validation NLL is above, or less than {PLATEAU_NATS} nats below, the "
+                   f"unigram entropy of its training targets (the plateau) or more than {DRIFT_NATS} nats above its "
+                   "best in-training validation. Failed rows are drawn hollow and left out of every Pareto front.")
         out.append("")
         out += [f"- {display_name(str(r['model']))}: {r['status_reason']}" for _, r in failed.iterrows()] or ["- none"]
     pairs = df.attrs.get("pairwise") or []

@@ -66,6 +66,10 @@ def test_failed_rule_on_synthetic_curves():
     assert "on the in-training sample 3.15" in failed_reason(3.1, 3.0, 6.5, final_sample=3.15)
     # the plateau is always the whole split's
     assert "unigram entropy" in failed_reason(6.6, 6.55, 6.5, final_sample=6.4)
+    # just under the plateau is not having trained either: 0.07 below it (a post-norm run at BLEU 0.1) fails,
+    # 0.15 below it does not
+    assert "less than 0.1 below the unigram entropy 6.79" in failed_reason(6.72, 6.67, 6.79)
+    assert failed_reason(6.64, 6.60, 6.79) is None
 
 
 def _train(seed, final, best=None, plateau=6.5, curve=None):
