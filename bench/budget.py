@@ -289,12 +289,13 @@ def _shared(raw: Any, models: dict[str, ScalingRule], where: str, task: str) -> 
         raise BenchError(f"{where}: 'shared' must map model config keys to values (and a task, "
                          f"{', '.join(TASKS)}, to its own such mapping)")
     known = {k for m in models for k in get_entry(m).config_cls.keys()} - {"task", "d_model", "ffn_dim"}
-    for keys in (raw, *(raw[t] for t in TASKS if t in raw)):
-        bad = sorted(str(k) for k in keys if k not in known and k not in TASKS or k in TASKS and keys is not raw)
+    top = {k: v for k, v in raw.items() if k not in TASKS}
+    for keys in (top, *(raw[t] for t in TASKS if t in raw)):  # a task inside a task's subsection is not a key
+        bad = sorted(str(k) for k in keys if k not in known)
         if bad:
             raise BenchError(f"{where}: shared key(s) {', '.join(bad)} are not config keys a budget may share; "
                              f"valid: {', '.join(sorted(known))}")
-    return {**{k: v for k, v in raw.items() if k not in TASKS}, **raw.get(task, {})}
+    return {**top, **raw.get(task, {})}
 
 
 def _task_tokens(proto: Any, task: str, where: str) -> dict[str, Any]:
