@@ -423,14 +423,15 @@ def confirmed_macs(budget: Budget, model: str, cfg: ModelConfig) -> int:
 def solve_model(budget: Budget, model: str, confirm: bool = True, cache_dir: Path | None = None) -> Solution:
     """The config of ``model`` whose MACs land within the budget's tolerance, as close to the family's own
     shape as the scaling rule allows. Deterministic. Raises BenchError when no config on the grid fits.
-    A latency budget is solved by measurement instead (bench.latency_solve; ``cache_dir`` keeps its
-    measurements, by default under results/<budget>/latency-solve)."""
+    A latency budget is solved by measurement instead (bench.latency_solve, its families then confirmed
+    together: bench.latency_together; ``cache_dir`` keeps the measurements, by default under
+    results/<budget>/latency-solve)."""
     if model not in budget.models and model not in budget.variants:
         raise BenchError(f"model {model!r} is not in budget {budget.name}; it has: {', '.join(budget.rows())}")
     if budget.latency is not None:
-        from .latency_solve import solve_latency
+        from .latency_together import solve_latency_budget
 
-        return solve_latency(budget, model, cache_dir=cache_dir)
+        return solve_latency_budget(budget, model, cache_dir=cache_dir)
     base = budget.base_config(model)
     model = budget.family_of(model)
     rule, task, proto = budget.models[model], model_task(budget.task), budget.protocol

@@ -31,6 +31,15 @@ def fake_timer(model: str, budget: Any, per_gmac_ms: float = 40.0, overhead_ms: 
     return measure
 
 
+def fake_set(budget: Any) -> Any:
+    """The families timed together (bench.latency_together) on the same fake machine, beside a 6 ms reference."""
+    def measure(configs: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+        p50 = {row: fake_timer(fam, budget)(cfg)["p50_ms"] for row, (fam, cfg) in configs.items()}
+        return {"ratios": {row: v / 6.0 for row, v in p50.items()}, "ref_p50_ms": 6.0}
+
+    return measure
+
+
 def by_hand(budget: Any, model: str, per_gmac_ms: float = 40.0, overhead_ms: float = 1.5) -> list[tuple[int, float]]:
     """(width, fake latency) of every grid width with the family's own ffn rule."""
     base = budget.base_config(model)
@@ -239,9 +248,11 @@ def test_latency_budget_specs_and_files(tmp_path: Path) -> None:
 
 def test_solve_model_dispatches_a_latency_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import bench.latency_solve as ls
+    import bench.latency_together as lt
 
     budget = load_budget("6ms")
     monkeypatch.setattr(ls, "measure_in_child", lambda b, m, ref=None: fake_timer(m, b))
+    monkeypatch.setattr(lt, "measure_set_in_child", lambda b, ref=None: fake_set(b))
     sol = solve_model(budget, "evolved_transformer", cache_dir=tmp_path)
     assert sol.latency is not None and abs(sol.latency["rel_error"]) <= 0.03
     assert sol.to_dict()["latency"]["target_ms"] == 6.0
@@ -264,9 +275,11 @@ def test_a_latency_budgets_own_setting_is_the_median_of_five_processes(tmp_path:
     tolerance is checked against: five fresh processes, their median; any other setting is timed once."""
     import bench.latency
     import bench.latency_solve as ls
+    import bench.latency_together as lt
     from bench.runner import Sweep, SweepOptions
 
     monkeypatch.setattr(ls, "measure_in_child", lambda b, m, ref=None: fake_timer(m, b))
+    monkeypatch.setattr(lt, "measure_set_in_child", lambda b, ref=None: fake_set(b))
     figures = iter([6.9, 5.1, 6.0, 5.9, 6.2, 40.0])  # five forward processes, then the translate one
     calls: list[str] = []
 

@@ -126,6 +126,16 @@ def test_paired_latency_and_the_latency_solver_time_the_summarization_shapes(mon
     measure_in_child(budget, "lite_transformer")(members[1][2])
     assert seen == [{"src_len": budget.protocol.src_tokens, "tgt_len": budget.protocol.tgt_tokens}] == [
         {"src_len": 70, "tgt_len": 10}]
+    # and the families timed together (bench.latency_together) too
+    from bench.latency_together import measure_set_in_child
+
+    def fake_set(members, **kwargs):
+        seen.append(kwargs.get("shape"))
+        return {"p50_ms": {m[0]: 1.0 for m in members}, "ratios": {m[0]: {"ratio": 1.0} for m in members}}
+
+    monkeypatch.setattr(compare, "compare_in_subprocess", fake_set)
+    got = measure_set_in_child(budget)({"lite_transformer": ("lite_transformer", members[1][2])})
+    assert seen[-1] == {"src_len": 70, "tgt_len": 10} and got["ratios"] == {"lite_transformer": 1.0}
 
 
 def test_summaries_are_capped_and_scored_by_rouge(monkeypatch: pytest.MonkeyPatch) -> None:
