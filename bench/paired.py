@@ -7,15 +7,23 @@ holding the machine lock exclusively. The Transformer row is the reference (the 
 has none); the hash covers the members' names and config hashes, so another set of models or another config
 gets its own folder and never reuses a stale comparison. The report turns the records into the leaderboard's
 ``latency_ratio_*`` columns (bench.report.latency_trust).
+
+A latency budget's own figure (its setting's lone p50, the median of five fresh processes, which the
+tolerance is checked against) is measured for every model of the sweep in interleaved rounds
+(:func:`lone_stages`): process 1 of each model, then process 2 of each, in rotating order, so that the
+machine's speed, which moves by several percent from minute to minute on a shared machine, weighs on every
+family alike instead of on whichever family's turn it was.
 """
 
 from __future__ import annotations
 
+import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .records import StageRecord
+from .records import StageRecord, write_record
 
 if TYPE_CHECKING:
     from .runner import ModelRun, Sweep
@@ -93,3 +101,51 @@ def compare_stages(sweep: Sweep) -> list[StageRecord]:
 
         out.append(sweep._stage(group, f"latency_compare-{device}-t{threads}-{workload}", measure))
     return out
+
+
+def lone_stages(sweep: Sweep) -> list[StageRecord]:
+    """A latency budget's own-setting records (``latency-<device>-t<threads>-<workload>``) of every model of
+    the sweep that lacks one (all with ``--force``), measured in interleaved rounds of fresh processes
+    (module docstring); the per-model stage then finds them written. Nothing with fewer than two such models
+    (one model's stage measures it alone, as before), for a MAC budget, or on a smoke run."""
+    from .latency import LONE_PROCESSES, measure_in_subprocess, median_of_processes
+    from .profiling import paper_macs
+    from .runner import finished, locked
+
+    lat = sweep.budget.latency
+    if lat is None or sweep.opts.quick or (lat.dtype, lat.backend) != ("fp32", "eager") \
+            or (lat.device, lat.threads, lat.workload) not in sweep.latency_settings():
+        return []
+    name = f"latency-{lat.device}-t{lat.threads}-{lat.workload}"
+    runs = [sweep.plan(m) for m in sweep.models]
+    with ExitStack() as stack:
+        for r in runs:
+            stack.enter_context(locked(r.folder, name))
+        todo = [r for r in runs if sweep.opts.force or finished(r.folder / f"{name}.json") is None]
+        if len(todo) < 2:
+            return []
+        sweep.opts.log(f"{name} of {', '.join(r.row for r in todo)}: {LONE_PROCESSES} fresh processes each, "
+                       "in interleaved rounds")
+        got: dict[str, list[dict[str, Any]]] = {r.row: [] for r in todo}
+        started = time.perf_counter()
+        with sweep._machine(name) as span:
+            for i in range(LONE_PROCESSES):
+                for r in todo[i % len(todo):] + todo[:i % len(todo)]:
+                    config = r.solution.config.to_dict()
+                    got[r.row].append(measure_in_subprocess(
+                        r.model, config, workload=lat.workload, threads=lat.threads, device=lat.device,
+                        paper_macs=paper_macs(r.model, config, sweep.budget.protocol), **sweep._latency_shape()))
+        wall = time.perf_counter() - started
+        out, figures = [], []
+        for r in todo:
+            rec = median_of_processes(got[r.row])
+            figures.append(f"{r.row} {rec['p50_ms']:.3f} ms")
+            rec.pop("model", None)
+            rec.pop("config", None)
+            rec["interleaved_with"] = [o.row for o in todo if o is not r]
+            record = sweep._record(r, name, rec, wall, span)
+            write_record(r.folder / f"{name}.json", record)
+            sweep.fresh.add(r.folder / f"{name}.json")
+            out.append(record)
+        sweep.opts.log(f"  {name}: {wall:.1f} s ({', '.join(figures)})")
+        return out

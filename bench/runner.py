@@ -8,7 +8,8 @@ where it stopped. Records are written atomically under a per-run lock: two sweep
 file and never run the same stage twice. Every stage holds the machine lock (bench.machine_lock): latency
 stages exclusively, the others shared, and its record says when it started and finished and how long it
 waited for the lock. Before the per-model stages, the paired latency of all the sweep's models is measured
-once per latency setting (bench.paired). Checkpoints and logs of training go to ``.cache/runs/`` (not
+once per latency setting, and a latency budget's own-setting figures of every model in interleaved rounds of
+fresh processes (bench.paired). Checkpoints and logs of training go to ``.cache/runs/`` (not
 committed); the record keeps the learning curve.
 """
 
@@ -203,6 +204,7 @@ class Sweep:
         own = self.results / "tuning" / "chosen.json"
         kind = self.budget.tune.trials if self.budget.tune else None
         self.tuned = {} if opts.quick else read_tuned(self.results if own.exists() else tuned_at, self.schedule, kind)
+        self.fresh: set[Path] = set()  # records this sweep wrote before the per-model stages (bench.paired)
         self.job: dict[str, Any] = {}  # in a cluster job: which job writes the records (bench.cluster.job_info)
         self.failed: list[Any] = []  # jobs of this sweep that failed (bench.cluster.Outcome)
 
@@ -248,7 +250,7 @@ class Sweep:
         path = run.folder / f"{name}.json"
         with locked(run.folder, name):
             existing = finished(path)
-            if existing is not None and not self.opts.force:
+            if existing is not None and (not self.opts.force or path in self.fresh):
                 self.opts.log(f"  {name}: done before, skipped ({path.relative_to(self.results)})")
                 return existing
             started = time.perf_counter()
@@ -439,12 +441,13 @@ class Sweep:
         return written
 
     def run(self) -> list[Path]:
-        from .paired import compare_stages
+        from .paired import compare_stages, lone_stages
 
         started = time.perf_counter()
         if self.opts.executor == "local":
             if "latency" in self.opts.stages:
                 compare_stages(self)
+                lone_stages(self)
             for model in self.models:
                 self.run_model(model)
         else:  # one cluster job per unit; the report is built from whatever they wrote

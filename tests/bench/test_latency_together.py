@@ -152,3 +152,47 @@ def test_solve_model_confirms_a_latency_budgets_families_together(tmp_path: Path
     assert sol.latency["together"]["spread"] <= 0.03
     assert set(sol.latency["together"]["p50_ms"]) == set(FAMILIES)
     assert all(math.isfinite(v) for v in sol.latency["together"]["p50_ms"].values())
+
+
+def test_a_sweeps_own_setting_figures_are_measured_in_interleaved_rounds(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lone forward figures of a latency budget's families come from fresh processes in rotating rounds
+    (T L, L T, T L, ...), each family's record the median of its own five; --force measures them once."""
+    import bench.latency
+    import bench.latency_solve as ls
+    import bench.latency_together as lt
+    import bench.paired
+    from bench.runner import Sweep, SweepOptions
+
+    monkeypatch.setattr(ls, "measure_in_child", lambda b, m, ref=None: own_timers(b, {})[m])
+    monkeypatch.setattr(lt, "measure_set_in_child", lambda b, ref=None: set_timer(b))
+    monkeypatch.setattr(bench.paired, "compare_stages", lambda sweep: [])
+    figures = {"transformer": iter([6.0, 6.3, 5.7, 6.1, 5.9] * 2), "lite_transformer": iter([5.0, 5.4, 4.6, 5.2, 4.8] * 2)}
+    calls: list[tuple[str, str]] = []
+
+    def fake(model: str, config: dict[str, Any], *, workload: str, **kwargs: Any) -> dict[str, Any]:
+        calls.append((model, workload))
+        p50 = next(figures[model]) if workload == "forward" else 40.0
+        return {"p50_ms": p50, "cv": 0.01, "latency_status": "ok", "workload": workload, "device": "cpu",
+                "threads": kwargs["threads"], "dtype": "fp32"}
+
+    monkeypatch.setattr(bench.latency, "measure_in_subprocess", fake)
+
+    def sweep(force: bool) -> None:
+        Sweep(SweepOptions(budget="6ms", models=["transformer", "lite_transformer"], threads=[1],
+                           stages=("latency",), force=force, results_root=tmp_path / "results",
+                           cache_root=tmp_path / "cache", log=lambda m: None)).run()
+
+    sweep(False)
+    forward = [m for m, w in calls if w == "forward"]
+    assert forward == ["transformer", "lite_transformer", "lite_transformer", "transformer"] * 2 + [
+        "transformer", "lite_transformer"]
+    assert [w for _, w in calls[10:]] == ["translate", "translate"]  # the other settings, per model, after
+    for model, want in (("transformer", [6.0, 6.3, 5.7, 6.1, 5.9]), ("lite_transformer", [5.0, 5.4, 4.6, 5.2, 4.8])):
+        (run,) = (tmp_path / "results" / "6ms" / "runs").glob(f"{model}-*")
+        rec = json.loads((run / "latency-cpu-t1-forward.json").read_text())
+        assert rec["process_p50_ms"] == want and rec["p50_ms"] == sorted(want)[2]
+        assert rec["interleaved_with"] == [m for m in ("transformer", "lite_transformer") if m != model]
+    calls.clear()
+    sweep(True)  # measured again, once: interleaved, then not again by the per-model stage
+    assert [w for _, w in calls] == ["forward"] * 10 + ["translate"] * 2
