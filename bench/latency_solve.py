@@ -19,6 +19,7 @@ search (:func:`solve_latency`), per family, on the family's own grid and scaling
    feeds the secant again (three rounds at most), and after the last round the config confirmed within the
    whole tolerance nearest the target is the one solved. When the fine knob cannot steer through the noise,
    the nearest config measured so far is the one confirmed.
+5. A budget's families are then confirmed together, timed as one set (bench.latency_together).
 
 Every candidate is measured in a fresh process (bench.launcher), under the machine lock and the quiet-machine
 wait, side by side with a reference (the Transformer at the budget's MAC anchor, 100M) in interleaved rounds
