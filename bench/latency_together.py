@@ -14,8 +14,10 @@ The step, after every family's own solve:
 
 1. Time the set (every family's current config, and the reference) in ``JOINT_PROCESSES`` fresh processes,
    interleaved rounds in each (bench.latency.compare, as the own solves do). A family's estimate is the
-   median of its ratios to the reference over every process that timed its config in a set, times the median
-   of those processes' reference figures (one level for all families).
+   median of its ratios to the reference over every process that timed its config in a set, times the
+   reference's level: the median of its figures over every process of the families' own solves and of this
+   step (one level for all families, over all the minutes the budget was measured in: the last set's own
+   reference figures move by several percent from minute to minute, and the knobs would chase them).
 2. The set is confirmed when every estimate is within the tolerance of the target and the largest is within
    the tolerance of the smallest. Otherwise every family outside the inner half of the tolerance moves its
    fine knob: a secant step over its configs timed in sets at that width, or, with only one, a step that
@@ -42,7 +44,7 @@ from .latency_solve import PAIRED_ROUNDS, REPO, _analytic, _log, _median, _where
 
 JOINT_PROCESSES = 4  # fresh processes per set (one process's ratio moves by +-2.5%)
 MAX_JOINT_ROUNDS = 4  # sets timed at most: the families' own solutions, then three steps
-TOGETHER_VERSION = 1
+TOGETHER_VERSION = 2  # 2: the reference level over the own solves' processes too
 TOGETHER_FILE = "together.json"
 MeasureSet = Callable[[dict[str, tuple[str, dict[str, Any]]]], dict[str, Any]]
 
@@ -78,6 +80,7 @@ class Joint:
         self.path, self.key = path, key
         self.rows: list[dict[str, Any]] = []
         self.solution: dict[str, Any] | None = None
+        self.own_refs: list[float] = []
         if path is not None and path.exists():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
@@ -87,7 +90,11 @@ class Joint:
                 self.rows, self.solution = list(data.get("measurements", [])), data.get("solution")
 
     def level(self) -> float:
-        return _median([r["ref_p50_ms"] for r in self.rows])
+        """The reference's level: the median of its figures over every process of the families' own solves
+        (``own_refs``) and of this step, so that an estimate carries the machine's speed over all the minutes
+        the budget was measured in, not over the last set's (which moves by several percent from minute to
+        minute and would have the fine knobs chase it)."""
+        return _median(self.own_refs + [r["ref_p50_ms"] for r in self.rows])
 
     def sets(self) -> list[dict[str, list[int]]]:
         """Every set timed, in the order of its first measurement."""
@@ -151,6 +158,7 @@ def solve_latency_budget(budget: Any, row: str, *, cache_dir: Path | None = None
            "base": {r: timing_key({"base": budget.base_config(r)})["base"] for r in families}, "own": start,
            **machine}
     joint = Joint(folder / TOGETHER_FILE, timing_key(key))
+    joint.own_refs = _own_references(folder, families)
 
     def solution_for(configs: dict[str, list[int]]) -> Any:
         d, f = configs[row]
@@ -217,6 +225,18 @@ def solve_latency_budget(budget: Any, row: str, *, cache_dir: Path | None = None
     joint.solution = sets[min(good)[1]]
     joint.save()
     return solution_for(joint.solution)
+
+
+def _own_references(folder: Path, families: list[str]) -> list[float]:
+    """The reference's figures in the families' own solves (their books, just read back by their solves)."""
+    out: list[float] = []
+    for r in families:
+        try:
+            data = json.loads((folder / f"{r}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        out += [m["ref_p50_ms"] for m in data.get("measurements", []) if m.get("ref_p50_ms") is not None]
+    return out
 
 
 def _config(budget: Any, row: str, d: int, f: int) -> Any:
