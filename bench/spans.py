@@ -4,7 +4,10 @@ work computed.
 Every record the runner writes carries ``started`` and ``finished`` (UTC ISO times, ms) of the span during
 which its stage held the machine lock. :func:`latency_overlaps` lists every pair of a latency record (a
 single model's or a paired comparison) and any other record (training, evaluation, profile, compression,
-or another latency record) whose spans overlap; spans that only touch do not overlap. Records of older code,
+or another latency record) whose spans overlap; spans that only touch do not overlap. A latency budget's
+own-setting records measured in interleaved rounds (bench.paired.lone_stages) share one span, the one stage
+that timed them all under the exclusive lock: records with the same span that name each other in
+``interleaved_with`` are not an overlap. Records of older code,
 without a span, are returned apart and cannot be checked. :func:`stage_runs` reads from a sweep's log which
 stages it ran and which it found done, so that two sweeps at once can be shown to run each stage once.
 """
@@ -25,13 +28,20 @@ class Span:
     stage: str
     start: datetime
     end: datetime
+    interleaved: tuple[str, ...] = ()  # the other models of an interleaved lone measurement
 
     @property
     def latency(self) -> bool:
         return self.stage.startswith("latency")
 
+    @property
+    def model(self) -> str:
+        return Path(self.path).parent.name.rsplit("-", 1)[0]
+
     def overlaps(self, other: Span) -> bool:
-        return self.start < other.end and other.start < self.end
+        together = (self.start, self.end) == (other.start, other.end) and self.stage == other.stage \
+            and other.model in self.interleaved and self.model in other.interleaved
+        return self.start < other.end and other.start < self.end and not together
 
 
 def stage_spans(results_dirs: Iterable[Path | str]) -> tuple[list[Span], list[str]]:
@@ -46,7 +56,8 @@ def stage_spans(results_dirs: Iterable[Path | str]) -> tuple[list[Span], list[st
             rec = read_record(path)
             if rec.started and rec.finished:
                 spans.append(Span(str(path), rec.stage, datetime.fromisoformat(rec.started),
-                                  datetime.fromisoformat(rec.finished)))
+                                  datetime.fromisoformat(rec.finished),
+                                  tuple(rec.to_dict().get("interleaved_with") or ())))
             else:
                 without.append(str(path))
     return spans, without

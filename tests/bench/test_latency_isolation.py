@@ -305,6 +305,23 @@ def test_latency_spans_may_touch_but_not_overlap():
     assert latency_overlaps([_span("train", 0, 9), _span("eval", 1, 5)]) == []  # compute beside compute: fine
 
 
+def test_interleaved_lone_records_share_one_span_without_overlapping():
+    """A latency budget's lone figures measured in interleaved rounds: one stage, one span for all its
+    records; anything else inside that span, or a record that does not name the others, still overlaps."""
+    t0, t1 = datetime(2026, 1, 1), datetime(2026, 1, 1, 0, 1)
+    names = ["transformer", "lite_transformer", "evolved_transformer"]
+
+    def lone(model: str, others: tuple[str, ...]) -> Span:
+        return Span(f"5.4ms/runs/{model}-abc/latency-cpu-t1-forward.json", "latency", t0, t1, others)
+
+    together = [lone(m, tuple(o for o in names if o != m)) for m in names]
+    assert latency_overlaps(together) == []
+    train = Span("5.4ms/runs/transformer-abc/train-s1.json", "train", t0 + timedelta(seconds=5), t1)
+    assert latency_overlaps([*together, train]) == [(s, train) for s in together]
+    stranger = lone("transformer_b", ())
+    assert len(latency_overlaps([*together, stranger])) == 3
+
+
 def test_spans_are_read_from_records(tmp_path):
     run = tmp_path / "100M" / "runs" / "transformer-abc"
     run.mkdir(parents=True)

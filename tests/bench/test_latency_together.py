@@ -167,7 +167,8 @@ def test_a_sweeps_own_setting_figures_are_measured_in_interleaved_rounds(tmp_pat
     monkeypatch.setattr(ls, "measure_in_child", lambda b, m, ref=None: own_timers(b, {})[m])
     monkeypatch.setattr(lt, "measure_set_in_child", lambda b, ref=None: set_timer(b))
     monkeypatch.setattr(bench.paired, "compare_stages", lambda sweep: [])
-    figures = {"transformer": iter([6.0, 6.3, 5.7, 6.1, 5.9] * 2), "lite_transformer": iter([5.0, 5.4, 4.6, 5.2, 4.8] * 2)}
+    figures = {"transformer": iter([6.0, 6.3, 5.7, 6.1, 5.9] * 2),
+               "lite_transformer": iter([5.0, 5.4, 4.6, 5.2, 4.8] * 2)}
     calls: list[tuple[str, str]] = []
 
     def fake(model: str, config: dict[str, Any], *, workload: str, **kwargs: Any) -> dict[str, Any]:
@@ -193,6 +194,11 @@ def test_a_sweeps_own_setting_figures_are_measured_in_interleaved_rounds(tmp_pat
         rec = json.loads((run / "latency-cpu-t1-forward.json").read_text())
         assert rec["process_p50_ms"] == want and rec["p50_ms"] == sorted(want)[2]
         assert rec["interleaved_with"] == [m for m in ("transformer", "lite_transformer") if m != model]
+    from bench.spans import latency_overlaps, stage_spans
+
+    spans, _ = stage_spans([tmp_path / "results" / "6ms"])  # one stage for both: no overlap between them
+    assert len({(s.start, s.end) for s in spans if s.stage == "latency" and s.interleaved}) == 1
+    assert latency_overlaps(spans) == []
     calls.clear()
     sweep(True)  # measured again, once: interleaved, then not again by the per-model stage
     assert [w for _, w in calls] == ["forward"] * 10 + ["translate"] * 2
