@@ -253,15 +253,20 @@ def reference_config(budget: Any) -> tuple[str, dict[str, Any]]:
     return family, solve_model(replace(budget, latency=None), family).config.to_dict()
 
 
+def timed_shape(budget: Any) -> dict[str, int] | None:
+    """The shapes a latency budget's candidates (and the reference) are timed at: summarization's own, else
+    the protocol's 30 + 30 (None)."""
+    return {"src_len": budget.protocol.src_tokens, "tgt_len": budget.protocol.tgt_tokens} \
+        if budget.task == "sum" else None
+
+
 def measure_in_child(budget: Any, model: str, reference: tuple[str, dict[str, Any]] | None = None) -> Measure:
     """The default measurement, in a fresh process, in the budget's latency setting: the candidate timed side
     by side with the reference (:func:`reference_config`; bench.latency.compare, interleaved rounds), so that
     its figure is a ratio to a model measured in the same process, under the same conditions (summarization:
     both at its own shapes)."""
     lat = budget.latency
-    # summarization times its own shapes, the reference too
-    shape = {"src_len": budget.protocol.src_tokens, "tgt_len": budget.protocol.tgt_tokens} \
-        if budget.task == "sum" else None
+    shape = timed_shape(budget)
     ref_family, ref_config = reference or reference_config(budget)
 
     def paired(config: dict[str, Any]) -> dict[str, Any]:

@@ -53,11 +53,10 @@ def measure_set_in_child(budget: Any, reference: tuple[str, dict[str, Any]] | No
     """The default measurement of a set: every row's config and the reference in one fresh process, in the
     budget's latency setting (interleaved rounds, rotating order). Returns each row's ratio to the reference
     and the reference's p50 in that process."""
-    from .latency_solve import reference_config
+    from .latency_solve import reference_config, timed_shape
 
     lat = budget.latency
-    shape = {"src_len": budget.protocol.src_tokens, "tgt_len": budget.protocol.tgt_tokens} \
-        if budget.task == "sum" else None
+    shape = timed_shape(budget)
     ref_family, ref_config = reference or reference_config(budget)
 
     def measure(configs: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
