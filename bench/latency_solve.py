@@ -427,7 +427,7 @@ def _fine(i: int, d: int, f0: int, step: int, t: Callable[..., float], lat: Any)
     reach the inner half, or None when its range (f0 / 2 .. 2 f0, in its step) cannot reach the tolerance."""
     target = lat.target_ms
     aim = lat.inner
-    lo_f, hi_f = max(step, step * math.ceil(f0 / 2 / step)), step * math.floor(2 * f0 / step)
+    lo_f, hi_f = fine_range(f0, step)
     within: list[tuple[float, int]] = []  # (|log departure|, f) of every step inside the tolerance
 
     def done(f: int, t_f: float) -> bool:
@@ -460,6 +460,11 @@ def _fine(i: int, d: int, f0: int, step: int, t: Callable[..., float], lat: Any)
         f_prev, t_prev = f, t_f
         f = _clamp(step * round((f + (target - t_f) / slope) / step), lo_f, hi_f)
     return nearest()
+
+
+def fine_range(f0: int, step: int) -> tuple[int, int]:
+    """The fine knob's range: within a factor 2 of the family rule's value ``f0``, in its step."""
+    return max(step, step * math.ceil(f0 / 2 / step)), step * math.floor(2 * f0 / step)
 
 
 def _clamp(f: int, low: int, high: int) -> int:

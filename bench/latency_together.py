@@ -40,7 +40,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BenchError
-from .latency_solve import PAIRED_ROUNDS, REPO, _analytic, _log, _median, _where, solve_latency, timing_key
+from .latency_solve import (
+    PAIRED_ROUNDS,
+    REPO,
+    _analytic,
+    _clamp,
+    _log,
+    _median,
+    _where,
+    fine_range,
+    solve_latency,
+    timing_key,
+)
 
 JOINT_PROCESSES = 4  # fresh processes per set (one process's ratio moves by +-2.5%)
 MAX_JOINT_ROUNDS = 4  # sets timed at most: the families' own solutions, then three steps
@@ -268,8 +279,8 @@ def _step(joint: Joint, budget: Any, row: str, current: list[int], f0: int, targ
         macs = _analytic(budget, budget.family_of(row), _config(budget, row, d, f))
         more = _analytic(budget, budget.family_of(row), _config(budget, row, d, f + step))
         slope = t * (more - macs) / step / macs
-    lo_f, hi_f = max(step, step * math.ceil(f0 / 2 / step)), step * math.floor(2 * f0 / step)
+    lo_f, hi_f = fine_range(f0, step)
     new = step * round((f + (target - t) / slope) / step) if slope > 0 else f
     if new == f:
         new = f + (step if t < target else -step)
-    return int(min(max(new, lo_f), hi_f))
+    return _clamp(new, lo_f, hi_f)
