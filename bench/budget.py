@@ -117,6 +117,15 @@ class Budget:
         return base
 
     def schedule_overrides(self, schedule: str) -> dict[str, Any]:
+        """The budget file's keys for ``schedule``. A longer schedule of the length study (``x4``, ``x16``)
+        that the file does not set is the schedule it lengthens, every key the file sets for that one, with
+        its target tokens times the factor."""
+        from .schedules import LONGER, SCHEDULES
+
+        if schedule in LONGER and schedule not in self.train:
+            base, factor = LONGER[schedule]
+            keys = self.schedule_overrides(base)
+            return {**keys, "max_tokens": factor * int(keys.get("max_tokens") or SCHEDULES[base].max_tokens)}
         return dict(self.train.get(schedule, {}))
 
     @property

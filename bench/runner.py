@@ -37,7 +37,7 @@ from .budget import Budget, Solution, load_budget, solve_model
 from .cluster import Resources
 from .errors import BenchError
 from .records import StageRecord, make_record, read_record, write_record
-from .schedules import Schedule, get_schedule
+from .schedules import LONGER, Schedule, get_schedule
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = {"mt": "libreoffice-en-de", "lm": "sotu", "sum": "debian-descriptions"}
@@ -203,7 +203,14 @@ class Sweep:
         tuned_at = self.results.parent / self.budget.tuned_from if self.budget.tuned_from else self.results
         own = self.results / "tuning" / "chosen.json"
         kind = self.budget.tune.trials if self.budget.tune else None
-        self.tuned = {} if opts.quick else read_tuned(self.results if own.exists() else tuned_at, self.schedule, kind)
+        # a longer schedule of the length study takes the rates tuned for the schedule it lengthens
+        self.tuned_schedule = self.schedule
+        if self.schedule.name in LONGER and not own.exists():
+            base = LONGER[self.schedule.name][0]
+            self.tuned_schedule = get_schedule(base, **self.budget.schedule_overrides(base))
+            tuned_at = self.results.parent / self.budget.results_name(base)
+        self.tuned = {} if opts.quick else read_tuned(self.results if own.exists() else tuned_at,
+                                                      self.tuned_schedule, kind)
         self.fresh: set[Path] = set()  # records this sweep wrote before the per-model stages (bench.paired)
         self.job: dict[str, Any] = {}  # in a cluster job: which job writes the records (bench.cluster.job_info)
         self.failed: list[Any] = []  # jobs of this sweep that failed (bench.cluster.Outcome)

@@ -85,6 +85,15 @@ class Schedule:
 
 _HINTS = {f.name: str(f.type) for f in fields(Schedule)}
 
+# the default: a whole 100M comparison of three models within the bench's 60-minute bound on 2 cores
+# (1k-token batches, 1000 warm-up steps, peak 1e-3, inverse square root, bf16; 2M target tokens ~ 2100 updates)
+_SHORT = Schedule(name="short", max_tokens=2_000_000, batch_tokens=1024, warmup_steps=1000, lr=1e-3,
+                  decay="inverse_sqrt")
+
+# Longer schedules of the length study: name -> (the schedule they lengthen, the factor on its target tokens).
+# They take that schedule's budget-file keys and its tuned peak rates: one recipe, only longer.
+LONGER: dict[str, tuple[str, int]] = {"x4": ("short", 4), "x16": ("short", 16)}
+
 SCHEDULES: dict[str, Schedule] = {
     # a smoke run for CI: a few dozen updates, a slice of the test set, greedy decoding
     "quick": Schedule(
@@ -92,17 +101,19 @@ SCHEDULES: dict[str, Schedule] = {
         valid_sentences=100, checkpoint_every=20, log_every=5, eval_beam=1, eval_sentences=60, max_len=64,
         lm_block=64,
     ),
-    # the default: a whole 100M comparison of three models within the bench's 60-minute bound on 2 cores
-    # (1k-token batches, 1000 warm-up steps, peak 1e-3, inverse square root, bf16; 2M target tokens ~ 2100 updates)
-    "short": Schedule(
-        name="short", max_tokens=2_000_000, batch_tokens=1024, warmup_steps=1000, lr=1e-3, decay="inverse_sqrt"
-    ),
+    "short": _SHORT,
     # the plain recipe the short schedule was measured against (the first prototype's): 4k-token batches,
     # 1000 warm-up steps, peak lr 1e-3, inverse-sqrt decay, fp32; give it --max-time
     "plain": Schedule(
         name="plain", max_tokens=None, max_time=1200.0, batch_tokens=4096, warmup_steps=1000, lr=1e-3,
         decay="inverse_sqrt", precision="fp32",
     ),
+    # the length study: the budget's own ``short`` recipe (every key its budget file sets, its tuned peak rates)
+    # with LONGER[name] times its target tokens (Budget.schedule_overrides); the warm-up stays at the recipe's
+    # updates (it is there to stabilise the first updates, which do not change with the schedule's length), and
+    # the cosine reaches 0 at the longer token budget
+    "x4": replace(_SHORT, name="x4", max_tokens=4 * _SHORT.max_tokens),
+    "x16": replace(_SHORT, name="x16", max_tokens=16 * _SHORT.max_tokens),
     # paper-like, for a GPU: ~60 epochs of the default corpus
     "full": Schedule(
         name="full", max_tokens=40_000_000, batch_tokens=8192, warmup_steps=2000, lr=1e-3, decay="inverse_sqrt",

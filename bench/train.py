@@ -185,6 +185,7 @@ class Trainer:
         self.pad = tok.pad_id
         self._stop_requested = False
         self.resumed_from_step: int | None = None  # the checkpoint's step when run() resumed one
+        self.resumed_from_steps: list[int] = []  # every resume of this run, in order (a long run may stop often)
 
     # ------------------------------------------------------------------ run folder
     def spec(self) -> dict[str, Any]:
@@ -215,14 +216,23 @@ class Trainer:
                 "valid_nll": st.valid_nll,
                 "rng": torch.get_rng_state(),
                 "spec": json.loads(json.dumps(self.spec())),
+                "resumed_from_steps": list(self.resumed_from_steps),
             },
             self.out_dir / CHECKPOINT,
         )
 
     def restore(self, path: Path) -> None:
+        """Continue the run whose checkpoint is ``path``: weights, optimizer, position in the data and RNG, so
+        that the rest of the run is the uninterrupted run's. It must be this run (same model, config, task,
+        corpus, vocabulary, schedule and seed), and the log loses the lines written after the checkpoint (a
+        run killed between checkpoints repeats those steps; their lines would otherwise appear twice)."""
         ck = load_checkpoint(path)
-        if ck.get("spec", {}).get("model") != self.model_name or ck["spec"].get("seed") != self.seed:
-            raise BenchError(f"{path} belongs to another run (model/seed differ); use another --out")
+        old, new = ck.get("spec", {}), json.loads(json.dumps(self.spec()))
+        differ = [k for k in ("model", "config", "task", "corpus", "vocab_size", "schedule", "seed", "world_size")
+                  if k in old and old.get(k) != new.get(k)]
+        if old.get("model") != self.model_name or old.get("seed") != self.seed or differ:
+            raise BenchError(f"{path} belongs to another run ({', '.join(differ or ['model/seed'])} differ); "
+                             "use another --out or delete it")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         for k, v in ck["state"].items():
@@ -230,6 +240,26 @@ class Trainer:
         self.state.valid_nll = ck.get("valid_nll")
         torch.set_rng_state(ck["rng"])
         self.resumed_from_step = self.state.step
+        self.resumed_from_steps = [*ck.get("resumed_from_steps", []), self.state.step]
+        if self.rank == 0:
+            self._trim_log(self.state.step)
+
+    def _trim_log(self, step: int) -> None:
+        """Drop the log's lines past ``step`` (written after the checkpoint that the run resumes from)."""
+        log = self.out_dir / "train.jsonl"
+        if not log.exists():
+            return
+        lines = log.read_text(encoding="utf-8").splitlines()
+        keep = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:  # a line cut short by the kill
+                continue
+            if entry.get("step", 0) <= step and not entry.get("final"):
+                keep.append(line)
+        if len(keep) != len(lines):
+            atomic_write_text(log, "".join(f"{line}\n" for line in keep))
 
     # ------------------------------------------------------------------ one step
     def _batch(self, idx: np.ndarray) -> dict[str, Tensor]:
@@ -439,6 +469,7 @@ class Trainer:
             "precision": s.precision,
             "seed": self.seed,
             "world_size": self.world,
+            **({"resumed_from_steps": list(self.resumed_from_steps)} if self.resumed_from_steps else {}),
         }
         if self.data.vocab_note:
             summary["vocab_size"], summary["vocab_note"] = self.data.tokenizer.vocab_size, self.data.vocab_note

@@ -178,6 +178,41 @@ def test_resume_after_interruption_gives_the_same_weights(corpus, tmp_path):
         assert torch.equal(p, q), name
 
 
+def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_weights_and_log(corpus, tmp_path):
+    """A kill (SIGKILL, a session's end) lands between checkpoints: the steps after the last checkpoint are
+    lost and trained again from it. Simulated exactly: the run's step-4 checkpoint is put back after it went on
+    to step 6, as a kill at step 6 leaves the folder (checkpoint at 4, log lines to 6, one cut short)."""
+    import shutil
+
+    full = trainer(corpus, tmp_path / "full")
+    full.run(resume=False)
+    part = trainer(corpus, tmp_path / "part")
+    part.run(resume=False, stop_at_step=4)
+    shutil.copy(tmp_path / "part" / "checkpoint.pt", tmp_path / "ck4.pt")
+    cont = trainer(corpus, tmp_path / "part")
+    cont.run(resume=True, stop_at_step=6)
+    shutil.copy(tmp_path / "ck4.pt", tmp_path / "part" / "checkpoint.pt")  # what the kill leaves
+    with open(tmp_path / "part" / "train.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('{"step": 7, "tok')  # a line the kill cut short
+    again = trainer(corpus, tmp_path / "part")
+    summary = again.run(resume=True)
+    for (name, p), (_, q) in zip(full.model.state_dict().items(), again.model.state_dict().items()):
+        assert torch.equal(p, q), name
+    read = lambda run: [json.loads(x) for x in (tmp_path / run / "train.jsonl").read_text().splitlines()]  # noqa: E731
+    strip = lambda log: [{k: v for k, v in e.items() if k not in ("wall_s", "tokens_per_s")} for e in log]  # noqa: E731
+    assert strip(read("part")) == strip(read("full"))  # every step once, the same losses
+    # the record says it resumed, and from where (the first resume is lost with the steps after step 4)
+    assert summary["resumed_from_steps"] == [4] and again.resumed_from_step == 4  # the kill took the 2nd
+    assert summary["valid_nll"] == full.state.valid_nll and summary["train_tokens"] == full.state.tokens
+
+
+def test_a_checkpoint_of_another_schedule_or_corpus_is_not_continued(corpus, tmp_path):
+    trainer(corpus, tmp_path / "run").run(resume=False, stop_at_step=4)
+    other = trainer(corpus, tmp_path / "run", schedule(max_steps=24))
+    with pytest.raises(BenchError, match="schedule differ"):
+        other.run(resume=True)
+
+
 def test_stops_at_max_tokens(corpus, tmp_path):
     s = schedule(max_steps=None, max_tokens=700)
     summary = trainer(corpus, tmp_path / "tok", s).run(resume=False)
