@@ -9,12 +9,18 @@ occur in the training data; sacreBLEU then scores detokenised text as the refere
 
 Training is deterministic for given inputs and options: fixed random seed, a cap of
 ``input_sentence_size`` sampled sentences (seeded shuffle), and the options recorded in a sidecar
-``spm-<vocab>.json`` with the sha256 of every input file; the model is retrained when any of them changes.
-For translation the model is joint: trained on both sides of the train split.
+``spm-<vocab>.json`` with the sha256 of every input's training text; the model is retrained when any of them
+changes. For translation the model is joint: trained on both sides of the train split.
+
+The training text of a file is its lines exactly as the corpus reader reads them (``read_lines``: split at
+``\\n`` alone, a trailing ``\\r`` and a leading byte-order mark removed), one per ``\\n``-ended line: no ``\\r``
+or BOM piece can enter the vocabulary. For a well-formed file (UTF-8, LF, no BOM, a final line end) that is the
+file's own bytes, and sentencepiece reads the file itself, as it always did.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -28,7 +34,8 @@ import sentencepiece as spm
 
 from bench.data.corpus import Corpus
 from bench.data.errors import DataError
-from bench.data.manifest import build_lock, sha256_file
+from bench.data.manifest import build_lock
+from bench.data.plaintext import read_lines
 
 BOS_ID, PAD_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 
@@ -112,8 +119,13 @@ def _sidecar(model: Path) -> Path:
     return model.with_suffix(".json")
 
 
-def _training_record(inputs: Sequence[Path], config: TokenizerConfig) -> dict:
-    return {"config": asdict(config), "inputs": {Path(p).name: sha256_file(Path(p)) for p in inputs},
+def _training_text(path: Path) -> bytes:
+    """What the tokenizer learns from ``path``: its lines as the corpus reads them, each ended by ``\\n``."""
+    return "".join(line + "\n" for line in read_lines(path)).encode("utf-8")
+
+
+def _training_record(texts: Sequence[tuple[Path, bytes]], config: TokenizerConfig) -> dict:
+    return {"config": asdict(config), "inputs": {p.name: hashlib.sha256(t).hexdigest() for p, t in texts},
             "sentencepiece": spm.__version__, "special_ids": {"bos": BOS_ID, "pad": PAD_ID, "eos": EOS_ID,
                                                                 "unk": UNK_ID}}
 
@@ -131,16 +143,24 @@ def train_tokenizer(inputs: Sequence[Path], model: Path, config: TokenizerConfig
     model.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(model.parent, os.W_OK):
         raise DataError(f"cannot write the tokenizer into {model.parent}: pass a writable model_dir")
-    record = _training_record(inputs, config)
+    texts = [(p, _training_text(p)) for p in inputs]
+    record = _training_record(texts, config)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".spm-", dir=model.parent) as tmp:
         prefix = Path(tmp) / "spm"
+        files = []  # a file whose bytes are its training text is read itself; another, as the text it holds
+        for i, (p, text) in enumerate(texts):
+            if p.stat().st_size != len(text) or p.read_bytes() != text:
+                (Path(tmp) / f"in{i}").mkdir()
+                p = Path(tmp) / f"in{i}" / p.name
+                p.write_bytes(text)
+            files.append(p)
         log = Path(tmp) / "train.log"
         spm.set_random_generator_seed(config.seed)
         try:
             with open(log, "w") as logstream:
                 spm.SentencePieceTrainer.train(
-                    input=[str(p) for p in inputs],
+                    input=[str(p) for p in files],
                     model_prefix=str(prefix),
                     vocab_size=config.vocab_size,
                     model_type=config.model_type,
@@ -173,7 +193,7 @@ def _is_current(model: Path, inputs: Sequence[Path], config: TokenizerConfig) ->
         stored = json.loads(_sidecar(model).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    want = _training_record(inputs, config)
+    want = _training_record([(p, _training_text(p)) for p in inputs], config)
     return all(stored.get(k) == json.loads(json.dumps(want[k])) for k in ("config", "inputs", "special_ids"))
 
 
