@@ -83,6 +83,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise BenchError("report: give --budget (e.g. 100M), or --results pointing at a folder with runs/ inside")
         root = given or Path("results")
         results_dir = results_dir_for(args.budget, args.task, root)
+        if getattr(args, "schedule", "short") != "short":  # the length study's folders: 100M-x4, 100M-x16
+            results_dir = results_dir.parent / f"{results_dir.name}-{args.schedule}"
     if not results_dir.is_dir():
         budget = args.budget or results_dir.name
         raise BenchError(f"no results folder {results_dir} (run `make bench BUDGET={budget}` first)")
@@ -128,6 +130,15 @@ def cmd_report(args: argparse.Namespace) -> int:
             if strict:
                 raise
             notes.append(f"combined figure: skipped, {exc}")
+    # the length study: a translation budget folder and its longer-schedule siblings (100M, 100M-x4, 100M-x16)
+    base = re.sub(r"-x(4|16)$", "", results_dir.name)
+    if re.fullmatch(r"[0-9.]+[KMGT]", base):
+        from bench.report.length import write_length
+
+        try:
+            written += write_length(root / base, root / "combined", base)
+        except BenchError as exc:
+            notes.append(f"length study: skipped, {exc}")
     if FOLDER.fullmatch(results_dir.name):  # results/tasks.md: the order of the families across tasks
         try:
             summary = write_tasks_summary(root)

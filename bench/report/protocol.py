@@ -93,6 +93,14 @@ def protocol_check(records: pd.DataFrame, results_dir: Path | str | None = None)
         differ["peak lr within a family"] = {f: [", ".join(f"{x:g}" for x in r)] for f, r in several.items()}
     tuned: dict[str, Any] = {}
     path = Path(results_dir) / "tuning" / "chosen.json" if results_dir else None
+    factor = 1
+    if path is not None and not path.exists():  # a longer schedule of the length study: its parent's tuning
+        from bench.schedules import LONGER
+
+        for name, (_, times) in LONGER.items():
+            if Path(results_dir).name.endswith(f"-{name}"):
+                path, factor = Path(results_dir).parent / Path(results_dir).name[: -len(name) - 1] / \
+                    "tuning" / "chosen.json", times
     if path is not None and path.exists():
         tuned = json.loads(path.read_text(encoding="utf-8"))
     chosen = {f: v["lr"] for f, v in tuned.get("chosen", {}).items()}
@@ -103,11 +111,13 @@ def protocol_check(records: pd.DataFrame, results_dir: Path | str | None = None)
                 f: [f"{', '.join(f'{x:g}' for x in r)} " + (f"(chose {chosen[f]:g})" if f in chosen else "(not tuned)")]
                 for f, r in off.items()}
         recipe = tuned.get("recipe_tokens")
-        if recipe and "max_tokens" in agree and int(agree["max_tokens"]) != int(recipe):
+        if recipe and "max_tokens" in agree and int(agree["max_tokens"]) != factor * int(recipe):
             differ["tuning's recipe"] = {"tuning/chosen.json": [f"tuned for {int(recipe):,} target tokens, the runs "
                                                                  f"trained {int(agree['max_tokens']):,}"]}
     return {"one": not differ and len(families) > 1, "families": families, "agree": agree, "partial": partial,
-            "differ": differ, "seeds": seeds, "lr": lrs, "chosen": chosen}
+            "differ": differ, "seeds": seeds, "lr": lrs, "chosen": chosen,
+            "tuned_at": (f"{path.parent.parent.name}/tuning/chosen.json, tuned for {int(tuned['recipe_tokens']):,} "
+                         f"target tokens: the schedule this one lengthens {factor}x") if factor > 1 and chosen else None}
 
 
 def render_protocol(check: dict[str, Any] | None, name=lambda m: m) -> list[str]:
@@ -137,7 +147,7 @@ def render_protocol(check: dict[str, Any] | None, name=lambda m: m) -> list[str]
             out.append(f"- {key}: " + "; ".join(f"{name(f)} {', '.join(v)}" for f, v in sorted(per.items())))
     if check["lr"]:
         rates = "; ".join(f"{name(f)} {', '.join(f'{r:g}' for r in v)}" for f, v in sorted(check["lr"].items()))
-        source = " (as tuning/chosen.json chose)" if check["chosen"] and not any(
-            k.startswith("peak lr") for k in check["differ"]) else ""
+        source = (f" (as {check.get('tuned_at') or 'tuning/chosen.json'} chose)" if check["chosen"] and not any(
+            k.startswith("peak lr") for k in check["differ"]) else "")
         out += ["", f"Peak learning rate, the one key tuning may set per family: {rates}{source}."]
     return out

@@ -1,0 +1,287 @@
+"""The length study: does the short schedule's ranking hold when the same recipe trains 4x and 16x longer?
+
+Reads a budget's translation folder and its longer-schedule siblings (``results/100M``, ``100M-x4``,
+``100M-x16``: the same models, data, recipe and peak rates; only the target tokens and so the cosine's length
+differ) and writes ``results/combined/length.md`` and ``length.png|pdf``:
+
+- per family and length: the seeds, the final validation NLL (whole split) and test BLEU, mean and spread;
+- each pair's gap at each length (A minus B) with its 95% interval and p-value, from the suite's paired
+  bootstrap over sentences (and seeds, where a row has several) on that folder's own records;
+- the target tokens each family's in-training curve needed to reach given validation NLLs (the curve's
+  fixed 400-sentence validation subset, so a little off the whole-split figures);
+- the rule that sets the 16x runs' dropout, evaluated on the 4x curves: if any family's 4x curve rises more
+  than ``OVERFIT_RISE`` nats above its best before the end, the 16x runs train with dropout 0.1 for every
+  family, otherwise without.
+
+Only primary rows (no variants, no compressed rows) of runs that trained (status ok) enter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from bench.atomic import write_text
+from bench.errors import BenchError
+from bench.schedules import LONGER
+
+from .figures import _new_figure, _palette, _save, _styled
+from .leaderboard import current_records, display_name
+from .quality import pairwise_table, row_status
+
+OVERFIT_RISE = 0.02  # nats above the curve's best that decide the longest schedule's dropout
+REACH = (4.0, 3.5, 3.0, 2.75, 2.5, 2.25)  # validation NLLs whose first crossing the tokens table reports
+PAIRS = (("lite_transformer", "transformer"), ("evolved_transformer", "transformer"),
+         ("lite_transformer", "evolved_transformer"))
+
+
+def length_folders(base: Path | str) -> list[tuple[int, Path]]:
+    """(factor on the short schedule's tokens, folder) for ``base`` and each longer sibling with records."""
+    from . import has_records
+
+    base = Path(base)
+    out = [(1, base)] if has_records(base) else []
+    for name, (parent, factor) in LONGER.items():
+        folder = base.parent / f"{base.name}-{name}"
+        if parent == "short" and has_records(folder):
+            out.append((factor, folder))
+    return sorted(out)
+
+
+def _primary(records: pd.DataFrame) -> pd.DataFrame:
+    rows = records[records["model"].astype(str) == records["family"].astype(str)]
+    if "compression" in rows.columns:
+        rows = rows[rows["compression"].isna() | (rows["compression"] == "none")]
+    return rows
+
+
+def collect(folders: Sequence[tuple[int, Path]]) -> dict[str, Any]:
+    """Per length: the folder, its primary records, per-family seed figures and the pairwise gaps."""
+    lengths = []
+    for factor, folder in folders:
+        recs = _primary(current_records(folder))
+        fams: dict[str, dict[str, Any]] = {}
+        for fam, part in recs.groupby("family", sort=True):
+            train, evals = part[part["stage"] == "train"], part[part["stage"] == "eval"]
+            if train.empty:
+                continue
+            status, reason = row_status(train, evals)
+            bleu = {int(s): float(b) for s, b in zip(evals["seed"], evals.get("test.bleu", []), strict=False)
+                    if b is not None and not (isinstance(b, float) and math.isnan(b))}
+            fams[str(fam)] = {
+                "status": status,
+                "reason": reason,
+                "tokens": float(np.mean(train["train_tokens"])),
+                "nll": {int(s): float(v) for s, v in zip(train["seed"], train["valid_nll"], strict=True)},
+                "bleu": bleu,
+                "curves": {int(s): [e for e in c if e.get("valid_nll") is not None and not e.get("final")]
+                           for s, c in zip(train["seed"], train["curve"], strict=True) if isinstance(c, list)},
+            }
+        ok = sorted(f for f, v in fams.items() if v["status"] == "ok")
+        pairs = [(a, b) for a, b in PAIRS if a in ok and b in ok]
+        rows = {(r["a"], r["b"]): r for r in pairwise_table(recs, pairs)} if pairs else {}
+        lengths.append({"factor": factor, "folder": folder, "families": fams, "pairs": rows})
+    return {"lengths": lengths}
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
+    v = np.asarray(list(values), dtype=float)
+    return float(v.mean()), (float(v.std(ddof=1)) if len(v) > 1 else None)
+
+
+def overfit_rule(curves: dict[str, list[dict[str, Any]]], rise: float = OVERFIT_RISE) -> dict[str, Any]:
+    """Each family's largest rise of its in-training validation curve above its best so far, and whether any
+    family rose more than ``rise`` (then the longest schedule trains with dropout 0.1 for every family)."""
+    per = {}
+    for fam, curve in curves.items():
+        best, worst = math.inf, 0.0
+        for e in curve:
+            best = min(best, e["valid_nll"])
+            worst = max(worst, e["valid_nll"] - best)
+        per[fam] = {"best": best, "rise": worst, "last": curve[-1]["valid_nll"] if curve else None}
+    return {"per_family": per, "dropout": 0.1 if any(v["rise"] > rise for v in per.values()) else 0.0}
+
+
+def tokens_to_reach(curve: list[dict[str, Any]], level: float) -> int | None:
+    """The target tokens at the curve's first validation at or below ``level`` (None: never)."""
+    for e in curve:
+        if e["valid_nll"] <= level:
+            return int(e["tokens"])
+    return None
+
+
+def _tok(n: float) -> str:
+    if n >= 1e7:
+        return f"{n / 1e6:.0f}M"
+    return f"{n / 1e6:.1f}M".replace(".0M", "M") if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+def _gap(r: dict[str, Any] | None, fmt: str) -> str:
+    if not r:
+        return "–"
+    lo, hi = r["ci95"]
+    return f"{r['diff']:+{fmt}} [{lo:+{fmt}}, {hi:+{fmt}}] p={r['p_value']:.3f}"
+
+
+def render(data: dict[str, Any]) -> str:
+    lengths = data["lengths"]
+    fams = sorted({f for ln in lengths for f in ln["families"]})
+    out = ["# The length study: the short schedule's ranking at 4x and 16x the tokens", "",
+           f"Budget {lengths[0]['folder'].name if lengths else ''}, translation.", "",
+           "The same models, data, recipe and peak rates at every length (the short schedule's tuned rates); only "
+           "the target tokens, and with them the cosine's length, differ. Warm-up: the recipe's 500 updates at "
+           "every length. Folders: " + ", ".join(f"`{ln['folder'].name}` ({_tok(_mean_tokens(ln))} tokens)"
+                                                  for ln in lengths) + ".", "",
+           "## Per family", "",
+           "| family | target tokens | seeds | valid NLL | test BLEU | status |", "|:---|---:|---:|---:|---:|:---|"]
+    for fam in fams:
+        for ln in lengths:
+            f = ln["families"].get(fam)
+            if f is None:
+                continue
+            nll, nsd = _mean_sd(f["nll"].values())
+            cell = f"{nll:.3f}" + (f" ± {nsd:.3f}" if nsd is not None else "")
+            if f["bleu"]:
+                b, bsd = _mean_sd(f["bleu"].values())
+                bcell = f"{b:.2f}" + (f" ± {bsd:.2f}" if bsd is not None else "")
+            else:
+                bcell = "–"
+            status = f["status"] + (f" ({f['reason']})" if f["reason"] else "")
+            out.append(f"| {display_name(fam)} | {_tok(f['tokens'])} | {len(f['nll'])} | {cell} | {bcell} | {status} |")
+    out += ["", "± is the standard deviation over seeds. Valid NLL: nats per target token on the whole validation "
+            "split, lower is better.", "", "## Gaps at each length (A minus B)", "",
+            "| A | B | target tokens | seeds A/B | Δvalid NLL [95% interval] | ΔBLEU [95% interval] |",
+            "|:---|:---|---:|---:|:---|:---|"]
+    for a, b in PAIRS:
+        for ln in lengths:
+            r = ln["pairs"].get((a, b))
+            if r is None:
+                continue
+            out.append(f"| {display_name(a)} | {display_name(b)} | {_tok(_mean_tokens(ln))} | "
+                       f"{r['seeds_a']}/{r['seeds_b']} | {_gap(r.get('valid_nll'), '.3f')} | {_gap(r.get('bleu'), '.2f')} |")
+    out += ["", "Interval and p-value: the suite's two-level paired bootstrap (seeds with replacement per row, then "
+            "sentences shared by both rows; with one seed per row, sacreBLEU's paired bootstrap), on each length's "
+            "own records. An interval that excludes 0 with p < 0.05 is significant.", ""]
+    out += _ranking_lines(lengths)
+    out += ["", "## Target tokens to reach a validation NLL", "",
+            "From each run's in-training curve (validation every 200 updates on the recipe's fixed 400-sentence "
+            "subset, seed 1). A longer schedule holds its rate high for longer, so the same family can reach a "
+            "level at other tokens at another length; – : never reached.", "",
+            "| family | schedule | " + " | ".join(f"≤ {x:g}" for x in REACH) + " |",
+            "|:---|---:|" + "---:|" * len(REACH)]
+    for fam in fams:
+        for ln in lengths:
+            f = ln["families"].get(fam)
+            if f is None or not f["curves"]:
+                continue
+            curve = f["curves"].get(1) or next(iter(f["curves"].values()))
+            cells = [(_tok(t) if (t := tokens_to_reach(curve, x)) is not None else "–") for x in REACH]
+            out.append(f"| {display_name(fam)} | {_tok(_mean_tokens(ln))} | " + " | ".join(cells) + " |")
+    x4 = next((ln for ln in lengths if ln["factor"] == 4), None)
+    out += ["", "## The 16x runs' dropout", ""]
+    if x4 is None:
+        out.append("No 4x records yet: the rule cannot be evaluated.")
+    else:
+        rule = overfit_rule({f: (v["curves"].get(1) or next(iter(v["curves"].values()), []))
+                             for f, v in x4["families"].items() if v["curves"]})
+        out.append(f"Rule: if any family's 4x in-training validation curve rises more than {OVERFIT_RISE} nats above "
+                   "its best before the end, the 16x runs train with dropout 0.1 for every family, otherwise without.")
+        out.append("")
+        out.append("| family | best (4x curve) | largest rise above the best so far | last in-training validation |")
+        out.append("|:---|---:|---:|---:|")
+        for fam, v in sorted(rule["per_family"].items()):
+            out.append(f"| {display_name(fam)} | {v['best']:.4f} | {v['rise']:+.4f} | {v['last']:.4f} |")
+        fams4 = set(rule["per_family"])
+        missing = [f for f in fams if f not in fams4]
+        verdict = "dropout 0.1" if rule["dropout"] else "no dropout (0.0)"
+        out += ["", f"Decision: the 16x runs train with **{verdict}** for every family"
+                + (f" (provisional: no 4x curve yet for {', '.join(map(display_name, missing))})." if missing else ".")]
+    return "\n".join(out) + "\n"
+
+
+def _mean_tokens(ln: dict[str, Any]) -> float:
+    return float(np.mean([f["tokens"] for f in ln["families"].values()]))
+
+
+def _ranking_lines(lengths: list[dict[str, Any]]) -> list[str]:
+    """Whether the order by validation NLL at the short length holds at each longer one, in words."""
+    out = ["## Does the ranking hold?", ""]
+    orders = []
+    for ln in lengths:
+        ok = {f: np.mean(list(v["nll"].values())) for f, v in ln["families"].items() if v["status"] == "ok"}
+        orders.append((ln, sorted(ok, key=ok.get)))
+    first = orders[0][1] if orders else []
+    for ln, order in orders:
+        same = [f for f in order if f in first] == [f for f in first if f in order]
+        out.append(f"- {_tok(_mean_tokens(ln))} tokens: " + " < ".join(map(display_name, order))
+                   + ("" if ln is orders[0][0] else (" (the same order)" if same else " (**another order**)")))
+    for a, b in PAIRS:
+        parts = [f"{r['valid_nll']['diff']:+.3f} nats at {_tok(_mean_tokens(ln))}"
+                 for ln in lengths if (r := ln["pairs"].get((a, b))) and r.get("valid_nll")]
+        if parts:
+            out.append(f"- {display_name(a)} minus {display_name(b)}: " + ", ".join(parts) + ".")
+    return out
+
+
+def fig_length(data: dict[str, Any]) -> tuple[Figure | None, str]:
+    lengths = data["lengths"]
+    if len(lengths) < 2:
+        return None, "fewer than two lengths with records"
+    fams = sorted({f for ln in lengths for f in ln["families"]})
+    colors = _palette(fams)
+    fig, (left, right) = _new_figure(2)
+    for ax, key, label in ((left, "nll", "validation NLL (nats/token), lower is better"),
+                           (right, "bleu", "test BLEU, higher is better")):
+        for fam in fams:
+            xs, ys, lo, hi = [], [], [], []
+            for ln in lengths:
+                f = ln["families"].get(fam)
+                if f is None or f["status"] != "ok" or not f[key]:
+                    continue
+                v = np.asarray(list(f[key].values()), dtype=float)
+                xs.append(f["tokens"])
+                ys.append(v.mean())
+                lo.append(v.min())
+                hi.append(v.max())
+                ax.scatter([f["tokens"]] * len(v), v, color=colors[fam], s=10, alpha=0.5, linewidths=0)
+            if xs:
+                ax.plot(xs, ys, marker="o", color=colors[fam], label=display_name(fam))
+                if any(h > lo_ for lo_, h in zip(lo, hi, strict=True)):
+                    ax.fill_between(xs, lo, hi, color=colors[fam], alpha=0.18, linewidth=0)
+        ax.set_xscale("log")
+        ticks = [_mean_tokens(ln) for ln in lengths]
+        ax.set_xticks(ticks, [_tok(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("training target tokens (log)")
+        ax.set_ylabel(label)
+    left.legend(loc="best", fontsize=8)
+    fig.suptitle("The same recipe at 1x, 4x and 16x the short schedule's tokens (band: seed min to max)")
+    return fig, ""
+
+
+STUDY_BUDGET = "100M"  # the length study's budget writes length.*; another budget length-<budget>.*
+
+
+def write_length(base: Path | str, out_dir: Path | str, budget: str | None = None) -> list[Path]:
+    """``length.md`` and ``length.png|pdf`` in ``out_dir`` from ``base`` and its longer siblings (another
+    budget than the study's: ``length-<budget>.*``); [] when there are fewer than two lengths."""
+    budget = budget or Path(base).name
+    stem = "length" if budget == STUDY_BUDGET else f"length-{budget}"
+    folders = length_folders(base)
+    if len(folders) < 2:
+        return []
+    data = collect(folders)
+    if not any(ln["families"] for ln in data["lengths"]):
+        raise BenchError(f"no train records in {', '.join(str(f) for _, f in folders)}")
+    out_dir = Path(out_dir)
+    written = [write_text(out_dir / f"{stem}.md", render(data))]
+    fig, _ = _styled(fig_length, data)
+    if fig is not None:
+        written += _save(fig, out_dir / stem)
+    return written

@@ -1,0 +1,111 @@
+"""The length study: x4 / x16 schedules (the budget's short recipe, longer), the report's length table and
+figure checked against hand computations from the committed records, and the 16x dropout rule."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.budget import load_budget
+from bench.report.length import collect, length_folders, overfit_rule, render, tokens_to_reach, write_length
+from bench.runner import Sweep, SweepOptions
+from bench.schedules import get_schedule
+
+REPO = Path(__file__).resolve().parents[2]
+COMMITTED = REPO / "results" / "100M"
+
+
+def test_longer_schedules_are_the_budgets_short_recipe_with_more_tokens():
+    budget = load_budget("100M")
+    short = get_schedule("short", **budget.schedule_overrides("short"))
+    for name, factor in (("x4", 4), ("x16", 16)):
+        longer = get_schedule(name, **budget.schedule_overrides(name))
+        assert longer.max_tokens == factor * short.max_tokens == factor * 2_000_000
+        same = {k: v for k, v in short.to_dict().items() if k not in ("name", "max_tokens")}
+        assert {k: v for k, v in longer.to_dict().items() if k not in ("name", "max_tokens")} == same
+    # 500M's short recipe is its own (1.5M tokens there): x4 follows it
+    b500 = load_budget("500M")
+    assert b500.schedule_overrides("x4")["max_tokens"] == 4 * b500.schedule_overrides("short")["max_tokens"]
+
+
+def test_a_longer_schedule_takes_the_short_schedules_tuned_rates_and_its_own_folder():
+    chosen = json.loads((COMMITTED / "tuning" / "chosen.json").read_text())["chosen"]
+    sweep = Sweep(SweepOptions(budget="100M", schedule="x4"))
+    assert sweep.results.name == "100M-x4"
+    assert sweep.tuned == {f: v["lr"] for f, v in chosen.items()}
+    for model in ("transformer", "lite_transformer", "transformer-postnorm"):
+        sched = sweep.schedule_for(model)
+        assert sched.lr == chosen[sweep.budget.family_of(model)]["lr"] and sched.max_tokens == 8_000_000
+
+
+def test_tokens_to_reach_and_the_overfit_rule_by_hand():
+    curve = [{"tokens": t, "valid_nll": v} for t, v in ((100, 5.0), (200, 4.1), (300, 3.9), (400, 3.95), (500, 3.93))]
+    assert tokens_to_reach(curve, 4.0) == 300 and tokens_to_reach(curve, 3.9) == 300
+    assert tokens_to_reach(curve, 3.0) is None
+    rule = overfit_rule({"a": curve})
+    assert rule["per_family"]["a"]["rise"] == pytest.approx(0.05) and rule["dropout"] == 0.1
+    flat = [{"tokens": 1, "valid_nll": 3.0}, {"tokens": 2, "valid_nll": 3.015}, {"tokens": 3, "valid_nll": 2.9}]
+    rule = overfit_rule({"a": flat, "b": curve[:3]})
+    assert rule["per_family"]["a"]["rise"] == pytest.approx(0.015) and rule["dropout"] == 0.0
+
+
+def _current_folder(fam: str) -> Path:
+    import csv
+
+    rows = {r["model"]: r for r in csv.DictReader((COMMITTED / "leaderboard.csv").open())}
+    return COMMITTED / "runs" / f"{fam}-{rows[fam]['config_hash']}"
+
+
+@pytest.fixture(scope="module")
+def two_lengths(tmp_path_factory) -> Path:
+    """The committed 100M Transformer and Lite rows twice: as the short length and as a stand-in for x4."""
+    root = tmp_path_factory.mktemp("results")
+    for name in ("100M", "100M-x4"):
+        for fam in ("transformer", "lite_transformer"):
+            shutil.copytree(_current_folder(fam), root / name / "runs" / _current_folder(fam).name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(two_lengths: Path) -> dict:
+    return collect(length_folders(two_lengths / "100M"))
+
+
+def test_the_length_table_against_the_records_by_hand(two_lengths: Path, data: dict):
+    assert [f for f, _ in length_folders(two_lengths / "100M")] == [1, 4]
+    text = render(data)
+    for fam in ("transformer", "lite_transformer"):
+        folder = _current_folder(fam)
+        evals = [json.loads((folder / f"eval-s{s}.json").read_text()) for s in (1, 2, 3)]
+        nll = np.mean([json.loads((folder / f"train-s{s}.json").read_text())["valid_nll"] for s in (1, 2, 3)])
+        bleu = np.mean([e["test"]["bleu"] for e in evals])
+        got = data["lengths"][0]["families"][fam]
+        assert np.mean(list(got["nll"].values())) == pytest.approx(nll)
+        assert np.mean(list(got["bleu"].values())) == pytest.approx(bleu)
+        assert f"{nll:.3f}" in text and f"{bleu:.2f}" in text
+        # the per-sentence sums give the same corpus NLL (the gap's bootstrap resamples them)
+        per = [np.sum(e["valid_sentence_nll"]) / np.sum(e["valid_sentence_tokens"]) for e in evals]
+        assert np.mean(per) == pytest.approx(nll, abs=1e-3)
+    gap = data["lengths"][0]["pairs"][("lite_transformer", "transformer")]["valid_nll"]
+    lite, tr = (np.mean(list(data["lengths"][0]["families"][f]["nll"].values()))
+                for f in ("lite_transformer", "transformer"))
+    assert gap["diff"] == pytest.approx(lite - tr, abs=1e-3) and gap["ci95"][0] < gap["diff"] < gap["ci95"][1]
+    assert f"Lite Transformer minus Transformer: {gap['diff']:+.3f} nats at 2M, {gap['diff']:+.3f} nats at 2M." in text
+    assert "(the same order)" in text
+
+
+def test_write_length_writes_the_table_and_both_figures(two_lengths: Path, data: dict, tmp_path: Path, monkeypatch):
+    import bench.report.length as length
+
+    monkeypatch.setattr(length, "collect", lambda folders: data)  # the fixture's, not the bootstrap again
+    out = tmp_path / "combined"
+    written = write_length(two_lengths / "100M", out, "100M")
+    assert sorted(p.name for p in written) == ["length.md", "length.pdf", "length.png"]
+    assert (out / "length.png").stat().st_size > 10_000
+    solo = tmp_path / "solo"
+    shutil.copytree(two_lengths / "100M", solo / "100M")
+    assert write_length(solo / "100M", solo / "combined") == []  # one length: nothing to compare
