@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from models import ConfigError, ModelConfig, get_entry, resolve_config
 
 from .analytic import Protocol, analytic_macs, has_formula
 from .errors import BenchError
 from .tasks import TASKS, model_task
+from .yaml_file import read_yaml
 
 if TYPE_CHECKING:
     from .latency_solve import LatencyTarget
+    from .shape_plan import ShapePlan
     from .tune_plan import TunePlan
 
 BUDGET_DIR = Path(__file__).resolve().parent.parent / "budgets"
@@ -35,7 +35,7 @@ MAX_FINE_DEPARTURE = 2.0  # the fine knob stays within a factor 2 of the family'
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 # the keys a budget file may use, section by section (anything else is a typo, reported with these)
 BUDGET_KEYS = ("name", "target_macs", "tolerance", "protocol", "models", "shared", "train", "variants",
-               "target_latency_ms", "latency", "tuned_from", "tune")
+               "target_latency_ms", "latency", "tuned_from", "tune", "shapes")
 ANCHOR_MACS = 100_000_000  # a latency budget's MAC anchor when its file names none: where the search starts
 PROTOCOL_KEYS = ("batch", "src_tokens", "tgt_tokens", "counter", "sum")
 TASK_PROTOCOL_KEYS = ("src_tokens", "tgt_tokens")  # a task's own token counts (protocol: sum:)
@@ -57,6 +57,7 @@ class ScalingRule:
     high: int
     fine_key: str
     fine_step: int
+    ffn_ratio: float | None = None  # bench.shapes: ffn_dim = ratio * width before the fine knob (None: the family's)
 
     def base(self, task: str) -> dict[str, Any]:
         return {**self.fixed, **self.task_fixed.get(task, {})}
@@ -93,6 +94,7 @@ class Budget:
     latency: LatencyTarget | None = None  # a latency budget (target_macs is then only the search's anchor)
     tuned_from: str | None = None  # read the peak rates another budget's tuning chose (results/<it>/tuning)
     tune: TunePlan | None = None  # the tuning search's grid and trial size (``tune:``; bench.tune's defaults)
+    shapes: ShapePlan | None = None  # the equal-budget shape search's candidates (``shapes:``; bench.shapes)
 
     def rows(self) -> list[str]:
         """Everything a sweep of this budget trains by default: the families, then the variants."""
@@ -117,16 +119,10 @@ class Budget:
         return base
 
     def schedule_overrides(self, schedule: str) -> dict[str, Any]:
-        """The budget file's keys for ``schedule``. A longer schedule of the length study (``x4``, ``x16``)
-        that the file does not set is the schedule it lengthens, every key the file sets for that one, with
-        its target tokens times the factor."""
-        from .schedules import LONGER, SCHEDULES
+        """The budget file's keys for ``schedule`` (a longer schedule's: bench.schedules.file_keys)."""
+        from .schedules import file_keys
 
-        if schedule in LONGER and schedule not in self.train:
-            base, factor = LONGER[schedule]
-            keys = self.schedule_overrides(base)
-            return {**keys, "max_tokens": factor * int(keys.get("max_tokens") or SCHEDULES[base].max_tokens)}
-        return dict(self.train.get(schedule, {}))
+        return file_keys(self.train, schedule)
 
     @property
     def low(self) -> float:
@@ -225,6 +221,7 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         raise BenchError(f"{where}: a budget file must be a YAML mapping")
     _check_keys(raw, BUDGET_KEYS, where, "the budget file")
     from .latency_solve import parse_latency
+    from .shape_plan import parse_shape_plan
     from .tune_plan import parse_tune_plan
 
     latency = parse_latency(raw, where, latency_ms)
@@ -287,6 +284,7 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         latency=latency,
         tuned_from=str(raw["tuned_from"]) if raw.get("tuned_from") is not None else tuned_from,
         tune=parse_tune_plan(raw.get("tune"), where, task),
+        shapes=parse_shape_plan(raw.get("shapes"), list(models), where, task),
     )
 
 
@@ -350,18 +348,6 @@ def _variants(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str,
     return out
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        at = f" (line {line + 1})" if line is not None else ""
-        raise BenchError(f"budget file {path} does not parse as YAML{at}") from None
-    except OSError as exc:
-        raise BenchError(f"cannot read budget file {path}: {exc.strerror}") from None
-
-
 def load_budget(spec: str | Path, task: str = "mt") -> Budget:
     """A budget from a spec (``100M``, ``1.2G``, a YAML path)."""
     if task not in TASKS:
@@ -370,7 +356,7 @@ def load_budget(spec: str | Path, task: str = "mt") -> Budget:
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise BenchError(f"budget file {path} does not exist")
-        return _from_mapping(_read_yaml(path), str(path), task)
+        return _from_mapping(read_yaml(path), str(path), task)
     ms = _MS.match(str(spec))
     if ms:  # a latency budget: 6ms, 5.6ms
         value = float(ms.group(1))
@@ -378,16 +364,16 @@ def load_budget(spec: str | Path, task: str = "mt") -> Budget:
             raise BenchError(f"latency budget {spec!r} must be a positive number of milliseconds")
         name = f"{value:g}ms"
         if (BUDGET_DIR / f"{name}.yaml").is_file():
-            return _from_mapping(_read_yaml(BUDGET_DIR / f"{name}.yaml"), str(BUDGET_DIR / f"{name}.yaml"), task)
+            return _from_mapping(read_yaml(BUDGET_DIR / f"{name}.yaml"), str(BUDGET_DIR / f"{name}.yaml"), task)
         template = BUDGET_DIR / f"{TEMPLATE}.yaml"
-        return _from_mapping(_read_yaml(template), str(template), task, name=name, latency_ms=value,
+        return _from_mapping(read_yaml(template), str(template), task, name=name, latency_ms=value,
                              tuned_from=TEMPLATE)
     target = parse_target(str(spec))
     named = BUDGET_DIR / f"{str(spec).strip().upper()}.yaml"
     if named.is_file():
-        return _from_mapping(_read_yaml(named), str(named), task)
+        return _from_mapping(read_yaml(named), str(named), task)
     template = BUDGET_DIR / f"{TEMPLATE}.yaml"
-    return _from_mapping(_read_yaml(template), str(template), task, name=str(spec).strip().upper(), target=target)
+    return _from_mapping(read_yaml(template), str(template), task, name=str(spec).strip().upper(), target=target)
 
 
 # ------------------------------------------------------------------------------------------------ solver
@@ -407,11 +393,12 @@ def _macs(model: str, task: str, protocol: Protocol, overrides: dict[str, Any]) 
 
 
 def grid_widths(budget: Budget, model: str, base: dict[str, Any]) -> list[tuple[int, ModelConfig, int]]:
-    """Every valid width of ``model``'s grid with the family's own fine-knob rule: (width, config, MACs)."""
+    """Every valid width of ``model``'s grid, the family's fine-knob rule or rule.ffn_ratio: (width, config, MACs)."""
     rule, task, proto = budget.models[model], model_task(budget.task), budget.protocol
     widths = []
     for d in range(rule.low, rule.high + 1, rule.step):
-        got = _macs(model, task, proto, {**base, rule.vary_key: d})
+        ratio = {"ffn_dim": max(1, round(rule.ffn_ratio * d))} if rule.ffn_ratio is not None else {}
+        got = _macs(model, task, proto, {**base, rule.vary_key: d, **ratio})
         if got is not None:
             widths.append((d, got[0], got[1]))
     if not widths:

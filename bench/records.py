@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -155,6 +156,123 @@ CLASSES: dict[str, type[StageRecord]] = {
 }
 
 
+# ------------------------------------------------------------------------------------------------ values
+@dataclass(frozen=True)
+class Value:
+    """The type and range of one record value: ``kind`` is int, number, str, dict, list or bool; numbers are
+    finite, at least ``low`` (above it with ``above``) and at most ``high``. An int may be written as an
+    integral float (1593.0)."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    above: bool = False
+
+    def wants(self) -> str:
+        if self.kind not in ("int", "number"):
+            return f"a {self.kind}"
+        what = "an integer" if self.kind == "int" else "a finite number"
+        if self.low is not None and self.high is not None:
+            return f"{what} in [{self.low:g}, {self.high:g}]"
+        if self.low is not None:
+            return f"{what} {'>' if self.above else '>='} {self.low:g}"
+        return what
+
+    def fits(self, value: Any) -> bool:
+        if self.kind in ("str", "dict", "list", "bool"):
+            return isinstance(value, {"str": str, "dict": dict, "list": list, "bool": bool}[self.kind])
+        if not _is_number(value) or not math.isfinite(value):
+            return False
+        if self.kind == "int" and not float(value).is_integer():
+            return False
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+_STR, _DICT, _LIST, _BOOL = Value("str"), Value("dict"), Value("list"), Value("bool")
+_INT0, _INT1, _NUM, _NUM0 = Value("int", 0), Value("int", 1), Value("number"), Value("number", 0)
+_POS, _PCT, _FRAC, _PPL = Value("number", 0, above=True), Value("number", 0, 100), Value("number", 0, 1), \
+    Value("number", 1)
+
+# every value the report reads, by stage (dotted keys reach into a dict value: test.bleu); a key may be absent
+# or null (records of older code lack many), one that is there must fit. Checked on read (read_record).
+_COMMON_VALUES: dict[str, Value] = {
+    "family": _STR, "budget": _STR, "target_macs": _INT1, "target_latency_ms": _POS, "task": _STR,
+    "config_hash": _STR, "config": _DICT, "schedule": _STR, "corpus": _STR, "variant": _STR, "env": _DICT,
+    "command": _STR, "created": _STR, "wall_s": _NUM0, "started": _STR, "finished": _STR, "lock_mode": _STR,
+    "lock_wait_s": _NUM0,
+}
+_QUALITY_VALUES: dict[str, Value] = {
+    f"{split}.{key}": value
+    for split in ("test", "test_clean")
+    for key, value in {"bleu": _PCT, "chrf": _PCT, "rouge1": _PCT, "rouge2": _PCT, "rougeL": _PCT, "n": _INT0,
+                       "bleu_signature": _STR, "chrf_signature": _STR, "rouge_settings": _STR, "hypotheses": _LIST,
+                       "bleu_stats": _LIST, "rouge_sentences": _LIST}.items()
+}
+_EVAL_VALUES: dict[str, Value] = {
+    "seed": _INT0, "valid_nll": _NUM0, "beam": _INT1, "length_penalty": _NUM, "test": _DICT, "test_clean": _DICT,
+    **_QUALITY_VALUES, "valid_sentence_nll": _LIST, "valid_sentence_tokens": _LIST, "test_nll": _NUM0, "ppl": _PPL,
+    "ppl_word": _PPL, "test_tokens": _INT0,
+}
+_LATENCY_SETTING: dict[str, Value] = {
+    "workload": _STR, "device": _STR, "device_model": _STR, "threads": _INT1, "dtype": _STR, "batch": _INT1,
+    "backend": _STR, "backend_version": _STR, "src_len": _INT1, "tgt_len": _INT1, "decode_steps": _INT1,
+    "cores": _INT1, "loadavg_1m": _NUM0, "warmup": _INT0, "quiet_wait_s": _NUM0, "machine_quiet": _BOOL,
+    "processes": _INT1,
+}
+VALUES: dict[str, dict[str, Value]] = {
+    "profile": {"params": _INT0, "params_total": _INT0, "macs": _INT0, "macs_with_output": _INT0,
+                "macs_by_counter": _DICT, "macs_with_output_by_counter": _DICT, "warnings": _LIST, "protocol": _STR},
+    "latency": {**_LATENCY_SETTING, "p50_ms": _POS, "p90_ms": _POS, "mean_ms": _POS, "iqr_ms": _NUM0, "cv": _NUM0,
+                "n": _INT1, "min_runs": _INT1, "min_time_s": _NUM0, "samples_ms": _LIST, "peak_rss_mb": _NUM0,
+                "peak_gpu_mb": _NUM0, "model_size_bytes": _INT0, "model_size_mb": _NUM0, "params": _INT0,
+                "params_total": _INT0, "macs": _INT0, "macs_with_output": _INT0, "workload_macs": _INT0,
+                "gemm_gmacs": _POS, "achieved_gmacs": _NUM0, "efficiency": _NUM0, "latency_status": _STR,
+                "tries": _INT1, "chosen_attempt": _INT1, "attempts": _LIST, "process_p50_ms": _LIST,
+                "interleaved_with": _LIST},
+    "latency_compare": {**_LATENCY_SETTING, "reference": _STR, "ratios": _DICT, "p50_ms": _DICT, "cv": _DICT,
+                        "rounds": _INT1, "members": _LIST, "models": _LIST, "round_ms": _DICT},
+    "train": {"seed": _INT0, "stop": _STR, "train_steps": _INT0, "train_tokens": _INT0, "train_wall_s": _NUM0,
+              "tokens_per_s": _NUM0, "valid_nll": _NUM0, "best_valid_nll": _NUM0, "final_sample_valid_nll": _NUM0,
+              "unigram_entropy": _NUM0, "epochs": _NUM0, "precision": _STR, "world_size": _INT1, "device": _STR,
+              "device_model": _STR, "run_dir": _STR, "curve": _LIST, "schedule_config": _DICT, "vocab_size": _INT1,
+              "vocab_note": _STR, "resumed_from_step": _INT0, "resumed_from_steps": _LIST},
+    "eval": _EVAL_VALUES,
+    "compress": {**_EVAL_VALUES, "compression": _STR, "quantize": _STR, "qscheme": _STR, "prune_target": _FRAC,
+                 "prune_scope": _STR, "finetune_tokens": _INT0, "sparsity": _FRAC, "size_bytes_disk": _INT0,
+                 "size_mb_disk": _NUM0, "size_mb_sparse_int8": _NUM0, "compression_ratio": _POS},
+}
+# a compress record's latency: <workload>_<p50|p90>_ms_t<threads>
+_COMPRESS_LATENCY = re.compile(r"(forward|translate)_p(50|90)_ms_t\d+")
+
+
+def _lookup(rec: dict[str, Any], key: str) -> Any:
+    """``rec[key]``, a dotted key reaching into dict values; None when absent."""
+    value: Any = rec
+    for part in key.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def check_values(rec: dict[str, Any], where: str) -> None:
+    """Every value of a record (the current layout) that the schema knows has its type and range (VALUES);
+    BenchError naming ``where`` (the file) and the first value that does not."""
+    stage = rec.get("stage")
+    schema = {**_COMMON_VALUES, **VALUES.get(stage, {})}
+    if stage == "compress":
+        schema.update({k: _POS for k in rec if _COMPRESS_LATENCY.fullmatch(k)})
+    for key, value in schema.items():
+        got = _lookup(rec, key)
+        if got is not None and not value.fits(got):
+            text = repr(got)
+            text = text if len(text) <= 60 else text[:57] + "..."
+            raise BenchError(f"{where}: {stage} record's {key!r} is {text}, expected {value.wants()}; "
+                             "the record is damaged: delete it and re-run its stage")
+
+
 # ------------------------------------------------------------------------------------------------ building
 def make_record(stage: str, common: dict[str, Any], measured: dict[str, Any], **provenance: Any) -> StageRecord:
     """A record of ``stage`` from the run's common part, what the stage measured, and ``env``, ``command``,
@@ -258,4 +376,5 @@ def read_record(path: Path) -> StageRecord:
     rec = from_dict(raw, where=str(path))
     if rec.stage in STAGES and not path.name.startswith(rec.stage):
         raise BenchError(f"{path}: record says stage {rec.stage!r} but the file name says otherwise")
+    check_values(rec.to_dict(), str(path))
     return rec

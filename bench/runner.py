@@ -358,8 +358,9 @@ class Sweep:
             device=self.opts.device,
         )
         summary = trainer.run(resume=True)
-        if summary["stop"] == "interrupted":
-            raise KeyboardInterrupt
+        if summary["stop"] == "interrupted":  # Ctrl-C / SIGTERM: no record; the command line says where it stopped
+            raise KeyboardInterrupt(f"interrupted at update {summary['train_steps']} of {run.model} seed {seed}, "
+                                    f"checkpoint saved in {out}; run the same command to resume")
         resumed = {"resumed_from_step": trainer.resumed_from_step} if trainer.resumed_from_step is not None else {}
         from .machine import device_name
 

@@ -79,6 +79,52 @@ class Schedule:
             raise BenchError(f"decay={self.decay!r} is not valid; valid: cosine, inverse_sqrt")
         if self.precision not in ("fp32", "bf16"):
             raise BenchError(f"precision={self.precision!r} is not valid; valid: fp32, bf16")
+        # every other key: a value that would train silently wrong (or crash mid-run) is refused before
+        # anything is written; the comparisons are written so that NaN fails them too
+        def bad(key: str, wants: str) -> BenchError:
+            return BenchError(f"schedule {key}={getattr(self, key)!r} must be {wants}")
+
+        def whole(key: str, low: int, optional: bool = False) -> None:
+            value = getattr(self, key)
+            if optional and value is None:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or not value >= low:
+                raise bad(key, f"an integer >= {low}" + (" (or none)" if optional else ""))
+
+        def real(key: str) -> float:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise bad(key, "a finite number")
+            return float(value)
+
+        if not real("lr") > 0:
+            raise bad("lr", "positive")
+        if not 0 <= real("min_lr") <= self.lr:
+            raise bad("min_lr", f"between 0 and lr={self.lr:g}")
+        whole("warmup_steps", 0)
+        if self.decay == "inverse_sqrt" and self.warmup_steps < 1:
+            raise bad("warmup_steps", "at least 1 with decay=inverse_sqrt (the rate is lr * sqrt(warmup_steps / "
+                                      "step): 0 trains at rate 0)")
+        if not 0 <= real("label_smoothing") < 1:
+            raise bad("label_smoothing", "in [0, 1)")
+        if not real("clip_norm") >= 0:
+            raise bad("clip_norm", ">= 0 (0: no clipping)")
+        if not real("weight_decay") >= 0:
+            raise bad("weight_decay", ">= 0")
+        if not real("eps") > 0:
+            raise bad("eps", "positive")
+        betas = self.betas
+        if not (isinstance(betas, tuple) and len(betas) == 2
+                and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+            raise bad("betas", "two numbers in [0, 1)")
+        for key in ("batch_tokens", "max_len", "lm_block", "valid_every", "checkpoint_every", "log_every",
+                    "eval_beam", "eval_batch"):
+            whole(key, 1)
+        whole("valid_sentences", 1, optional=True)
+        whole("eval_sentences", 1, optional=True)
+        whole("valid_seed", 0, optional=True)
+        if not real("eval_length_penalty") >= 0:
+            raise bad("eval_length_penalty", ">= 0")
         if self.batch_tokens < self.max_len:
             raise BenchError(f"batch_tokens={self.batch_tokens} must be at least max_len={self.max_len}")
 
@@ -165,6 +211,17 @@ def parse_schedule_sets(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
             raise BenchError(f"--schedule-set wants KEY=VALUE with a schedule key, got {item!r}; valid keys: {valid}")
         out[key] = _coerce(key, text, "--schedule-set")
     return out
+
+
+def file_keys(train: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    """A budget file's ``train:`` keys for schedule ``name``. A longer schedule of the length study (``x4``,
+    ``x16``) that the file does not set is the schedule it lengthens, every key the file sets for that one,
+    with its target tokens times the factor."""
+    if name in LONGER and name not in train:
+        base, factor = LONGER[name]
+        keys = file_keys(train, base)
+        return {**keys, "max_tokens": factor * int(keys.get("max_tokens") or SCHEDULES[base].max_tokens)}
+    return dict(train.get(name, {}))
 
 
 def get_schedule(name: str, **overrides: Any) -> Schedule:

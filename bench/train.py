@@ -43,6 +43,7 @@ from .batching import (
 from .data import DataError, Tokenizer, get_corpus
 from .data.tokenizer import TokenizerConfig, get_tokenizer_capped
 from .errors import BenchError
+from .run_folder import corpus_digest, differences, folder_lock, tokenizer_digest
 from .schedules import Schedule
 from .tasks import is_seq2seq, model_task
 from .validation import (  # noqa: F401 (re-exported: the loss is also what validation measures)
@@ -102,6 +103,7 @@ class TaskData:
     corpus_name: str
     corpus_manifest: dict | None = None
     vocab_note: str | None = None  # set when the corpus was too small for the vocabulary asked for
+    corpus_sha256: str | None = None  # the content of every split file (bench.run_folder.corpus_digest)
 
 
 def load_task_data(
@@ -125,7 +127,7 @@ def load_task_data(
             raise DataError(f"corpus {corp.name}: the train split is shorter than one {schedule.lm_block}-token block")
     # a built-in name, or the folder's absolute path, so that evaluation finds the same corpus again
     spec = str(corpus) if str(corpus) == corp.name else str(Path(corpus).resolve())
-    return TaskData(task, tok, train, valid, spec, corp.manifest, note)
+    return TaskData(task, tok, train, valid, spec, corp.manifest, note, corpus_digest(corp.paths))
 
 
 @dataclass
@@ -195,7 +197,9 @@ class Trainer:
             "config": self.model.config.to_dict(),
             "task": self.data.task,
             "corpus": self.data.corpus_name,
+            "corpus_sha256": self.data.corpus_sha256,
             "tokenizer": str(tok.path) if tok.path else None,
+            "tokenizer_sha256": tokenizer_digest(tok),
             "vocab_size": tok.vocab_size,
             "schedule": self.schedule.to_dict(),
             "seed": self.seed,
@@ -223,16 +227,13 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         """Continue the run whose checkpoint is ``path``: weights, optimizer, position in the data and RNG, so
-        that the rest of the run is the uninterrupted run's. It must be this run (same model, config, task,
-        corpus, vocabulary, schedule and seed), and the log loses the lines written after the checkpoint (a
-        run killed between checkpoints repeats those steps; their lines would otherwise appear twice)."""
+        that the rest of the run is the uninterrupted run's. It must be this run (bench.run_folder.SAME_RUN: same
+        model, config, task, corpus and its content, tokenizer, vocabulary, schedule and seed), and the log loses
+        the lines written after the checkpoint (a run killed between checkpoints repeats those steps)."""
         ck = load_checkpoint(path)
-        old, new = ck.get("spec", {}), json.loads(json.dumps(self.spec()))
-        differ = [k for k in ("model", "config", "task", "corpus", "vocab_size", "schedule", "seed", "world_size")
-                  if k in old and old.get(k) != new.get(k)]
-        if old.get("model") != self.model_name or old.get("seed") != self.seed or differ:
-            raise BenchError(f"{path} belongs to another run ({', '.join(differ or ['model/seed'])} differ); "
-                             "use another --out or delete it")
+        if differ := differences(ck.get("spec"), json.loads(json.dumps(self.spec()))):
+            raise BenchError(f"{path} belongs to another run ({', '.join(differ)} differ); "
+                             "start the folder afresh (bench train --fresh) or use another --out")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         for k, v in ck["state"].items():
@@ -338,18 +339,18 @@ class Trainer:
             with open(self.out_dir / "train.jsonl", "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
 
-    def run(self, resume: bool = True, stop_at_step: int | None = None) -> dict[str, Any]:
-        """Train until the schedule stops (or ``stop_at_step``, which simulates an interruption: the run
-        checkpoints and returns as it would on SIGINT/SIGTERM). Holds the machine lock shared throughout
-        (bench.machine_lock): no latency measurement times while this trains."""
+    def run(self, resume: bool = True, stop_at_step: int | None = None, fresh: bool = False) -> dict[str, Any]:
+        """Train until the schedule stops (or ``stop_at_step``: the run checkpoints and returns as on SIGINT/SIGTERM),
+        the schedule checked first, the folder locked (``fresh``: its run removed first; bench.run_folder) and the
+        machine lock held shared throughout (bench.machine_lock): no latency measurement times while this trains."""
         from .machine_lock import SHARED, hold
 
-        with hold(SHARED, what=f"training {self.model_name}"):
-            return self._run(resume, stop_at_step)
+        self.schedule.check()
+        with folder_lock(self.out_dir, self.rank, fresh), hold(SHARED, what=f"training {self.model_name}"):
+            return self._run(resume and not fresh, stop_at_step)
 
     def _run(self, resume: bool, stop_at_step: int | None) -> dict[str, Any]:
         s, st = self.schedule, self.state
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         ck = self.out_dir / CHECKPOINT
         if resume and ck.exists():
             self.restore(ck)

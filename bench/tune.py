@@ -97,9 +97,12 @@ def trial_schedule(base: Schedule, lr: float, tokens: int, kind: str = "truncate
     if kind not in TRIAL_KINDS:
         raise BenchError(f"unknown trial kind {kind!r}; valid: {', '.join(TRIAL_KINDS)}")
     if kind == "truncated":
-        return base.with_overrides(lr=lr, stop_tokens=min(tokens, base.max_tokens))
-    warmup = max(1, round(base.warmup_steps * tokens / base.max_tokens))
-    return base.with_overrides(lr=lr, max_tokens=tokens, warmup_steps=warmup)
+        trial = base.with_overrides(lr=lr, stop_tokens=min(tokens, base.max_tokens))
+    else:
+        warmup = max(1, round(base.warmup_steps * tokens / base.max_tokens))
+        trial = base.with_overrides(lr=lr, max_tokens=tokens, warmup_steps=warmup)
+    trial.check()  # a grid rate below min_lr, say: refused while planning, before any folder is written
+    return trial
 
 
 def trial_tokens(schedule: Schedule) -> int:

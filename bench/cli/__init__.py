@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     except JobsFailed as exc:  # cluster jobs failed: named with their logs; what the others wrote is kept
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a message says where it stopped (an interrupted training: its checkpoint)
+        print(str(exc) if str(exc) else "error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # an internal failure: still one line, the traceback on request
         if os.environ.get("LITEBENCH_DEBUG"):

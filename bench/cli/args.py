@@ -66,11 +66,24 @@ def threads(option: str, text: str | int | None) -> int:
         raise BenchError(f"{option} must be a positive integer or 'all', got {text!r}") from None
 
 
-def thread_list(option: str, text: str | None) -> list[int] | None:
-    """Thread counts separated by commas, each a positive integer or "all" (None or empty -> None)."""
+def latency_threads(option: str, text: str | int | None) -> int:
+    """A thread count to time with: as :func:`threads`, and at most the cores this process may use (more
+    threads than cores time the measurement's own threads contending, counted as other processes' load)."""
+    from bench.machine import all_cores
+
+    n, cores = threads(option, text), all_cores()
+    if n > cores:
+        raise BenchError(f"{option} {text}: this process may use {cores} core(s); a latency measurement times at "
+                         f"most that many threads (give {cores} or 'all')")
+    return n
+
+
+def thread_list(option: str, text: str | None, latency: bool = False) -> list[int] | None:
+    """Thread counts separated by commas, each a positive integer or "all" (None or empty -> None); ``latency``:
+    each at most the cores this process may use (:func:`latency_threads`)."""
     if not words(text):
         return None
-    return [threads(option, w) for w in words(text)]
+    return [(latency_threads if latency else threads)(option, w) for w in words(text)]
 
 
 def choice(option: str, value: str, valid: tuple[str, ...] | list[str]) -> str:

@@ -35,7 +35,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
     check.choice("workload", args.workload, WORKLOADS)
     check.choice("dtype", args.dtype, DTYPES)
     backend = check.choice("backend", args.backend, BACKENDS)
-    threads = check.threads("--threads", args.threads)
+    threads = check.latency_threads("--threads", args.threads)
     check.choice("device", args.device.split(":")[0], DEVICES)
     device = check_device(args.device)
     batch = check.integer("--batch", args.batch)
@@ -83,7 +83,8 @@ def cmd_curves(args: argparse.Namespace) -> int:
     backends = check.words(args.backends)
     for b in backends or ["(none)"]:
         check.choice("--backends", b, BACKENDS)
-    opts = CurveOptions(budgets=budgets, backends=backends, threads=check.thread_list("--threads", args.threads) or [1],
+    threads = check.thread_list("--threads", args.threads, latency=True) or [1]
+    opts = CurveOptions(budgets=budgets, backends=backends, threads=threads,
                         workload=check.choice("workload", args.workload, WORKLOADS),
                         rounds=check.integer("--rounds", args.rounds, 2), force=args.force)
     if args.results:
@@ -140,7 +141,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
     threads = check.words(args.threads)
     for t in threads:
-        check.threads("--threads", t)
+        check.latency_threads("--threads", t)
     drop = check.number("--max-bleu-drop", args.max_bleu_drop)
     nll = check.number("--max-nll-increase", args.max_nll_increase)
     if args.prune_criterion not in ("valid_nll", "bleu"):

@@ -106,8 +106,11 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", help="torch threads (a positive integer or 'all')")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--out", required=True, help="run folder (resumed if it holds a checkpoint of the same run)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
+    p.add_argument("--out", required=True, help="run folder (resumed if it holds a checkpoint of the same run; "
+                   "one of another model, config, corpus, tokenizer, schedule or seed is refused)")
+    p.add_argument("--fresh", "--no-resume", dest="fresh", action="store_true",
+                   help="start the run folder afresh: remove the run it holds (checkpoint, log, summary, evaluation "
+                   "outputs; each named on stderr) and train from the first update")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")
 
@@ -159,6 +162,8 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p = add("report")
     p.add_argument("--budget", help="100M, 500M, ... or a budget YAML file (its name picks results/<name>)")
     p.add_argument("--task", choices=TASKS, default="mt", help="lm reads results/<budget>-lm, sum <budget>-sum")
+    p.add_argument("--schedule", choices=["short", "x4", "x16"], default="short",
+                   help="x4 / x16 read the length study's results/<budget>-x4, -x16")
     p.add_argument(
         "--results",
         metavar="DIR",

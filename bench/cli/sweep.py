@@ -27,7 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         models=models,
         seeds=check.integers("--seeds", args.seeds) or [1],
         device=args.device,
-        threads=check.thread_list("--threads", args.threads),
+        threads=check.thread_list("--threads", args.threads, latency=True),
         schedule=args.schedule,
         quick=args.quick,
         force=args.force,

@@ -47,7 +47,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         device=args.device,
     )
-    summary = trainer.run(resume=not args.no_resume)
+    summary = trainer.run(fresh=args.fresh)
+    if summary["stop"] == "interrupted":  # Ctrl-C / SIGTERM: the checkpoint is saved, the run is not finished
+        if trainer.rank == 0:
+            if args.json:
+                print_json(summary)
+            again = "run the same command without --fresh" if args.fresh else "run the same command"
+            print(f"interrupted at update {summary['train_steps']}, checkpoint saved; {again} to resume",
+                  file=sys.stderr)
+        return 130
     if trainer.rank == 0:
         print_json(summary) if args.json else print(
             f"{args.model}: {summary['train_steps']} steps, {summary['train_tokens']:,} target tokens in "
@@ -60,9 +68,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from bench.evaluate import evaluate_run
 
-    res = evaluate_run(
-        Path(args.run_dir), beam=args.beam, length_penalty=args.length_penalty, max_sentences=args.max_sentences
-    )
+    max_sentences = check.integer("--max-sentences", args.max_sentences)  # >= 1, before anything runs
+    res = evaluate_run(Path(args.run_dir), beam=args.beam, length_penalty=args.length_penalty,
+                       max_sentences=max_sentences)
     if args.json:
         print_json(res)
     elif "test" in res:
@@ -103,8 +111,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print_json(res)
     else:
         a, b = res["a"], res["b"]
+        same = "; the hypotheses score the same on every sentence: no difference" if res.get("identical") else ""
         print(
             f"{args.split}: A {a['bleu']:.2f}{_interval(a.get('ci95'))} vs B {b['bleu']:.2f}"
             f"{_interval(b.get('ci95'))} BLEU; paired bootstrap p = {res['p_value']:.4f} ({res['n_samples']} samples)"
+            f"{same}"
         )
     return 0

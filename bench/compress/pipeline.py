@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.atomic import write_text
+from bench.atomic import write_files
 from bench.data import Tokenizer
 from bench.errors import BenchError
-from bench.evaluate import EvalContext, bleu_chrf, evaluate_model, load_run, translate
+from bench.evaluate import EvalContext, bleu_chrf, check_sentence_limit, evaluate_model, load_run, translate
 from bench.machine_lock import SHARED, holding
 from bench.params import count_params
 from bench.train import CHECKPOINT
@@ -122,12 +124,51 @@ def _load_mt_run(run_dir: Path) -> tuple[nn.Module, dict[str, Any], Tokenizer]:
     return model, spec, tok
 
 
+_EVAL_HYP = re.compile(r"hyp\.[^.]+\.beam\d+\.[^.]*")  # evaluate's hypotheses; a stage's carry its tag
+
+
+def _check_out_dir(out: Path, run_dir: Path, spec: dict[str, Any] | None = None) -> None:
+    """Refuse an output folder whose files compression would replace without having written them: a run folder
+    (its evaluation's ``ref.<split>.<lang>`` files are named as a stage's), a folder that holds an evaluation
+    (``eval.json``, evaluate's ``hyp.<split>.beam<b>.<lang>``), or the compression of another run (its
+    ``compress.json``). The same run's earlier compression in the same folder is replaced."""
+    out = Path(out)
+    where = "give another --out (default: RUN_DIR/compress-<stage>)"
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} is a file, not a folder; {where}")
+    if not out.is_dir():
+        return
+    if (out / CHECKPOINT).exists():
+        raise BenchError(f"--out {out} is a run folder (it holds {CHECKPOINT}): compression would replace its "
+                         f"evaluation's reference files; {where}")
+    evaluation = sorted(p.name for p in out.iterdir() if p.name == "eval.json" or _EVAL_HYP.fullmatch(p.name))
+    if evaluation:
+        raise BenchError(f"--out {out} holds an evaluation ({', '.join(evaluation)}): compression would replace "
+                         f"its reference files; {where}")
+    record = out / "compress.json"
+    if not record.exists():
+        return
+    try:
+        old = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BenchError(f"--out {out}: {record} cannot be read or parsed ({type(exc).__name__}); it is not this "
+                         f"run's compression; {where}, or remove it") from None
+    same = isinstance(old, dict) and Path(str(old.get("run_dir"))).resolve() == Path(run_dir).resolve()
+    if same and spec is not None:
+        same = (old.get("model"), old.get("seed")) == (spec.get("model"), spec.get("seed"))
+    if not same:
+        other = old.get("run_dir") if isinstance(old, dict) else None
+        raise BenchError(f"--out {out} holds the compression of another run ({other or 'unknown'}); {where}")
+
+
 def _stage(model: nn.Module, tag: str, *, spec: dict[str, Any], ctx: EvalContext, out_dir: Path,
            meta: dict[str, Any], fp32_counts: dict[str, int], threads: Sequence[int | str | None],
-           latency: bool, timing: Mapping[str, Any], latency_records: dict[str, Any]) -> dict[str, Any]:
+           latency: bool, timing: Mapping[str, Any], latency_records: dict[str, Any],
+           pending: dict[Path, str], staged: dict[Path, Path]) -> dict[str, Any]:
     path = out_dir / f"model-{tag}.pt"
-    disk = save_compressed(model, path, spec, {**meta, "tag": tag})
-    model, _ = load_compressed(path)  # what is measured is what the file holds
+    staged[path] = out_dir / f".{path.name}.staged"  # hidden; moved to ``path`` with the other outputs at the end
+    disk = save_compressed(model, staged[path], spec, {**meta, "tag": tag})
+    model, _ = load_compressed(staged[path])  # what is measured is what the file holds
     sparse = sparse_int8_size(model, meta.get("qscheme", "per_channel"))
     sp = measure_sparsity(model)
     cfg = spec["config"]
@@ -156,7 +197,7 @@ def _stage(model: nn.Module, tag: str, *, spec: dict[str, Any], ctx: EvalContext
         "compression_ratio_sparse_int8": compression_ratio(sparse["bytes"], cfg),
         "compression_ratio_no_emb": compression_ratio(sparse["bytes_no_emb"], cfg, include_embeddings=False),
     }
-    rec.update(evaluate_model(model, ctx, out_dir, tag))
+    rec.update(evaluate_model(model, ctx, out_dir, tag, pending=pending))  # written with compress.json
     if latency:
         flat, records = measure_stage_latency(model, threads, name=f"{spec['model']} {tag}", **timing)
         rec.update(flat)
@@ -192,7 +233,9 @@ def compress_run(
     ``quantize``), then the pruned model ("int8+prune0.30", or "prune0.30" without ``quantize``) when
     ``prune`` is given; ``prune="auto"`` picks the sparsity with :func:`choose_sparsity` on the validation
     split. Each stage's model goes to ``out_dir/model-<tag>.pt`` (default ``RUN_DIR/compress-<final tag>``),
-    everything to ``out_dir/compress.json``. Returns that dict: ``stages`` (one flat record per stage, the
+    everything to ``out_dir/compress.json`` (with the stages' hypotheses and references, all at the end; an
+    ``out_dir`` that holds a run, an evaluation or another run's compression is refused before anything runs,
+    see :func:`_check_out_dir`). Returns that dict: ``stages`` (one flat record per stage, the
     leaderboard's compress rows), ``settings``, ``choice``, ``finetune``, ``transformer_base``, ``latency``.
     Holds the machine lock shared, and exclusively while it times a stage (bench.machine_lock)."""
     quantize = check_quantize(quantize)
@@ -207,9 +250,13 @@ def compress_run(
     if quantize is None and sparsity is None and not auto:
         raise BenchError("nothing to compress: give --quantize int8, --prune SPARSITY (or auto), or both")
     allowed = _allowed(criterion, max_bleu_drop, max_nll_increase)
+    check_sentence_limit(max_sentences)
+    check_sentence_limit(choose_sentences, "choose_sentences")
     timing = dict(timing or {})
 
     model, spec, tok = _load_mt_run(Path(run_dir))
+    if out_dir is not None:  # before anything runs (the default folder is the run's own compress-<stage>)
+        _check_out_dir(Path(out_dir), Path(run_dir), spec)
     ctx = EvalContext.for_run(spec, tok, beam, length_penalty, max_sentences)
     choice = None
     if auto:
@@ -224,26 +271,35 @@ def compress_run(
     out.mkdir(parents=True, exist_ok=True)
 
     counts = count_params(model)
+    # every output (the stages' model files, hypotheses and references, compress.json) is moved into place at the
+    # end, all together: a failing stage replaces none of what an earlier compression left in ``out``
+    pending: dict[Path, str] = {}
+    staged: dict[Path, Path] = {}
     common = dict(spec=spec, ctx=ctx, out_dir=out, fp32_counts=counts, threads=threads, latency=latency,
-                  timing=timing)
+                  timing=timing, pending=pending, staged=staged)
     latency_records: dict[str, Any] = {}
-    stages = [_stage(model, "fp32", meta={"quantize": None}, latency_records=latency_records, **common)]
-    if quantize:
-        qmodel = quantize_int8(model, qscheme)
-        stages.append(_stage(qmodel, stage_tag(quantize, None), meta={"quantize": quantize, "qscheme": qscheme},
-                             latency_records=latency_records, **common))
-        del qmodel
-    ft_summary = None
-    if sparsity:
-        pruned = copy.deepcopy(model)
-        masks = prune_model(pruned, sparsity, scope)
-        if ft_tokens:
-            ft_summary = finetune_masked(pruned, spec, tok, masks, ft_tokens, out / "finetune", finetune_lr, progress)
-            pruned.eval()
-        target = quantize_int8(pruned, qscheme) if quantize else pruned
-        meta = {"quantize": quantize, "qscheme": qscheme, "prune": sparsity, "prune_scope": scope,
-                "finetune_tokens": ft_summary["train_tokens"] if ft_summary else None}
-        stages.append(_stage(target, final, meta=meta, latency_records=latency_records, **common))
+    try:
+        stages = [_stage(model, "fp32", meta={"quantize": None}, latency_records=latency_records, **common)]
+        if quantize:
+            qmodel = quantize_int8(model, qscheme)
+            stages.append(_stage(qmodel, stage_tag(quantize, None), meta={"quantize": quantize, "qscheme": qscheme},
+                                 latency_records=latency_records, **common))
+            del qmodel
+        ft_summary = None
+        if sparsity:
+            pruned = copy.deepcopy(model)
+            masks = prune_model(pruned, sparsity, scope)
+            if ft_tokens:
+                ft_summary = finetune_masked(pruned, spec, tok, masks, ft_tokens, out / "finetune", finetune_lr,
+                                             progress)
+                pruned.eval()
+            target = quantize_int8(pruned, qscheme) if quantize else pruned
+            meta = {"quantize": quantize, "qscheme": qscheme, "prune": sparsity, "prune_scope": scope,
+                    "finetune_tokens": ft_summary["train_tokens"] if ft_summary else None}
+            stages.append(_stage(target, final, meta=meta, latency_records=latency_records, **common))
+    except BaseException:
+        _discard(staged)
+        raise
     result = {
         "run_dir": str(run_dir),
         "out_dir": str(out),
@@ -261,8 +317,20 @@ def compress_run(
         "transformer_base": {**transformer_base_size(spec["config"]), **BASE_SHAPE},
         "latency": latency_records,
     }
-    write_text(out / "compress.json", json.dumps(result, indent=2, default=str))
+    pending[out / "compress.json"] = json.dumps(result, indent=2, default=str)
+    try:
+        write_files({**{path: (lambda tmp, src=src: os.replace(src, tmp)) for path, src in staged.items()},
+                     **{path: (lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+                        for path, text in pending.items()}})
+    finally:
+        _discard(staged)
     return result
+
+
+def _discard(staged: Mapping[Path, Path]) -> None:
+    """Remove the staged model files that were not moved into place."""
+    for src in staged.values():
+        src.unlink(missing_ok=True)
 
 
 # ============================================================================================ sparsity choice
@@ -280,6 +348,7 @@ def _choose(model: nn.Module, spec: dict[str, Any], ctx: EvalContext, candidates
             criterion: str, allowed: float, quantize: str | None, scope: str, finetune_tokens: int | None,
             finetune_lr: float | None, max_sentences: int | None, out_dir: Path,
             progress: bool, qscheme: str = "per_channel") -> dict[str, Any]:
+    max_sentences = check_sentence_limit(max_sentences, "the validation sentence limit")
     cands = sorted({check_sparsity(c, "candidate") for c in candidates} - {0.0})
     if not cands:
         raise BenchError("choose_sparsity needs at least one candidate sparsity in (0, 1)")

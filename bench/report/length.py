@@ -163,8 +163,9 @@ def render(data: dict[str, Any]) -> str:
             r = ln["pairs"].get((a, b))
             if r is None:
                 continue
+            gaps = f"{_gap(r.get('valid_nll'), '.3f')} | {_gap(r.get('bleu'), '.2f')}"
             out.append(f"| {display_name(a)} | {display_name(b)} | {_tok(_mean_tokens(ln))} | "
-                       f"{r['seeds_a']}/{r['seeds_b']} | {_gap(r.get('valid_nll'), '.3f')} | {_gap(r.get('bleu'), '.2f')} |")
+                       f"{r['seeds_a']}/{r['seeds_b']} | {gaps} |")
     out += ["", "Interval and p-value: the suite's two-level paired bootstrap (seeds with replacement per row, then "
             "sentences shared by both rows; with one seed per row, sacreBLEU's paired bootstrap), on each length's "
             "own records. An interval that excludes 0 with p < 0.05 is significant.", ""]

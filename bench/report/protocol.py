@@ -116,8 +116,13 @@ def protocol_check(records: pd.DataFrame, results_dir: Path | str | None = None)
                                                                  f"trained {int(agree['max_tokens']):,}"]}
     return {"one": not differ and len(families) > 1, "families": families, "agree": agree, "partial": partial,
             "differ": differ, "seeds": seeds, "lr": lrs, "chosen": chosen,
-            "tuned_at": (f"{path.parent.parent.name}/tuning/chosen.json, tuned for {int(tuned['recipe_tokens']):,} "
-                         f"target tokens: the schedule this one lengthens {factor}x") if factor > 1 and chosen else None}
+            "tuned_at": _tuned_at(path, tuned, factor) if factor > 1 and chosen else None}
+
+
+def _tuned_at(path: Path, tuned: dict[str, Any], factor: int) -> str:
+    """Where a longer schedule's peak rates come from: the tuning of the schedule it lengthens."""
+    return (f"{path.parent.parent.name}/tuning/chosen.json, tuned for {int(tuned['recipe_tokens']):,} target tokens: "
+            f"the schedule this one lengthens {factor}x")
 
 
 def render_protocol(check: dict[str, Any] | None, name=lambda m: m) -> list[str]:

@@ -18,8 +18,9 @@ p-value from a two-level paired bootstrap: each resample draws seeds with replac
 sentences with replacement shared by both rows (paired); BLEU is recomputed from sacreBLEU's per-sentence
 statistics, ROUGE-L from the per-summary scores, NLL from the per-sentence (a language model: per-block) sums. The
 interval is the 2.5-97.5 percentile of the resampled differences; the p-value is sacreBLEU's (the share of mean-
-centred |differences| above the observed one, +1 smoothed). With one seed per row the seed level does nothing and
-the test is sacreBLEU's ``--paired-bs`` exactly (same seed, same resamples). The seed level makes the interval
+centred |differences| above the observed one, +1 smoothed; 1.0 where both rows tie in every resample). With one seed
+per row the seed level does nothing and the test is sacreBLEU's ``--paired-bs`` exactly (same seed, same resamples;
+but for that tie, to which sacreBLEU gives its floor p-value). The seed level makes the interval
 honest about training noise, which a test-set bootstrap alone ignores; with three seeds it is coarse, and the table
 says how many seeds each side had.
 """
@@ -104,7 +105,11 @@ def _bleu(stats: np.ndarray) -> float:
 
 
 def _p_value(a: np.ndarray, b: np.ndarray, observed: float) -> float:
-    """sacreBLEU's paired-bootstrap p-value: share of mean-centred |a - b| above |observed|, +1 smoothed."""
+    """sacreBLEU's paired-bootstrap p-value: share of mean-centred |a - b| above |observed|, +1 smoothed; 1.0
+    where A and B tie in every resample and on the data (the same system twice: no difference, where sacreBLEU's
+    formula would give its floor, 1/(n+1))."""
+    if observed == 0 and np.array_equal(a, b):
+        return 1.0
     sample = np.abs(a - b)
     return float((np.sum(sample - sample.mean() > abs(observed)) + 1) / (len(sample) + 1))
 
