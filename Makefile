@@ -19,6 +19,8 @@ TASK     ?= mt
 QUICK    ?=
 FORCE    ?=
 COMPRESS ?=
+CONFIRM  ?=
+JOBS     ?=
 # --executor slurm: one job per model's latency (a whole node) and per (model, seed) training, as job arrays
 EXECUTOR  ?= local
 PARTITION ?=
@@ -27,7 +29,7 @@ JOB_TIME  ?=
 JOB_GPUS  ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-slurm slurm-start slurm-stop benchmark bench tune report profile-table \
+.PHONY: help setup test test-slow test-slurm slurm-start slurm-stop benchmark bench tune shapes report profile-table \
 	latency-table recipes check-latency curves lint clean
 
 help: ## list the targets
@@ -74,6 +76,10 @@ bench: $(STAMP) ## the whole comparison at BUDGET (solve, profile, latency, trai
 tune: $(STAMP) ## equal-budget peak learning-rate search for every family of BUDGET (results/<budget>/tuning)
 	$(PY) -m bench tune --budget $(BUDGET) --task $(TASK) $(if $(MODELS),--models $(MODELS)) \
 		--executor $(EXECUTOR) $(SLURM_FLAGS)
+
+shapes: $(STAMP) ## equal-budget shape search (depth, heads, FFN ratio) per family of BUDGET at its tuned rate; CONFIRM=1: full runs of each family's two best; JOBS= trials at a time (results/<budget>/shapes)
+	$(PY) -m bench shapes --budget $(BUDGET) --task $(TASK) $(if $(MODELS),--models $(MODELS)) \
+		$(if $(JOBS),--jobs $(JOBS)) $(if $(CONFIRM),--confirm) --executor $(EXECUTOR) $(SLURM_FLAGS)
 
 CURVE_BUDGETS ?= 25M,50M,100M,200M,500M,1G,2G
 BACKENDS      ?= eager,onnxruntime

@@ -47,6 +47,8 @@ COMMANDS: dict[str, Command] = {
     "curves": Command("measure:cmd_curves", "cost curves: every family solved, counted and timed at a ladder of "
                       "MAC budgets, per backend and thread count, without training (results/curves)"),
     "tune": Command("sweep:cmd_tune", "equal-budget peak learning-rate search per family, on validation NLL"),
+    "shapes": Command("shapes:cmd_shapes", "equal-budget shape search per family (depth, heads, FFN ratio), each "
+                      "candidate solved to the budget, truncated trials at the tuned peak rate, on validation NLL"),
     "run": Command(
         "sweep:cmd_run", "the whole comparison at a budget: solve, profile, latency, train, evaluate, report"
     ),
@@ -251,6 +253,21 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--trials", choices=["truncated", "compressed"], default=None,
                    help="truncated: the recipe stopped after the trial's tokens; compressed: the recipe shrunk to "
                    "them (default: the budget file's tune: trials, else truncated)")
+    p.add_argument("--seed", default="1")
+    p.add_argument("--jobs", default="2", help="trials at a time, 1 thread each (default 2)")
+    p.add_argument("--corpus", help="corpus name or folder (default: libreoffice-en-de / sotu)")
+    p.add_argument("--results", help="results root (default: results/)")
+    _executor_args(p, "local: trials as processes here, --jobs at a time; slurm: one job per trial, one job array")
+    p.add_argument("--json", action="store_true")
+
+    p = add("shapes")
+    p.add_argument("--budget", required=True, help="100M, 500M, 1.2G or a budget YAML file (its shapes: section)")
+    p.add_argument("--task", choices=TASKS, default="mt")
+    p.add_argument("--schedule", choices=["short", "full"], default="short")
+    p.add_argument("--models", help="comma-separated subset of the families of the budget file's shapes: section")
+    p.add_argument("--tokens-per-trial", help="default: the budget file's shapes: tokens_per_trial")
+    p.add_argument("--confirm", action="store_true",
+                   help="then train each family's two best shapes with the whole recipe, one seed each")
     p.add_argument("--seed", default="1")
     p.add_argument("--jobs", default="2", help="trials at a time, 1 thread each (default 2)")
     p.add_argument("--corpus", help="corpus name or folder (default: libreoffice-en-de / sotu)")
