@@ -152,10 +152,16 @@ def render(data: dict[str, Any]) -> str:
                 bcell = f"{b:.2f}" + (f" ± {bsd:.2f}" if bsd is not None else "")
             else:
                 bcell = "–"
-            status = f["status"] + (f" ({f['reason']})" if f["reason"] else "")
+            overfit = f["status"] == "ok" and f["reason"] and "overfit" in f["reason"]
+            status = "ok, overfit (below)" if overfit else f["status"] + (f" ({f['reason']})" if f["reason"] else "")
             out.append(f"| {display_name(fam)} | {_tok(f['tokens'])} | {len(f['nll'])} | {cell} | {bcell} | {status} |")
+    fitted = [f"{display_name(fam)} at {_tok(f['tokens'])}: {f['reason']}" for fam in fams for ln in lengths
+              if (f := ln["families"].get(fam)) and f["status"] == "ok" and f["reason"] and "overfit" in f["reason"]]
     out += ["", "± is the standard deviation over seeds. Valid NLL: nats per target token on the whole validation "
-            "split, lower is better.", "", "## Gaps at each length (A minus B)", "",
+            "split, lower is better."]
+    out += ["", "Overfit (trained, ranked; the evaluated weights are the end of the schedule, as for every row):", ""] \
+        + [f"- {x}" for x in fitted] if fitted else []
+    out += ["", "## Gaps at each length (A minus B)", "",
             "| A | B | target tokens | seeds A/B | Δvalid NLL [95% interval] | ΔBLEU [95% interval] |",
             "|:---|:---|---:|---:|:---|:---|"]
     for a, b in PAIRS:

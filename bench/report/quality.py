@@ -7,7 +7,9 @@ frequencies: the plateau; a post-norm run that ended 0.07 nats under it translat
 plateau is judged on the final NLL of the whole validation split; the drift on the final NLL of the sample the
 run validated on during training (``final_sample_valid_nll``), so that both sides of that comparison are on one
 sample: the whole split and the sample differ by a few hundredths of a nat, by family, which is a fair share of
-the margin. The figures are in the train record (``valid_nll``, ``best_valid_nll``, ``final_sample_valid_nll``,
+the margin. A late rise while the training loss kept falling is overfitting, not a failure to train (the row is
+ok and its reason says so: a long schedule without dropout overfits). The figures are in the train record
+(``valid_nll``, ``best_valid_nll``, ``final_sample_valid_nll``,
 ``unigram_entropy``); older records without some of them are judged on what they carry, their curve included
 (without the sample's final NLL, drift is judged on the whole split's). A row with a failed seed is
 ``failed``: it is named in the leaderboard, drawn hollow, and left out of every Pareto front.
@@ -36,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 DRIFT_NATS = 0.1
+OVERFIT_WINDOW = 25  # logged training losses (500 updates at the recipe's log_every 20) either side of the test
 PLATEAU_NATS = 0.1  # a run must end at least this far below the unigram entropy to count as having trained
 N_SAMPLES = 1000
 SEED = 12345  # sacreBLEU's default (SACREBLEU_SEED)
@@ -61,6 +64,27 @@ def failed_reason(final: float | None, best: float | None, plateau: float | None
     return None
 
 
+def overfit(curve: Any, window: int = OVERFIT_WINDOW) -> tuple[float, float] | None:
+    """(mean training loss over the ``window`` logged steps up to the best in-training validation, the same over
+    the last ``window``) when training loss kept falling after that best, by more than DRIFT_NATS: validation rose
+    because the model fitted its training data ever closer (overfitting), not because training diverged or
+    collapsed (then training loss rises too). None otherwise, or when the curve is too short to say."""
+    if not isinstance(curve, (list, tuple)):
+        return None
+    rows = [e for e in curve if isinstance(e, dict) and not e.get("final")]
+    valid = [e for e in rows if e.get("valid_nll") is not None]
+    losses = [(e["step"], float(e["train_loss"])) for e in rows if e.get("train_loss") is not None]
+    if not valid or len(losses) < 2 * window:
+        return None
+    best_step = min(valid, key=lambda e: e["valid_nll"])["step"]
+    upto = [v for s, v in losses if s <= best_step][-window:]
+    last = [v for s, v in losses if s > best_step][-window:]
+    if len(upto) < window or len(last) < window:
+        return None
+    before, after = float(np.mean(upto)), float(np.mean(last))
+    return (before, after) if after < before - DRIFT_NATS else None
+
+
 def _best_in_curve(curve: Any) -> float | None:
     if not isinstance(curve, (list, tuple)):
         return None
@@ -79,8 +103,10 @@ def _number(value: Any) -> float | None:
 
 def row_status(train: pd.DataFrame, evals: pd.DataFrame | None = None) -> tuple[str, str | None]:
     """("ok" | "failed", reason) of one leaderboard row from its train (and eval) records, one per seed. The
-    final validation NLL is the eval record's (whole split) where there is one, else the train record's."""
-    reasons = []
+    final validation NLL is the eval record's (whole split) where there is one, else the train record's. A seed
+    whose only fault is the late rise and whose training loss kept falling (:func:`overfit`) trained: it is ok,
+    and the reason names the overfitting."""
+    reasons, notes = [], []
     final_by_seed = {}
     if evals is not None and not evals.empty:
         final_by_seed = {int(r["seed"]): _number(r.get("valid_nll")) for _, r in evals.iterrows()}
@@ -92,9 +118,15 @@ def row_status(train: pd.DataFrame, evals: pd.DataFrame | None = None) -> tuple[
             best = _best_in_curve(rec.get("curve"))
         plateau, sample = _number(rec.get("unigram_entropy")), _number(rec.get("final_sample_valid_nll"))
         why = failed_reason(final, best, plateau, sample)
-        if why:
+        fitted = overfit(rec.get("curve")) if why and "above its best" in why else None
+        if fitted:
+            notes.append(f"seed {seed}: overfit, not failed: {why}, while its training loss fell from "
+                         f"{fitted[0]:.2f} to {fitted[1]:.2f} (means of {OVERFIT_WINDOW} logged steps)")
+        elif why:
             reasons.append(f"seed {seed}: {why}")
-    return ("failed", "; ".join(reasons)) if reasons else ("ok", None)
+    if reasons:
+        return "failed", "; ".join(reasons + notes)
+    return "ok", "; ".join(notes) or None
 
 
 # -------------------------------------------------------------------------------------------- bootstrap

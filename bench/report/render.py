@@ -230,9 +230,16 @@ def _quality_sections(df: pd.DataFrame) -> list[str]:
         out += ["", "### Failed runs", ""]
         out.append(f"A run failed when its final validation NLL is above, or less than {PLATEAU_NATS} nats below, the "
                    f"unigram entropy of its training targets (the plateau) or more than {DRIFT_NATS} nats above its "
-                   "best in-training validation. Failed rows are drawn hollow and left out of every Pareto front.")
+                   "best in-training validation while its training loss did not keep falling (a rise with falling "
+                   "training loss is overfitting: such a row trained, is ranked, and is listed below). Failed rows "
+                   "are drawn hollow and left out of every Pareto front.")
         out.append("")
         out += [f"- {display_name(str(r['model']))}: {r['status_reason']}" for _, r in failed.iterrows()] or ["- none"]
+        fitted = base[(base["status"] == "ok") & base["status_reason"].map(_present)] \
+            if "status_reason" in base else base.iloc[:0]
+        if len(fitted):
+            out += ["", "Overfit rows (trained; their final weights are evaluated, as every row's):", ""]
+            out += [f"- {display_name(str(r['model']))}: {r['status_reason']}" for _, r in fitted.iterrows()]
     pairs = df.attrs.get("pairwise") or []
     if pairs:
         out += ["", "### Pairwise differences", ""]

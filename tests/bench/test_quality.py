@@ -203,3 +203,36 @@ def test_learning_curve_band_by_hand():
     assert mean[0] == pytest.approx(7.3) and (low[0], high[0]) == pytest.approx((7.0, 7.6))
     assert mean[-1] == pytest.approx(4.6) and (low[-1], high[-1]) == pytest.approx((4.0, 5.2))
     assert curve_band([[{"tokens": 0, "valid_nll": 1.0}]], "tokens") is None
+
+
+def _curve(valid: list[float], train: list[float]) -> list[dict]:
+    """A curve logged every 20 steps (training loss) with validation every 200, as the recipe logs."""
+    out = []
+    for i, loss in enumerate(train, 1):
+        e = {"step": 20 * i, "train_loss": loss, "valid_nll": None}
+        if (20 * i) % 200 == 0 and (20 * i) // 200 <= len(valid):
+            e["valid_nll"] = valid[(20 * i) // 200 - 1]
+        out.append(e)
+    return out
+
+
+def test_a_late_rise_with_falling_training_loss_is_overfitting_not_a_failure():
+    import pandas as pd
+
+    from bench.report.quality import overfit
+
+    valid = [5.0, 4.0, 3.5, 3.2, 3.0, 2.9, 2.95, 3.0, 3.05, 3.1]  # best 2.9 at step 1200, ends 0.2 above it
+    falling = list(np.linspace(5.0, 2.8, 60)) + list(np.linspace(2.8, 2.3, 40))  # kept fitting the data
+    rising = list(np.linspace(5.0, 2.8, 60)) + list(np.linspace(2.8, 3.6, 40))  # diverging: training loss up
+    assert overfit(_curve(valid, falling)) == pytest.approx((np.mean(falling[35:60]), np.mean(falling[-25:])))
+    assert overfit(_curve(valid, rising)) is None
+    assert overfit(_curve(valid, falling[:30])) is None  # too short to say
+    base = {"seed": 1, "valid_nll": 3.1, "best_valid_nll": 2.9, "final_sample_valid_nll": 3.1,
+            "unigram_entropy": 6.8}
+    status, why = row_status(pd.DataFrame([{**base, "curve": _curve(valid, falling)}]))
+    assert status == "ok" and why.startswith("seed 1: overfit, not failed") and "3.10 is more than 0.1" in why
+    status, why = row_status(pd.DataFrame([{**base, "curve": _curve(valid, rising)}]))
+    assert status == "failed" and "above its best" in why and "overfit" not in why
+    # a plateau failure stays a failure whatever the training loss did
+    status, _ = row_status(pd.DataFrame([{**base, "valid_nll": 6.75, "curve": _curve(valid, falling)}]))
+    assert status == "failed"
