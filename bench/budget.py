@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from models import ConfigError, ModelConfig, get_entry, resolve_config
 
 from .analytic import Protocol, analytic_macs, has_formula
 from .errors import BenchError
+from .schedules import LONGER
 from .tasks import TASKS, model_task
 from .yaml_file import read_yaml
 
@@ -90,6 +91,7 @@ class Budget:
     # model knobs every family of this budget shares (norm placement, dropouts), applied after the family's
     # fixed knobs; a key a family does not have (weight_dropout without a convolution) does not apply to it
     shared: dict[str, Any] = field(default_factory=dict)
+    schedule_shared: dict[str, dict[str, Any]] = field(default_factory=dict)  # shared: {mt: {x16: {...}}}
     variants: dict[str, Variant] = field(default_factory=dict)
     latency: LatencyTarget | None = None  # a latency budget (target_macs is then only the search's anchor)
     tuned_from: str | None = None  # read the peak rates another budget's tuning chose (results/<it>/tuning)
@@ -105,6 +107,11 @@ class Budget:
 
     def label(self, name: str) -> str:
         return self.variants[name].label if name in self.variants else name
+
+    def for_schedule(self, schedule: str) -> Budget:
+        """This budget as a sweep on ``schedule`` trains it: a longer schedule's shared knobs on top."""
+        return replace(self, shared={**self.shared, **self.schedule_shared[schedule]}) \
+            if schedule in self.schedule_shared else self
 
     def shared_for(self, model: str) -> dict[str, Any]:
         keys = get_entry(model).config_cls.keys()
@@ -264,7 +271,7 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         _check_keys(keys, tuple(k for k in SCHEDULES[sched].to_dict() if k != "name"), where, what)
     own = (train.get(task) or {}) if task in TASK_SECTIONS else {}
     train = {k: {**(train.get(k) or {}), **(own.get(k) or {})} for k in SCHEDULES if k in train or k in own}
-    shared = _shared(raw.get("shared"), models, where, task)
+    shared, schedule_shared = _shared(raw.get("shared"), models, where, task)
     # the variants are rows of their own budget's table; a latency budget made from its template compares the
     # families alone; a variant names the tasks it belongs to (the paper's post-norm rows: translation)
     variants = _variants(raw.get("variants") or {}, models, where) if latency_ms is None else {}
@@ -280,6 +287,7 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         source=where,
         train={str(k): dict(v or {}) for k, v in train.items()},
         shared=dict(shared),
+        schedule_shared=schedule_shared,
         variants=variants,
         latency=latency,
         tuned_from=str(raw["tuned_from"]) if raw.get("tuned_from") is not None else tuned_from,
@@ -288,21 +296,25 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
     )
 
 
-def _shared(raw: Any, models: dict[str, ScalingRule], where: str, task: str) -> dict[str, Any]:
-    """The model knobs every family of this budget shares for ``task``: the section's own keys, then its task
-    subsection's (``shared: {dropout: 0.1, mt: {dropout: 0.0}}`` gives translation 0 and the others 0.1)."""
+def _shared(raw: Any, models: dict[str, ScalingRule], where: str, task: str) -> tuple[dict[str, Any], dict]:
+    """The knobs every family shares for ``task`` (``shared: {dropout: 0.1, mt: {dropout: 0.0}}``: translation 0,
+    the others 0.1), and a longer schedule's own in the task's subsection (``mt: {x16: {dropout: 0.1}}``)."""
     raw = raw or {}
     if not isinstance(raw, dict) or not all(isinstance(raw[t], dict) for t in TASKS if t in raw):
         raise BenchError(f"{where}: 'shared' must map model config keys to values (and a task, "
                          f"{', '.join(TASKS)}, to its own such mapping)")
+    raw = {k: (dict(v) if k in TASKS else v) for k, v in raw.items()}
+    longer = {t: {n: raw[t].pop(n) for n in LONGER if n in raw[t]} for t in TASKS if t in raw}
+    if not all(isinstance(v, dict) for sub in longer.values() for v in sub.values()):
+        raise BenchError(f"{where}: 'shared: <task>: <schedule>' must map model config keys to values")
     known = {k for m in models for k in get_entry(m).config_cls.keys()} - {"task", "d_model", "ffn_dim"}
     top = {k: v for k, v in raw.items() if k not in TASKS}
-    for keys in (top, *(raw[t] for t in TASKS if t in raw)):  # a task inside a task's subsection is not a key
+    for keys in (top, *(raw[t] for t in TASKS if t in raw), *(v for sub in longer.values() for v in sub.values())):
         bad = sorted(str(k) for k in keys if k not in known)
         if bad:
             raise BenchError(f"{where}: shared key(s) {', '.join(bad)} are not config keys a budget may share; "
                              f"valid: {', '.join(sorted(known))}")
-    return {**top, **raw.get(task, {})}
+    return {**top, **raw.get(task, {})}, longer.get(task, {})
 
 
 def _task_tokens(proto: Any, task: str, where: str) -> dict[str, Any]:

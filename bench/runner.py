@@ -191,6 +191,7 @@ class Sweep:
             )
         self.models = names
         self.schedule = get_schedule("quick" if opts.quick else opts.schedule, **self._budget_schedule())
+        self.budget = self.budget.for_schedule(self.schedule.name)  # a longer schedule's own shared knobs
         self.corpus = opts.corpus or DEFAULT_CORPUS[opts.task]
         # a smoke run, or another schedule than the budget's short one, gets a folder of its own (100M-full)
         self.results = Path(opts.results_root) / self.budget.results_name(self.schedule.name)

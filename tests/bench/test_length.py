@@ -109,3 +109,30 @@ def test_write_length_writes_the_table_and_both_figures(two_lengths: Path, data:
     solo = tmp_path / "solo"
     shutil.copytree(two_lengths / "100M", solo / "100M")
     assert write_length(solo / "100M", solo / "combined") == []  # one length: nothing to compare
+
+
+def test_the_16x_runs_take_the_dropout_the_4x_curves_decided_and_nothing_else_moves():
+    budget = load_budget("100M")
+    assert budget.schedule_shared == {"x16": {"dropout": 0.1}}
+    assert budget.for_schedule("x16").shared == {**budget.shared, "dropout": 0.1}
+    assert budget.for_schedule("x4") is budget and budget.for_schedule("short") is budget
+    assert load_budget("100M", task="lm").schedule_shared == {}  # translation's subsection alone
+    # the short and x4 run folders keep their hashes (committed records); x16's models carry dropout 0.1
+    names = {s: Sweep(SweepOptions(budget="100M", schedule=s)).plan("transformer") for s in ("short", "x4", "x16")}
+    assert names["short"].folder.name == "transformer-bd048021ee"
+    assert names["x4"].folder.name == "transformer-c874e73fa8"
+    assert names["x16"].solution.config.dropout == 0.1 and names["x4"].solution.config.dropout == 0.0
+    assert names["x16"].solution.config.d_model == names["short"].solution.config.d_model  # the same shape
+
+
+def test_a_schedule_subsection_of_shared_is_checked(tmp_path):
+    from bench.errors import BenchError
+
+    text = (REPO / "budgets" / "100M.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("x16: {dropout: 0.1}", "x16: {dropot: 0.1}"))
+    with pytest.raises(BenchError, match="dropot"):
+        load_budget(bad)
+    bad.write_text(text.replace("x16: {dropout: 0.1}", "x16: 0.1"))
+    with pytest.raises(BenchError, match="<schedule>"):
+        load_budget(bad)
