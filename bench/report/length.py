@@ -207,8 +207,10 @@ def render(data: dict[str, Any]) -> str:
         fams4 = set(rule["per_family"])
         missing = [f for f in fams if f not in fams4]
         verdict = "dropout 0.1" if rule["dropout"] else "no dropout (0.0)"
-        out += ["", f"Decision: the 16x runs train with **{verdict}** for every family"
-                + (f" (provisional: no 4x curve yet for {', '.join(map(display_name, missing))})." if missing else ".")]
+        # a rise decides for dropout whatever the missing curves do; no rise yet is provisional while any is missing
+        pending = f" (provisional: no 4x curve yet for {', '.join(map(display_name, missing))})" \
+            if missing and not rule["dropout"] else ""
+        out += ["", f"Decision: the 16x runs train with **{verdict}** for every family{pending}."]
     return "\n".join(out) + "\n"
 
 
