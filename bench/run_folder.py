@@ -105,3 +105,26 @@ def start_afresh(out_dir: Path, log: Callable[[str], None] | None = None) -> lis
     at = f" (checkpoint at update {step})" if step is not None else ""
     log(f"note: started {out_dir} afresh: removed the run it held{at}: {', '.join(p.name for p in gone)}")
     return gone
+
+
+def trim_log(out_dir: Path, step: int) -> None:
+    """Drop the training log's lines past ``step``, written after the checkpoint a run resumes from (a run
+    killed between checkpoints repeats those steps; their lines would otherwise appear twice)."""
+    import json
+
+    from .atomic import write_text
+
+    log = Path(out_dir) / "train.jsonl"
+    if not log.exists():
+        return
+    lines = log.read_text(encoding="utf-8").splitlines()
+    keep = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a line cut short by the kill
+            continue
+        if entry.get("step", 0) <= step and not entry.get("final"):
+            keep.append(line)
+    if len(keep) != len(lines):
+        write_text(log, "".join(f"{line}\n" for line in keep))

@@ -209,7 +209,7 @@ class Sweep:
         if self.schedule.name in LONGER and not own.exists():
             base = LONGER[self.schedule.name][0]
             self.tuned_schedule = get_schedule(base, **self.budget.schedule_overrides(base))
-            tuned_at = self.results.parent / self.budget.results_name(base)
+            tuned_at = self.results.parent / (self.budget.tuned_from or self.budget.results_name(base))
         self.tuned = {} if opts.quick else read_tuned(self.results if own.exists() else tuned_at,
                                                       self.tuned_schedule, kind)
         self.fresh: set[Path] = set()  # records this sweep wrote before the per-model stages (bench.paired)

@@ -215,12 +215,13 @@ def parse_schedule_sets(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
 
 def file_keys(train: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
     """A budget file's ``train:`` keys for schedule ``name``. A longer schedule of the length study (``x4``,
-    ``x16``) that the file does not set is the schedule it lengthens, every key the file sets for that one,
-    with its target tokens times the factor."""
-    if name in LONGER and name not in train:
+    ``x16``) is the schedule it lengthens, every key the file sets for that one, with its target tokens times
+    the factor, and then any key the file sets for the longer schedule itself."""
+    if name in LONGER:  # the file's own keys for it, if any, on top
         base, factor = LONGER[name]
         keys = file_keys(train, base)
-        return {**keys, "max_tokens": factor * int(keys.get("max_tokens") or SCHEDULES[base].max_tokens)}
+        tokens = factor * int(keys.get("max_tokens") or SCHEDULES[base].max_tokens)
+        return {**keys, "max_tokens": tokens, **train.get(name, {})}
     return dict(train.get(name, {}))
 
 

@@ -43,7 +43,7 @@ from .batching import (
 from .data import DataError, Tokenizer, get_corpus
 from .data.tokenizer import TokenizerConfig, get_tokenizer_capped
 from .errors import BenchError
-from .run_folder import corpus_digest, differences, folder_lock, tokenizer_digest
+from .run_folder import corpus_digest, differences, folder_lock, tokenizer_digest, trim_log
 from .schedules import Schedule
 from .tasks import is_seq2seq, model_task
 from .validation import (  # noqa: F401 (re-exported: the loss is also what validation measures)
@@ -219,6 +219,7 @@ class Trainer:
                 },
                 "valid_nll": st.valid_nll,
                 "rng": torch.get_rng_state(),
+                **({"cuda_rng": torch.cuda.get_rng_state_all()} if self.device.type == "cuda" else {}),
                 "spec": json.loads(json.dumps(self.spec())),
                 "resumed_from_steps": list(self.resumed_from_steps),
             },
@@ -240,27 +241,12 @@ class Trainer:
             setattr(self.state, k, v)
         self.state.valid_nll = ck.get("valid_nll")
         torch.set_rng_state(ck["rng"])
+        if self.device.type == "cuda" and "cuda_rng" in ck:  # dropout masks on the GPU, as uninterrupted
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
         self.resumed_from_step = self.state.step
         self.resumed_from_steps = [*ck.get("resumed_from_steps", []), self.state.step]
         if self.rank == 0:
-            self._trim_log(self.state.step)
-
-    def _trim_log(self, step: int) -> None:
-        """Drop the log's lines past ``step`` (written after the checkpoint that the run resumes from)."""
-        log = self.out_dir / "train.jsonl"
-        if not log.exists():
-            return
-        lines = log.read_text(encoding="utf-8").splitlines()
-        keep = []
-        for line in lines:
-            try:
-                entry = json.loads(line)
-            except ValueError:  # a line cut short by the kill
-                continue
-            if entry.get("step", 0) <= step and not entry.get("final"):
-                keep.append(line)
-        if len(keep) != len(lines):
-            atomic_write_text(log, "".join(f"{line}\n" for line in keep))
+            trim_log(self.out_dir, self.state.step)
 
     # ------------------------------------------------------------------ one step
     def _batch(self, idx: np.ndarray) -> dict[str, Tensor]:

@@ -27,7 +27,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         models=models,
         seeds=check.integers("--seeds", args.seeds) or [1],
         device=args.device,
-        threads=check.thread_list("--threads", args.threads, latency=True),
+        # latency jobs on a cluster run on its nodes, not on this one: their cores are not this machine's
+        threads=check.thread_list("--threads", args.threads, latency=args.executor == "local"),
         schedule=args.schedule,
         quick=args.quick,
         force=args.force,

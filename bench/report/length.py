@@ -100,6 +100,8 @@ def overfit_rule(curves: dict[str, list[dict[str, Any]]], rise: float = OVERFIT_
     family rose more than ``rise`` (then the longest schedule trains with dropout 0.1 for every family)."""
     per = {}
     for fam, curve in curves.items():
+        if not curve:
+            continue
         best, worst = math.inf, 0.0
         for e in curve:
             best = min(best, e["valid_nll"])

@@ -78,11 +78,13 @@ def overfit(curve: Any, window: int = OVERFIT_WINDOW) -> tuple[float, float] | N
         return None
     best_step = min(valid, key=lambda e: e["valid_nll"])["step"]
     upto = [v for s, v in losses if s <= best_step][-window:]
-    last = [v for s, v in losses if s > best_step][-window:]
-    if len(upto) < window or len(last) < window:
+    later = [v for s, v in losses if s > best_step]
+    if len(upto) < window or len(later) < window:
         return None
-    before, after = float(np.mean(upto)), float(np.mean(last))
-    return (before, after) if after < before - DRIFT_NATS else None
+    before, first, after = float(np.mean(upto)), float(np.mean(later[:window])), float(np.mean(later[-window:]))
+    # falling through to the end: below the best's window, and not above the window just after the best (a
+    # collapse that starts after the best rises from there, even when it ends under the earlier, steeper part)
+    return (before, after) if after < before - DRIFT_NATS and after <= first else None
 
 
 def _best_in_curve(curve: Any) -> float | None:

@@ -136,3 +136,22 @@ def test_a_schedule_subsection_of_shared_is_checked(tmp_path):
     bad.write_text(text.replace("x16: {dropout: 0.1}", "x16: 0.1"))
     with pytest.raises(BenchError, match="<schedule>"):
         load_budget(bad)
+
+
+def test_a_budget_files_own_keys_for_a_longer_schedule_layer_on_the_lengthened_recipe():
+    from bench.schedules import file_keys
+
+    train = {"short": {"max_tokens": 2_000_000, "warmup_steps": 500, "decay": "cosine", "min_lr": 0.0}}
+    assert file_keys(train, "x4") == {**train["short"], "max_tokens": 8_000_000}
+    assert file_keys({**train, "x4": {"lr": 2e-3}}, "x4") == {**train["short"], "max_tokens": 8_000_000, "lr": 2e-3}
+
+
+def test_a_latency_budget_on_a_longer_schedule_keeps_its_tuned_from():
+    chosen = json.loads((COMMITTED / "tuning" / "chosen.json").read_text())["chosen"]
+    sweep = Sweep(SweepOptions(budget="5.4ms", schedule="x4"))
+    assert sweep.tuned == {f: v["lr"] for f, v in chosen.items()}
+
+
+def test_the_dropout_rule_skips_an_empty_curve():
+    rule = overfit_rule({"a": [], "b": [{"tokens": 1, "valid_nll": 3.0}]})
+    assert set(rule["per_family"]) == {"b"} and rule["dropout"] == 0.0

@@ -236,3 +236,13 @@ def test_a_late_rise_with_falling_training_loss_is_overfitting_not_a_failure():
     # a plateau failure stays a failure whatever the training loss did
     status, _ = row_status(pd.DataFrame([{**base, "valid_nll": 6.75, "curve": _curve(valid, falling)}]))
     assert status == "failed"
+
+
+def test_a_collapse_after_the_best_is_not_overfitting_even_below_the_steep_part_before_it():
+    from bench.report.quality import overfit
+
+    valid = [5.0, 4.0, 3.5, 3.2, 3.0, 2.9, 3.0, 3.1, 3.2, 3.3]
+    # steep fall to the best (mean of its window ~3.7), then the loss rises from 2.5 to 3.0: ends under 3.6
+    collapse = list(np.linspace(5.0, 2.5, 60)) + list(np.linspace(2.5, 3.0, 40))
+    assert np.mean(collapse[-25:]) < np.mean(collapse[35:60]) - 0.1  # what the first test alone would take
+    assert overfit(_curve(valid, collapse)) is None
