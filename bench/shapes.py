@@ -54,7 +54,7 @@ from .errors import BenchError
 from .runner import DEFAULT_CORPUS, REPO, config_hash, environment, locked
 from .schedules import Schedule, get_schedule
 from .shape_plan import Shape, candidates, paper_config, paper_shape, shape_overrides
-from .tune import _COST, read_tuned, trial_schedule, trial_tokens
+from .tune import _COST, read_tuned, trial_fields, trial_schedule, trial_tokens
 
 FOLDER = "shapes"
 CHOSEN = "chosen.json"
@@ -196,8 +196,6 @@ def trial_record(trial: ShapeTrial, budget: Budget, corpus: str, seed: int, summ
                  run_dir: Path, env: dict[str, Any], command: str, started: datetime, threads: int,
                  job: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record of one finished (or diverged) trial or confirmation run."""
-    from .train import read_curve
-
     s = trial.solved
     truncated = trial.schedule.stop_tokens is not None
     return {
@@ -219,23 +217,8 @@ def trial_record(trial: ShapeTrial, budget: Budget, corpus: str, seed: int, summ
         "params": s.params,
         "lr": trial.schedule.lr,
         "trial_kind": "truncated" if truncated else "full",
-        "tokens_per_trial": trial_tokens(trial.schedule),
-        "selection": "valid_nll (whole validation split)",
-        "config": trial.config,
-        "config_hash": trial.key,
-        "schedule_config": trial.schedule.to_dict(),
-        "corpus": corpus,
-        "seed": seed,
-        "threads": threads,
-        **{k: summary.get(k) for k in ("valid_nll", "best_valid_nll", "final_sample_valid_nll", "unigram_entropy",
-                                       "train_steps", "train_tokens", "train_wall_s", "tokens_per_s", "stop")},
-        "error": summary.get("error"),
-        "curve": read_curve(run_dir),
-        **(job or {}),
-        "env": env,
-        "command": command,
-        "started": started.isoformat(timespec="seconds"),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **trial_fields(trial.schedule, trial.config, trial.key, corpus, seed, threads, summary, run_dir, env,
+                       command, started, job),
     }
 
 

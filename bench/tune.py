@@ -288,11 +288,22 @@ def trial_record(trial: Trial, budget: str, corpus: str, seed: int, summary: dic
         "budget": budget,
         "lr": trial.lr,
         "trial_kind": "truncated" if trial.schedule.stop_tokens else "compressed",
-        "tokens_per_trial": trial_tokens(trial.schedule),
+        **trial_fields(trial.schedule, trial.config, trial.key, corpus, seed, threads, summary, run_dir, env, command,
+                       started, job),
+    }
+
+
+def trial_fields(schedule: Schedule, config: dict[str, Any], key: str, corpus: str, seed: int, threads: int,
+                 summary: dict[str, Any], run_dir: Path, env: dict[str, Any], command: str, started: datetime,
+                 job: dict[str, Any] | None) -> dict[str, Any]:
+    """What every trial record carries (tuning's and the shape search's): what trained, how it ended, its curve,
+    where and when."""
+    return {
+        "tokens_per_trial": trial_tokens(schedule),
         "selection": "valid_nll (whole validation split)",
-        "config": trial.config,
-        "config_hash": trial.key,
-        "schedule_config": trial.schedule.to_dict(),
+        "config": config,
+        "config_hash": key,
+        "schedule_config": schedule.to_dict(),
         "corpus": corpus,
         "seed": seed,
         "threads": threads,

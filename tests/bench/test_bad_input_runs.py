@@ -4,19 +4,16 @@ now refuses with one line and exit code 2, or stops with the resume line and exi
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
-from bench.cli import main
 from bench.errors import BenchError
 from bench.schedules import get_schedule
 from bench.train import Trainer, load_checkpoint, load_task_data
@@ -27,17 +24,7 @@ TINY = dict(d_model=32, heads=4, encoder_layers=1, decoder_layers=1, ffn_dim=64)
 TINY_SETS = [w for k, v in TINY.items() for w in ("--set", f"{k}={v}")]
 
 
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
-
-
-def one_bad_line(code: int, out: str, err: str) -> str:
-    assert code == 2 and out == "", (code, out, err)
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    return err
+from tests.bench.test_inputs import cli, one_bad_line  # noqa: E402 (the command-line helpers, shared)
 
 
 def toy_corpus(folder: Path) -> Path:
