@@ -89,13 +89,13 @@ curves: $(STAMP) ## cost curves, no training: every family at CURVE_BUDGETS x BA
 report: $(STAMP) ## rebuild leaderboard tables and figures from the run records
 	$(PY) -m bench report --budget $(BUDGET) --task $(TASK)
 
-profile-table: $(STAMP) ## the README's MACs/params table: every family at 100M and 500M, every counter
+profile-table: $(STAMP) ## the MACs/params tables of results/README.md: every family at 100M and 500M, every counter
 	$(PY) -m bench table
 
-latency-table: $(STAMP) ## the README's latency table, from the latency records of results/100M and results/500M
+latency-table: $(STAMP) ## the latency table of results/README.md, from the latency records of results/100M and results/500M
 	$(PY) -m bench table --latency
 
-recipes: $(STAMP) ## the README's sample-efficiency study: short schedule vs the plain recipe, 2 seeds
+recipes: $(STAMP) ## the sample-efficiency study of results/README.md: short schedule vs the plain recipe, 2 seeds
 	$(PY) -m bench recipes --model transformer --budget 100M --seeds 1,2
 
 check-latency: $(STAMP) ## quiet machine only: paired ratios agree twice, two sweeps at once never time beside compute

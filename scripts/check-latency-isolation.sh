@@ -59,7 +59,7 @@ import json, sys
 from collections import Counter
 from pathlib import Path
 
-from bench.spans import latency_overlaps, stage_runs, stage_spans
+from bench.records.spans import latency_overlaps, stage_runs, stage_spans
 
 out, workloads, codes = Path(sys.argv[1]), sys.argv[2].split(), [int(sys.argv[3]), int(sys.argv[4])]
 ok = True

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.latency import MIN_RUNS, MIN_TIME_S, MIN_WARMUP, SRC_LEN, TGT_LEN, Measurement, make_workload
-from bench.machine import check_threads, device_name, num_threads
+from bench.latency.machine import check_threads, device_name, num_threads
 
 
 # ============================================================================================ nn.Transformer

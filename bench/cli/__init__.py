@@ -13,10 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from bench.cluster import JobsFailed
+from bench.cli.parser import COMMANDS, build_parser, join_negative_values
 from bench.errors import BenchError
-
-from .parser import COMMANDS, build_parser, join_negative_values
+from bench.infra.cluster import JobsFailed
 
 EXIT_USAGE = 2
 

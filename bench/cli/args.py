@@ -58,7 +58,7 @@ def number(option: str, text: str | float | None, minimum: float = 0.0) -> float
 
 def threads(option: str, text: str | int | None) -> int:
     """A thread count: a positive integer, or "all" (every core this process may use)."""
-    from bench.machine import check_threads
+    from bench.latency.machine import check_threads
 
     try:
         return check_threads(text)
@@ -69,7 +69,7 @@ def threads(option: str, text: str | int | None) -> int:
 def latency_threads(option: str, text: str | int | None) -> int:
     """A thread count to time with: as :func:`threads`, and at most the cores this process may use (more
     threads than cores time the measurement's own threads contending, counted as other processes' load)."""
-    from bench.machine import all_cores
+    from bench.latency.machine import all_cores
 
     n, cores = threads(option, text), all_cores()
     if n > cores:
@@ -93,14 +93,14 @@ def choice(option: str, value: str, valid: tuple[str, ...] | list[str]) -> str:
 
 
 def executor(text: str) -> str:
-    from bench.launcher import EXECUTORS
+    from bench.infra.launcher import EXECUTORS
 
     return choice("--executor", text, EXECUTORS)
 
 
 def resources(args: object) -> object:
-    """bench.cluster.Resources from --slurm-partition/-cpus/-time/-gpus; those flags need --executor slurm."""
-    from bench.cluster import DEFAULT_TIME_MIN, Resources, parse_time
+    """bench.infra.cluster.Resources from --slurm-partition/-cpus/-time/-gpus; those flags need --executor slurm."""
+    from bench.infra.cluster import DEFAULT_TIME_MIN, Resources, parse_time
 
     flags = {"--slurm-partition": "slurm_partition", "--slurm-cpus": "slurm_cpus", "--slurm-time": "slurm_time",
              "--slurm-gpus": "slurm_gpus"}

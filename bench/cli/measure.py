@@ -9,10 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bench.cli import args as check
+from bench.cli.output import print_json
 from bench.errors import BenchError
-
-from . import args as check
-from .output import print_json
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
@@ -20,13 +19,13 @@ def cmd_latency(args: argparse.Namespace) -> int:
     models side by side (bench.latency.compare)."""
     import torch
 
+    from bench.budget.resolve import resolve_model
+    from bench.cost.profiling import paper_macs, protocol_of
     from bench.latency import BACKENDS, DTYPES, WORKLOADS, measure_latency
+    from bench.latency.machine import DEVICES, check_device
     from bench.latency.quiet import QuietPolicy
     from bench.latency.workloads import workload_shape
-    from bench.machine import DEVICES, check_device
-    from bench.profiling import paper_macs, protocol_of
-    from bench.resolve import resolve_model
-    from bench.tasks import TASKS
+    from bench.train.tasks import TASKS
     from models import create_model
 
     if (args.model is None) == (args.compare is None):
@@ -67,16 +66,16 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
 
 def cmd_curves(args: argparse.Namespace) -> int:
-    """``curves``: the cost curves (bench.cost_curves); a budget, backend or thread count that fails is listed,
+    """``curves``: the cost curves (bench.sweep.cost_curves); a budget, backend or thread count that fails is listed,
     the others are kept."""
-    from bench.cost_curves import CurveOptions, run_curves
     from bench.latency.backends import BACKENDS
     from bench.latency.workloads import WORKLOADS
+    from bench.sweep.cost_curves import CurveOptions, run_curves
 
     budgets = check.words(args.budgets)
     if not budgets:
         raise BenchError("--budgets needs at least one MAC budget, e.g. 25M,100M")
-    from bench.budget import parse_target
+    from bench.budget.spec import parse_target
 
     for b in budgets:
         parse_target(b)  # MAC budgets only: a latency budget is solved by measurement, not on a ladder
@@ -99,9 +98,9 @@ def _compare(args: argparse.Namespace, threads: int, device: str, warmup: int, q
              backend: str) -> int:
     """``latency --compare A,B,C``: every model (solved at ``--budget`` when given) in this process, all on
     ``backend``."""
+    from bench.budget.resolve import resolve_model
+    from bench.cost.profiling import protocol_of
     from bench.latency.compare import compare_latency, summary
-    from bench.profiling import protocol_of
-    from bench.resolve import resolve_model
 
     names = check.words(args.compare)
     if len(names) < 2 or len(set(names)) != len(names):

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.cli.output import print_json
 from bench.errors import BenchError
-
-from .output import print_json
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -30,8 +29,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 def profile_record(model: str, task: str, budget: str | None, sets: list[str]) -> dict[str, Any]:
     """The profile of one model: resolved config, params and MACs by every counter (paper convention), counted
     with the budget's protocol when a budget is given (as the sweep counts)."""
-    from bench.profiling import profile, protocol_of
-    from bench.resolve import resolve_model
+    from bench.budget.resolve import resolve_model
+    from bench.cost.profiling import profile, protocol_of
 
     cfg = resolve_model(model, task, budget, sets)
     record: dict[str, Any] = {"model": model, "task": task, "budget": budget, "config": cfg.to_dict()}
@@ -58,7 +57,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    from bench.budget import load_budget, solve_model
+    from bench.budget.solve import solve_model
+    from bench.budget.spec import load_budget
 
     budget = load_budget(args.budget, task=args.task)
     sol = solve_model(budget, args.model)
@@ -80,8 +80,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 
 def latency_table(budgets: list[str], results_root: Path) -> list[str]:
-    """The README's latency table, from the sweep's latency records (results/<budget>/runs/*/latency-*.json)."""
-    from bench.budget import load_budget
+    """The latency table of results/README.md, from the sweep's latency records
+    (results/<budget>/runs/*/latency-*.json)."""
+    from bench.budget.spec import load_budget
     from bench.report.records import load_records
 
     head = ["budget", "model", "fwd p50 ms 1 thr", "fwd p50 ms 2 thr", "transl. p50 ms 1 thr",
@@ -112,14 +113,15 @@ def latency_table(budgets: list[str], results_root: Path) -> list[str]:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    """The README's MACs/params table: every model of each budget, every counter (``--latency``: the
+    """The MACs/params table of results/README.md: every model of each budget, every counter (``--latency``: the
     latency table from the sweep's records instead)."""
     budgets = args.budgets or ["100M", "500M"]
     if args.latency:
         print("\n".join(latency_table(budgets, Path(args.results))))
         return 0
-    from bench.budget import load_budget, solve_budget
-    from bench.counting import COUNTERS
+    from bench.budget.solve import solve_budget
+    from bench.budget.spec import load_budget
+    from bench.cost.counting import COUNTERS
 
     head = ["budget", "model", "d_model", "ffn_dim", "params", "params_total", "MACs (rel. to target)"]
     head += [f"{c}" for c in COUNTERS] + ["with output"]

@@ -12,7 +12,7 @@ from bench.latency.compare import ROUNDS as COMPARE_ROUNDS
 from bench.latency.pooled import PROCESSES as COMPARE_PROCESSES
 from bench.latency.timing import MAX_TRIES, MIN_RUNS, MIN_TIME_S, MIN_WARMUP
 
-TASKS = ["mt", "lm", "sum"]  # bench.tasks: translation, language modelling, summarization
+TASKS = ["mt", "lm", "sum"]  # bench.train.tasks: translation, language modelling, summarization
 
 
 class Command(NamedTuple):

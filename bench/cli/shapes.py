@@ -1,4 +1,4 @@
-"""``shapes``: the equal-budget shape search (bench.shapes)."""
+"""``shapes``: the equal-budget shape search (bench.train.shapes)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from . import args as check
+from bench.cli import args as check
 
 
 def cmd_shapes(args: argparse.Namespace) -> int:
-    from bench.shapes import search
+    from bench.train.shapes import search
 
     executor = check.executor(args.executor)
     kwargs = {"results_root": Path(args.results).resolve() if executor != "local" else Path(args.results)} \

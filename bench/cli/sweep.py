@@ -8,13 +8,12 @@ import re
 import sys
 from pathlib import Path
 
+from bench.cli import args as check
 from bench.errors import BenchError
-
-from . import args as check
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.runner import Sweep, SweepOptions
+    from bench.sweep.runner import Sweep, SweepOptions
 
     models = check.words(args.models) or None
     compress = check.words(args.compress)
@@ -60,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for path in sweep.run():
         print(f"wrote {path}")
     if sweep.failed:  # exit 1, each failed job named with its log
-        from bench.sweep_jobs import failure_message
+        from bench.sweep.jobs import failure_message
 
         raise failure_message(sweep.failed)
     return 0
@@ -155,7 +154,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from bench.study import DEFAULT_OUT, compare_recipes, markdown
+    from bench.sweep.study import DEFAULT_OUT, compare_recipes, markdown
 
     seeds = check.integers("--seeds", args.seeds) or [1]
     jobs = check.integer("--jobs", args.jobs)
@@ -165,7 +164,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from bench.tune import tune
+    from bench.train.tune import tune
 
     grid = []
     for w in check.words(args.grid):

@@ -9,13 +9,20 @@ measured for size, quality and latency with the suite's own protocols (docs/prot
   ``choose_sparsity`` (on the validation split).
 
 Stages are tagged "fp32", "int8", "int8+prune0.30", "prune0.30-layer", "int8+prune0.30+ft50k", ...; a stage's
-record carries bench.evaluate's keys (``valid_nll``, ``test.bleu``, ``test_clean.chrf``, ...), its sizes,
+record carries bench.evaluation.evaluate's keys (``valid_nll``, ``test.bleu``, ``test_clean.chrf``, ...), its sizes,
 sparsity and latency (``<workload>_<p50|p90>_ms_t<threads>``).
 """
 
-from .packing import decode, encode, encoded_bytes, pack_model, relative_index_entries, unpack_into
-from .pipeline import DEFAULT_CANDIDATES, choose_sparsity, compress_run, measure_stage_latency, stage_tag, valid_bleu
-from .pruning import (
+from bench.compress.packing import decode, encode, encoded_bytes, pack_model, relative_index_entries, unpack_into
+from bench.compress.pipeline import (
+    DEFAULT_CANDIDATES,
+    choose_sparsity,
+    compress_run,
+    measure_stage_latency,
+    stage_tag,
+    valid_bleu,
+)
+from bench.compress.pruning import (
     FINETUNE_LR_FACTOR,
     PRUNE_SCOPES,
     MaskedTrainer,
@@ -32,8 +39,8 @@ from .pruning import (
     run_schedule,
     stored_weights,
 )
-from .quantization import QSCHEMES, QUANTIZE, check_quantize, quantize_int8
-from .sizes import (
+from bench.compress.quantization import QSCHEMES, QUANTIZE, check_quantize, quantize_int8
+from bench.compress.sizes import (
     BASE_SHAPE,
     FORMAT,
     MB,

@@ -34,9 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bench.compress.quantization import embedding_tables, is_qlinear, rows_int8
 from bench.errors import BenchError
-
-from .quantization import embedding_tables, is_qlinear, rows_int8
 
 INDEX_BITS = 16  # the relative layout's gap width
 MAX_GAP = 2**INDEX_BITS

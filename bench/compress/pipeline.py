@@ -1,6 +1,6 @@
 """The compression pipeline: a trained run -> fp32, int8 and pruned (+ fine-tuned) stages, each measured.
 
-Every stage is saved (bench.compress.sizes), evaluated with bench.evaluate's protocol and key layout (the
+Every stage is saved (bench.compress.sizes), evaluated with bench.evaluation.evaluate's protocol and key layout (the
 same evaluator as ``python -m bench evaluate``: validation NLL, sacreBLEU BLEU/chrF on the test split and its
 test-clean subset, the run's beam) and timed with bench.latency (forward and translate, batch 1, at 1 thread
 and at all cores, in this process). ``choose_sparsity`` picks the largest sparsity whose pruned model keeps its
@@ -23,17 +23,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.atomic import write_files
-from bench.data import Tokenizer
-from bench.errors import BenchError
-from bench.evaluate import EvalContext, bleu_chrf, check_sentence_limit, evaluate_model, load_run, translate
-from bench.machine_lock import SHARED, holding
-from bench.params import count_params
-from bench.train import CHECKPOINT
-
-from .pruning import check_scope, check_sparsity, check_tokens, finetune_masked, measure_sparsity, prune_model
-from .quantization import check_quantize, quantize_int8
-from .sizes import (
+from bench.compress.pruning import (
+    check_scope,
+    check_sparsity,
+    check_tokens,
+    finetune_masked,
+    measure_sparsity,
+    prune_model,
+)
+from bench.compress.quantization import check_quantize, quantize_int8
+from bench.compress.sizes import (
     BASE_SHAPE,
     MB,
     compression_ratio,
@@ -42,6 +41,20 @@ from .sizes import (
     sparse_int8_size,
     transformer_base_size,
 )
+from bench.cost.params import count_params
+from bench.data import Tokenizer
+from bench.errors import BenchError
+from bench.evaluation.evaluate import (
+    EvalContext,
+    bleu_chrf,
+    check_sentence_limit,
+    evaluate_model,
+    load_run,
+    translate,
+)
+from bench.infra.atomic import write_files
+from bench.latency.lock import SHARED, holding
+from bench.train.trainer import CHECKPOINT
 
 DEFAULT_CANDIDATES = (0.1, 0.2, 0.3, 0.4, 0.5)
 
@@ -71,7 +84,7 @@ CRITERIA = ("valid_nll", "bleu")
 
 def valid_nll(model: nn.Module, ctx: EvalContext, max_sentences: int | None = None) -> float:
     """NLL per target token (nats) on the first ``max_sentences`` of the validation split (all by default)."""
-    from bench.validation import corpus_nll, subset
+    from bench.train.validation import corpus_nll, subset
 
     return corpus_nll(model, subset(ctx.valid, max_sentences), ctx.tok.pad_id, ctx.tok.bos_id)
 
@@ -237,7 +250,7 @@ def compress_run(
     ``out_dir`` that holds a run, an evaluation or another run's compression is refused before anything runs,
     see :func:`_check_out_dir`). Returns that dict: ``stages`` (one flat record per stage, the
     leaderboard's compress rows), ``settings``, ``choice``, ``finetune``, ``transformer_base``, ``latency``.
-    Holds the machine lock shared, and exclusively while it times a stage (bench.machine_lock)."""
+    Holds the machine lock shared, and exclusively while it times a stage (bench.latency.lock)."""
     quantize = check_quantize(quantize)
     scope = check_scope(prune_scope)
     auto = isinstance(prune, str) and prune.strip().lower() == "auto"

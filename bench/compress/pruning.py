@@ -21,13 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bench.compress.quantization import is_qlinear
 from bench.data import Tokenizer
 from bench.errors import BenchError
-from bench.schedules import Schedule
-from bench.train import CHECKPOINT, Trainer, load_task_data
+from bench.train.schedules import Schedule
+from bench.train.trainer import CHECKPOINT, Trainer, load_task_data
 from models.layers.convolution import DepthwiseConv, LightweightConv
-
-from .quantization import is_qlinear
 
 FINETUNE_LR_FACTOR = 0.1  # fine-tuning peak learning rate = this x the run's peak learning rate
 PRUNE_SCOPES = ("global", "layer")

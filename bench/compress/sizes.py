@@ -28,13 +28,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench.atomic import save_torch
+from bench.compress.packing import INDEX_BITS, encoded_bytes, from_blob, pack_model, to_blob, unpack_into
+from bench.compress.quantization import embedding_tables, is_qlinear, quantize_int8, quiet_quantization, rows_int8
+from bench.cost.params import count_params
 from bench.errors import BenchError
-from bench.params import count_params
+from bench.infra.atomic import save_torch
 from models import create_model
-
-from .packing import INDEX_BITS, encoded_bytes, from_blob, pack_model, to_blob, unpack_into
-from .quantization import embedding_tables, is_qlinear, quantize_int8, quiet_quantization, rows_int8
 
 FORMAT = "litebench-compressed-2"  # 1: a dense state dict (before the packed encoding)
 MB = 10**6

@@ -26,11 +26,10 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
-from bench.machine import all_cores, check_device, check_threads, device_name, num_threads, synchronize
-
-from .backends import agreement_text, backend_version, check_backend
-from .quiet import QuietPolicy, wait_for_quiet
-from .workloads import DTYPES, WORKLOADS, check_choice, make_workload, workload_shape
+from bench.latency.backends import agreement_text, backend_version, check_backend
+from bench.latency.machine import all_cores, check_device, check_threads, device_name, num_threads, synchronize
+from bench.latency.quiet import QuietPolicy, wait_for_quiet
+from bench.latency.workloads import DTYPES, WORKLOADS, check_choice, make_workload, workload_shape
 
 ROUNDS = 30
 MIN_CALLS = 3
@@ -105,7 +104,7 @@ def compare_latency(
     dev = check_device(device)
     n_threads = check_threads(threads)
     policy = quiet or QuietPolicy.from_env()
-    from bench.machine_lock import EXCLUSIVE, hold
+    from bench.latency.lock import EXCLUSIVE, hold
 
     with hold(EXCLUSIVE, what=f"paired latency of {', '.join(names)}") as lock, num_threads(n_threads) as applied, \
             workload_shape(**(shape or {})) as used:
@@ -178,9 +177,9 @@ def compare_latency(
 
 def compare_in_subprocess(members: Sequence[tuple[str, str, dict[str, Any]]], *, timeout_s: float = 3600,
                           backend: str = "eager", **kwargs: Any) -> dict[str, Any]:
-    """:func:`compare_latency` in a fresh process (bench.launcher): every model loaded in that one process,
+    """:func:`compare_latency` in a fresh process (bench.infra.launcher): every model loaded in that one process,
     all on ``backend`` (checked here, before a process starts)."""
-    from bench.launcher import call_in_child
+    from bench.infra.launcher import call_in_child
 
     check_backend(backend)
     names = ", ".join(m[0] for m in members)

@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
-
-from . import compare
-from .compare import ROUNDS
+from bench.latency import compare
+from bench.latency.compare import ROUNDS
 
 PROCESSES = 5
 

@@ -19,12 +19,20 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
-from bench.machine import all_cores, check_device, check_threads, device_name, measure_gemm_rate, num_threads
-
-from .backends import agreement_text, backend_version, check_backend
-from .quiet import QuietPolicy, wait_for_quiet
-from .timing import MIN_RUNS, MIN_TIME_S, MIN_WARMUP, Measurement, measure_steady, time_callable, tries_from_env
-from .workloads import (
+from bench.latency.backends import agreement_text, backend_version, check_backend
+from bench.latency.gemm import measure_gemm_rate
+from bench.latency.machine import all_cores, check_device, check_threads, device_name, num_threads
+from bench.latency.quiet import QuietPolicy, wait_for_quiet
+from bench.latency.timing import (
+    MIN_RUNS,
+    MIN_TIME_S,
+    MIN_WARMUP,
+    Measurement,
+    measure_steady,
+    time_callable,
+    tries_from_env,
+)
+from bench.latency.workloads import (
     DECODE_STEPS,
     DTYPES,
     SRC_LEN,
@@ -63,7 +71,7 @@ class Setting:
 
 @dataclass
 class Memory:
-    """Peak memory while the workload ran (bench.memory) and the serialized model's size."""
+    """Peak memory while the workload ran (bench.cost.memory) and the serialized model's size."""
 
     peak_rss_mb: float | None = None
     workload_memory_mb: float | None = None
@@ -82,7 +90,7 @@ class Efficiency:
 
     params: int | None = None
     params_total: int | None = None
-    macs: int | None = None  # paper convention (bench.counting), when the caller gives it
+    macs: int | None = None  # paper convention (bench.cost.counting), when the caller gives it
     macs_with_output: int | None = None  # the same plus the output projection
     workload_macs: int | None = None  # MACs one workload call executes (efficiency's numerator)
     workload_macs_source: str | None = None
@@ -278,7 +286,7 @@ def measure_latency(
     over. ``gemm=False`` skips the GEMM-rate measurement and the MAC count (efficiency is then None);
     ``memory=False`` skips the peak-memory measurement. Bad input: BenchError.
 
-    Isolation: the whole measurement holds the machine lock exclusively (bench.machine_lock); before every
+    Isolation: the whole measurement holds the machine lock exclusively (bench.latency.lock); before every
     attempt it waits for a quiet machine (``quiet``, default from the environment: bench.latency.quiet; all
     attempts together wait at most its ``max_wait_s``); a
     figure whose CV exceeds 5% is timed again, ``tries`` times in all at most (default 3,
@@ -299,9 +307,9 @@ def measure_latency(
     tries = tries_from_env() if tries is None else tries
     policy = quiet or QuietPolicy.from_env()
     cfg = model.config
-    from bench.machine_lock import EXCLUSIVE, hold
-    from bench.memory import measure_peak_memory, serialized_size_bytes
-    from bench.params import count_params
+    from bench.cost.memory import measure_peak_memory, serialized_size_bytes
+    from bench.cost.params import count_params
+    from bench.latency.lock import EXCLUSIVE, hold
 
     label = f"{name or cfg.family} {workload}" + ("" if backend == "eager" else f" on {backend}")
     with hold(EXCLUSIVE, what=f"latency of {label}") as lock:
@@ -397,12 +405,11 @@ def measure_model(model: str, config: dict[str, Any], workload: str = "forward",
                   backend: str = "eager", **timing: Any) -> dict[str, Any]:
     """Build ``model`` from its solved ``config`` (seed 0) and measure it: the JSON record, with the paper's
     MAC counts the caller gives (``paper_macs``: macs, macs_with_output). What a latency child process runs
-    (bench.launcher): it receives the config, never a budget to solve again. ``shape``: the workloads' token
+    (bench.infra.launcher): it receives the config, never a budget to solve again. ``shape``: the workloads' token
     counts (bench.latency.workloads.workload_shape; summarization's), else the protocol's. ``backend``: what
     executes the workload (bench.latency.backends). ``timing``: warmup, min_runs, min_time_s."""
+    from bench.latency.workloads import workload_shape
     from models import create_model
-
-    from .workloads import workload_shape
 
     torch.manual_seed(0)
     net = create_model(model, **config)
@@ -419,11 +426,11 @@ def measure_model(model: str, config: dict[str, Any], workload: str = "forward",
 
 def measure_in_subprocess(model: str, config: dict[str, Any], *, timeout_s: float = 3600, backend: str = "eager",
                           **kwargs: Any) -> dict[str, Any]:
-    """:func:`measure_model` in a fresh process (bench.launcher), so that no model's allocations, caches or
+    """:func:`measure_model` in a fresh process (bench.infra.launcher), so that no model's allocations, caches or
     thread pools bias another's, and the peak memory counts only what a latency measurement loads. A failure
     raises BenchError with the child's last error line. ``backend``: as :func:`measure_model` (checked here,
     before a process starts)."""
-    from bench.launcher import call_in_child
+    from bench.infra.launcher import call_in_child
 
     check_backend(backend)
     return call_in_child("bench.latency.record:measure_model",
@@ -432,7 +439,7 @@ def measure_in_subprocess(model: str, config: dict[str, Any], *, timeout_s: floa
                          timeout_s=timeout_s)
 
 
-LONE_PROCESSES = 5  # fresh processes behind a latency budget's own figure (bench.runner)
+LONE_PROCESSES = 5  # fresh processes behind a latency budget's own figure (bench.sweep.runner)
 
 
 def median_of_processes(recs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
-from bench.machine import synchronize
+from bench.latency.machine import synchronize
 
 # the protocol's minima
 MIN_WARMUP = 10

@@ -25,8 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.errors import BenchError
-
-from .backends import backend_version, check_backend, prepare
+from bench.latency.backends import backend_version, check_backend, prepare
 
 WORKLOADS = ("forward", "translate")
 DTYPES = ("fp32", "bf16")
@@ -153,11 +152,11 @@ def make_workload(
 
 def count_workload_macs(fn: Callable[[], Any]) -> int:
     """MACs one call of ``fn`` executes, counted at the dispatcher (``torch.utils.flop_counter``, flops / 2),
-    with the formulas bench.counting adds for what the counter lacks (CPU scaled-dot-product attention), so
+    with the formulas bench.cost.counting adds for what the counter lacks (CPU scaled-dot-product attention), so
     an SDPA path is not counted as zero."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from bench.counting import CUSTOM_FLOPS
+    from bench.cost.counting import CUSTOM_FLOPS
 
     with FlopCounterMode(display=False, custom_mapping=dict(CUSTOM_FLOPS)) as counter:
         fn()

@@ -37,7 +37,7 @@ def __getattr__(name: str) -> Any:
 def _results_name(budget: str, task: str) -> str:
     name = budget
     if budget.endswith((".yaml", ".yml")) or "/" in budget:
-        from bench.budget import load_budget
+        from bench.budget.spec import load_budget
 
         name = load_budget(budget, task=task).name
     return name if task == "mt" else f"{name}-{task}"
@@ -50,7 +50,7 @@ def results_dir_for(budget: str, task: str = "mt", root: Path | str = "results")
 
 def has_records(folder: Path) -> bool:
     """Whether ``folder/runs`` holds at least one record file."""
-    from bench.records import is_record_file
+    from bench.records.schema import is_record_file
 
     runs = Path(folder) / "runs"
     return runs.is_dir() and any(is_record_file(p) for p in runs.glob("*/*.json"))

@@ -10,22 +10,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.errors import BenchError
-
-from .figures import (
-    MARKERS,
-    _footnote,
-    _new_figure,
-    _palette,
-    _quality_and_macs,
-    _save,
-    _scatter,
-    _styled,
-    _target_line,
-    macs_label,
-    quality_spec,
-    task_name,
-)
-from .leaderboard import _present, _unique_join, build_leaderboard, display_name
+from bench.report.columns import present, unique_join
+from bench.report.figures import footnote, macs_label, quality_and_macs, quality_spec, scatter, target_line, task_name
+from bench.report.leaderboard import build_leaderboard, display_name
+from bench.report.style import MARKERS, family_palette, new_figure, save, styled
 
 
 def combined_leaderboard(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
@@ -35,7 +23,7 @@ def combined_leaderboard(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
         df = build_leaderboard(d)
         df = df[df["compression"] == "none"].copy()
         df["results"] = Path(d).name
-        df["budget"] = df["budget"].where(df["budget"].map(_present), Path(d).name)
+        df["budget"] = df["budget"].where(df["budget"].map(present), Path(d).name)
         parts.append(df)
     if not parts:
         raise BenchError("no results folders to combine")
@@ -43,15 +31,15 @@ def combined_leaderboard(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
 
 
 def fig_combined(df: pd.DataFrame) -> tuple[Figure | None, str]:
-    q, data, why = _quality_and_macs(df, "no quality metric in any of the results folders")
+    q, data, why = quality_and_macs(df, "no quality metric in any of the results folders")
     if q is None:
         return None, why
     budgets = list(dict.fromkeys(data["budget"].astype(str)))
     markers = {b: MARKERS[i % len(MARKERS)] for i, b in enumerate(budgets)}
-    fig, (ax,) = _new_figure()
-    _target_line(ax, data)
-    palette = _palette(data["family"])
-    _scatter(
+    fig, (ax,) = new_figure()
+    target_line(ax, data)
+    palette = family_palette(data["family"])
+    scatter(
         ax,
         data,
         "macs_m",
@@ -69,22 +57,22 @@ def fig_combined(df: pd.DataFrame) -> tuple[Figure | None, str]:
     ax.set_ylabel(q["label"])
     ax.set_title(f"{q['name']} vs MACs across budgets ({', '.join(budgets)}; {task_name(df)})")
     ax.legend(fontsize=7, loc="best")
-    _footnote(fig, df)
+    footnote(fig, df)
     return fig, ""
 
 
 def _recipe(rows: pd.DataFrame, lr: bool = True) -> str:
     """A budget's training recipe in a few words (norm placement, dropout, and with ``lr`` the peak rates), so
     that budgets trained under different recipes are not read as one comparison."""
-    trained = rows[rows["status"].map(_present)] if "status" in rows else rows.iloc[0:0]
+    trained = rows[rows["status"].map(present)] if "status" in rows else rows.iloc[0:0]
     if "family" in trained:  # the families' own rows, not the extra (variant) rows such as post-norm
         trained = trained[trained["model"].astype(str) == trained["family"].astype(str)]
     if not len(trained):
         return ""
-    norms = {bool(v) for v in trained.get("normalize_before", []) if _present(v)}
+    norms = {bool(v) for v in trained.get("normalize_before", []) if present(v)}
     parts = [{frozenset({True}): "pre-norm", frozenset({False}): "post-norm"}.get(frozenset(norms), "mixed norms")]
     for col, name in (("dropout", "dropout"), ("peak_lr", "peak lr"))[: 2 if lr else 1]:
-        value = _unique_join(trained[col]) if col in trained else ""
+        value = unique_join(trained[col]) if col in trained else ""
         parts += [f"{name} {value}"] if value else []
     return f" ({'; '.join(parts)})"
 
@@ -94,12 +82,12 @@ def write_combined_figure(results_dirs: Sequence[Path | str], out_path: Path | s
     front over all of them; written to ``out_path`` with suffixes .png and .pdf. Returns the paths written.
     Raises BenchError when a folder has no records or none has a quality metric."""
     df = combined_leaderboard(results_dirs)
-    fig, why = _styled(fig_combined, df)
+    fig, why = styled(fig_combined, df)
     if fig is None:
         raise BenchError(f"cannot draw the combined figure: {why}")
     out_path = Path(out_path)
     stem = out_path.with_suffix("") if out_path.suffix in (".png", ".pdf") else out_path
-    return _styled(_save, fig, stem)
+    return styled(save, fig, stem)
 
 
 def combined_table(df: pd.DataFrame) -> str:
@@ -113,34 +101,34 @@ def combined_table(df: pd.DataFrame) -> str:
     out = ["| " + " | ".join(heads) + " |", "|" + "|".join([":---"] * 3 + ["---:"] * 6) + "|"]
     for fam, group in rows.groupby("family", sort=True):
         group = group.sort_values("macs")
-        base = next((v for v in group["valid_nll"] if _present(v)), None)
+        base = next((v for v in group["valid_nll"] if present(v)), None)
         for _, r in group.iterrows():
             def pm(col: str, fmt: str) -> str:
-                if not _present(r.get(col)):
+                if not present(r.get(col)):
                     return "–"
                 std = r.get(f"{col}_std")
-                return f"{r[col]:{fmt}}" + (f" ± {std:{fmt}}" if _present(std) else "")
+                return f"{r[col]:{fmt}}" + (f" ± {std:{fmt}}" if present(std) else "")
 
             nll = r.get("valid_nll")
-            delta = f"{nll - base:+.3f}" if _present(nll) and base is not None else "–"
+            delta = f"{nll - base:+.3f}" if present(nll) and base is not None else "–"
             budget = str(r["budget"])
             # the budget's shared recipe, and this family's own peak rate (tuning may set it per family)
             recipe = _recipe(rows[rows["budget"].astype(str) == budget], lr=False).strip(" ()")
-            if _present(r.get("peak_lr")):
+            if present(r.get("peak_lr")):
                 lr = r["peak_lr"]  # the leaderboard's text ("0.001", or "0.001, 0.004" for several) or a number
                 recipe += ("; " if recipe else "") + f"peak lr {f'{lr:g}' if isinstance(lr, float) else lr}"
             recipe = recipe or "–"
             out.append(f"| {display_name(str(fam))} | {budget} | {recipe} | {r['macs'] / 1e6:.1f} | "
                        f"{pm(q['col'], '.2f') if q else '–'} | {pm('valid_nll', '.3f')} | {delta} | "
-                       f"{int(r['n_eval'] or 0) if _present(r.get('n_eval')) else 0} | "
-                       f"{r['status'] if _present(r.get('status')) else '–'} |")
+                       f"{int(r['n_eval'] or 0) if present(r.get('n_eval')) else 0} | "
+                       f"{r['status'] if present(r.get('status')) else '–'} |")
     return "\n".join(out) + ("\n\nΔ valid NLL: against the same family's smallest budget (negative: the larger "
                             "budget is better). Rows of different recipes are not one comparison.\n")
 
 
 def write_combined_table(results_dirs: Sequence[Path | str], out_path: Path | str) -> Path:
     """:func:`combined_table` of several results folders, written to ``out_path`` (Markdown)."""
-    from bench.atomic import write_text
+    from bench.infra.atomic import write_text
 
     out = Path(out_path)
     write_text(out, combined_table(combined_leaderboard(results_dirs)))

@@ -1,4 +1,4 @@
-"""Figures of the cost curves (bench.cost_curves): latency vs MACs, the ratio to the Transformer vs MACs (with
+"""Figures of the cost curves (bench.sweep.cost_curves): latency vs MACs, the ratio to the Transformer vs MACs (with
 its 95% interval), and parameters vs MACs; a line per family, one panel per backend (and thread count).
 PNG (200 dpi) and PDF, matplotlib's Agg canvas in seaborn's whitegrid style, as the sweep's figures."""
 
@@ -11,7 +11,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .figures import FAMILY_ORDER, MARKERS, _save
+from bench.report.style import FAMILY_ORDER, MARKERS, save
 
 MACS_LABEL = "MACs (batch 1, 30 + 30 tokens; log scale)"
 
@@ -57,7 +57,7 @@ def draw_curves(df: Any, folder: Path) -> list[Path]:
                 ax.set_xlabel(MACS_LABEL)
                 ax.set_ylabel(ylabel)
             axes[0].legend()
-            written += _save(fig, folder / stem)
+            written += save(fig, folder / stem)
         fig = Figure(figsize=(5.0, 4.0), layout="constrained")
         FigureCanvasAgg(fig)
         ax = fig.subplots()
@@ -68,5 +68,5 @@ def draw_curves(df: Any, folder: Path) -> list[Path]:
         ax.set_ylabel("parameters (millions, without embeddings; log scale)")
         ax.set_title("parameters at each MAC budget")
         ax.legend()
-        written += _save(fig, folder / "params_vs_macs")
+        written += save(fig, folder / "params_vs_macs")
     return written

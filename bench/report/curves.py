@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .figures import FORMATS, _new_figure, _palette, _save, _styled, _with_format
-from .leaderboard import display_name
+from bench.report.leaderboard import display_name
+from bench.report.style import FORMATS, family_palette, new_figure, save, styled, with_format
 
 GRID_POINTS = 60
 
@@ -60,8 +60,8 @@ def fig_learning_curves(records: pd.DataFrame, failed: set[str] | None = None) -
     failed = failed or set()
     if all(curve_band(r["curves"], "tokens") is None for r in rows.values()):
         return None, "no learning curve has two validation points yet"
-    fig, (ax_tok, ax_wall) = _new_figure(2)
-    palette = _palette([r["family"] for r in rows.values()])
+    fig, (ax_tok, ax_wall) = new_figure(2)
+    palette = family_palette([r["family"] for r in rows.values()])
     for model, r in rows.items():
         color = palette[r["family"]]
         style = "--" if "post-norm" in model else "-"
@@ -92,9 +92,9 @@ def fig_learning_curves(records: pd.DataFrame, failed: set[str] | None = None) -
 def fig_tuning(trials: list[dict[str, Any]], chosen: dict[str, Any]) -> tuple[Figure | None, str]:
     if not trials:
         return None, "no tuning records"
-    fig, (ax,) = _new_figure(1)
+    fig, (ax,) = new_figure(1)
     families = sorted({t["family"] for t in trials})
-    palette = _palette(families)
+    palette = family_palette(families)
     for fam in families:
         mine = sorted((t for t in trials if t["family"] == fam), key=lambda t: t["lr"])
         xs = [t["lr"] for t in mine if t.get("valid_nll") is not None]
@@ -125,13 +125,13 @@ def write_training_figures(results_dir: Path | str, records: pd.DataFrame, faile
     """``figures/learning_curves`` and, where the budget was tuned, ``figures/tuning`` (.png and .pdf)."""
     import json
 
-    from bench.tune import read_trials
+    from bench.train.tune import read_trials
 
     results_dir = Path(results_dir)
     written: list[Path] = []
-    fig, why = _styled(fig_learning_curves, records, failed)
+    fig, why = styled(fig_learning_curves, records, failed)
     if fig is not None:
-        written += _styled(_save, fig, results_dir / "figures" / "learning_curves")
+        written += styled(save, fig, results_dir / "figures" / "learning_curves")
     else:
         if notes is not None:
             notes.append(f"learning_curves: skipped, {why}")
@@ -139,8 +139,8 @@ def write_training_figures(results_dir: Path | str, records: pd.DataFrame, faile
     trials = read_trials(results_dir)
     if trials:
         chosen = json.loads((results_dir / "tuning" / "chosen.json").read_text(encoding="utf-8"))["chosen"]
-        fig, _ = _styled(fig_tuning, trials, chosen)
-        written += _styled(_save, fig, results_dir / "figures" / "tuning")
+        fig, _ = styled(fig_tuning, trials, chosen)
+        written += styled(save, fig, results_dir / "figures" / "tuning")
     else:
         _remove(results_dir / "figures" / "tuning")
     return written
@@ -148,4 +148,4 @@ def write_training_figures(results_dir: Path | str, records: pd.DataFrame, faile
 
 def _remove(stem: Path) -> None:
     for fmt in FORMATS:
-        _with_format(stem, fmt).unlink(missing_ok=True)
+        with_format(stem, fmt).unlink(missing_ok=True)

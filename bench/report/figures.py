@@ -20,21 +20,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench.atomic import write_files
-
-from .latency_trust import draw_hollow, split_noisy
-from .leaderboard import _present, _unique_join, build_leaderboard, display_name
-from .render import mac_tokens, quality_kind
+from bench.report.columns import present, unique_join
+from bench.report.latency_trust import draw_hollow, split_noisy
+from bench.report.leaderboard import build_leaderboard, display_name
+from bench.report.render import mac_tokens, quality_kind
+from bench.report.style import FORMATS, family_palette, new_figure, save, styled, with_format
 
 FIGURES = ("quality_vs_macs", "quality_vs_latency", "latency_vs_macs", "quality_vs_size")
-FORMATS = ("png", "pdf")
-FAMILY_ORDER = ("transformer", "evolved_transformer", "lite_transformer")
-MARKERS = ("o", "s", "D", "^", "v", "P", "X")
 
 
 # ------------------------------------------------------------------------------------------------ Pareto
@@ -68,11 +63,11 @@ def quality_spec(df: pd.DataFrame) -> dict[str, Any] | None:
     """Which column measures quality here, its spread column, axis title and direction; None without any."""
     kind = quality_kind(df)
     if kind == "rouge":
-        beam = _unique_join(df["beam"]) if "beam" in df else None
+        beam = unique_join(df["beam"]) if "beam" in df else None
         label = f"test ROUGE-L F1 (rouge-score, stemmed{', beam ' + beam if beam else ''})\nhigher is better"
         return {"col": "rougeL_test", "std": "rougeL_test_std", "label": label, "maximize": True, "name": "ROUGE-L"}
     if kind == "bleu":
-        beam = _unique_join(df["beam"]) if "beam" in df else None
+        beam = unique_join(df["beam"]) if "beam" in df else None
         label = f"test BLEU (sacreBLEU{', beam ' + beam if beam else ''})\nhigher is better"
         return {"col": "bleu_test", "std": "bleu_test_std", "label": label, "maximize": True, "name": "BLEU"}
     if kind == "ppl":
@@ -83,7 +78,7 @@ def quality_spec(df: pd.DataFrame) -> dict[str, Any] | None:
             "maximize": False,
             "name": "perplexity",
         }
-    if "valid_nll" in df and df["valid_nll"].map(_present).any():
+    if "valid_nll" in df and df["valid_nll"].map(present).any():
         return {
             "col": "valid_nll",
             "std": "valid_nll_std",
@@ -124,13 +119,6 @@ def workload_title(workload: str, df: pd.DataFrame) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ drawing
-def _palette(families: Sequence[str] | pd.Series) -> dict[str, Any]:
-    families = [str(f) for f in families]  # a Series' `in` looks at its index, not its values
-    known = [f for f in FAMILY_ORDER if f in families] + sorted(f for f in set(families) if f not in FAMILY_ORDER)
-    colors = sns.color_palette("colorblind", n_colors=max(len(FAMILY_ORDER), len(known)))
-    return {f: colors[FAMILY_ORDER.index(f) if f in FAMILY_ORDER else i] for i, f in enumerate(known)}
-
-
 def _label_points(ax: Axes, xs: np.ndarray, ys: np.ndarray, labels: Sequence[str], fontsize: float = 8) -> None:
     """Label each point just above and to its right (to its left near the right edge), nudging labels up
     where they would overlap; a thin leader line joins a label moved away from its point."""
@@ -182,7 +170,7 @@ def _draw_front(ax: Axes, xs: np.ndarray, ys: np.ndarray, minimize_x: bool, maxi
     )
 
 
-def _scatter(
+def scatter(
     ax: Axes,
     data: pd.DataFrame,
     x: str,
@@ -234,24 +222,15 @@ def _scatter(
     _label_points(ax, xs, ys, labels)
 
 
-def _new_figure(panels: int = 1) -> tuple[Figure, list[Axes]]:
-    fig = Figure(figsize=(5.6 * panels if panels > 1 else 7.0, 4.8), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, panels, squeeze=False)[0]
-    for ax in axes:
-        ax.margins(x=0.12, y=0.12)
-    return fig, list(axes)
-
-
-def _footnote(fig: Figure, df: pd.DataFrame, errorbars: bool = True) -> None:
+def footnote(fig: Figure, df: pd.DataFrame, errorbars: bool = True) -> None:
     parts = []
-    device = _unique_join(df["device_model"]) if "device_model" in df else None
+    device = unique_join(df["device_model"]) if "device_model" in df else None
     if device:
         parts.append(device)
-    torch = _unique_join(df["torch"]) if "torch" in df else None
+    torch = unique_join(df["torch"]) if "torch" in df else None
     if torch:
         parts.append(f"torch {torch}")
-    sched = _unique_join(df["schedule"]) if "schedule" in df else None
+    sched = unique_join(df["schedule"]) if "schedule" in df else None
     if sched:
         parts.append(f"{sched} schedule")
     if errorbars:
@@ -260,12 +239,12 @@ def _footnote(fig: Figure, df: pd.DataFrame, errorbars: bool = True) -> None:
 
 
 def _title(df: pd.DataFrame, what: str) -> str:
-    budget = _unique_join(df["budget"]) or "?"
+    budget = unique_join(df["budget"]) or "?"
     return f"{what} at {budget} MACs ({task_name(df)})"
 
 
-def _target_line(ax: Axes, df: pd.DataFrame) -> None:
-    targets = sorted({float(t) for t in df.get("target_macs", []) if _present(t)})
+def target_line(ax: Axes, df: pd.DataFrame) -> None:
+    targets = sorted({float(t) for t in df.get("target_macs", []) if present(t)})
     for i, t in enumerate(targets):
         ax.axvline(
             t / 1e6, color="#c44e52", alpha=0.7, lw=1.2, ls=":", zorder=1, label="budget target" if i == 0 else None
@@ -285,7 +264,7 @@ def _valid(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------ figures
-def _quality_and_macs(df: pd.DataFrame, no_quality: str) -> tuple[dict | None, pd.DataFrame | None, str]:
+def quality_and_macs(df: pd.DataFrame, no_quality: str) -> tuple[dict | None, pd.DataFrame | None, str]:
     """(quality spec, rows with both MACs (in millions, ``macs_m``) and quality, reason when there are none)."""
     q = quality_spec(df)
     if q is None:
@@ -297,26 +276,26 @@ def _quality_and_macs(df: pd.DataFrame, no_quality: str) -> tuple[dict | None, p
 
 
 def fig_quality_vs_macs(df: pd.DataFrame) -> tuple[Figure | None, str]:
-    q, data, why = _quality_and_macs(df, "no quality metric yet (no eval or train records)")
+    q, data, why = quality_and_macs(df, "no quality metric yet (no eval or train records)")
     if q is None:
         return None, why
-    fig, (ax,) = _new_figure()
-    _target_line(ax, data)
-    _scatter(
+    fig, (ax,) = new_figure()
+    target_line(ax, data)
+    scatter(
         ax,
         data,
         "macs_m",
         q["col"],
         maximize_y=q["maximize"],
         yerr=q["std"],
-        palette=_palette(data["family"]),
+        palette=family_palette(data["family"]),
         labels=[display_name(m) for m in data["model"]],
     )
     ax.set_xlabel(macs_label(df))
     ax.set_ylabel(q["label"])
     ax.set_title(_title(df, f"{q['name']} vs MACs"))
     ax.legend(fontsize=7, loc="best")
-    _footnote(fig, df)
+    footnote(fig, df)
     return fig, ""
 
 
@@ -327,11 +306,11 @@ def fig_quality_vs_latency(df: pd.DataFrame) -> tuple[Figure | None, str]:
     workloads = [w for w in ("forward", "translate") if not _valid(df, f"{w}_p50_ms_t1", q["col"]).empty]
     if not workloads:
         return None, f"no model has both a 1-thread latency and {q['name']}"
-    fig, axes = _new_figure(len(workloads))
-    palette = _palette(df["family"])
+    fig, axes = new_figure(len(workloads))
+    palette = family_palette(df["family"])
     for ax, w in zip(axes, workloads):
         data, noisy = split_noisy(_valid(df, f"{w}_p50_ms_t1", q["col"]), f"{w}_p50_ms_t1")  # noisy: hollow
-        _scatter(
+        scatter(
             ax,
             data,
             f"{w}_p50_ms_t1",
@@ -347,7 +326,7 @@ def fig_quality_vs_latency(df: pd.DataFrame) -> tuple[Figure | None, str]:
         ax.set_title(workload_title(w, df), fontsize=9)
         ax.legend(fontsize=7, loc="best")
     fig.suptitle(_title(df, f"{q['name']} vs latency"))
-    _footnote(fig, df)
+    footnote(fig, df)
     return fig, ""
 
 
@@ -356,18 +335,18 @@ def fig_latency_vs_macs(df: pd.DataFrame) -> tuple[Figure | None, str]:
     workloads = [w for w in ("forward", "translate") if not _valid(df, "macs_m", f"{w}_p50_ms_t1").empty]
     if not workloads:
         return None, "no model has both MACs and a 1-thread latency"
-    fig, axes = _new_figure(len(workloads))
-    palette = _palette(df["family"])
+    fig, axes = new_figure(len(workloads))
+    palette = family_palette(df["family"])
     for ax, w in zip(axes, workloads):
         col = f"{w}_p50_ms_t1"
         rows = _valid(df, "macs_m", col)
         data, noisy = split_noisy(rows, col)  # noisy figures: hollow, off the front
-        _target_line(ax, rows)
+        target_line(ax, rows)
         rate = float(np.median(rows[col] / rows["macs_m"]))  # ms per million MACs
         lo, hi = rows["macs_m"].min(), rows["macs_m"].max()
         span = np.linspace(lo - 0.05 * (hi - lo + lo * 0.02), hi + 0.05 * (hi - lo + lo * 0.02), 2)
         ax.plot(span, span * rate, color="0.6", lw=1, ls="-.", zorder=0, label="latency ∝ MACs (median rate)")
-        _scatter(
+        scatter(
             ax, data, "macs_m", col, maximize_y=False, palette=palette, labels=[display_name(m) for m in data["model"]]
         )
         draw_hollow(ax, noisy, "macs_m", col, palette, [display_name(m) for m in noisy["model"]])
@@ -376,7 +355,7 @@ def fig_latency_vs_macs(df: pd.DataFrame) -> tuple[Figure | None, str]:
         ax.set_title(workload_title(w, df), fontsize=9)
         ax.legend(fontsize=7, loc="best")
     fig.suptitle(_title(df, "Latency vs MACs (equal MACs, unequal latency)"))
-    _footnote(fig, df, errorbars=False)
+    footnote(fig, df, errorbars=False)
     return fig, ""
 
 
@@ -389,20 +368,20 @@ def fig_quality_vs_size(df: pd.DataFrame) -> tuple[Figure | None, str]:
     data = _valid(df, "model_size_mb", q["col"])
     if data.empty:
         return None, f"no row has both a size and {q['name']}"
-    fig, (ax,) = _new_figure()
-    palette = _palette(data["family"])
+    fig, (ax,) = new_figure()
+    palette = family_palette(data["family"])
     for _, part in data.groupby("model"):
         part = part.sort_values("model_size_mb", ascending=False)
         ax.plot(part["model_size_mb"], part[q["col"]], color=palette[str(part["family"].iloc[0])], lw=0.8, alpha=0.6)
     labels = [f"{display_name(m)} ({'fp32' if c == 'none' else c})" for m, c in zip(data["model"], data["compression"])]
-    _scatter(
+    scatter(
         ax, data, "model_size_mb", q["col"], maximize_y=q["maximize"], yerr=q["std"], palette=palette, labels=labels
     )
     ax.set_xlabel("model size (MB = 10^6 bytes; fp32: serialized weights, compressed: file on disk)")
     ax.set_ylabel(q["label"])
     ax.set_title(_title(df, f"{q['name']} vs model size"))
     ax.legend(fontsize=7, loc="best")
-    _footnote(fig, df)
+    footnote(fig, df)
     return fig, ""
 
 
@@ -412,27 +391,6 @@ _BUILDERS = {
     "latency_vs_macs": fig_latency_vs_macs,
     "quality_vs_size": fig_quality_vs_size,
 }
-
-
-def _save(fig: Figure, stem: Path) -> list[Path]:
-    """``stem``.png and ``stem``.pdf, both or neither (bench.atomic)."""
-
-    def writer(fmt: str):
-        def write(path: Path) -> None:
-            fig.savefig(path, format=fmt, dpi=200, metadata={"CreationDate": None} if fmt == "pdf" else None)
-
-        return write
-
-    return write_files({_with_format(stem, fmt): writer(fmt) for fmt in FORMATS})
-
-
-def _with_format(stem: Path, fmt: str) -> Path:
-    return stem.parent / f"{stem.name}.{fmt}"  # not with_suffix: "1.2G" must stay whole
-
-
-def _styled(fn, *args):
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.8):
-        return fn(*args)
 
 
 def write_figures(results_dir: Path | str, notes: list[str] | None = None) -> list[Path]:
@@ -445,17 +403,17 @@ def write_figures(results_dir: Path | str, notes: list[str] | None = None) -> li
     out_dir = results_dir / "figures"
     written: list[Path] = []
     for name in FIGURES:
-        fig, why = _styled(_BUILDERS[name], df if name == "quality_vs_size" else base)
+        fig, why = styled(_BUILDERS[name], df if name == "quality_vs_size" else base)
         stem = out_dir / name
         if fig is None:
             if notes is not None:
                 notes.append(f"{name}: skipped, {why}")
             for fmt in FORMATS:
-                _with_format(stem, fmt).unlink(missing_ok=True)
+                with_format(stem, fmt).unlink(missing_ok=True)
             continue
-        written += _styled(_save, fig, stem)
-    from .curves import write_training_figures
-    from .leaderboard import current_records
+        written += styled(save, fig, stem)
+    from bench.report.curves import write_training_figures
+    from bench.report.leaderboard import current_records
 
     failed = set(base.loc[base["status"] == "failed", "model"].astype(str)) if "status" in base else set()
     written += write_training_figures(results_dir, current_records(results_dir), failed, notes)

@@ -26,9 +26,9 @@ _RATIO_RE = re.compile(r"^latency_ratio_(forward|translate)_(t(\d+)|cuda)(_[a-z0
 
 
 def _setting(rec: Any) -> str:
-    from .leaderboard import _latency_suffix
+    from bench.report.columns import latency_suffix
 
-    return f"{rec['workload']}_{_latency_suffix(rec)}"
+    return f"{rec['workload']}_{latency_suffix(rec)}"
 
 
 def _num(value: Any) -> float | None:
@@ -100,7 +100,7 @@ def mark(text: str, row: Any, column: str) -> str:
 # ------------------------------------------------------------------------------------------------ ratios
 def compare_records(results_dir: Path | str) -> list[Any]:
     """Every paired-latency record under ``results_dir/runs/_compare-*/``."""
-    from bench.records import is_record_file, read_record
+    from bench.records.schema import is_record_file, read_record
 
     runs = Path(results_dir) / "runs"
     return [read_record(p) for p in sorted(runs.glob("_compare-*/latency_compare-*.json")) if is_record_file(p)]

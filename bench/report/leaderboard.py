@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +40,11 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-
-from ..rouge import ROUGE_TYPES
-from .protocol import protocol_check
-from .quality import default_pairs, pairwise_table, row_status
-from .records import load_records
+from bench.evaluation.rouge import ROUGE_TYPES
+from bench.report.columns import latency_suffix, present, unique_join
+from bench.report.protocol import protocol_check
+from bench.report.quality import default_pairs, pairwise_table, row_status
+from bench.report.records import load_records
 
 COUNTER_ORDER = ("flop_counter", "fvcore", "thop", "analytic")
 DISPLAY_NAMES = {
@@ -164,31 +163,13 @@ ALWAYS_LATENCY = ["forward_p50_ms_t1", "forward_p90_ms_t1", "translate_p50_ms_t1
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _present(value: Any) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, float) and math.isnan(value):
-        return False
-    return not (isinstance(value, str) and not value)
-
-
 def _first(recs: pd.DataFrame, key: str) -> Any:
     if key not in recs.columns:
         return None
     for value in recs[key]:
-        if _present(value):
+        if present(value):
             return value
     return None
-
-
-def _unique_join(values: Iterable[Any], sep: str = ", ") -> str | None:
-    seen: list[str] = []
-    for v in values:
-        if isinstance(v, (float, np.floating)) and float(v).is_integer():
-            v = int(v)  # 4.0 -> "4" (a column with gaps holds floats)
-        if _present(v) and str(v) not in seen:
-            seen.append(str(v))
-    return sep.join(seen) if seen else None
 
 
 def _column_values(recs: pd.DataFrame, key: str) -> list[Any]:
@@ -197,7 +178,7 @@ def _column_values(recs: pd.DataFrame, key: str) -> list[Any]:
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1; NaN for fewer than two values)."""
-    arr = np.asarray([v for v in values if _present(v)], dtype=float)
+    arr = np.asarray([v for v in values if present(v)], dtype=float)
     if arr.size == 0:
         return math.nan, math.nan
     std = float(np.std(arr, ddof=1)) if arr.size >= 2 else math.nan
@@ -214,13 +195,6 @@ def display_name(model: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ one row
-def _latency_suffix(rec: Mapping[str, Any]) -> str:
-    device = str(rec.get("device", "cpu"))
-    suffix = f"t{int(rec['threads'])}" if device == "cpu" else device
-    dtype = rec.get("dtype") or "fp32"
-    return suffix if dtype == "fp32" else f"{suffix}_{dtype}"
-
-
 def _static_row(recs: pd.DataFrame) -> dict[str, Any]:
     """Identity, shape and counts of one model configuration (from whichever records have them)."""
     profile = recs[recs["stage"] == "profile"]
@@ -231,14 +205,14 @@ def _static_row(recs: pd.DataFrame) -> dict[str, Any]:
     for key in ("d_model", "ffn_dim", "encoder_layers", "decoder_layers", "heads"):
         row[key] = _first(src, f"config.{key}")
     enc, dec = row["encoder_layers"], row["decoder_layers"]
-    if _present(dec):
-        is_lm = row["task"] == "lm" or not _present(enc) or int(enc) == 0
+    if present(dec):
+        is_lm = row["task"] == "lm" or not present(enc) or int(enc) == 0
         row["layers"] = f"{int(dec)}" if is_lm else f"{int(enc)}+{int(dec)}"
     else:
         row["layers"] = None
     for key in ("params", "params_total", "macs", "macs_with_output") + (("protocol",) if row["task"] == "sum" else ()):
         row[key] = _first(profile, key)
-    if _present(row["macs"]) and _present(row["target_macs"]) and row["target_macs"]:
+    if present(row["macs"]) and present(row["target_macs"]) and row["target_macs"]:
         row["macs_rel_budget"] = row["macs"] / row["target_macs"] - 1
     for col in profile.columns:
         if col.startswith("macs_by_counter."):
@@ -250,7 +224,7 @@ def _latency_columns(recs: pd.DataFrame, row: dict[str, Any]) -> None:
     lat = recs[recs["stage"] == "latency"]
     threads_max = None
     for _, rec in lat.iterrows():
-        suffix = _latency_suffix(rec)
+        suffix = latency_suffix(rec)
         for stat in ("p50", "p90"):
             row[f"{rec['workload']}_{stat}_ms_{suffix}"] = rec.get(f"{stat}_ms")
         if rec["device"] == "cpu":
@@ -259,10 +233,10 @@ def _latency_columns(recs: pd.DataFrame, row: dict[str, Any]) -> None:
     cpu = lat[lat["device"] == "cpu"] if len(lat) else lat
     cuda = lat[lat["device"] == "cuda"] if len(lat) else lat
     for name, part in (("peak_rss_mb", cpu), ("peak_gpu_mb", cuda)):
-        values = [v for v in _column_values(part, name) if _present(v)]
+        values = [v for v in _column_values(part, name) if present(v)]
         row[name] = max(values) if values else None
     size = _first(lat, "model_size_mb")
-    if not _present(size) and _present(row.get("params")):
+    if not present(size) and present(row.get("params")):
         size = row["params"] * 4 / 1e6
     row["model_size_mb"] = size
     ref = cpu
@@ -272,7 +246,7 @@ def _latency_columns(recs: pd.DataFrame, row: dict[str, Any]) -> None:
         row[key] = _first(ref, key)
     row["device_model"] = _first(cpu, "device_model") or _first(recs, "env.device_model")
     row["cuda_device_model"] = _first(cuda, "device_model")
-    from .latency_trust import status_columns
+    from bench.report.latency_trust import status_columns
 
     status_columns(lat, row)  # latency_status, latency_noisy, latency_note
 
@@ -285,7 +259,7 @@ def _seed_metrics(recs: pd.DataFrame, row: dict[str, Any]) -> None:
         for _, rec in part.iterrows():
             d = per_seed.setdefault(int(rec["seed"]), {})
             for key, col in keys.items():
-                if key in rec and _present(rec[key]):
+                if key in rec and present(rec[key]):
                     d[col] = rec[key]
     for col in dict.fromkeys([*_TRAIN_KEYS.values(), *_EVAL_KEYS.values()]):
         if col in _ROUGE_COLUMNS and not any(col in d for d in per_seed.values()):
@@ -298,10 +272,10 @@ def _seed_metrics(recs: pd.DataFrame, row: dict[str, Any]) -> None:
     row["seeds"] = " ".join(str(s) for s in seeds) if seeds else None
     row["n_seeds"] = len(seeds)
     row["n_eval"] = len({int(s) for s in _column_values(evals, "seed")})
-    row["schedule"] = _unique_join(_column_values(train, "schedule"))
-    row["precision"] = _unique_join(_column_values(train, "precision"))
+    row["schedule"] = unique_join(_column_values(train, "schedule"))
+    row["precision"] = unique_join(_column_values(train, "precision"))
     # the recipe keys that may differ between rows (the tuned peak rate; the post-norm variants' norms)
-    row["peak_lr"] = _unique_join(_column_values(train, "schedule_config.lr"))
+    row["peak_lr"] = unique_join(_column_values(train, "schedule_config.lr"))
     row["normalize_before"] = _first(recs, "config.normalize_before")
     row["dropout"] = _first(recs, "config.dropout")
     if len(train):
@@ -309,16 +283,16 @@ def _seed_metrics(recs: pd.DataFrame, row: dict[str, Any]) -> None:
     else:
         row["status"], row["status_reason"] = None, None
     for key in ("beam", "length_penalty"):  # the decoding every evaluation used (distinct values joined)
-        row[key] = _unique_join(_column_values(evals, key))
+        row[key] = unique_join(_column_values(evals, key))
     for key, col in _STRING_KEYS.items():
-        if key in evals.columns and not _present(row.get(col)):
-            row[col] = _unique_join(evals[key], sep="; ")
+        if key in evals.columns and not present(row.get(col)):
+            row[col] = unique_join(evals[key], sep="; ")
 
 
 def _env_columns(recs: pd.DataFrame, row: dict[str, Any]) -> None:
     for key in ("torch", "python", "git_commit", "hostname"):
-        row[key] = _unique_join(_column_values(recs, f"env.{key}"))
-    created = [c for c in _column_values(recs, "created") if _present(c)]
+        row[key] = unique_join(_column_values(recs, f"env.{key}"))
+    created = [c for c in _column_values(recs, "created") if present(c)]
     row["created"] = max(created) if created else None
 
 
@@ -353,9 +327,9 @@ def _compress_rows(recs: pd.DataFrame, base: dict[str, Any]) -> list[dict[str, A
         strings: dict[str, list[Any]] = {}
         for _, rec in part.iterrows():
             d = per_seed.setdefault(int(rec["seed"]), {})
-            workload = rec.get("workload") if _present(rec.get("workload")) else "forward"
+            workload = rec.get("workload") if present(rec.get("workload")) else "forward"
             for key, value in rec.items():
-                if key in _META_KEYS or key.startswith(_META_PREFIXES) or not _present(value):
+                if key in _META_KEYS or key.startswith(_META_PREFIXES) or not present(value):
                     continue
                 if key in _STRING_KEYS:
                     strings.setdefault(_STRING_KEYS[key], []).append(value)
@@ -379,11 +353,11 @@ def _compress_rows(recs: pd.DataFrame, base: dict[str, Any]) -> list[dict[str, A
             if col in WITH_STD:
                 row[f"{col}_std"] = std
         for col, values in strings.items():
-            row[col] = _unique_join(values, sep="; ")
+            row[col] = unique_join(values, sep="; ")
         seeds = sorted(per_seed)
         row["seeds"] = " ".join(str(s) for s in seeds)
         row["n_seeds"] = row["n_eval"] = len(seeds)
-        created = [c for c in _column_values(part, "created") if _present(c)]
+        created = [c for c in _column_values(part, "created") if present(c)]
         row["created"] = max(created) if created else None
         rows.append(row)
     return rows
@@ -473,7 +447,7 @@ def build_leaderboard(results_dir: Path | str) -> pd.DataFrame:
         if col not in df.columns:
             df[col] = None
     df = order_columns(df).reset_index(drop=True)
-    from .latency_trust import add_ratio_columns  # latency_ratio_* from the paired comparisons
+    from bench.report.latency_trust import add_ratio_columns  # latency_ratio_* from the paired comparisons
 
     df = add_ratio_columns(df, results_dir, notes)
     df.attrs["notes"] = notes

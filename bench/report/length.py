@@ -27,13 +27,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.atomic import write_text
 from bench.errors import BenchError
-from bench.schedules import LONGER
-
-from .figures import _new_figure, _palette, _save, _styled
-from .leaderboard import current_records, display_name
-from .quality import pairwise_table, row_status
+from bench.infra.atomic import write_text
+from bench.report.leaderboard import current_records, display_name
+from bench.report.quality import pairwise_table, row_status
+from bench.report.style import family_palette, new_figure, save, styled
+from bench.train.schedules import LONGER
 
 OVERFIT_RISE = 0.02  # nats above the curve's best that decide the longest schedule's dropout
 REACH = (4.0, 3.5, 3.0, 2.75, 2.5, 2.25)  # validation NLLs whose first crossing the tokens table reports
@@ -43,7 +42,7 @@ PAIRS = (("lite_transformer", "transformer"), ("evolved_transformer", "transform
 
 def length_folders(base: Path | str) -> list[tuple[int, Path]]:
     """(factor on the short schedule's tokens, folder) for ``base`` and each longer sibling with records."""
-    from . import has_records
+    from bench.report import has_records
 
     base = Path(base)
     out = [(1, base)] if has_records(base) else []
@@ -245,8 +244,8 @@ def fig_length(data: dict[str, Any]) -> tuple[Figure | None, str]:
     if len(lengths) < 2:
         return None, "fewer than two lengths with records"
     fams = sorted({f for ln in lengths for f in ln["families"]})
-    colors = _palette(fams)
-    fig, (left, right) = _new_figure(2)
+    palette = family_palette(fams)
+    fig, (left, right) = new_figure(2)
     for ax, key, label in ((left, "nll", "validation NLL (nats/token), lower is better"),
                            (right, "bleu", "test BLEU, higher is better")):
         for fam in fams:
@@ -260,11 +259,11 @@ def fig_length(data: dict[str, Any]) -> tuple[Figure | None, str]:
                 ys.append(v.mean())
                 lo.append(v.min())
                 hi.append(v.max())
-                ax.scatter([f["tokens"]] * len(v), v, color=colors[fam], s=10, alpha=0.5, linewidths=0)
+                ax.scatter([f["tokens"]] * len(v), v, color=palette[fam], s=10, alpha=0.5, linewidths=0)
             if xs:
-                ax.plot(xs, ys, marker="o", color=colors[fam], label=display_name(fam))
+                ax.plot(xs, ys, marker="o", color=palette[fam], label=display_name(fam))
                 if any(h > lo_ for lo_, h in zip(lo, hi, strict=True)):
-                    ax.fill_between(xs, lo, hi, color=colors[fam], alpha=0.18, linewidth=0)
+                    ax.fill_between(xs, lo, hi, color=palette[fam], alpha=0.18, linewidth=0)
         ax.set_xscale("log")
         ticks = [_mean_tokens(ln) for ln in lengths]
         ax.set_xticks(ticks, [_tok(t) for t in ticks])
@@ -292,7 +291,7 @@ def write_length(base: Path | str, out_dir: Path | str, budget: str | None = Non
         raise BenchError(f"no train records in {', '.join(str(f) for _, f in folders)}")
     out_dir = Path(out_dir)
     written = [write_text(out_dir / f"{stem}.md", render(data))]
-    fig, _ = _styled(fig_length, data)
+    fig, _ = styled(fig_length, data)
     if fig is not None:
-        written += _save(fig, out_dir / stem)
+        written += save(fig, out_dir / stem)
     return written

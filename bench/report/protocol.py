@@ -95,7 +95,7 @@ def protocol_check(records: pd.DataFrame, results_dir: Path | str | None = None)
     path = Path(results_dir) / "tuning" / "chosen.json" if results_dir else None
     factor = 1
     if path is not None and not path.exists():  # a longer schedule of the length study: its parent's tuning
-        from bench.schedules import LONGER
+        from bench.train.schedules import LONGER
 
         for name, (_, times) in LONGER.items():
             if Path(results_dir).name.endswith(f"-{name}"):

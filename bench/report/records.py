@@ -1,6 +1,6 @@
 """Run records -> one flat table: reading and validating what the pipeline's stages wrote.
 
-Layout and schema: bench.records (one JSON file per stage, ``<results_dir>/runs/<model>-<config_hash>/``),
+Layout and schema: bench.records.schema (one JSON file per stage, ``<results_dir>/runs/<model>-<config_hash>/``),
 read with its reader, so records of every version load alike.
 
 ``load_records`` returns one row per record file; nested dicts are flattened with dotted keys
@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.records import STAGES, is_record_file, read_record
+from bench.records.schema import STAGES, is_record_file, read_record
 
 
 def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Rendering the leaderboard: the compact table leaderboard.md and leaderboard.tex show, the full CSV, and
-writing all three at once (bench.atomic: rendered first, then moved into place together; on an error no
+writing all three at once (bench.infra.atomic: rendered first, then moved into place together; on an error no
 partial file is left)."""
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ from typing import Any
 
 import pandas as pd
 
-from bench.atomic import write_files
-
-from ..rouge import ROUGE_TYPES
-from . import latency_trust as trust
-from .leaderboard import _present, _unique_join, build_leaderboard, display_name
-from .protocol import render_protocol
+from bench.evaluation.rouge import ROUGE_TYPES
+from bench.infra.atomic import write_files
+from bench.report import latency_trust as trust
+from bench.report.columns import present, unique_join
+from bench.report.leaderboard import build_leaderboard, display_name
+from bench.report.protocol import render_protocol
 
 
 # ------------------------------------------------------------------------------------------------ rendering
 def _num(value: Any) -> float | None:
-    if not _present(value):
+    if not present(value):
         return None
     try:
         return float(value)
@@ -52,11 +52,11 @@ def _fmt_pm(mean: Any, std: Any, fmt: str, pm: str) -> str:
 def quality_kind(df: pd.DataFrame) -> str:
     """ "rouge" when any row has a test ROUGE-L (summarization), "bleu" when any has a test BLEU, "ppl" when any
     has a perplexity (tried first for language models), else "nll"."""
-    if "rougeL_test" in df.columns and df["rougeL_test"].map(_present).any():
+    if "rougeL_test" in df.columns and df["rougeL_test"].map(present).any():
         return "rouge"
     kinds = [("bleu", "bleu_test"), ("ppl", "ppl")]
     for kind, col in kinds[::-1] if _is_lm(df) else kinds:
-        if col in df.columns and df[col].map(_present).any():
+        if col in df.columns and df[col].map(present).any():
             return kind
     return "nll"
 
@@ -69,7 +69,7 @@ def mac_tokens(df: pd.DataFrame) -> tuple[int, int]:
     """(source, target) tokens of the MAC convention the rows were counted with: summarization's own (its
     profiles' ``protocol``, e.g. 70 + 10), else the paper's 30 + 30."""
     for text in df["protocol"] if "protocol" in df.columns else []:
-        m = re.search(r"(\d+) source \+ (\d+) target", str(text)) if _present(text) else None
+        m = re.search(r"(\d+) source \+ (\d+) target", str(text)) if present(text) else None
         if m:
             return int(m.group(1)), int(m.group(2))
     return 30, 30
@@ -82,10 +82,10 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     src, tgt = mac_tokens(df)
     summ = "task" in df.columns and (df["task"] == "sum").any()
     tmax = df["threads_max"].map(_num).dropna().max() if "threads_max" in df else math.nan
-    tmax = int(tmax) if _present(tmax) and tmax > 1 else None
+    tmax = int(tmax) if present(tmax) and tmax > 1 else None
     with_compression = (df["compression"] != "none").any()
-    has_translate = df["translate_p50_ms_t1"].map(_present).any()
-    has_cuda = "forward_p50_ms_cuda" in df.columns and df["forward_p50_ms_cuda"].map(_present).any()
+    has_translate = df["translate_p50_ms_t1"].map(present).any()
+    has_cuda = "forward_p50_ms_cuda" in df.columns and df["forward_p50_ms_cuda"].map(present).any()
 
     heads = ["model"] + (["compression"] if with_compression else []) + ["d", "layers"]
     heads += ["params (M, no emb.)", "MACs (M, 30 tok)" if lm else f"MACs (M, {src}+{tgt} tok)", "fwd p50 ms (1 thr)"]
@@ -106,7 +106,7 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     elif kind == "ppl":
         heads += ["ppl (test, per token)", "ppl (test, per word)"]
     heads += ["valid NLL (nats/tok)", "seeds"]
-    with_status = "status" in df and df["status"].map(_present).any()
+    with_status = "status" in df and df["status"].map(present).any()
     if with_status:
         heads.append("status")
 
@@ -142,11 +142,11 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
                       _fmt_pm(r.get("ppl_word"), r.get("ppl_word_std"), ".1f", pm)]
         cells += [_fmt_pm(r["valid_nll"], r["valid_nll_std"], ".3f", pm), str(int(r["n_eval"] or 0))]
         if with_status:
-            cells.append(str(r["status"]) if _present(r["status"]) else "–")
+            cells.append(str(r["status"]) if present(r["status"]) else "–")
         rows.append(cells)
 
     notes = []
-    budget = _unique_join(df["budget"]) or "?"
+    budget = unique_join(df["budget"]) or "?"
     macs = ("batch 1, 30 tokens" if lm else f"batch 1, {src} source + {tgt} target tokens") + (
         ", one teacher-forced pass, without embeddings and the output projection (paper convention)"
     )
@@ -157,8 +157,8 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
         notes.append(_latency_target_check(df))
     else:
         notes.append(f"Budget {budget} MACs. MACs: {macs}; params without embedding tables.")
-    device = _unique_join(df["device_model"]) or "unknown CPU"
-    torch = _unique_join(df["torch"]) or "?"
+    device = unique_join(df["device_model"]) or "unknown CPU"
+    torch = unique_join(df["torch"]) or "?"
     lat = f"Latency: batch 1, fp32, median (p50) of at least 30 timed calls on {device}, torch {torch}"
     lat += "; fwd = the MAC pass"
     if has_translate:
@@ -169,36 +169,36 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     seeds = "mean ± sample std over the evaluated seeds (column seeds)"
     # the decoding as the evaluations recorded it: one value for all, or every value used (then they differ)
     def distinct(col: str) -> str | None:  # a row holds its seeds' values joined: every value once
-        return _unique_join(p for v in df.get(col, []) if _present(v) for p in str(v).split(", "))
+        return unique_join(p for v in df.get(col, []) if present(v) for p in str(v).split(", "))
 
     beam, penalty = distinct("beam"), distinct("length_penalty")
     decoding = f"beam {beam or '?'}, length penalty {penalty or 'not recorded'}"
     if kind == "rouge":
-        settings = _unique_join(df["rouge_settings"], sep="; ") or "settings not recorded"
+        settings = unique_join(df["rouge_settings"], sep="; ") or "settings not recorded"
         notes.append(f"ROUGE-1/2/L F1 x100: rouge-score on the test split, {decoding} ({settings}); {seeds}.")
     elif kind == "bleu":
-        sig = _unique_join(df["bleu_signature"], sep="; ") or "signature not recorded"
+        sig = unique_join(df["bleu_signature"], sep="; ") or "signature not recorded"
         notes.append(f"BLEU/chrF: sacreBLEU on the test split, {decoding} ({sig}); {seeds}.")
     elif kind == "ppl":
-        scored = _unique_join(f"{int(v):,}" for v in df.get("test_tokens", []) if _present(v)) or "?"
+        scored = unique_join(f"{int(v):,}" for v in df.get("test_tokens", []) if present(v)) or "?"
         words = "per word: the test text's whitespace words, one more per line for its end"
         notes.append(f"Perplexity per token on the test split ({scored} tokens scored; {words}); {seeds}.")
-    sched = _unique_join(df["schedule"])
+    sched = unique_join(df["schedule"])
     if sched:
         tokens = df["train_tokens"].map(_num).dropna()
         tok = f", {tokens.max() / 1e6:.1f}M target tokens" if len(tokens) else ""
         recipe = ""
-        trained = df[df["status"].map(_present)] if "status" in df else df.iloc[0:0]
+        trained = df[df["status"].map(present)] if "status" in df else df.iloc[0:0]
         if len(trained):
-            norms = {bool(v) for v in trained["normalize_before"] if _present(v)}
+            norms = {bool(v) for v in trained["normalize_before"] if present(v)}
             names = {frozenset({True}): "pre-norm", frozenset({False}): "post-norm"}
             norm = names.get(frozenset(norms), "pre-norm (post-norm rows named)")
-            lrs = _unique_join(trained["peak_lr"]) or "?"
+            lrs = unique_join(trained["peak_lr"]) or "?"
             if "," in lrs and "family" in trained:  # tuned per family: say whose rate is whose
-                lrs = "; ".join(f"{display_name(str(fam))} {_unique_join(grp['peak_lr']) or '?'}"
+                lrs = "; ".join(f"{display_name(str(fam))} {unique_join(grp['peak_lr']) or '?'}"
                                 for fam, grp in trained.groupby("family", sort=True))
-            recipe = f"; {norm}, dropout {_unique_join(trained['dropout']) or '?'}, peak lr {lrs}"
-        notes.append(f"Training: {sched} schedule, {_unique_join(df['precision']) or '?'}{tok}{recipe}.")
+            recipe = f"; {norm}, dropout {unique_join(trained['dropout']) or '?'}, peak lr {lrs}"
+        notes.append(f"Training: {sched} schedule, {unique_join(df['precision']) or '?'}{tok}{recipe}.")
     return heads, rows, notes
 
 
@@ -221,11 +221,11 @@ def render_markdown(df: pd.DataFrame) -> str:
 def _quality_sections(df: pd.DataFrame) -> list[str]:
     """What the quality columns may claim: failed runs (named, not ranked), the pairwise differences with their
     intervals, and the peak rates tuning chose."""
-    from .quality import DRIFT_NATS, PLATEAU_NATS, pairwise_note, render_pairwise
+    from bench.report.quality import DRIFT_NATS, PLATEAU_NATS, pairwise_note, render_pairwise
 
     out: list[str] = []
     base = df[df["compression"] == "none"] if "compression" in df else df
-    if "status" in base and base["status"].map(_present).any():
+    if "status" in base and base["status"].map(present).any():
         failed = base[base["status"] == "failed"]
         out += ["", "### Failed runs", ""]
         out.append(f"A run failed when its final validation NLL is above, or less than {PLATEAU_NATS} nats below, the "
@@ -235,7 +235,7 @@ def _quality_sections(df: pd.DataFrame) -> list[str]:
                    "are drawn hollow and left out of every Pareto front.")
         out.append("")
         out += [f"- {display_name(str(r['model']))}: {r['status_reason']}" for _, r in failed.iterrows()] or ["- none"]
-        fitted = base[(base["status"] == "ok") & base["status_reason"].map(_present)] \
+        fitted = base[(base["status"] == "ok") & base["status_reason"].map(present)] \
             if "status_reason" in base else base.iloc[:0]
         if len(fitted):
             out += ["", "Overfit rows (trained; their final weights are evaluated, as every row's):", ""]
@@ -256,7 +256,7 @@ def _latency_target_check(df: pd.DataFrame) -> str:
     cells = []
     for _, r in df.sort_values("model").iterrows():
         p50, target = r.get("forward_p50_ms_t1"), r.get("target_latency_ms")
-        if _present(p50) and _present(target):
+        if present(p50) and present(target):
             cells.append(f"{display_name(str(r['model']))} {p50:.2f} ms ({(p50 / target - 1) * 100:+.1f}%)")
     target = df["target_latency_ms"].dropna().iloc[0]
     return f"Against the {target:g} ms target, forward p50 at 1 thread: {', '.join(cells) or 'not measured'}."
@@ -320,8 +320,8 @@ def tex_escape(text: str) -> str:
 
 def render_latex(df: pd.DataFrame) -> str:
     heads, rows, notes = summary_table(df, pm="±")
-    budget = _unique_join(df["budget"]) or "budget"
-    slug = re.sub(r"[^a-z0-9]+", "-", f"{budget}-{_unique_join(df['task']) or ''}".lower()).strip("-")
+    budget = unique_join(df["budget"]) or "budget"
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{budget}-{unique_join(df['task']) or ''}".lower()).strip("-")
     label = f"tab:litebench-{slug}"
     spec = "l" + ("l" if "compression" in heads else "") + "r" * (len(heads) - 1 - ("compression" in heads))
     out = [

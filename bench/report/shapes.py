@@ -1,4 +1,4 @@
-"""The shape search's table and figure (bench.shapes): ``shapes.md``, every candidate with its solved size, trial
+"""The shape search's table and figure (bench.train.shapes): ``shapes.md``, every candidate with its solved size, trial
 NLL and rank (and its full run's where it was confirmed); ``shapes.png|pdf``, the trial validation NLL of every
 candidate, a panel per family, the paper's shape drawn as a star and the best circled."""
 
@@ -10,8 +10,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from .figures import _new_figure, _palette, _save, _styled
-from .leaderboard import display_name
+from bench.report.leaderboard import display_name
+from bench.report.style import family_palette, new_figure, save, styled
 
 
 def _nll(v: Any) -> str:
@@ -75,8 +75,8 @@ def fig_shapes(records: list[dict[str, Any]], summary: dict[str, Any]) -> tuple[
     if not records:
         return None, "no shape trial records"
     families = [f for f in summary["chosen"] if any(r["family"] == f for r in records)]
-    fig, axes = _new_figure(len(families))
-    palette = _palette(families)
+    fig, axes = new_figure(len(families))
+    palette = family_palette(families)
     for ax, fam in zip(axes, families):
         mine = sorted((r for r in records if r["family"] == fam), key=lambda r: r["candidate"])
         ok = [(i, r) for i, r in enumerate(mine) if r.get("valid_nll") is not None and math.isfinite(r["valid_nll"])]
@@ -104,5 +104,5 @@ def fig_shapes(records: list[dict[str, Any]], summary: dict[str, Any]) -> tuple[
 
 def write_shapes_figure(records: list[dict[str, Any]], summary: dict[str, Any], stem: Path) -> list[Path]:
     """``stem``.png and ``stem``.pdf (nothing when there are no records)."""
-    fig, _ = _styled(fig_shapes, records, summary)
-    return [] if fig is None else _styled(_save, fig, Path(stem))
+    fig, _ = styled(fig_shapes, records, summary)
+    return [] if fig is None else styled(save, fig, Path(stem))

@@ -7,7 +7,7 @@ across the tasks: the task's own quality figure (BLEU, ROUGE-L or perplexity, me
 and its validation NLL. The second compares every pair of families in every task on validation NLL, the one
 figure every task has with a paired interval (the leaderboard's two-level paired bootstrap over seeds and
 validation sentences): the difference A − B, its 95% interval and p-value, and a verdict over the tasks. A
-difference counts as a separation when p < 0.05 and the interval excludes 0 (the README's rule). A pair
+difference counts as a separation when p < 0.05 and the interval excludes 0 (the rule docs/protocol.md states). A pair
 *reverses* when one task separates it one way and another the other way; the order *holds* when no pair
 reverses. A row whose status is not ``ok`` is named and left out, as on every leaderboard.
 """
@@ -22,7 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from .leaderboard import _present, display_name
+from bench.report.columns import present
+from bench.report.leaderboard import display_name
 
 FOLDER = re.compile(r"([0-9.]+[KMGT])(-lm|-sum)?")
 TASKS = (("", "mt", "translation"), ("-sum", "sum", "summarization"), ("-lm", "lm", "language modelling"))
@@ -32,7 +33,7 @@ ALPHA = 0.05
 def task_folders(root: Path | str) -> dict[str, dict[str, Path]]:
     """``{budget: {task: folder}}`` for the budget folders under ``root`` that hold run records (the
     fine-schedule and smoke folders, e.g. ``100M-full`` or ``100M-quick``, are other studies: not included)."""
-    from . import has_records
+    from bench.report import has_records
 
     out: dict[str, dict[str, Path]] = {}
     root = Path(root)
@@ -49,7 +50,7 @@ def task_folders(root: Path | str) -> dict[str, dict[str, Path]]:
 def primary_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The families' own rows without compression, those with status ``ok``; and the others, named."""
     base = df[(df["compression"] == "none") & (df["model"].astype(str) == df["family"].astype(str))]
-    trained = base[base["status"].map(_present)] if "status" in base else base.iloc[0:0]
+    trained = base[base["status"].map(present)] if "status" in base else base.iloc[0:0]
     ok = trained[trained["status"] == "ok"]
     left_out = [f"{display_name(str(r['model']))} ({r['status']})" for _, r in trained.iterrows()
                 if r["status"] != "ok"]
@@ -101,21 +102,21 @@ def verdict(signs: dict[str, int | None], a: str, b: str) -> str:
 
 
 def _quality(df: pd.DataFrame, row: pd.Series) -> str:
-    from .figures import quality_spec
+    from bench.report.figures import quality_spec
 
     q = quality_spec(df)
-    if not q or q["col"] == "valid_nll" or not _present(row.get(q["col"])):
+    if not q or q["col"] == "valid_nll" or not present(row.get(q["col"])):
         return "–"  # no test figure (validation NLL has its own column)
     fmt = ".1f" if q["col"] == "ppl" else ".2f"
     std = row.get(q["std"])
-    return f"{q['name']} {row[q['col']]:{fmt}}" + (f" ± {std:{fmt}}" if _present(std) else "")
+    return f"{q['name']} {row[q['col']]:{fmt}}" + (f" ± {std:{fmt}}" if present(std) else "")
 
 
 def _nll(row: pd.Series) -> str:
     std = row.get("valid_nll_std")
     n = row.get("n_eval")
-    seeds = f" ({int(n)})" if _present(n) else ""
-    return f"{row['valid_nll']:.3f}" + (f" ± {std:.3f}" if _present(std) else "") + seeds
+    seeds = f" ({int(n)})" if present(n) else ""
+    return f"{row['valid_nll']:.3f}" + (f" ± {std:.3f}" if present(std) else "") + seeds
 
 
 def budget_section(budget: str, boards: dict[str, pd.DataFrame]) -> tuple[list[str], list[str]]:
@@ -132,7 +133,7 @@ def budget_section(budget: str, boards: dict[str, pd.DataFrame]) -> tuple[list[s
         cells = [display_name(fam)]
         picked = {t: rows[t][0][rows[t][0]["family"].astype(str) == fam] for t in tasks}
         cells += [_quality(boards[t], picked[t].iloc[0]) if len(picked[t]) else "–" for t in tasks]
-        cells += [_nll(picked[t].iloc[0]) if len(picked[t]) and _present(picked[t].iloc[0].get("valid_nll"))
+        cells += [_nll(picked[t].iloc[0]) if len(picked[t]) and present(picked[t].iloc[0].get("valid_nll"))
                   else "–" for t in tasks]
         out.append("| " + " | ".join(cells) + " |")
     left = [f"{names[t]}: {', '.join(rows[t][1])}" for t in tasks if rows[t][1]]
@@ -145,8 +146,8 @@ def budget_section(budget: str, boards: dict[str, pd.DataFrame]) -> tuple[list[s
         for b in families[i + 1:]:
             cells, signs = [], {}
             for t in tasks:
-                present = set(rows[t][0]["family"].astype(str))
-                d = _pair_diff(boards[t].attrs.get("pairwise", []), a, b) if {a, b} <= present else None
+                families_present = set(rows[t][0]["family"].astype(str))
+                d = _pair_diff(boards[t].attrs.get("pairwise", []), a, b) if {a, b} <= families_present else None
                 if d is None:
                     cells.append("–")
                     signs[names[t]] = None
@@ -172,7 +173,7 @@ def budget_section(budget: str, boards: dict[str, pd.DataFrame]) -> tuple[list[s
 
 def tasks_summary(root: Path | str) -> str | None:
     """The Markdown of ``results/tasks.md``; None when no budget has results for two tasks."""
-    from .leaderboard import build_leaderboard
+    from bench.report.leaderboard import build_leaderboard
 
     folders = {b: f for b, f in task_folders(root).items() if len(f) >= 2}
     if not folders:
@@ -199,7 +200,7 @@ def tasks_summary(root: Path | str) -> str | None:
 
 def write_tasks_summary(root: Path | str) -> Path | None:
     """``<root>/tasks.md`` (written atomically), or None when no budget has two tasks' results."""
-    from bench.atomic import write_text
+    from bench.infra.atomic import write_text
 
     text = tasks_summary(root)
     if text is None:

@@ -22,12 +22,12 @@ import pytest
 import torch
 
 import bench.compress.pipeline as pipeline
-import bench.evaluate as E
+import bench.evaluation.evaluate as E
 from bench.cli import main
 from bench.compress import compress_run
 from bench.errors import BenchError
-from bench.schedules import get_schedule
-from bench.train import Trainer, load_task_data
+from bench.train.schedules import get_schedule
+from bench.train.trainer import Trainer, load_task_data
 from tests.toy_corpus import write_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -284,7 +284,7 @@ def test_compare_names_a_cut_off_or_corrupt_hypothesis_file(texts, tmp_path):
 def test_hypothesis_and_reference_files_split_at_newline_alone(tmp_path):
     """A sentence holding U+2028 or a form feed (the corpus reader keeps them) stays one sentence when the
     evaluation reads its files back, so hypotheses and references stay paired."""
-    from bench.evaluate import _read_lines
+    from bench.evaluation.evaluate import _read_lines
 
     path = tmp_path / "ref.test.en"
     path.write_text("one\u2028still one\nform\x0cfeed\r\nthree\n", encoding="utf-8")

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.schedules import get_schedule
-from bench.train import Trainer, load_checkpoint, load_task_data
+from bench.train.run_folder import load_checkpoint
+from bench.train.schedules import get_schedule
+from bench.train.trainer import Trainer, load_task_data
 from tests.toy_corpus import write_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +102,7 @@ def test_every_path_that_builds_a_schedule_checks_it(corpus, tmp_path):
 # -------------------------------------------------------------------------------------------------- latency
 def test_latency_refuses_more_threads_than_cores():
     from bench.cli.args import latency_threads
-    from bench.machine import all_cores
+    from bench.latency.machine import all_cores
 
     cores = all_cores()
     assert latency_threads("--threads", "all") == cores and latency_threads("--threads", str(cores)) == cores
@@ -116,7 +117,7 @@ def test_latency_refuses_more_threads_than_cores():
                                               ("train_steps", 2.5, "'train_steps' is 2.5"),
                                               ("valid_nll", float("nan"), "'valid_nll' is nan")])
 def test_report_names_a_record_with_a_value_of_the_wrong_type_or_range(tmp_path, key, value, says):
-    from bench.records import read_record
+    from bench.records.schema import read_record
     from tests.bench.test_report import make_results
 
     results = make_results(tmp_path)
@@ -133,7 +134,7 @@ def test_report_names_a_record_with_a_value_of_the_wrong_type_or_range(tmp_path,
 
 
 def test_nested_quality_values_are_checked_too(tmp_path):
-    from bench.records import read_record
+    from bench.records.schema import read_record
     from tests.bench.test_report import make_results
 
     results = make_results(tmp_path)
@@ -146,7 +147,7 @@ def test_nested_quality_values_are_checked_too(tmp_path):
 
 
 def test_the_records_in_the_repository_pass_the_schema():
-    from bench.records import is_record_file, read_record
+    from bench.records.schema import is_record_file, read_record
 
     files = [p for p in sorted(ROOT.glob("results/*/runs/*/*.json")) if is_record_file(p)]
     for path in files:
@@ -282,7 +283,7 @@ def test_every_latency_thread_option_is_held_to_the_cores(monkeypatch):
     from bench.cli import args as check
     from bench.errors import BenchError
 
-    monkeypatch.setattr("bench.machine.all_cores", lambda: 2)
+    monkeypatch.setattr("bench.latency.machine.all_cores", lambda: 2)
     assert check.thread_list("--threads", "1,2", latency=True) == [1, 2]
     with pytest.raises(BenchError, match="may use 2 core"):
         check.thread_list("--threads", "1,999", latency=True)
@@ -291,8 +292,8 @@ def test_every_latency_thread_option_is_held_to_the_cores(monkeypatch):
 
 def test_a_tuning_grid_rate_below_min_lr_is_refused_while_planning():
     from bench.errors import BenchError
-    from bench.schedules import get_schedule
-    from bench.tune import trial_schedule
+    from bench.train.schedules import get_schedule
+    from bench.train.tune import trial_schedule
 
     base = get_schedule("short", min_lr=1e-4)
     with pytest.raises(BenchError, match="min_lr"):

@@ -20,7 +20,7 @@ import sacrebleu
 import torch
 from torch import nn
 
-import bench.evaluate as E
+import bench.evaluation.evaluate as E
 from bench.data import TokenizerConfig, get_corpus, get_tokenizer
 from bench.errors import BenchError
 from tests.toy_corpus import WORDS, write_lm_corpus

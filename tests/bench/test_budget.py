@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bench.budget import load_budget, parse_target
+from bench.budget.spec import load_budget, parse_target
 from bench.errors import BenchError
 
 
@@ -99,8 +99,8 @@ def test_a_family_without_a_hand_formula_is_solved_by_counting():
     counts the real model instead, and the report says the analytic cross-check is missing."""
     from dataclasses import dataclass
 
-    from bench.budget import solve_model
-    from bench.counting import count_macs
+    from bench.budget.solve import solve_model
+    from bench.cost.counting import count_macs
     from models import create_model, registry
     from models.transformer import TransformerConfig, transformer
 
@@ -113,7 +113,7 @@ def test_a_family_without_a_hand_formula_is_solved_by_counting():
 
     registry.register_model(NarrowConfig, "test-only family")(narrow_transformer)
     try:
-        from bench.budget import Budget, ScalingRule
+        from bench.budget.spec import Budget, ScalingRule
 
         template = load_budget("20M")
         rule = template.models["transformer"]

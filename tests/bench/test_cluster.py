@@ -1,4 +1,4 @@
-"""Work as cluster jobs (bench.cluster): Slurm's time limits and job states read right, units grouped into job
+"""Work as cluster jobs (bench.infra.cluster): Slurm's time limits and job states read right, units grouped into job
 arrays with the resources asked for (latency: a whole node), a job that fails named with its log while the
 others finish, and the command line's Slurm flags checked before anything is written. Jobs run through
 submitit's local executor (processes on this machine) or a fake one; the real cluster is `make test-slurm`."""
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import bench.cluster as cluster
-import bench.launcher as launcher
-from bench.cluster import Outcome, Resources, SlurmStates, Unit, parse_states, parse_time, run_units
+import bench.infra.cluster as cluster
+import bench.infra.launcher as launcher
 from bench.errors import BenchError
+from bench.infra.cluster import Outcome, Resources, SlurmStates, Unit, parse_states, parse_time, run_units
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -232,8 +232,8 @@ def test_bad_slurm_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, m
 
 
 def test_failed_jobs_end_the_run_with_exit_1_after_the_report(tmp_path, monkeypatch, capsys):
-    import bench.runner as runner
-    import bench.sweep_jobs as sweep_jobs
+    import bench.sweep.jobs as sweep_jobs
+    import bench.sweep.runner as runner
     from bench.cli import main
 
     report = tmp_path / "leaderboard.md"

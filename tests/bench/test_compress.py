@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 import bench.compress as compress
-from bench.batching import collate_mt, encode_parallel
 from bench.compress import (
     apply_masks,
     choose_sparsity,
@@ -39,12 +38,13 @@ from bench.compress import (
     stage_tag,
     transformer_base_size,
 )
+from bench.cost.params import count_params
 from bench.data import get_corpus
 from bench.errors import BenchError
-from bench.evaluate import EvalContext, evaluate_model, evaluate_run, load_run
-from bench.params import count_params
-from bench.schedules import get_schedule
-from bench.train import Trainer, load_task_data
+from bench.evaluation.evaluate import EvalContext, evaluate_model, evaluate_run, load_run
+from bench.train.batching import collate_mt, encode_parallel
+from bench.train.schedules import get_schedule
+from bench.train.trainer import Trainer, load_task_data
 from models import create_model
 from tests.toy_corpus import write_corpus
 
@@ -222,7 +222,7 @@ def test_compress_run_stages_sizes_from_files_quality_and_latency(run_dir, tmp_p
         for key in ("valid_nll", "forward_p50_ms_t1", "translate_p50_ms_t1", "size_mb_sparse_int8",
                     "size_mb_fp32_params", "compression_ratio"):
             assert isinstance(s[key], float) and math.isfinite(s[key]), key
-        for split, key in itertools.product(("test", "test_clean"), ("bleu", "chrf")):  # bench.evaluate's layout
+        for split, key in itertools.product(("test", "test_clean"), ("bleu", "chrf")):  # the evaluator's layout
             assert isinstance(s[split][key], float) and math.isfinite(s[split][key]), (split, key)
         assert s["test"]["bleu_signature"].startswith("nrefs:1|case:mixed")
         assert s["compression_ratio"] == pytest.approx(
@@ -231,7 +231,7 @@ def test_compress_run_stages_sizes_from_files_quality_and_latency(run_dir, tmp_p
     assert pruned["sparsity"] >= 0.3 and pruned["prune_target"] == 0.3 and pruned["finetune_tokens"] >= 1000
     assert pruned["size_bytes_sparse_int8"] < int8["size_bytes_sparse_int8"]
     assert fp32["size_mb_fp32_params"] == pytest.approx(4 * count_params(load_run(run_dir)[0])["params_total"] / 1e6)
-    # the same protocol as bench.evaluate: the fp32 stage scores what `evaluate` scores
+    # the same protocol as bench.evaluation.evaluate: the fp32 stage scores what `evaluate` scores
     ev = evaluate_run(run_dir)
     per_sentence = ("hypotheses", "bleu_stats")  # the run's own evaluation also keeps these, for paired tests
     assert fp32["test"] == {k: v for k, v in ev["test"].items() if k not in per_sentence}
@@ -312,7 +312,7 @@ def test_choose_sparsity_real_run_and_prune_auto(run_dir, tmp_path):
 def test_prune_auto_on_validation_nll_binds(run_dir, tmp_path):
     """The default criterion: validation NLL against fp32, by hand from each candidate's pruned model."""
     from bench.compress.pipeline import valid_nll
-    from bench.evaluate import EvalContext, load_run
+    from bench.evaluation.evaluate import EvalContext, load_run
 
     cands = (0.1, 0.5, 0.9)
     free = choose_sparsity(run_dir, candidates=cands, max_nll_increase=100.0, max_sentences=10, quantize=None)

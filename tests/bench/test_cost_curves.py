@@ -1,4 +1,4 @@
-"""Cost curves (bench.cost_curves) with a fake side-by-side timer: the records, the CSV, the rankings and where
+"""Cost curves (bench.sweep.cost_curves) with a fake side-by-side timer: the records, the CSV, the rankings and where
 they change, the figures, resuming, and the command line's bad input."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 import bench.latency.compare as compare
 from bench.cli import main
-from bench.cost_curves import CurveOptions, run_curves
+from bench.sweep.cost_curves import CurveOptions, run_curves
 
 # a fake runtime: per-call overhead by family (operators per layer), plus MACs at a fixed rate; the overheads
 # make Lite and ET slower at small budgets, the rates make the Transformer slower at large ones
@@ -22,8 +22,8 @@ MS_PER_GMAC = {"transformer": 30.0, "evolved_transformer": 24.0, "lite_transform
 
 def fake_compare(calls: list[dict[str, Any]]) -> Any:
     def run(members: list[tuple[str, str, dict[str, Any]]], **kw: Any) -> dict[str, Any]:
-        from bench.analytic import analytic_macs
-        from bench.budget import load_budget
+        from bench.budget.spec import load_budget
+        from bench.cost.analytic import analytic_macs
         from models import resolve_config
 
         calls.append({"members": [m[0] for m in members], **kw})
@@ -119,7 +119,7 @@ def test_records_carry_what_a_reader_needs(tmp_path: Path, monkeypatch: pytest.M
 def test_a_swap_within_overlapping_intervals_is_called_a_tie() -> None:
     import pandas as pd
 
-    from bench.cost_curves import rankings
+    from bench.sweep.cost_curves import rankings
 
     def rows(budget: str, macs: float, lite: tuple[float, float, float], et: tuple[float, float, float]) -> list:
         base = {"budget": budget, "target_macs": macs, "backend": "eager", "threads": 1, "workload": "forward"}

@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.analytic import Protocol, analytic_macs
-from bench.budget import load_budget, solve_budget
-from bench.counting import COUNTERS, count_flop_counter, count_macs, disagreements
-from bench.params import count_params
+from bench.budget.solve import solve_budget
+from bench.budget.spec import load_budget
+from bench.cost.analytic import Protocol, analytic_macs
+from bench.cost.counting import COUNTERS, count_flop_counter, count_macs, disagreements
+from bench.cost.params import count_params
 from models import create_model
 
 # protocol.md: (model, overrides, params, MACs) — WMT-style configs, paper convention
@@ -129,7 +130,7 @@ def test_unsupported_ops_are_reported_not_silently_zero():
 
 
 def test_fvcore_layer_norm_is_not_counted():
-    from bench.counting import count_fvcore
+    from bench.cost.counting import count_fvcore
 
     ln = nn.Sequential(nn.LayerNorm(16), nn.Linear(16, 8))
     macs, _ = count_fvcore(ln, (torch.randn(1, 30, 16),))

@@ -159,7 +159,7 @@ def test_vocab_size_option(tmp_path, capfd):
 # ------------------------------------------------------------------------------------------ counters
 @pytest.fixture
 def fvcore_fails(monkeypatch):
-    import bench.counting as counting
+    import bench.cost.counting as counting
 
     def broken(*args, **kwargs):
         raise RuntimeError("torch.jit.trace is deprecated and failed\nsecond line")
@@ -169,7 +169,7 @@ def fvcore_fails(monkeypatch):
 
 def test_a_failing_cross_check_counter_leaves_its_column_empty(fvcore_fails, tmp_path):
     from bench.report.leaderboard import build_leaderboard
-    from bench.runner import Sweep, SweepOptions
+    from bench.sweep.runner import Sweep, SweepOptions
 
     code, out, err = cli("profile", "transformer", "--budget", "100M", "--json")
     assert code == 0, err
@@ -188,7 +188,7 @@ def test_a_failing_cross_check_counter_leaves_its_column_empty(fvcore_fails, tmp
 
 
 def test_the_primary_counter_failing_is_still_an_error(monkeypatch):
-    import bench.counting as counting
+    import bench.cost.counting as counting
     from models import create_model
 
     def broken(*args, **kwargs):
@@ -201,7 +201,7 @@ def test_the_primary_counter_failing_is_still_an_error(monkeypatch):
 
 # ------------------------------------------------------------------------------------------ files and locks
 def test_result_files_are_readable_by_others(tmp_path):
-    from bench.atomic import save_torch, write_json, write_text
+    from bench.infra.atomic import save_torch, write_json, write_text
 
     before = os.umask(0o077)
     try:
@@ -216,7 +216,7 @@ def test_result_files_are_readable_by_others(tmp_path):
 @pytest.mark.parametrize("which", ["run folder", "corpus build"])
 def test_locks_exclude_each_other(tmp_path, which):
     from bench.data.manifest import build_lock
-    from bench.runner import locked
+    from bench.infra.stage_lock import locked
 
     def lock():
         return locked(tmp_path / "run") if which == "run folder" else build_lock(tmp_path / "corpus")

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from bench import latency as L
+from bench.cost.memory import MB, measure_peak_memory, serialized_size_bytes
 from bench.errors import BenchError
 from bench.latency import record
-from bench.memory import MB, measure_peak_memory, serialized_size_bytes
 from models import create_model
 from models.layers.attention import IMPLS, MultiheadAttention, set_attention_impl
 from tests.conftest import small_model
@@ -410,7 +410,8 @@ def test_latency_child_loads_no_evaluation_or_counting_modules(tmp_path):
     import subprocess
     import sys
 
-    from bench.launcher import REPO_ROOT, child_env
+    from bench.infra.launcher import child_env
+    from bench.records.provenance import REPO
 
     code = (
         "import json, sys; from bench.latency.record import measure_model; "
@@ -419,7 +420,7 @@ def test_latency_child_loads_no_evaluation_or_counting_modules(tmp_path):
         "if m in sys.modules)))"
     )
     cfg = json.dumps(tiny_transformer().config.to_dict())
-    proc = subprocess.run([sys.executable, "-c", code, cfg], capture_output=True, text=True, cwd=REPO_ROOT,
+    proc = subprocess.run([sys.executable, "-c", code, cfg], capture_output=True, text=True, cwd=REPO,
                           env=child_env(1), timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
@@ -471,7 +472,7 @@ HUNDRED_M = ["transformer", "lite_transformer", "evolved_transformer"]  # solved
 
 
 def budget_model(name: str) -> torch.nn.Module:
-    from bench.resolve import resolve_model
+    from bench.budget.resolve import resolve_model
 
     return create_model(name, **resolve_model(name, "mt", "100M").to_dict()).eval()
 

@@ -18,7 +18,7 @@ from bench.errors import BenchError
 from bench.latency import measure_latency
 from bench.latency.quiet import LoadSample, QuietPolicy, cpu_jiffies, running_threads, wait_for_quiet
 from bench.latency.timing import Measurement, measure_steady, tries_from_env
-from bench.spans import Span, latency_overlaps, stage_runs, stage_spans
+from bench.records.spans import Span, latency_overlaps, stage_runs, stage_spans
 from tests.conftest import small_model
 
 FAST = dict(gemm=False, memory=False, warmup=1, min_runs=30, min_time_s=0.0)

@@ -1,4 +1,4 @@
-"""Latency budgets (bench.latency_solve) against a deterministic fake timer: a latency that grows with the
+"""Latency budgets (bench.budget.latency_solve) against a deterministic fake timer: a latency that grows with the
 model's MACs, so the right grid point is known by hand, and the solver must land on it."""
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from bench.analytic import analytic_macs
-from bench.budget import grid_widths, load_budget, solve_model
+from bench.budget.latency_solve import CONFIRMS, solve_latency
+from bench.budget.mac_solver import grid_widths
+from bench.budget.solve import solve_model
+from bench.budget.spec import load_budget
+from bench.cost.analytic import analytic_macs
 from bench.errors import BenchError
-from bench.latency_solve import CONFIRMS, solve_latency
 from models import resolve_config
 
 
@@ -32,7 +34,7 @@ def fake_timer(model: str, budget: Any, per_gmac_ms: float = 40.0, overhead_ms: 
 
 
 def fake_set(budget: Any) -> Any:
-    """The families timed together (bench.latency_together) on the same fake machine, beside a 6 ms reference."""
+    """The families timed together (bench.budget.latency_together) on the same fake machine, beside a 6 ms reference."""
     def measure(configs: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         p50 = {row: fake_timer(fam, budget)(cfg)["p50_ms"] for row, (fam, cfg) in configs.items()}
         return {"ratios": {row: v / 6.0 for row, v in p50.items()}, "ref_p50_ms": 6.0}
@@ -167,7 +169,7 @@ def test_noise_common_to_a_process_cancels_in_the_ratio_to_the_reference(tmp_pat
 
 
 def test_every_family_of_a_folder_scales_by_one_reference_level(tmp_path: Path) -> None:
-    from bench.latency_solve import Book
+    from bench.budget.latency_solve import MeasurementLog
 
     budget = load_budget("6ms")
 
@@ -181,12 +183,12 @@ def test_every_family_of_a_folder_scales_by_one_reference_level(tmp_path: Path) 
     solve_latency(budget, "evolved_transformer", measure=paired("evolved_transformer", 5.2), cache_dir=tmp_path,
                   log=lambda _: None)
     et = json.loads((tmp_path / "evolved_transformer.json").read_text())
-    book = Book(tmp_path / "evolved_transformer.json", {**et["key"]})
+    book = MeasurementLog(tmp_path / "evolved_transformer.json", {**et["key"]})
     levels = sorted([5.0] * n_first + [5.2] * len(et["measurements"]))
     assert book.reference_level() == pytest.approx(levels[len(levels) // 2] if len(levels) % 2 else
                                                    (levels[len(levels) // 2 - 1] + levels[len(levels) // 2]) / 2)
     assert book.shared == [5.0] * n_first  # the Transformer's reference figures count for ET too
-    other = Book(tmp_path / "evolved_transformer.json", {**et["key"], "cpu": "another"})
+    other = MeasurementLog(tmp_path / "evolved_transformer.json", {**et["key"], "cpu": "another"})
     assert other.shared == []  # another machine's measurements do not
 
 
@@ -213,7 +215,7 @@ def test_a_solve_survives_a_change_of_dropout_but_not_of_a_timed_knob(tmp_path: 
 
 
 def test_the_reference_is_the_transformer_at_the_mac_anchor() -> None:
-    from bench.latency_solve import reference_config
+    from bench.budget.latency_solve import reference_config
 
     family, config = reference_config(load_budget("6ms"))
     assert family == "transformer" and (config["d_model"], config["ffn_dim"]) == (136, 560)
@@ -247,8 +249,8 @@ def test_latency_budget_specs_and_files(tmp_path: Path) -> None:
 
 
 def test_solve_model_dispatches_a_latency_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.latency_solve as ls
-    import bench.latency_together as lt
+    import bench.budget.latency_solve as ls
+    import bench.budget.latency_together as lt
 
     budget = load_budget("6ms")
     monkeypatch.setattr(ls, "measure_in_child", lambda b, m, ref=None: fake_timer(m, b))
@@ -273,10 +275,10 @@ def test_a_latency_budgets_own_setting_is_the_median_of_five_processes(tmp_path:
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The sweep's lone figure in the budget's own setting (forward, 1 thread, fp32, eager) is what the
     tolerance is checked against: five fresh processes, their median; any other setting is timed once."""
+    import bench.budget.latency_solve as ls
+    import bench.budget.latency_together as lt
     import bench.latency
-    import bench.latency_solve as ls
-    import bench.latency_together as lt
-    from bench.runner import Sweep, SweepOptions
+    from bench.sweep.runner import Sweep, SweepOptions
 
     monkeypatch.setattr(ls, "measure_in_child", lambda b, m, ref=None: fake_timer(m, b))
     monkeypatch.setattr(lt, "measure_set_in_child", lambda b, ref=None: fake_set(b))

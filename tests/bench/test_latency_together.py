@@ -1,4 +1,4 @@
-"""A latency budget's families confirmed together (bench.latency_together), against deterministic fake timers:
+"""A latency budget's families confirmed together (bench.budget.latency_together), against deterministic fake timers:
 each family's own solve sees a latency that is off by a family-specific factor (the machine state of its own
 minutes), the set timed together sees the true one, and the step must move the fine knobs until the
 families, timed together, are within the tolerance of the target and of one another."""
@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from bench.analytic import analytic_macs
-from bench.budget import load_budget, solve_model
+from bench.budget.latency_together import JOINT_PROCESSES, TOGETHER_FILE, solve_latency_budget
+from bench.budget.solve import solve_model
+from bench.budget.spec import load_budget
+from bench.cost.analytic import analytic_macs
 from bench.errors import BenchError
-from bench.latency_together import JOINT_PROCESSES, TOGETHER_FILE, solve_latency_budget
 from models import resolve_config
 
 FAMILIES = ("transformer", "evolved_transformer", "lite_transformer")
@@ -142,8 +143,8 @@ def test_a_variant_keeps_its_own_solve(tmp_path: Path) -> None:
 
 def test_solve_model_confirms_a_latency_budgets_families_together(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.latency_solve as ls
-    import bench.latency_together as lt
+    import bench.budget.latency_solve as ls
+    import bench.budget.latency_together as lt
 
     budget = load_budget("6ms")
     monkeypatch.setattr(ls, "measure_in_child", lambda b, m, ref=None: own_timers(b, {})[m])
@@ -158,15 +159,15 @@ def test_a_sweeps_own_setting_figures_are_measured_in_interleaved_rounds(tmp_pat
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The lone forward figures of a latency budget's families come from fresh processes in rotating rounds
     (T L, L T, T L, ...), each family's record the median of its own five; --force measures them once."""
+    import bench.budget.latency_solve as ls
+    import bench.budget.latency_together as lt
     import bench.latency
-    import bench.latency_solve as ls
-    import bench.latency_together as lt
-    import bench.paired
-    from bench.runner import Sweep, SweepOptions
+    import bench.sweep.side_by_side
+    from bench.sweep.runner import Sweep, SweepOptions
 
     monkeypatch.setattr(ls, "measure_in_child", lambda b, m, ref=None: own_timers(b, {})[m])
     monkeypatch.setattr(lt, "measure_set_in_child", lambda b, ref=None: set_timer(b))
-    monkeypatch.setattr(bench.paired, "compare_stages", lambda sweep: [])
+    monkeypatch.setattr(bench.sweep.side_by_side, "compare_stages", lambda sweep: [])
     figures = {"transformer": iter([6.0, 6.3, 5.7, 6.1, 5.9] * 2),
                "lite_transformer": iter([5.0, 5.4, 4.6, 5.2, 4.8] * 2)}
     calls: list[tuple[str, str]] = []
@@ -194,7 +195,7 @@ def test_a_sweeps_own_setting_figures_are_measured_in_interleaved_rounds(tmp_pat
         rec = json.loads((run / "latency-cpu-t1-forward.json").read_text())
         assert rec["process_p50_ms"] == want and rec["p50_ms"] == sorted(want)[2]
         assert rec["interleaved_with"] == [m for m in ("transformer", "lite_transformer") if m != model]
-    from bench.spans import latency_overlaps, stage_spans
+    from bench.records.spans import latency_overlaps, stage_spans
 
     spans, _ = stage_spans([tmp_path / "results" / "6ms"])  # one stage for both: no overlap between them
     assert len({(s.start, s.end) for s in spans if s.stage == "latency" and s.interleaved}) == 1

@@ -10,22 +10,22 @@ import pytest
 import yaml
 
 from bench.errors import BenchError
-from bench.launcher import call_in_child
+from bench.infra.launcher import call_in_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_call_in_child_returns_the_result_and_reports_failures():
-    assert call_in_child("bench.budget:parse_target", {"spec": "1.5G"}, what="parsing") == 1_500_000_000
+    assert call_in_child("bench.budget.spec:parse_target", {"spec": "1.5G"}, what="parsing") == 1_500_000_000
     with pytest.raises(BenchError, match=r"parsing failed in its own process \(exit 2\): budget 'x' is neither"):
-        call_in_child("bench.budget:parse_target", {"spec": "x"}, what="parsing")
+        call_in_child("bench.budget.spec:parse_target", {"spec": "x"}, what="parsing")
     with pytest.raises(BenchError, match="target must be 'bench.<module>:<function>'"):
         call_in_child("os:getcwd", {}, what="escaping")
 
 
 def test_sweep_latency_children_get_the_solved_config_and_the_profiles_macs(tmp_path, monkeypatch):
     import bench.latency as latency
-    from bench.runner import Sweep, SweepOptions
+    from bench.sweep.runner import Sweep, SweepOptions
 
     calls = []
 
@@ -51,9 +51,9 @@ def test_sweep_latency_children_get_the_solved_config_and_the_profiles_macs(tmp_
 
 def test_profile_counts_with_the_budgets_protocol(tmp_path):
     """`profile --budget FILE` and the sweep count with the file's protocol (here 20 + 20 tokens)."""
-    from bench.analytic import Protocol, analytic_macs
     from bench.cli.models import profile_record
-    from bench.runner import Sweep, SweepOptions
+    from bench.cost.analytic import Protocol, analytic_macs
+    from bench.sweep.runner import Sweep, SweepOptions
     from models import resolve_config
 
     raw = yaml.safe_load((ROOT / "budgets" / "100M.yaml").read_text())
@@ -71,12 +71,12 @@ def test_profile_counts_with_the_budgets_protocol(tmp_path):
 
 
 def test_recipe_study_children_get_the_solved_config(monkeypatch, tmp_path):
-    import bench.study as study
+    import bench.sweep.study as study
 
     seen = []
     monkeypatch.setattr(study, "call_in_child", lambda target, kwargs, **kw: seen.append((target, kwargs, kw)) or {})
     study._train("transformer", "500M", "short", 3, tmp_path / "run", None)
     target, kwargs, kw = seen[0]
-    assert target == "bench.study:train_one" and kw["threads"] == 1
+    assert target == "bench.sweep.study:train_one" and kw["threads"] == 1
     assert kwargs["config"]["d_model"] == 312 and "budget" not in kwargs
     assert kwargs["overrides"]["max_tokens"] == 2_000_000  # the budget file's recipe for `short`

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.budget import load_budget
+from bench.budget.spec import load_budget
 from bench.report.length import collect, length_folders, overfit_rule, render, tokens_to_reach, write_length
-from bench.runner import Sweep, SweepOptions
-from bench.schedules import get_schedule
+from bench.sweep.runner import Sweep, SweepOptions
+from bench.train.schedules import get_schedule
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "results" / "100M"
@@ -139,7 +139,7 @@ def test_a_schedule_subsection_of_shared_is_checked(tmp_path):
 
 
 def test_a_budget_files_own_keys_for_a_longer_schedule_layer_on_the_lengthened_recipe():
-    from bench.schedules import file_keys
+    from bench.train.schedules import file_keys
 
     train = {"short": {"max_tokens": 2_000_000, "warmup_steps": 500, "decay": "cosine", "min_lr": 0.0}}
     assert file_keys(train, "x4") == {**train["short"], "max_tokens": 8_000_000}

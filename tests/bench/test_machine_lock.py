@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-import bench.machine_lock as ml
+import bench.latency.lock as ml
 from bench.errors import BenchError
+from bench.infra.launcher import call_in_child
 from bench.latency import measure_latency
-from bench.launcher import call_in_child
 from tests.conftest import small_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ DEADLINE_S = 120  # only a bound on a test that would otherwise hang; nothing is
 # <marker> while still holding, then lets go
 HOLDER = """
 import pathlib, sys, time
-from bench.machine_lock import hold
+from bench.latency.lock import hold
 mode, marker, release = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3]
 with hold(mode, what="test " + mode):
     pathlib.Path(str(marker) + ".in").write_text("in")
@@ -163,9 +163,9 @@ def test_reentrant_and_a_shared_holder_that_measures():
 
 
 def test_a_child_is_told_what_its_parent_holds(monkeypatch):
-    assert call_in_child("bench.machine_lock:held", {}, what="probe") is None
+    assert call_in_child("bench.latency.lock:held", {}, what="probe") is None
     with ml.hold(ml.EXCLUSIVE):
-        assert call_in_child("bench.machine_lock:held", {}, what="probe") == "exclusive"
+        assert call_in_child("bench.latency.lock:held", {}, what="probe") == "exclusive"
     monkeypatch.setenv(ml.HELD_ENV, "shared")
     with ml.hold(ml.SHARED) as h:
         assert h.holder == "parent process" and h.wait_s == 0

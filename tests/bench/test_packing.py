@@ -10,7 +10,6 @@ import os
 import pytest
 import torch
 
-from bench.atomic import save_torch
 from bench.compress import (
     decode,
     encode,
@@ -26,6 +25,7 @@ from bench.compress import (
 from bench.compress.packing import payload_bytes
 from bench.compress.quantization import rows_int8
 from bench.errors import BenchError
+from bench.infra.atomic import save_torch
 from models import create_model
 
 SMALL = dict(d_model=32, ffn_dim=64, encoder_layers=1, decoder_layers=1, heads=4, vocab_size=60)

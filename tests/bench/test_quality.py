@@ -8,7 +8,7 @@ import pytest
 import sacrebleu
 from sacrebleu.significance import PairedTest
 
-from bench.evaluate import bleu_sentence_stats
+from bench.evaluation.evaluate import bleu_sentence_stats
 from bench.report.quality import (
     failed_reason,
     paired_bleu,

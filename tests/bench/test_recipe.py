@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from bench.batching import MTData
-from bench.budget import load_budget, solve_model
+from bench.budget.solve import solve_model
+from bench.budget.spec import load_budget
 from bench.errors import BenchError
-from bench.runner import Sweep, SweepOptions
-from bench.schedules import get_schedule
-from bench.train import Trainer, learning_rate, load_task_data, subset, unigram_entropy
-from bench.tune import DEFAULT_GRID, plan, read_tuned, search_plan, select, trial_schedule, tune
+from bench.sweep.runner import Sweep, SweepOptions
+from bench.train.batching import MTData
+from bench.train.schedules import get_schedule
+from bench.train.trainer import Trainer, learning_rate, load_task_data, subset, unigram_entropy
+from bench.train.tune import DEFAULT_GRID, plan, read_tuned, search_plan, select, trial_schedule, tune
 from tests.toy_corpus import write_corpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -326,7 +327,7 @@ def test_stage_locks_let_other_seeds_run_beside_a_stage(tmp_path):
     """Two sweeps of one budget with different seeds train side by side; the same stage still serializes."""
     import fcntl
 
-    from bench.runner import locked
+    from bench.infra.stage_lock import locked
 
     def free(name: str) -> bool:
         with open(tmp_path / f".lock-{name}", "a") as fh:

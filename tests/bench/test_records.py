@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.records import (
+from bench.records.schema import (
     VERSION,
     CompressStage,
     LatencyStage,
@@ -79,7 +79,7 @@ def test_old_compress_records_take_the_evaluators_layout():
 
 
 def read_dict(raw: dict) -> StageRecord:
-    from bench.records import from_dict
+    from bench.records.schema import from_dict
 
     return from_dict(raw)
 
@@ -104,7 +104,7 @@ def test_bad_records_are_one_line(tmp_path, raw, says):
 def test_a_sweep_of_older_code_resumes_with_every_stage_done(tmp_path):
     """Records an older version of the code wrote (no schema version, older key names) count as finished: a
     sweep that finds them in its run folder runs nothing again."""
-    from bench.runner import Sweep, SweepOptions
+    from bench.sweep.runner import Sweep, SweepOptions
 
     logs: list[str] = []
     opts = SweepOptions(budget="100M", models=["transformer"], threads=[1, 2], results_root=tmp_path,

@@ -395,7 +395,7 @@ def test_write_leaderboard_csv_md_tex(results: Path) -> None:
 
 
 def test_no_partial_files_after_an_error(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.atomic
+    import bench.infra.atomic
     import bench.report.render as lb
 
     (results / "leaderboard.csv").write_text("old\n")
@@ -416,7 +416,7 @@ def test_no_partial_files_after_an_error(results: Path, monkeypatch: pytest.Monk
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        bench.atomic.write_files({results / "a.txt": lambda p: p.write_text("a"), results / "b.txt": half})
+        bench.infra.atomic.write_files({results / "a.txt": lambda p: p.write_text("a"), results / "b.txt": half})
     assert not (results / "a.txt").exists() and not (results / "b.txt").exists()
     assert not [p for p in results.iterdir() if p.name.startswith(".")]
 

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-import bench.shapes as shapes
-from bench.budget import load_budget, solve_model
+import bench.train.shapes as shapes
+from bench.budget.solve import solve_model
+from bench.budget.spec import load_budget
 from bench.cli import main
-from bench.counting import count_macs
+from bench.cost.counting import count_macs
 from bench.errors import BenchError
-from bench.schedules import get_schedule
+from bench.train.schedules import get_schedule
 from tests.toy_corpus import write_corpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,7 +168,7 @@ def test_100M_candidates_are_eight_per_family_paper_first_moving_one_knob():
 def test_every_100M_candidate_is_within_the_budget_by_the_primary_counter():
     """Every 100M candidate (24 solves, minutes): within +-2% of 100M MACs counted again here on the built model;
     the paper's shape is the sweep's own config, and its trial is the tuning trial at the chosen rate."""
-    from bench.tune import plan as tune_plan
+    from bench.train.tune import plan as tune_plan
     from models import create_model
 
     budget = load_budget("100M")

@@ -5,7 +5,7 @@ sacreBLEU's default) and the same number of resamples, so the two agree exactly,
 Fixtures whose systems differ on almost every sentence put every p-value at its floor, 1/(n+1): there, a p-value
 formula with half its statistic, or a resampling that is not paired, still passes. Here it would not.
 
-- ``bench.report.quality.paired_bleu`` (one seed per row) and ``bench.evaluate.paired_bootstrap`` (the
+- ``bench.report.quality.paired_bleu`` (one seed per row) and ``bench.evaluation.evaluate.paired_bootstrap`` (the
   ``compare`` command, on run folders) against ``PairedTest(..., test_type="bs")`` on the same strings.
 - ``paired_nll`` and ``paired_rouge`` against ``sacrebleu.significance._paired_bs_test`` driven by a metric
   whose per-sentence statistics are (sum, count) and whose score is sum / count (sacreBLEU's resampling and
@@ -26,8 +26,8 @@ import pytest
 import sacrebleu
 from sacrebleu.significance import PairedTest, Result, _compute_p_value, _paired_bs_test
 
-import bench.evaluate as E
-from bench.evaluate import bleu_sentence_stats
+import bench.evaluation.evaluate as E
+from bench.evaluation.evaluate import bleu_sentence_stats
 from bench.report.quality import SEED, paired_bleu, paired_nll, paired_rouge
 
 N = 1000  # resamples: sacreBLEU's default for the paired bootstrap, and ours

@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 
 import bench.latency
-from bench.analytic import Protocol, analytic_macs
-from bench.budget import load_budget, solve_model
+from bench.budget.solve import solve_model
+from bench.budget.spec import load_budget
 from bench.cli import main
+from bench.cost.analytic import Protocol, analytic_macs
 from bench.errors import BenchError
+from bench.evaluation.rouge import rouge
 from bench.latency.workloads import count_workload_macs, make_workload, workload_shape
-from bench.rouge import rouge
-from bench.runner import Sweep, SweepOptions
+from bench.sweep.runner import Sweep, SweepOptions
 from tests.bench.test_sweep_resume import latency_in_process
 from tests.conftest import small_model
 from tests.toy_corpus import WORDS
@@ -104,7 +105,7 @@ def test_workloads_at_the_summarization_shapes() -> None:
 
 def test_paired_latency_and_the_latency_solver_time_the_summarization_shapes(monkeypatch) -> None:
     import bench.latency.compare as compare
-    from bench.latency_solve import measure_in_child
+    from bench.budget.latency_solve import measure_in_child
 
     members = [(k, m.config.family, m.config.to_dict()) for k in ("transformer", "lite_prenorm")
                for m in [small_model(k)]]
@@ -126,8 +127,8 @@ def test_paired_latency_and_the_latency_solver_time_the_summarization_shapes(mon
     measure_in_child(budget, "lite_transformer")(members[1][2])
     assert seen == [{"src_len": budget.protocol.src_tokens, "tgt_len": budget.protocol.tgt_tokens}] == [
         {"src_len": 70, "tgt_len": 10}]
-    # and the families timed together (bench.latency_together) too
-    from bench.latency_together import measure_set_in_child
+    # and the families timed together (bench.budget.latency_together) too
+    from bench.budget.latency_together import measure_set_in_child
 
     def fake_set(members, **kwargs):
         seen.append(kwargs.get("shape"))
@@ -139,9 +140,9 @@ def test_paired_latency_and_the_latency_solver_time_the_summarization_shapes(mon
 
 
 def test_summaries_are_capped_and_scored_by_rouge(monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.evaluate as ev
+    import bench.evaluation.evaluate as ev
     from bench.data import ParallelSplit
-    from bench.tasks import SUM_MAX_OUTPUT
+    from bench.train.tasks import SUM_MAX_OUTPUT
 
     seen: dict = {}
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.spans import latency_overlaps, stage_runs, stage_spans
+from bench.records.spans import latency_overlaps, stage_runs, stage_spans
 from tests.bench.test_sweep_resume import BUDGET, COMPARE_RECORDS, MODELS, RECORDS
 from tests.toy_corpus import write_corpus
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import bench.sweep_jobs as sweep_jobs
-import bench.tune as tune
-from bench.cluster import JobsFailed, Outcome
-from bench.runner import Sweep
+import bench.sweep.jobs as sweep_jobs
+import bench.train.tune as tune
+from bench.infra.cluster import JobsFailed, Outcome
+from bench.sweep.runner import Sweep
 from tests.bench.test_sweep_resume import BUDGET, count_stages, options
 from tests.toy_corpus import write_corpus
 

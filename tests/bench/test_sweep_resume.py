@@ -23,9 +23,9 @@ import pytest
 
 import bench.latency
 import bench.latency.compare as compare
-import bench.runner as runner
-from bench.paired import compare_stages
-from bench.runner import Sweep, SweepOptions
+import bench.sweep.runner as runner
+from bench.sweep.runner import Sweep, SweepOptions
+from bench.sweep.side_by_side import compare_stages
 from tests.toy_corpus import write_corpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,7 +164,7 @@ def test_the_sweep_wrote_every_record(swept):
 
 
 def test_the_transformer_is_the_reference_whatever_the_order(toy):
-    from bench.paired import compare_group
+    from bench.sweep.side_by_side import compare_group
 
     def group(models):
         return compare_group(Sweep(options(toy["root"] / "order", toy["budget"], toy["corpus"], models=models)))
@@ -247,7 +247,7 @@ def test_changed_config_or_schedule_makes_a_new_run_folder(swept, toy, tmp_path,
 
 CHILD = """
 import json, os, pathlib, sys, time
-from bench.runner import Sweep, SweepOptions
+from bench.sweep.runner import Sweep, SweepOptions
 
 args = json.loads(sys.argv[1])
 marker = pathlib.Path(args["marker"])

@@ -15,13 +15,14 @@ import sacrebleu
 import torch
 import torch.multiprocessing as mp
 
-from bench.batching import MTData, collate_mt, epoch_order, token_batches
-from bench.budget import load_budget
+from bench.budget.spec import load_budget
 from bench.data import DataError
 from bench.errors import BenchError
-from bench.evaluate import bleu_chrf, evaluate_run
-from bench.schedules import get_schedule, parse_schedule_sets
-from bench.train import Trainer, label_smoothed_nll, learning_rate, load_checkpoint, load_task_data
+from bench.evaluation.evaluate import bleu_chrf, evaluate_run
+from bench.train.batching import MTData, collate_mt, epoch_order, token_batches
+from bench.train.run_folder import load_checkpoint
+from bench.train.schedules import get_schedule, parse_schedule_sets
+from bench.train.trainer import Trainer, label_smoothed_nll, learning_rate, load_task_data
 from tests.toy_corpus import write_corpus, write_lm_corpus
 
 TINY = dict(d_model=32, heads=4, encoder_layers=1, decoder_layers=1, ffn_dim=64, dropout=0.1)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bench.params import count_params
+from bench.cost.params import count_params
 from models import ConfigError, create_model, list_models, resolve_config
 
 

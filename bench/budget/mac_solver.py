@@ -1,0 +1,143 @@
+"""The MAC solver: the config of a family whose MACs land within a MAC budget's tolerance, as close to the
+family's own shape as its scaling rule allows (a latency budget is solved by measurement: latency_solve)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.budget.spec import MAX_FINE_DEPARTURE, Budget
+from bench.cost.analytic import Protocol, analytic_macs, has_formula
+from bench.errors import BenchError
+from bench.train.tasks import model_task
+from models import ConfigError, ModelConfig, resolve_config
+
+
+@dataclass
+class Solution:
+    model: str
+    config: ModelConfig
+    macs: int  # confirmed by the budget's counter (paper convention)
+    analytic_macs: int
+    target_macs: int
+    tolerance: float
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    # a latency budget's solution: target_ms, p50_ms (the confirming measurement), rel_error, setting, ...
+    latency: dict[str, Any] | None = None
+
+    @property
+    def rel_error(self) -> float:
+        return self.macs / self.target_macs - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "config": self.config.to_dict(),
+            "macs": self.macs,
+            "analytic_macs": self.analytic_macs,
+            "target_macs": self.target_macs,
+            "tolerance": self.tolerance,
+            "rel_error": round(self.rel_error, 6),
+            **({"latency": self.latency} if self.latency is not None else {}),
+        }
+
+
+
+def count_config_macs(model: str, task: str, protocol: Protocol,
+                      overrides: dict[str, Any]) -> tuple[ModelConfig, int] | None:
+    """The config of ``model`` with ``overrides`` and its MACs (the hand formula, else the flop counter on the
+    real model); None when the knobs make no valid member of the family."""
+    try:
+        cfg = resolve_config(model, task, **overrides)
+    except ConfigError:
+        return None  # not a valid member of the family (e.g. heads do not divide d)
+    if has_formula(cfg):
+        return cfg, analytic_macs(cfg, protocol)["macs"]
+    # a family without a hand formula (e.g. one just added in a single file): count the real model
+    from bench.cost.counting import count_macs
+    from models import create_model
+
+    return cfg, count_macs(create_model(model, **cfg.to_dict()), counters=("flop_counter",), protocol=protocol).macs
+
+
+def grid_widths(budget: Budget, model: str, base: dict[str, Any]) -> list[tuple[int, ModelConfig, int]]:
+    """Every valid width of ``model``'s grid, the family's fine-knob rule or rule.ffn_ratio: (width, config, MACs)."""
+    rule, task, proto = budget.models[model], model_task(budget.task), budget.protocol
+    widths = []
+    for d in range(rule.low, rule.high + 1, rule.step):
+        ratio = {"ffn_dim": max(1, round(rule.ffn_ratio * d))} if rule.ffn_ratio is not None else {}
+        got = count_config_macs(model, task, proto, {**base, rule.vary_key: d, **ratio})
+        if got is not None:
+            widths.append((d, got[0], got[1]))
+    if not widths:
+        raise BenchError(f"no valid {model} config on the grid {rule.vary_key}={rule.low}..{rule.high}")
+    return widths
+
+
+def confirmed_macs(budget: Budget, model: str, cfg: ModelConfig) -> int:
+    """The budget's counter's MACs of ``cfg`` (the real model, paper convention)."""
+    from bench.cost.counting import count_macs
+    from models import create_model
+
+    report = count_macs(create_model(model, **cfg.to_dict()), counters=(budget.counter,), protocol=budget.protocol)
+    return report.macs_by_counter[budget.counter]
+
+
+def solve_mac_model(budget: Budget, model: str, confirm: bool = True) -> Solution:
+    """The config of ``model`` (a family or a variant of ``budget``) whose MACs land within the budget's
+    tolerance, as close to the family's own shape as the scaling rule allows. Deterministic. Raises
+    BenchError when no config on the grid fits."""
+    base = budget.base_config(model)
+    model = budget.family_of(model)
+    rule, task, proto = budget.models[model], model_task(budget.task), budget.protocol
+    target = budget.target_macs
+
+    # 1. the width: every grid point, the family's own ffn rule
+    widths = grid_widths(budget, model, base)
+    smallest, largest = widths[0], widths[-1]
+
+    # 2. the fine step: MACs are linear in ffn_dim at a fixed width; solve, round to the step, check
+    candidates = []
+    nearest = sorted(widths, key=lambda w: abs(w[2] - target))[:4]
+    for d, cfg, macs in nearest:
+        f0 = getattr(cfg, rule.fine_key)
+        probe = count_config_macs(model, task, proto, {**base, rule.vary_key: d, rule.fine_key: f0 + rule.fine_step})
+        if probe is None:
+            continue
+        slope = (probe[1] - macs) / rule.fine_step
+        ideal = f0 + (target - macs) / slope if slope > 0 else f0
+        for f in {
+            max(rule.fine_step, rule.fine_step * round(ideal / rule.fine_step) + k * rule.fine_step) for k in (-1, 0, 1)
+        }:
+            if not f0 / MAX_FINE_DEPARTURE <= f <= f0 * MAX_FINE_DEPARTURE:
+                continue  # the fine knob tunes; it does not reshape the model
+            got = count_config_macs(model, task, proto, {**base, rule.vary_key: d, rule.fine_key: f})
+            if got is None or not budget.low <= got[1] <= budget.high:
+                continue
+            departure = abs(math.log(f / f0))
+            candidates.append((departure, abs(got[1] - target), d, f, got[0], got[1]))
+    if not candidates:
+        if smallest[2] > budget.high:
+            raise BenchError(
+                f"budget {budget.name} ({target:,} MACs) is infeasible for {model}: its smallest config on the grid "
+                f"({rule.vary_key}={smallest[0]}) already needs {smallest[2]:,} MACs"
+            )
+        if largest[2] < budget.low:
+            raise BenchError(
+                f"budget {budget.name} ({target:,} MACs) is beyond {model}'s grid: its largest config "
+                f"({rule.vary_key}={largest[0]}) needs only {largest[2]:,} MACs"
+            )
+        raise BenchError(f"no {model} config within +-{budget.tolerance:.0%} of {target:,} MACs on the grid")
+    candidates.sort(key=lambda c: (c[0], c[1], c[2], c[3]))
+    _, _, d, f, cfg, macs = candidates[0]
+    confirmed = macs
+    if confirm:
+        confirmed = confirmed_macs(budget, model, cfg)
+        if not budget.low <= confirmed <= budget.high:
+            raise BenchError(
+                f"{model}: the {budget.counter} counter gives {confirmed:,} MACs for the solved config, outside the "
+                f"budget although the analytic formula gives {macs:,}; the formula and the model disagree"
+            )
+    table = [{rule.vary_key: c[2], rule.fine_key: c[3], "macs": c[5]} for c in candidates]
+    return Solution(model, cfg, confirmed, macs, target, budget.tolerance, table)

@@ -1,0 +1,32 @@
+"""Solving a budget: every family (or variant) to a MAC budget by the MAC solver, or to a latency budget by
+measurement (latency_solve, the families then confirmed together: latency_together)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.budget.mac_solver import Solution, solve_mac_model
+from bench.budget.spec import Budget
+from bench.errors import BenchError
+
+
+def solve_model(budget: Budget, model: str, confirm: bool = True, cache_dir: Path | None = None) -> Solution:
+    """The config of ``model`` whose MACs land within the budget's tolerance, as close to the family's own
+    shape as the scaling rule allows. Deterministic. Raises BenchError when no config on the grid fits.
+    A latency budget is solved by measurement instead (bench.budget.latency_solve, its families then confirmed
+    together: bench.budget.latency_together; ``cache_dir`` keeps the measurements, by default under
+    results/<budget>/latency-solve)."""
+    if model not in budget.models and model not in budget.variants:
+        raise BenchError(f"model {model!r} is not in budget {budget.name}; it has: {', '.join(budget.rows())}")
+    if budget.latency is not None:
+        from bench.budget.latency_together import (
+            solve_latency_budget,  # measurement machinery: loaded for latency budgets only,
+        )
+
+        return solve_latency_budget(budget, model, cache_dir=cache_dir)
+    return solve_mac_model(budget, model, confirm=confirm)
+
+
+def solve_budget(budget: Budget, models: list[str] | None = None, confirm: bool = True) -> list[Solution]:
+    names = models or list(budget.models)
+    return [solve_model(budget, m, confirm=confirm) for m in names]

@@ -1,0 +1,1 @@
+"""Evaluation of a trained run: sacreBLEU and chrF, validation NLL and perplexity (evaluate), ROUGE (rouge)."""

@@ -1,0 +1,380 @@
+"""An equal tuning budget for every family: the peak learning rate, searched on validation NLL.
+
+Every family of a budget gets the same trials: one per peak rate of the grid (the budget file's ``tune: grid``,
+else 5e-4, 1e-3, 2e-3), each ``tokens_per_trial`` target tokens of the budget's recipe at that peak rate. A
+"truncated" trial (the default; ``tune: trials``) is the recipe itself, its warm-up and decay laid out over the
+whole token budget, stopped after the trial's tokens: the first part of the run it stands for, as successive
+halving judges a configuration. A "compressed" trial is the recipe shrunk to the trial's tokens (the warm-up
+shrunk in proportion, the decay reaching its end): the whole schedule in miniature. Compressed trials can
+mis-rank: at 500M MACs they put Lite's rates in the order 4e-3, 2e-3, 1e-3 (4.968, 4.990, 5.022 nats), while its
+full runs ended in the reverse order (2.749 at 1e-3, 3.009 at 2e-3, 3.897 at 4e-3) and already stood in that order
+at the trials' third of the tokens (4.64, 4.67, 4.89; results/500M/diagnostics). At 100M both kinds chose 4e-3 for
+ET and Lite, which their full runs at 2e-3 and 4e-3 confirm (the Transformer's two full runs tie). By default a
+trial gets the recipe's tokens divided by the number of rates, so tuning a family costs what one seed of its
+training costs; a budget file's ``tune: trials_per_seed`` fixes the divisor instead (a grid widened after a first
+search then keeps its trials comparable, and costs more than one seed: chosen.json says how much, as
+``cost_in_seeds``). Trials train in their own processes at 1 thread, ``jobs`` at a time (with
+``executor="slurm"``: one job per trial, as one job array, at the CPUs each job asks for), and are judged on the
+final validation NLL over the whole validation split (never the test split); a trial that diverges counts as the
+worst. Each trial writes ``<results>/tuning/<family>-lr<rate>-<hash>.json`` (the hash covers the trial's config,
+schedule and corpus, so a changed recipe never reuses a stale trial); a finished trial is not run again. The
+choice goes to ``<results>/tuning/chosen.json``, which ``bench run`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.budget.solve import solve_model
+from bench.budget.spec import Budget, load_budget
+from bench.budget.tune_plan import TRIAL_KINDS
+from bench.errors import BenchError
+from bench.infra.atomic import write_json
+from bench.infra.cluster import JobsFailed, Resources, Unit, check_cluster, run_units
+from bench.infra.launcher import call_in_child
+from bench.records.provenance import REPO, config_hash, environment
+from bench.train.schedules import Schedule, get_schedule
+from bench.train.tasks import DEFAULT_CORPUS
+
+TUNED_FILE = "tuning/chosen.json"
+
+
+def read_tuned(results: Path, schedule: Schedule, kind: str | None = None) -> dict[str, float]:
+    """{family: peak lr} from ``<results>/tuning/chosen.json`` (written by ``bench tune``), for the schedule it
+    was tuned for; {} when there is none. A file tuned for another schedule, another token budget or (with
+    ``kind``) another kind of trial than the budget's plan names is stale: ignored, with a note."""
+    path = Path(results) / TUNED_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        chosen = {str(m): float(v["lr"]) for m, v in data["chosen"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BenchError(f"{path} is not a tuning result ({exc}); re-run bench tune or delete it") from None
+    stale = []
+    if data.get("schedule") != schedule.name:
+        stale.append(f"schedule {data.get('schedule')!r}, not {schedule.name!r}")
+    if data.get("recipe_tokens") not in (None, schedule.max_tokens):
+        stale.append(f"a recipe of {data['recipe_tokens']:,} target tokens, not {schedule.max_tokens:,}")
+    if kind is not None and data.get("trial_kind", "compressed") != kind:
+        stale.append(f"{data.get('trial_kind', 'compressed')} trials, not {kind}")
+    if stale:
+        print(f"note: {path} was tuned for {'; '.join(stale)}; not used (re-run bench tune)", file=sys.stderr)
+        return {}
+    return chosen
+
+
+DEFAULT_GRID = (5e-4, 1e-3, 2e-3)
+# the slower a family trains per token, the earlier its trials start (two processes finish closer together)
+TRIAL_COST = {"lite_transformer": 3, "evolved_transformer": 2, "transformer": 1}
+
+
+@dataclass(frozen=True)
+class Trial:
+    family: str
+    lr: float
+    schedule: Schedule
+    config: dict[str, Any]
+    key: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}-lr{self.lr:g}-{self.key}"
+
+
+def trial_schedule(base: Schedule, lr: float, tokens: int, kind: str = "truncated") -> Schedule:
+    """A trial of ``tokens`` target tokens at peak rate ``lr``: "truncated", ``base`` stopped after them (its
+    warm-up and decay unchanged, over its whole token budget); "compressed", ``base`` shrunk to them (warm-up in
+    proportion, at least 1 step)."""
+    if not base.max_tokens:
+        raise BenchError(f"schedule {base.name} has no token budget to divide among trials")
+    if kind not in TRIAL_KINDS:
+        raise BenchError(f"unknown trial kind {kind!r}; valid: {', '.join(TRIAL_KINDS)}")
+    if kind == "truncated":
+        trial = base.with_overrides(lr=lr, stop_tokens=min(tokens, base.max_tokens))
+    else:
+        warmup = max(1, round(base.warmup_steps * tokens / base.max_tokens))
+        trial = base.with_overrides(lr=lr, max_tokens=tokens, warmup_steps=warmup)
+    trial.check()  # a grid rate below min_lr, say: refused while planning, before any folder is written
+    return trial
+
+
+def trial_tokens(schedule: Schedule) -> int:
+    """The target tokens a trial trains: its stop, else its whole budget."""
+    return int(schedule.stop_tokens or schedule.max_tokens or 0)
+
+
+def plan(
+    budget: Budget,
+    schedule: Schedule,
+    corpus: str,
+    grid: tuple[float, ...] = DEFAULT_GRID,
+    models: list[str] | None = None,
+    tokens_per_trial: int | None = None,
+    kind: str = "truncated",
+) -> list[Trial]:
+    """Every (family, rate) trial, the same rates and tokens for every family."""
+    if not grid or min(grid) <= 0 or len(set(grid)) != len(grid):
+        raise BenchError(f"the learning-rate grid must be distinct positive numbers, got {list(grid)}")
+    families = models or list(budget.models)
+    unknown = [m for m in families if m not in budget.models]
+    if unknown:
+        raise BenchError(
+            f"tune: {', '.join(unknown)} not among the families of {budget.name}: {', '.join(budget.models)}"
+        )
+    tokens = tokens_per_trial or (schedule.max_tokens or 0) // len(grid)
+    if tokens <= 0:
+        raise BenchError(f"tokens per trial must be positive, got {tokens}")
+    trials = []
+    for family in sorted(families, key=lambda m: -TRIAL_COST.get(m, 0)):
+        config = solve_model(budget, family).config.to_dict()
+        for lr in grid:
+            sched = trial_schedule(schedule, lr, tokens, kind)
+            key = config_hash({"config": config, "schedule": sched.to_dict(), "corpus": corpus})
+            trials.append(Trial(family, lr, sched, config, key))
+    return trials
+
+
+def search_plan(budget: Budget, schedule: Schedule, grid: tuple[float, ...] | None = None,
+                tokens_per_trial: int | None = None,
+                kind: str | None = None) -> tuple[tuple[float, ...], int | None, str]:
+    """The grid, trial size and trial kind: what the command line gives, else the budget file's ``tune:``
+    section, else the defaults (5e-4, 1e-3, 2e-3; the recipe's tokens / the grid's size, left to :func:`plan`;
+    truncated)."""
+    grid = tuple(grid or (budget.tune.grid if budget.tune else DEFAULT_GRID))
+    if tokens_per_trial is None and budget.tune is not None and budget.tune.trials_per_seed:
+        tokens_per_trial = (schedule.max_tokens or 0) // budget.tune.trials_per_seed
+    kind = kind or (budget.tune.trials if budget.tune else "truncated")
+    return grid, tokens_per_trial, kind
+
+
+def train_trial(family: str, config: dict[str, Any], schedule: dict[str, Any], task: str, corpus: str, seed: int,
+                out: str) -> dict[str, Any]:
+    """One trial (what each child process runs): the solved ``config`` under the trial's whole ``schedule``;
+    the Trainer's summary (resumed from the folder's checkpoint if the trial was interrupted)."""
+    from bench.train.schedules import Schedule
+    from bench.train.trainer import Trainer, load_task_data
+
+    fields = {**schedule, "betas": tuple(schedule["betas"])}
+    sched = Schedule(**fields)
+    sched.check()
+    data = load_task_data(corpus, task, sched, int(config.get("vocab_size", 8000)))
+    return Trainer(family, config, data, sched, seed, Path(out), progress=False).run(resume=True)
+
+
+def _run_trial(trial: Trial, task: str, corpus: str, seed: int, out: Path) -> dict[str, Any]:
+    """Train one trial in its own process at 1 thread; its summary, or {"error": ...} when it diverged."""
+    kwargs = dict(family=trial.family, config=trial.config, schedule=trial.schedule.to_dict(), task=task,
+                  corpus=corpus, seed=seed, out=str(out))
+    try:
+        return call_in_child("bench.train.tune:train_trial", kwargs, what=f"tuning trial {trial.name}", threads=1)
+    except BenchError as exc:
+        if "diverged" in str(exc):
+            return {"error": str(exc)}
+        raise
+
+
+def select(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per family, the rate of the trial with the lowest final validation NLL (a diverged trial, NLL None,
+    never wins); ties go to the smaller rate. Also the trial accounting, which must be equal per family."""
+    out: dict[str, dict[str, Any]] = {}
+    for family in sorted({r["family"] for r in records}):
+        mine = [r for r in records if r["family"] == family]
+        scored = [r for r in mine if r.get("valid_nll") is not None and math.isfinite(r["valid_nll"])]
+        if not scored:
+            raise BenchError(f"tune: every trial of {family} diverged; widen the grid downwards")
+        best = min(scored, key=lambda r: (r["valid_nll"], r["lr"]))
+        out[family] = {
+            "lr": best["lr"],
+            "valid_nll": best["valid_nll"],
+            "trials": len(mine),
+            "tokens_per_trial": sorted({r["tokens_per_trial"] for r in mine}),
+            "target_tokens": sum(r.get("train_tokens") or 0 for r in mine),
+        }
+    counts = {(v["trials"], tuple(v["tokens_per_trial"])) for v in out.values()}
+    if len(counts) > 1:
+        raise BenchError(f"tune: families got unequal tuning budgets: {out}")
+    return out
+
+
+def tune(
+    budget_spec: str,
+    task: str = "mt",
+    schedule_name: str = "short",
+    grid: tuple[float, ...] | None = None,
+    models: list[str] | None = None,
+    tokens_per_trial: int | None = None,
+    seed: int = 1,
+    jobs: int = 2,
+    corpus: str | None = None,
+    results_root: Path = REPO / "results",
+    cache_root: Path = REPO / ".cache" / "tuning",
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+    executor: str = "local",
+    resources: Resources | None = None,
+    kind: str | None = None,
+) -> dict[str, Any]:
+    if executor == "slurm":
+        check_cluster((resources or Resources()).partition)
+    budget = load_budget(budget_spec, task=task)
+    schedule = get_schedule(schedule_name, **budget.schedule_overrides(schedule_name))
+    corpus = corpus or DEFAULT_CORPUS[task]
+    grid, tokens_per_trial, kind = search_plan(budget, schedule, grid, tokens_per_trial, kind)
+    trials = plan(budget, schedule, corpus, grid, models, tokens_per_trial, kind)
+    results = Path(results_root) / budget.results_name(schedule.name)
+    folder = results / "tuning"
+    env, command = environment(), "python -m bench " + " ".join(sys.argv[1:])
+
+    def go(trial: Trial) -> dict[str, Any]:
+        path = folder / f"{trial.name}.json"
+        if path.exists():
+            log(f"  {trial.name}: done before, skipped")
+            return json.loads(path.read_text(encoding="utf-8"))
+        log(f"  {trial.name}: training {trial_tokens(trial.schedule):,} tokens ({kind}), warm-up "
+            f"{trial.schedule.warmup_steps}")
+        started = datetime.now(timezone.utc)
+        run_dir = Path(cache_root) / results.name / trial.name
+        summary = _run_trial(trial, task, corpus, seed, run_dir)
+        record = trial_record(trial, budget.name, corpus, seed, summary, run_dir, env, command, started, threads=1)
+        write_json(path, record)
+        nll = record["valid_nll"]
+        log(f"  {trial.name}: valid NLL {nll:.3f}" if nll is not None else f"  {trial.name}: {record['error']}")
+        return record
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if executor == "local":
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            records = list(pool.map(go, trials))
+    else:
+        records = _trials_as_jobs(trials, folder, results / "submitit", executor, resources, log,
+                                  budget=budget.name, task=task, corpus=corpus, seed=seed,
+                                  cache=Path(cache_root) / results.name, command=command)
+    chosen = select(records)
+    summary = {
+        "budget": budget.name,
+        "task": task,
+        "schedule": schedule.name,
+        "grid": list(grid),
+        "seed": seed,
+        "selection": "lowest final validation NLL on the whole validation split",
+        "trial_kind": kind,
+        "tokens_per_trial": trial_tokens(trials[0].schedule),
+        "recipe_tokens": schedule.max_tokens,
+        # what tuning one family cost, in seeds of its training (target tokens; evaluation not counted)
+        "cost_in_seeds": round(len(grid) * trial_tokens(trials[0].schedule) / schedule.max_tokens, 3)
+        if schedule.max_tokens else None,
+        "warmup_steps_per_trial": trials[0].schedule.warmup_steps,
+        "trials": [f"{t.name}.json" for t in trials],
+        "chosen": chosen,
+    }
+    write_json(results / TUNED_FILE, summary)
+    return summary
+
+
+def trial_record(trial: Trial, budget: str, corpus: str, seed: int, summary: dict[str, Any], run_dir: Path,
+                 env: dict[str, Any], command: str, started: datetime, threads: int,
+                 job: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record of one finished (or diverged) trial."""
+    return {
+        "stage": "tune",
+        "family": trial.family,
+        "model": trial.family,
+        "budget": budget,
+        "lr": trial.lr,
+        "trial_kind": "truncated" if trial.schedule.stop_tokens else "compressed",
+        **trial_fields(trial.schedule, trial.config, trial.key, corpus, seed, threads, summary, run_dir, env, command,
+                       started, job),
+    }
+
+
+def trial_fields(schedule: Schedule, config: dict[str, Any], key: str, corpus: str, seed: int, threads: int,
+                 summary: dict[str, Any], run_dir: Path, env: dict[str, Any], command: str, started: datetime,
+                 job: dict[str, Any] | None) -> dict[str, Any]:
+    """What every trial record carries (tuning's and the shape search's): what trained, how it ended, its curve,
+    where and when."""
+    return {
+        "tokens_per_trial": trial_tokens(schedule),
+        "selection": "valid_nll (whole validation split)",
+        "config": config,
+        "config_hash": key,
+        "schedule_config": schedule.to_dict(),
+        "corpus": corpus,
+        "seed": seed,
+        "threads": threads,
+        **{k: summary.get(k) for k in ("valid_nll", "best_valid_nll", "final_sample_valid_nll", "unigram_entropy",
+                                       "train_steps", "train_tokens", "train_wall_s", "tokens_per_s", "stop")},
+        "error": summary.get("error"),
+        "curve": _read_curve(run_dir),
+        **(job or {}),
+        "env": env,
+        "command": command,
+        "started": started.isoformat(timespec="seconds"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def trial_job(trial: Trial, budget: str, task: str, corpus: str, seed: int, run_dir: str, path: str,
+              command: str) -> dict[str, Any]:
+    """One trial as a cluster job: trains in this process (threads: the job's CPUs), writes its record."""
+    import torch
+
+    from bench.infra.cluster import job_cpus, job_info
+
+    threads = job_cpus() or 1
+    torch.set_num_threads(threads)
+    started = datetime.now(timezone.utc)
+    try:
+        summary = train_trial(trial.family, trial.config, trial.schedule.to_dict(), task, corpus, seed, run_dir)
+    except BenchError as exc:
+        if "diverged" not in str(exc):
+            raise
+        summary = {"error": str(exc)}
+    record = trial_record(trial, budget, corpus, seed, summary, Path(run_dir), environment(), command, started,
+                          threads, job_info())
+    write_json(Path(path), record)
+    return record
+
+
+def _trials_as_jobs(trials: list[Trial], folder: Path, logs: Path, executor: str, resources: Resources | None,
+                    log: Callable[[str], None], *, budget: str, task: str, corpus: str, seed: int, cache: Path,
+                    command: str) -> list[dict[str, Any]]:
+    """Every trial without a record as one job of one array; then every trial's record."""
+    todo = [t for t in trials if not (folder / f"{t.name}.json").exists()]
+    if len(todo) < len(trials):
+        log(f"  {len(trials) - len(todo)} trial(s) done before, not submitted")
+    units = [Unit(f"tuning trial {t.name}", "tune", trial_job,
+                  (t, budget, task, corpus, seed, str(cache / t.name), str(folder / f"{t.name}.json"), command))
+             for t in todo]
+    failed = [o for o in run_units(units, executor, logs, resources, log) if not o.ok]
+    if failed:
+        raise JobsFailed(f"{len(failed)} tuning trial(s) failed: {'; '.join(o.describe() for o in failed)}. "
+                         "The same command again runs only the trials without a record")
+    return [json.loads((folder / f"{t.name}.json").read_text(encoding="utf-8")) for t in trials]
+
+
+def _read_curve(run_dir: Path) -> list[dict]:
+    from bench.train.trainer import read_curve
+
+    return read_curve(run_dir)
+
+
+def read_trials(results: Path) -> list[dict[str, Any]]:
+    """The trial records that ``chosen.json`` lists (the current tuning), for the report."""
+    path = Path(results) / TUNED_FILE
+    if not path.exists():
+        return []
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    out = []
+    for name in summary.get("trials", []):
+        trial = path.parent / name
+        if trial.exists():
+            out.append(json.loads(trial.read_text(encoding="utf-8")))
+    return out
