@@ -52,6 +52,25 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
+def unregister_model(name: str) -> None:
+    """Remove a registered model (a test's probe family, a plugin reloaded); unknown names are an error."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    del _REGISTRY[name]
+
+
+def families() -> list[str]:
+    """Every registered name in the order of registration: the paper's three first (Transformer, Evolved
+    Transformer, Lite Transformer), then the others as their files were found. The suite's one family order
+    (colours, table rows, pairs)."""
+    return list(_REGISTRY)
+
+
+def supports(name: str, task: str) -> bool:
+    """Whether ``name`` is registered for the model task ``task`` (``"mt"`` or ``"lm"``)."""
+    return task in get_entry(name).tasks
+
+
 def get_entry(name: str) -> ModelEntry:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")

@@ -403,11 +403,20 @@ def clamp(f: int, low: int, high: int) -> int:
     return int(min(max(f, low), high))
 
 
-def formula_macs(budget: Any, model: str, cfg: Any) -> int:
-    from bench.budget.mac_solver import confirmed_macs
+def formula_macs(budget: Any, model: str, cfg: Any) -> int | None:
+    """The hand formula's MACs of ``cfg``; None for a family without one (a record's ``analytic_macs`` is
+    never another counter's number)."""
     from bench.cost.analytic import analytic_macs, has_formula
 
-    return analytic_macs(cfg, budget.protocol)["macs"] if has_formula(cfg) else confirmed_macs(budget, model, cfg)
+    return analytic_macs(cfg, budget.protocol)["macs"] if has_formula(cfg) else None
+
+
+def estimate_macs(budget: Any, model: str, cfg: Any) -> int:
+    """MACs to steer a search by: the hand formula, else the budget's counter on the real model."""
+    from bench.budget.mac_solver import confirmed_macs
+
+    got = formula_macs(budget, model, cfg)
+    return got if got is not None else confirmed_macs(budget, model, cfg)
 
 
 def setting_label(lat: Any) -> str:

@@ -42,6 +42,7 @@ from bench.budget.latency_solve import (
     PAIRED_ROUNDS,
     REPO,
     clamp,
+    estimate_macs,
     fine_range,
     formula_macs,
     log_stderr,
@@ -274,8 +275,8 @@ def _next_fine_value(joint: TogetherLog, budget: Any, row: str, current: list[in
         (_, g1, t1), (_, g2, t2) = points[:2]
         slope = (t2 - t1) / (g2 - g1) if t2 > t1 and g2 > g1 or t2 < t1 and g2 < g1 else None
     if slope is None:
-        macs = formula_macs(budget, budget.family_of(row), _config(budget, row, d, f))
-        more = formula_macs(budget, budget.family_of(row), _config(budget, row, d, f + step))
+        macs = estimate_macs(budget, budget.family_of(row), _config(budget, row, d, f))
+        more = estimate_macs(budget, budget.family_of(row), _config(budget, row, d, f + step))
         slope = t * (more - macs) / step / macs
     lo_f, hi_f = fine_range(f0, step)
     new = step * round((f + (target - t) / slope) / step) if slope > 0 else f

@@ -19,12 +19,13 @@ class Solution:
     model: str
     config: ModelConfig
     macs: int  # confirmed by the budget's counter (paper convention)
-    analytic_macs: int
+    analytic_macs: int | None  # the hand formula's count; None for a family without one
     target_macs: int
     tolerance: float
     candidates: list[dict[str, Any]] = field(default_factory=list)
     # a latency budget's solution: target_ms, p50_ms (the confirming measurement), rel_error, setting, ...
     latency: dict[str, Any] | None = None
+    solved_by: str = "analytic"  # what counted the candidates: the hand formula, or a counter on the real model
 
     @property
     def rel_error(self) -> float:
@@ -35,7 +36,8 @@ class Solution:
             "model": self.model,
             "config": self.config.to_dict(),
             "macs": self.macs,
-            "analytic_macs": self.analytic_macs,
+            **({"analytic_macs": self.analytic_macs} if self.analytic_macs is not None else {}),
+            "solved_by": self.solved_by,
             "target_macs": self.target_macs,
             "tolerance": self.tolerance,
             "rel_error": round(self.rel_error, 6),
@@ -44,13 +46,20 @@ class Solution:
 
 
 
-def count_config_macs(model: str, task: str, protocol: Protocol,
-                      overrides: dict[str, Any]) -> tuple[ModelConfig, int] | None:
+SEARCH_COUNTER = "flop_counter"  # what counts a candidate of a family without a hand formula
+PAST_THE_BOUND = 4  # widths counted past the budget's upper bound: the nearest candidates are never beyond them
+
+
+def count_config_macs(model: str, task: str, protocol: Protocol, overrides: dict[str, Any],
+                      why: list[str] | None = None) -> tuple[ModelConfig, int] | None:
     """The config of ``model`` with ``overrides`` and its MACs (the hand formula, else the flop counter on the
-    real model); None when the knobs make no valid member of the family."""
+    real model); None when the knobs make no valid member of the family (the registry's reason appended to
+    ``why``)."""
     try:
         cfg = resolve_config(model, task, **overrides)
-    except ConfigError:
+    except ConfigError as exc:
+        if why is not None:
+            why.append(str(exc))
         return None  # not a valid member of the family (e.g. heads do not divide d)
     if has_formula(cfg):
         return cfg, analytic_macs(cfg, protocol)["macs"]
@@ -58,20 +67,35 @@ def count_config_macs(model: str, task: str, protocol: Protocol,
     from bench.cost.counting import count_macs
     from models import create_model
 
-    return cfg, count_macs(create_model(model, **cfg.to_dict()), counters=("flop_counter",), protocol=protocol).macs
+    net = create_model(model, **cfg.to_dict())
+    return cfg, count_macs(net, counters=(SEARCH_COUNTER,), protocol=protocol).macs
 
 
-def grid_widths(budget: Budget, model: str, base: dict[str, Any]) -> list[tuple[int, ModelConfig, int]]:
-    """Every valid width of ``model``'s grid, the family's fine-knob rule or rule.ffn_ratio: (width, config, MACs)."""
+def grid_widths(budget: Budget, model: str, base: dict[str, Any],
+                stop_above: int | None = None) -> list[tuple[int, ModelConfig, int]]:
+    """The valid widths of ``model``'s grid, the family's fine-knob rule or rule.ffn_ratio: (width, config, MACs).
+
+    Args:
+        budget: the budget whose scaling rule gives the grid.
+        model: the family.
+        base: the knobs every candidate shares (the budget's fixed and shared ones).
+        stop_above: MACs grow with width, so the search stops ``PAST_THE_BOUND`` valid widths after the first
+            above this count (the nearest candidates to a target below it are never further out); None: the
+            whole grid. Without it a family without a hand formula builds every width up to the grid's end.
+    """
     rule, task, proto = budget.models[model], model_task(budget.task), budget.protocol
-    widths = []
+    widths, why, past = [], [], 0
     for d in range(rule.low, rule.high + 1, rule.step):
         ratio = {"ffn_dim": max(1, round(rule.ffn_ratio * d))} if rule.ffn_ratio is not None else {}
-        got = count_config_macs(model, task, proto, {**base, rule.vary_key: d, **ratio})
+        got = count_config_macs(model, task, proto, {**base, rule.vary_key: d, **ratio}, why)
         if got is not None:
             widths.append((d, got[0], got[1]))
+            past += stop_above is not None and got[1] > stop_above
+            if past >= PAST_THE_BOUND:
+                break
     if not widths:
-        raise BenchError(f"no valid {model} config on the grid {rule.vary_key}={rule.low}..{rule.high}")
+        reason = f": {why[0]}" if why else ""
+        raise BenchError(f"no valid {model} config on the grid {rule.vary_key}={rule.low}..{rule.high}{reason}")
     return widths
 
 
@@ -94,7 +118,7 @@ def solve_mac_model(budget: Budget, model: str, confirm: bool = True) -> Solutio
     target = budget.target_macs
 
     # 1. the width: every grid point, the family's own ffn rule
-    widths = grid_widths(budget, model, base)
+    widths = grid_widths(budget, model, base, stop_above=budget.high)
     smallest, largest = widths[0], widths[-1]
 
     # 2. the fine step: MACs are linear in ffn_dim at a fixed width; solve, round to the step, check
@@ -140,4 +164,6 @@ def solve_mac_model(budget: Budget, model: str, confirm: bool = True) -> Solutio
                 f"budget although the analytic formula gives {macs:,}; the formula and the model disagree"
             )
     table = [{rule.vary_key: c[2], rule.fine_key: c[3], "macs": c[5]} for c in candidates]
-    return Solution(model, cfg, confirmed, macs, target, budget.tolerance, table)
+    formula = has_formula(cfg)
+    return Solution(model, cfg, confirmed, macs if formula else None, target, budget.tolerance, table,
+                    solved_by="analytic" if formula else SEARCH_COUNTER)

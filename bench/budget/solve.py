@@ -16,6 +16,9 @@ def solve_model(budget: Budget, model: str, confirm: bool = True, cache_dir: Pat
     A latency budget is solved by measurement instead (bench.budget.latency_solve, its families then confirmed
     together: bench.budget.latency_together; ``cache_dir`` keeps the measurements, by default under
     results/<budget>/latency-solve)."""
+    if model in budget.skipped:
+        raise BenchError(f"{model} is left out of budget {budget.name}'s {budget.task} comparison: "
+                         f"{budget.skipped[model]}")
     if model not in budget.models and model not in budget.variants:
         raise BenchError(f"model {model!r} is not in budget {budget.name}; it has: {', '.join(budget.rows())}")
     if budget.latency is not None:

@@ -98,6 +98,8 @@ class Budget:
     tuned_from: str | None = None  # read the peak rates another budget's tuning chose (results/<it>/tuning)
     tune: TunePlan | None = None  # the tuning search's grid and trial size (``tune:``; bench.train.tune's defaults)
     shapes: ShapePlan | None = None  # the equal-budget shape search's candidates (``shapes:``; bench.train.shapes)
+    # families of the file that this task leaves out, each with the reason (registered for other tasks only)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def rows(self) -> list[str]:
         """Everything a sweep of this budget trains by default: the families, then the variants."""
@@ -239,13 +241,18 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
     # families alone; a variant names the tasks it belongs to (the paper's post-norm rows: translation)
     variants = _variants(raw.get("variants") or {}, models, where) if latency_ms is None else {}
     variants = {k: v for k, v in variants.items() if task in v.tasks}
+    skipped = _unsupported(models, task)
+    if len(skipped) == len(models):
+        raise BenchError(f"{where}: no family of this budget is registered for task {task!r} "
+                         f"({'; '.join(f'{m}: {r}' for m, r in skipped.items())})")
+    variants = {k: v for k, v in variants.items() if v.model not in skipped}
     return Budget(
         name=str(name or raw.get("name", target)),
         target_macs=target,
         tolerance=tolerance,
         protocol=protocol,
         counter=str(proto.get("counter", "flop_counter")),
-        models=models,
+        models={m: r for m, r in models.items() if m not in skipped},
         task=task,
         source=where,
         train={str(k): dict(v or {}) for k, v in train.items()},
@@ -256,7 +263,18 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         tuned_from=str(raw["tuned_from"]) if raw.get("tuned_from") is not None else tuned_from,
         tune=parse_tune_plan(raw.get("tune"), where, task),
         shapes=parse_shape_plan(raw.get("shapes"), list(models), where, task),
+        skipped=skipped,
     )
+
+
+def _unsupported(models: dict[str, ScalingRule], task: str) -> dict[str, str]:
+    """The families registered for other tasks only, each with the registry's reason: a translation-only family
+    is left out of a language-modelling budget (its sweeps, tables and searches) instead of failing them."""
+    from models import get_entry, supports
+
+    need = model_task(task)
+    return {m: f"registered for task(s) {', '.join(get_entry(m).tasks)} only, not {task!r}"
+            for m in models if not supports(m, need)}
 
 
 def _shared(raw: Any, models: dict[str, ScalingRule], where: str, task: str) -> tuple[dict[str, Any], dict]:

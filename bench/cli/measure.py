@@ -86,6 +86,15 @@ def cmd_curves(args: argparse.Namespace) -> int:
     opts = CurveOptions(budgets=budgets, backends=backends, threads=threads,
                         workload=check.choice("workload", args.workload, WORKLOADS),
                         rounds=check.integer("--rounds", args.rounds, 2), force=args.force)
+    if args.models:
+        from models import ConfigError, get_entry
+
+        opts.models = check.words(args.models)
+        for m in opts.models:
+            try:
+                get_entry(m)
+            except ConfigError as exc:
+                raise BenchError(f"--models: {exc}") from None
     if args.results:
         opts.results = Path(args.results)
     res = run_curves(opts)

@@ -11,7 +11,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench.report.style import FAMILY_ORDER, MARKERS, save
+from bench.report.style import MARKERS, family_order, family_palette, save
 
 MACS_LABEL = "MACs (batch 1, 30 + 30 tokens; log scale)"
 
@@ -22,14 +22,15 @@ def _panels(df: Any) -> list[tuple[str, Any]]:
 
 
 def _lines(ax: Any, g: Any, y: str, err: tuple[str, str] | None = None) -> None:
-    palette = sns.color_palette("colorblind", len(FAMILY_ORDER))
-    for i, fam in enumerate(FAMILY_ORDER):
+    order = family_order(g["family"])
+    palette = family_palette(order)
+    for i, fam in enumerate(order):
         f = g[g["family"] == fam].sort_values("macs")
         if f.empty:
             continue
-        ax.plot(f["macs"], f[y], marker=MARKERS[i], color=palette[i], label=fam)
+        ax.plot(f["macs"], f[y], marker=MARKERS[i % len(MARKERS)], color=palette[fam], label=fam)
         if err is not None:
-            ax.fill_between(f["macs"], f[err[0]], f[err[1]], color=palette[i], alpha=0.2, linewidth=0)
+            ax.fill_between(f["macs"], f[err[0]], f[err[1]], color=palette[fam], alpha=0.2, linewidth=0)
     ax.set_xscale("log")
 
 

@@ -31,13 +31,18 @@ from bench.errors import BenchError
 from bench.infra.atomic import write_text
 from bench.report.leaderboard import current_records, display_name
 from bench.report.quality import pairwise_table, row_status
-from bench.report.style import family_palette, new_figure, save, styled
+from bench.report.style import family_order, family_palette, new_figure, save, styled
 from bench.train.schedules import LONGER
 
 OVERFIT_RISE = 0.02  # nats above the curve's best that decide the longest schedule's dropout
 REACH = (4.0, 3.5, 3.0, 2.75, 2.5, 2.25)  # validation NLLs whose first crossing the tokens table reports
-PAIRS = (("lite_transformer", "transformer"), ("evolved_transformer", "transformer"),
-         ("lite_transformer", "evolved_transformer"))
+
+
+def family_pairs(present: list[str] | set[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """Every two families, the later in the registry's order first (A minus B): against the Transformer first,
+    then the others (Lite minus Transformer, ET minus Transformer, Lite minus ET for the paper's three)."""
+    order = family_order(present)
+    return [(b, a) for i, a in enumerate(order) for b in reversed(order[i + 1:])]
 
 
 def length_folders(base: Path | str) -> list[tuple[int, Path]]:
@@ -83,7 +88,7 @@ def collect(folders: Sequence[tuple[int, Path]]) -> dict[str, Any]:
                            for s, c in zip(train["seed"], train["curve"], strict=True) if isinstance(c, list)},
             }
         ok = sorted(f for f, v in fams.items() if v["status"] == "ok")
-        pairs = [(a, b) for a, b in PAIRS if a in ok and b in ok]
+        pairs = [(a, b) for a, b in family_pairs(ok) if a in ok and b in ok]
         rows = {(r["a"], r["b"]): r for r in pairwise_table(recs, pairs)} if pairs else {}
         lengths.append({"factor": factor, "folder": folder, "families": fams, "pairs": rows})
     return {"lengths": lengths}
@@ -165,7 +170,7 @@ def render(data: dict[str, Any]) -> str:
     out += ["", "## Gaps at each length (A minus B)", "",
             "| A | B | target tokens | seeds A/B | Δvalid NLL [95% interval] | ΔBLEU [95% interval] |",
             "|:---|:---|---:|---:|:---|:---|"]
-    for a, b in PAIRS:
+    for a, b in family_pairs(fams):
         for ln in lengths:
             r = ln["pairs"].get((a, b))
             if r is None:
@@ -231,7 +236,7 @@ def _ranking_lines(lengths: list[dict[str, Any]]) -> list[str]:
         same = [f for f in order if f in first] == [f for f in first if f in order]
         out.append(f"- {_tok(_mean_tokens(ln))} tokens: " + " < ".join(map(display_name, order))
                    + ("" if ln is orders[0][0] else (" (the same order)" if same else " (**another order**)")))
-    for a, b in PAIRS:
+    for a, b in family_pairs({f for ln in lengths for f in ln["families"]}):
         parts = [f"{r['valid_nll']['diff']:+.3f} nats at {_tok(_mean_tokens(ln))}"
                  for ln in lengths if (r := ln["pairs"].get((a, b))) and r.get("valid_nll")]
         if parts:

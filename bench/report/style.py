@@ -16,16 +16,25 @@ from matplotlib.figure import Figure
 from bench.infra.atomic import write_files
 
 FORMATS = ("png", "pdf")
-FAMILY_ORDER = ("transformer", "evolved_transformer", "lite_transformer")
 MARKERS = ("o", "s", "D", "^", "v", "P", "X")
 
 
+def family_order(present: Sequence[str] = ()) -> list[str]:
+    """The registry's family order (the paper's three first, then every family added in a file of its own),
+    then any other name in ``present`` (a baseline row, a family this process has not registered), sorted."""
+    from models import families  # the registry (torch loads when a figure is drawn, not when the report starts)
+
+    order = list(families())
+    return order + sorted({str(f) for f in present} - set(order))
+
+
 def family_palette(families: Sequence[str] | pd.Series) -> dict[str, Any]:
-    """A colour per family: the three paper families always the same colours, others after them."""
+    """A colour per family, the same in every figure: the family's place in the registry's order picks it (the
+    paper's three keep theirs whatever else is drawn), names outside the registry come after."""
     families = [str(f) for f in families]  # a Series' `in` looks at its index, not its values
-    known = [f for f in FAMILY_ORDER if f in families] + sorted(f for f in set(families) if f not in FAMILY_ORDER)
-    colors = sns.color_palette("colorblind", n_colors=max(len(FAMILY_ORDER), len(known)))
-    return {f: colors[FAMILY_ORDER.index(f) if f in FAMILY_ORDER else i] for i, f in enumerate(known)}
+    order = family_order(families)
+    colors = sns.color_palette("colorblind", n_colors=len(order))
+    return {f: colors[order.index(f)] for f in order if f in families}
 
 
 def new_figure(panels: int = 1) -> tuple[Figure, list[Axes]]:

@@ -28,7 +28,6 @@ from bench.records.provenance import REPO
 
 LADDER = ("25M", "50M", "100M", "200M", "500M", "1G", "2G")
 BACKENDS = ("eager", "onnxruntime")
-FAMILIES = ("transformer", "evolved_transformer", "lite_transformer")
 ROUNDS = 20
 COLUMNS = ["family", "budget", "target_macs", "macs", "params", "params_total", "d_model", "ffn_dim", "backend",
            "backend_version", "threads", "workload", "p50_ms", "cv", "ratio_vs_transformer", "ratio_ci_low",
@@ -41,7 +40,7 @@ class CurveOptions:
     backends: Sequence[str] = BACKENDS
     threads: Sequence[int] = (1,)
     workload: str = "forward"
-    models: Sequence[str] = FAMILIES
+    models: Sequence[str] | None = None  # default: the families of budgets/100M.yaml (the ladder's rules)
     rounds: int = ROUNDS
     results: Path = REPO / "results" / "curves"
     force: bool = False
@@ -78,6 +77,11 @@ def run_curves(opts: CurveOptions) -> dict[str, Any]:
     from bench.latency.compare import compare_in_subprocess
     from bench.records.provenance import environment, utc_now
 
+    if opts.models is None:
+        from bench.budget.spec import TEMPLATE, load_budget
+
+        opts.models = list(load_budget(TEMPLATE).models)
+    opts.models = ["transformer", *(m for m in opts.models if m != "transformer")]  # the ratios' reference first
     if list(opts.models)[0] != "transformer":
         raise BenchError("curves: the first model is the reference of the ratios and must be transformer")
     env = environment()

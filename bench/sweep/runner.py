@@ -123,6 +123,11 @@ class Sweep:
         self.opts = opts
         self.budget = load_budget(opts.budget, task=opts.task)
         names = opts.models or self.budget.rows()
+        left_out = [f"{m} ({self.budget.skipped[m]})" for m in names if m in self.budget.skipped]
+        if left_out:
+            raise BenchError(f"MODELS names a family task {opts.task} leaves out: {', '.join(left_out)}")
+        for m, why in self.budget.skipped.items():
+            opts.log(f"{m}: not in this sweep, {why}")
         unknown = [m for m in names if m not in self.budget.rows()]
         if unknown:
             raise BenchError(

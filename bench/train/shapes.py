@@ -57,7 +57,7 @@ from bench.infra.stage_lock import locked
 from bench.records.provenance import REPO, config_hash, environment
 from bench.train.schedules import Schedule, get_schedule
 from bench.train.tasks import DEFAULT_CORPUS
-from bench.train.tune import TRIAL_COST, read_tuned, trial_fields, trial_schedule, trial_tokens
+from bench.train.tune import read_tuned, trial_fields, trial_order, trial_schedule, trial_tokens
 
 FOLDER = "shapes"
 CHOSEN = "chosen.json"
@@ -156,7 +156,7 @@ def plan(budget: Budget, schedule: Schedule, corpus: str, tuned: dict[str, float
                          f"{schedule.name}); run `python -m bench tune --budget {budget.name}` first")
     shapes_of = {m: candidates(budget, m) for m in families}  # every knob checked before anything is solved
     trials = []
-    for family in sorted(families, key=lambda m: -TRIAL_COST.get(m, 0)):
+    for family in trial_order(list(families)):
         paper_cfg = paper_config(budget, family)
         sched = trial_schedule(schedule, tuned[family], tokens, "truncated")
         log(f"{family}: solving {len(shapes_of[family])} candidate shapes to {budget.name}")

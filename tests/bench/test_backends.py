@@ -18,9 +18,9 @@ from bench.cli import main
 from bench.errors import BenchError
 from bench.latency import backends, record
 from bench.latency.compare import compare_latency
-from models import create_model
+from models import create_model, families
 
-FAMILIES = ("transformer", "evolved_transformer", "lite_transformer")
+FAMILIES = tuple(families())  # every registered family, a new one included
 TINY = dict(d_model=32, ffn_dim=64, encoder_layers=1, decoder_layers=1, heads=2, encoder_attention_heads=2,
             vocab_size=64)
 TINY_SETS = [w for k, v in TINY.items() for w in ("--set", f"{k}={v}")]

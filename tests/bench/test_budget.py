@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.budget.spec import load_budget, parse_target
 from bench.errors import BenchError
+
+BUDGETS = Path(__file__).resolve().parents[2] / "budgets"
 
 
 def bench(*args: str) -> subprocess.CompletedProcess:
@@ -25,7 +29,8 @@ def test_budget_files_say_what_they_hold():
     for spec, target in (("100M", 10**8), ("500M", 5 * 10**8)):
         b = load_budget(spec)
         assert b.target_macs == target and b.tolerance == 0.02
-        assert set(b.models) == {"transformer", "evolved_transformer", "lite_transformer"}
+        assert {"transformer", "evolved_transformer", "lite_transformer"} <= set(b.models)  # the paper's, and any added
+        assert list(b.models) == [m for m in yaml.safe_load((BUDGETS / f"{spec}.yaml").read_text())["models"]]
         assert (b.protocol.batch, b.protocol.src_tokens, b.protocol.tgt_tokens) == (1, 30, 30)
     other = load_budget("1.2G")
     assert other.target_macs == 12 * 10**8 and other.models == load_budget("100M").models

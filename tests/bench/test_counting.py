@@ -58,7 +58,8 @@ def solved():
 
 
 def test_solver_puts_every_model_within_two_percent(solved):
-    assert len(solved) == 12  # 3 families x 2 budgets x 2 tasks
+    # every family of each budget file, for each task it is registered for (3 x 2 budgets x 2 tasks today)
+    assert len(solved) == sum(len(load_budget(s, t).models) for s in ("100M", "500M") for t in ("mt", "lm"))
     for budget, sol in solved:
         assert abs(sol.macs / budget.target_macs - 1) <= 0.02, (budget.name, budget.task, sol.model, sol.macs)
         assert sol.config.task == budget.task

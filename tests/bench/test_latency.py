@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from bench import latency as L
+from bench.budget.spec import load_budget
 from bench.cost.memory import MB, measure_peak_memory, serialized_size_bytes
 from bench.errors import BenchError
 from bench.latency import record
@@ -468,7 +469,7 @@ def test_cuda_bf16_and_gemm_rate():
 
 
 # ============================================================================================ slow: protocol targets
-HUNDRED_M = ["transformer", "lite_transformer", "evolved_transformer"]  # solved at budgets/100M.yaml
+HUNDRED_M = list(load_budget("100M").models)  # solved at budgets/100M.yaml
 
 
 def budget_model(name: str) -> torch.nn.Module:

@@ -232,7 +232,7 @@ def _file(tmp_path: Path, text: str) -> str:
 def test_latency_budget_specs_and_files(tmp_path: Path) -> None:
     b = load_budget("5.6ms")
     assert (b.name, b.latency.target_ms, b.latency.tolerance, b.tuned_from) == ("5.6ms", 5.6, 0.03, "100M")
-    assert b.variants == {} and b.rows() == ["transformer", "evolved_transformer", "lite_transformer"]
+    assert b.variants == {} and b.rows() == list(load_budget("100M").models)  # the template's families
     assert b.results_name() == "5.6ms" and load_budget("100M").latency is None
     f = load_budget(_file(tmp_path, "target_latency_ms: 4.5\nlatency: {threads: 2, workload: translate}\n"))
     assert (f.latency.target_ms, f.latency.threads, f.latency.workload, f.target_macs) == (4.5, 2, "translate",

@@ -21,11 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.budget.spec import load_budget
+
 pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "slurm-local.sh"
-ROWS = ("transformer", "evolved_transformer", "lite_transformer", "transformer-postnorm", "lite_transformer-postnorm")
+ROWS = tuple(load_budget("100M").rows())  # the families and their post-norm variants
 VICTIM = "lite_transformer"  # the slowest to train: the widest window between its checkpoint and its end
 FILES = ("leaderboard.csv", "leaderboard.md", "leaderboard.tex", "RUNS.md", "figures/quality_vs_macs.png",
          "figures/latency_vs_macs.png", "figures/quality_vs_latency.png")  # what CI checks of the local quick sweep
