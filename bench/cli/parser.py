@@ -49,6 +49,9 @@ COMMANDS: dict[str, Command] = {
     "tune": Command("sweep:cmd_tune", "equal-budget peak learning-rate search per family, on validation NLL"),
     "shapes": Command("shapes:cmd_shapes", "equal-budget shape search per family (depth, heads, FFN ratio), each "
                       "candidate solved to the budget, truncated trials at the tuned peak rate, on validation NLL"),
+    "baseline": Command("baselines:cmd_baseline", "the floor a task's models must clear, scored as they are: "
+                        "lead-k (summarization), the source copied (translation), the unigram plateau (language "
+                        "models); results/<budget>[-sum|-lm]/baselines/"),
     "run": Command(
         "sweep:cmd_run", "the whole comparison at a budget: solve, profile, latency, train, evaluate, report"
     ),
@@ -212,6 +215,16 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--jobs", default="2", help="runs at a time, one thread each (default 2)")
     p.add_argument("--out", help="output folder (default results/recipes)")
 
+    p = add("baseline")
+    p.add_argument("--budget", required=True, help="100M, 500M, ... or a budget YAML file (its name picks "
+                   "results/<name>[-sum|-lm])")
+    p.add_argument("--task", choices=TASKS, default="mt", help="sum: lead-k and lead-median (lead.json); mt: "
+                   "copy-source BLEU (copy.json); lm: the unigram plateau of the train records (unigram.json)")
+    p.add_argument("--corpus", help="corpus name (built under the data cache) or folder (default: the task's, "
+                   "debian-descriptions / libreoffice-en-de)")
+    p.add_argument("--results", help="results root (default: results/)")
+    p.add_argument("--json", action="store_true", help="print the whole record as JSON")
+
     p = add("run")
     p.add_argument("--budget", required=True, help="100M, 500M, 1.2G or a budget YAML file")
     p.add_argument("--task", choices=TASKS, default="mt")
@@ -238,6 +251,8 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--threads", default="1", help="thread counts, comma-separated (default 1)")
     p.add_argument("--workload", default="forward", metavar="{forward,translate}")
     p.add_argument("--rounds", default="20", help="interleaved rounds per measurement (default 20)")
+    p.add_argument("--models", help="comma-separated families (default: those of budgets/100M.yaml); the "
+                   "Transformer, the ratios' reference, is always timed")
     p.add_argument("--results", default=None, help="output folder (default: results/curves)")
     p.add_argument("--force", action="store_true", help="measure again what has a record")
 

@@ -29,17 +29,22 @@ def rouge_settings() -> str:
     return f"rouge-score:{v}|{','.join(ROUGE_TYPES)}|F1|stem:porter|tok:default|agg:mean|x100"
 
 
-def sentence_rouge(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, list[float]]:
-    """{rouge type: per-summary F1 in [0, 1]} for aligned hypotheses and references."""
+def sentence_rouge(hyps: Sequence[str], refs: Sequence[str],
+                   types: Sequence[str] = ROUGE_TYPES) -> dict[str, list[float]]:
+    """{rouge type: per-summary F1 in [0, 1]} for aligned hypotheses and references (``types``: a subset of
+    ROUGE_TYPES, scored with the same settings; all three by default)."""
     from rouge_score import rouge_scorer
 
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} summaries but {len(refs)} references")
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    out: dict[str, list[float]] = {t: [] for t in ROUGE_TYPES}
+    unknown = [t for t in types if t not in ROUGE_TYPES]
+    if unknown or not types:
+        raise ValueError(f"ROUGE types must be among {', '.join(ROUGE_TYPES)}, got {list(types)}")
+    scorer = rouge_scorer.RougeScorer(list(types), use_stemmer=True)
+    out: dict[str, list[float]] = {t: [] for t in types}
     for hyp, ref in zip(hyps, refs):
         scores = scorer.score(ref, hyp)  # rouge-score's order: (target, prediction)
-        for t in ROUGE_TYPES:
+        for t in types:
             out[t].append(float(scores[t].fmeasure))
     return out
 

@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.errors import BenchError
+from bench.report.baselines import models_only
 from bench.report.columns import present, unique_join
 from bench.report.figures import footnote, macs_label, quality_and_macs, quality_spec, scatter, target_line, task_name
 from bench.report.leaderboard import build_leaderboard, display_name
@@ -20,7 +21,7 @@ def combined_leaderboard(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
     """The base rows (no compression) of several results folders, one after the other, with ``results``."""
     parts = []
     for d in results_dirs:
-        df = build_leaderboard(d)
+        df = models_only(build_leaderboard(d))  # families only: a baseline is no budget's point
         df = df[df["compression"] == "none"].copy()
         df["results"] = Path(d).name
         df["budget"] = df["budget"].where(df["budget"].map(present), Path(d).name)

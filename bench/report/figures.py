@@ -23,6 +23,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from bench.report.baselines import models_only, reference_lines
 from bench.report.columns import present, unique_join
 from bench.report.latency_trust import draw_hollow, split_noisy
 from bench.report.leaderboard import build_leaderboard, display_name
@@ -281,6 +282,7 @@ def fig_quality_vs_macs(df: pd.DataFrame) -> tuple[Figure | None, str]:
         return None, why
     fig, (ax,) = new_figure()
     target_line(ax, data)
+    reference_lines(ax, df, q)  # lead-k (summarization), when results/<budget>-sum/baselines/ has it
     scatter(
         ax,
         data,
@@ -310,6 +312,7 @@ def fig_quality_vs_latency(df: pd.DataFrame) -> tuple[Figure | None, str]:
     palette = family_palette(df["family"])
     for ax, w in zip(axes, workloads):
         data, noisy = split_noisy(_valid(df, f"{w}_p50_ms_t1", q["col"]), f"{w}_p50_ms_t1")  # noisy: hollow
+        reference_lines(ax, df, q)
         scatter(
             ax,
             data,
@@ -369,6 +372,7 @@ def fig_quality_vs_size(df: pd.DataFrame) -> tuple[Figure | None, str]:
     if data.empty:
         return None, f"no row has both a size and {q['name']}"
     fig, (ax,) = new_figure()
+    reference_lines(ax, df, q)
     palette = family_palette(data["family"])
     for _, part in data.groupby("model"):
         part = part.sort_values("model_size_mb", ascending=False)
@@ -398,7 +402,7 @@ def write_figures(results_dir: Path | str, notes: list[str] | None = None) -> li
     ``FIGURES``) and return the paths written. A figure the records cannot support yet is skipped, its reason
     appended to ``notes``, and an older file of that name removed (it would no longer match the records)."""
     results_dir = Path(results_dir)
-    df = build_leaderboard(results_dir)
+    df = models_only(build_leaderboard(results_dir))  # a baseline is a reference line, never a point
     base = df[df["compression"] == "none"]
     out_dir = results_dir / "figures"
     written: list[Path] = []

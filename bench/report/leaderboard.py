@@ -429,7 +429,9 @@ def current_records(results_dir: Path | str, notes: list[str] | None = None) -> 
 
 def build_leaderboard(results_dir: Path | str) -> pd.DataFrame:
     """One row per model (its current configuration) plus one per compressed variant; see the module docstring
-    for every column's convention. Raises BenchError when there are no records or one is bad."""
+    for every column's convention; then the rows of the task's baselines (bench.report.baselines: status
+    ``baseline``, never ranked) when ``<results_dir>/baselines/`` holds them. Raises BenchError when there are no
+    records or one is bad."""
     notes: list[str] = []
     records = current_records(results_dir, notes)
     rows: list[dict[str, Any]] = []
@@ -454,5 +456,7 @@ def build_leaderboard(results_dir: Path | str) -> pd.DataFrame:
     df.attrs["results_dir"] = str(results_dir)
     df.attrs["pairwise"] = pairwise_table(records, default_pairs(df))
     df.attrs["protocol"] = protocol_check(records, results_dir)
-    return df
+    from bench.report.baselines import with_baselines  # the floors of <results_dir>/baselines/, when there are
+
+    return with_baselines(df, records, results_dir)
 

@@ -15,6 +15,7 @@ import pandas as pd
 from bench.evaluation.rouge import ROUGE_TYPES
 from bench.infra.atomic import write_files
 from bench.report import latency_trust as trust
+from bench.report.baselines import STATUS, floor_notes, models_only, pair_note
 from bench.report.columns import present, unique_join
 from bench.report.leaderboard import build_leaderboard, display_name
 from bench.report.protocol import render_protocol
@@ -76,9 +77,11 @@ def mac_tokens(df: pd.DataFrame) -> tuple[int, int]:
 
 
 def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[list[str]], list[str]]:
-    """The compact table both leaderboard.md and leaderboard.tex show: (headers, rows, notes on conventions)."""
+    """The compact table both leaderboard.md and leaderboard.tex show: (headers, rows, notes on conventions).
+    Baseline rows (bench.report.baselines) are rows of the table; the notes describe the models."""
+    everything, df = df, models_only(df)
     lm = _is_lm(df)
-    kind = quality_kind(df)
+    kind = quality_kind(everything)
     src, tgt = mac_tokens(df)
     summ = "task" in df.columns and (df["task"] == "sum").any()
     tmax = df["threads_max"].map(_num).dropna().max() if "threads_max" in df else math.nan
@@ -106,12 +109,12 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
     elif kind == "ppl":
         heads += ["ppl (test, per token)", "ppl (test, per word)"]
     heads += ["valid NLL (nats/tok)", "seeds"]
-    with_status = "status" in df and df["status"].map(present).any()
+    with_status = "status" in everything and everything["status"].map(present).any()
     if with_status:
         heads.append("status")
 
     rows = []
-    for _, r in df.iterrows():
+    for _, r in everything.iterrows():
         cells = [display_name(str(r["model"]))]
         if with_compression:
             cells.append(str(r["compression"]))
@@ -140,7 +143,8 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
         elif kind == "ppl":
             cells += [_fmt_pm(r["ppl"], r["ppl_std"], ".2f", pm),
                       _fmt_pm(r.get("ppl_word"), r.get("ppl_word_std"), ".1f", pm)]
-        cells += [_fmt_pm(r["valid_nll"], r["valid_nll_std"], ".3f", pm), str(int(r["n_eval"] or 0))]
+        seeds = "–" if r.get("status") == STATUS else str(int(_num(r["n_eval"]) or 0))  # a baseline has no seeds
+        cells += [_fmt_pm(r["valid_nll"], r["valid_nll_std"], ".3f", pm), seeds]
         if with_status:
             cells.append(str(r["status"]) if present(r["status"]) else "–")
         rows.append(cells)
@@ -199,6 +203,7 @@ def summary_table(df: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[l
                                 for fam, grp in trained.groupby("family", sort=True))
             recipe = f"; {norm}, dropout {unique_join(trained['dropout']) or '?'}, peak lr {lrs}"
         notes.append(f"Training: {sched} schedule, {unique_join(df['precision']) or '?'}{tok}{recipe}.")
+    notes += floor_notes(everything)  # the task's floor: lead-k, copy-source BLEU, the unigram plateau
     return heads, rows, notes
 
 
@@ -224,7 +229,8 @@ def _quality_sections(df: pd.DataFrame) -> list[str]:
     from bench.report.quality import DRIFT_NATS, PLATEAU_NATS, pairwise_note, render_pairwise
 
     out: list[str] = []
-    base = df[df["compression"] == "none"] if "compression" in df else df
+    models = models_only(df)
+    base = models[models["compression"] == "none"] if "compression" in models else models
     if "status" in base and base["status"].map(present).any():
         failed = base[base["status"] == "failed"]
         out += ["", "### Failed runs", ""]
@@ -244,7 +250,7 @@ def _quality_sections(df: pd.DataFrame) -> list[str]:
     if pairs:
         out += ["", "### Pairwise differences", ""]
         out += render_pairwise(pairs, name=lambda m: display_name(str(m)))
-        out += ["", pairwise_note(pairs)]
+        out += ["", pairwise_note(pairs)] + pair_note(df)
     out += render_protocol(df.attrs.get("protocol"), name=lambda m: display_name(str(m)))
     out += _tuning_section(df)
     return out
