@@ -52,7 +52,7 @@ setup: $(STAMP) ## build .venv: torch pinned by TORCH_VERSION (default 2.13.0, C
 test: $(STAMP) ## the default test suite (minutes on 2 cores)
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP) ## slow tests (marked slow): latency statistics over repeats, ours vs torch.nn.Transformer
+test-slow: $(STAMP) ## slow tests (marked slow): latency statistics over repeats, ours vs torch.nn.Transformer, end-to-end runs through real processes
 	$(PY) -m pytest -q -m slow
 
 test-slurm: $(STAMP) ## end to end on a local Slurm cluster (root): quick sweep as jobs, scancel + resubmit

@@ -8,7 +8,14 @@ from bench.errors import BenchError
 
 
 def check_keys(raw: Any, valid: tuple[str, ...], where: str, section: str) -> None:
-    """A misspelled key is an error naming it and the valid ones, not a silently ignored setting."""
+    """A misspelled key is an error naming it and the valid ones, not a silently ignored setting.
+
+    Args:
+        raw: the section as read from the file (anything but a mapping is left to the caller).
+        valid: the keys the section may have.
+        where: the file, named in the error.
+        section: the section as the error names it, e.g. "'tune'".
+    """
     if not isinstance(raw, dict):
         return
     unknown = [str(k) for k in raw if k not in valid]

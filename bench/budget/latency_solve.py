@@ -42,13 +42,16 @@ import json
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench.budget.latency_target import AIM
 from bench.errors import BenchError
+from bench.infra.atomic import write_json
 from bench.records.provenance import REPO
+from bench.train.tasks import model_task
 
 BRACKET = 4.0  # the MAC estimate's factor either side that the first bracket spans
 MAX_SECANT = 4  # fine-knob steps per width
@@ -146,6 +149,14 @@ class MeasurementLog:
         return median([r["p50_ms"] for r in mine])
 
     def add(self, d: int, f: int, purpose: str, got: dict[str, Any]) -> None:
+        """Record one measurement of (width, fine knob) and save the book.
+
+        Args:
+            d: the width knob's value.
+            f: the fine knob's value.
+            purpose: why it was timed ("width", "fine", ...), kept with the row.
+            got: the measurement: ``p50_ms`` and, when timed beside the reference, ``ratio``, ``ref_p50_ms``.
+        """
         self.rows.append({"width": d, "fine": f, "purpose": purpose, "p50_ms": float(got["p50_ms"]),
                           "ratio": got.get("ratio"), "ref_p50_ms": got.get("ref_p50_ms"),
                           "cv": got.get("cv"), "latency_status": got.get("latency_status"),
@@ -167,8 +178,6 @@ class MeasurementLog:
     def save(self) -> None:
         if self.path is None:
             return
-        from bench.infra.atomic import write_json
-
         write_json(self.path, {"version": SOLVE_VERSION, "key": self.key, "key_digest": self.digest,
                                "measurements": self.rows, "solution": self.solution})
 
@@ -177,9 +186,7 @@ class MeasurementLog:
 def reference_config(budget: Any) -> tuple[str, dict[str, Any]]:
     """The model every candidate is timed beside: the Transformer (else the budget's first family) solved at
     the budget's MAC anchor (100M unless the file says otherwise)."""
-    from dataclasses import replace
-
-    from bench.budget.mac_solver import solve_mac_model
+    from bench.budget.mac_solver import solve_mac_model  # models, torch: loaded only when a latency budget is solved
 
     family = "transformer" if "transformer" in budget.models else next(iter(budget.models))
     return family, solve_mac_model(replace(budget, latency=None), family).config.to_dict()
@@ -196,12 +203,19 @@ def measure_in_child(budget: Any, model: str, reference: tuple[str, dict[str, An
     """The default measurement, in a fresh process, in the budget's latency setting: the candidate timed side
     by side with the reference (:func:`reference_config`; bench.latency.compare, interleaved rounds), so that
     its figure is a ratio to a model measured in the same process, under the same conditions (summarization:
-    both at its own shapes)."""
+    both at its own shapes).
+
+    Args:
+        budget: a latency budget (its setting: workload, threads, device, dtype, backend).
+        model: the family whose candidates are timed.
+        reference: (family, config) timed beside each candidate; None: :func:`reference_config`.
+    """
     lat = budget.latency
     shape = timed_shape(budget)
     ref_family, ref_config = reference or reference_config(budget)
 
     def paired(config: dict[str, Any]) -> dict[str, Any]:
+        # torch (bench.latency): loaded only when candidates are timed
         from bench.latency.compare import compare_in_subprocess
 
         res = compare_in_subprocess([("reference", ref_family, ref_config), ("candidate", model, config)],
@@ -220,11 +234,19 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
     within its tolerance of the target (module docstring). Returns a bench.budget.Solution whose ``latency``
     says what was measured. ``measure``: a config dict -> {"p50_ms", ...} (tests give a deterministic fake;
     default: :func:`measure_in_child`). ``cache_dir``: where the measurements are kept (default
-    results/<budget>/latency-solve; tests give a temporary folder)."""
+    results/<budget>/latency-solve; tests give a temporary folder).
+
+    Args:
+        budget: a latency budget.
+        row: a family or a variant of it.
+        measure: config dict -> {"p50_ms", ...}; None: :func:`measure_in_child`.
+        cache_dir: where the measurements are kept; None: results/<budget>/latency-solve.
+        log: takes each progress line (default: stderr).
+    """
+    # models, torch: loaded only when a latency budget is solved
     from bench.budget.mac_solver import Solution, confirmed_macs, grid_widths
-    from bench.latency.machine import cpu_model_name
-    from bench.train.tasks import model_task
-    from models import resolve_config
+    from bench.latency.machine import cpu_model_name  # torch: loaded only when a latency budget is solved
+    from models import resolve_config  # the model registry (torch): loaded only when a latency budget is solved
 
     lat = budget.latency
     base = budget.base_config(row)
@@ -232,7 +254,7 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
     rule = budget.models[model]
     task = model_task(budget.task)
     if measure is None:
-        import torch
+        import torch  # torch: loaded only when this process times the candidates
 
         reference = reference_config(budget)
         measure = measure_in_child(budget, model, reference)
@@ -400,20 +422,40 @@ def fine_range(f0: int, step: int) -> tuple[int, int]:
 
 
 def clamp(f: int, low: int, high: int) -> int:
+    """``f`` held to [``low``, ``high``], as an int.
+
+    Args:
+        f: the value.
+        low: the smallest allowed.
+        high: the largest allowed.
+    """
     return int(min(max(f, low), high))
 
 
 def formula_macs(budget: Any, model: str, cfg: Any) -> int | None:
     """The hand formula's MACs of ``cfg``; None for a family without one (a record's ``analytic_macs`` is
-    never another counter's number)."""
+    never another counter's number).
+
+    Args:
+        budget: the budget whose protocol counts.
+        model: the family.
+        cfg: its resolved config.
+    """
+    # bench.cost.analytic loads the model registry (torch): only when MACs are counted
     from bench.cost.analytic import analytic_macs, has_formula
 
     return analytic_macs(cfg, budget.protocol)["macs"] if has_formula(cfg) else None
 
 
 def estimate_macs(budget: Any, model: str, cfg: Any) -> int:
-    """MACs to steer a search by: the hand formula, else the budget's counter on the real model."""
-    from bench.budget.mac_solver import confirmed_macs
+    """MACs to steer a search by: the hand formula, else the budget's counter on the real model.
+
+    Args:
+        budget: the budget whose protocol and counter count.
+        model: the family.
+        cfg: its resolved config.
+    """
+    from bench.budget.mac_solver import confirmed_macs  # models, torch: loaded only when MACs are counted
 
     got = formula_macs(budget, model, cfg)
     return got if got is not None else confirmed_macs(budget, model, cfg)

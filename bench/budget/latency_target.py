@@ -46,7 +46,13 @@ class LatencyTarget:
 
 
 def parse_latency(raw: dict[str, Any], where: str, target_ms: float | None) -> LatencyTarget | None:
-    """The latency target of a budget: ``target_latency_ms`` and its setting (``latency:``), or the spec's."""
+    """The latency target of a budget: ``target_latency_ms`` and its setting (``latency:``), or the spec's.
+
+    Args:
+        raw: the budget file's mapping.
+        where: the file, named in errors.
+        target_ms: the spec's target in ms (``6ms``), which replaces the file's ``target_latency_ms``; None: the file's.
+    """
     if target_ms is None and "target_latency_ms" not in raw:
         if "latency" in raw:
             raise BenchError(f"{where}: 'latency' (the setting of a latency budget) needs 'target_latency_ms'")
@@ -64,8 +70,8 @@ def parse_latency(raw: dict[str, Any], where: str, target_ms: float | None) -> L
                          "numbers") from None
     if not (math.isfinite(out.target_ms) and out.target_ms > 0 and 0 < out.tolerance < 1 and out.threads >= 1):
         raise BenchError(f"{where}: target_latency_ms must be positive, tolerance in (0, 1), threads >= 1")
-    from bench.latency.backends import BACKENDS
-    from bench.latency.workloads import DTYPES, WORKLOADS
+    from bench.latency.backends import BACKENDS  # torch (bench.latency): loaded only for a budget with a latency target
+    from bench.latency.workloads import DTYPES, WORKLOADS  # torch (bench.latency): only for a latency budget
 
     for what, value, valid in (("workload", out.workload, WORKLOADS), ("dtype", out.dtype, DTYPES),
                                ("backend", out.backend, BACKENDS), ("device", out.device.split(":")[0],

@@ -47,11 +47,15 @@ from bench.budget.latency_solve import (
     formula_macs,
     log_stderr,
     median,
+    reference_config,
     setting_label,
     solve_latency,
+    timed_shape,
     timing_key,
 )
 from bench.errors import BenchError
+from bench.infra.atomic import write_json
+from bench.train.tasks import model_task
 
 JOINT_PROCESSES = 4  # fresh processes per set (one process's ratio moves by +-2.5%)
 MAX_JOINT_ROUNDS = 4  # sets timed at most: the families' own solutions, then three steps
@@ -64,13 +68,12 @@ def measure_set_in_child(budget: Any, reference: tuple[str, dict[str, Any]] | No
     """The default measurement of a set: every row's config and the reference in one fresh process, in the
     budget's latency setting (interleaved rounds, rotating order). Returns each row's ratio to the reference
     and the reference's p50 in that process."""
-    from bench.budget.latency_solve import reference_config, timed_shape
-
     lat = budget.latency
     shape = timed_shape(budget)
     ref_family, ref_config = reference or reference_config(budget)
 
     def measure(configs: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+        # torch (bench.latency): loaded only when a set is timed
         from bench.latency.compare import compare_in_subprocess
 
         members = [("reference", ref_family, ref_config)] + [(row, fam, cfg) for row, (fam, cfg) in configs.items()]
@@ -118,6 +121,14 @@ class TogetherLog:
         return sum(r["configs"] == configs for r in self.rows)
 
     def estimate(self, row: str, width: int, fine: int) -> float | None:
+        """The estimated p50 (ms) of ``row`` at (``width``, ``fine``): the median of its ratios in the sets timed, times
+        :meth:`level`; None when never timed.
+
+        Args:
+            row: a family of the budget.
+            width: the value of the family's width knob.
+            fine: the value of its fine knob.
+        """
         mine = [r["ratios"][row] for r in self.rows if r["configs"].get(row) == [width, fine]]
         return median(mine) * self.level() if mine else None
 
@@ -130,8 +141,6 @@ class TogetherLog:
     def save(self) -> None:
         if self.path is None:
             return
-        from bench.infra.atomic import write_json
-
         write_json(self.path, {"version": TOGETHER_VERSION, "key": self.key, "measurements": self.rows,
                                "solution": self.solution})
 
@@ -141,7 +150,17 @@ def solve_latency_budget(budget: Any, row: str, *, cache_dir: Path | None = None
                          measure_set: MeasureSet | None = None, log: Callable[[str], None] = log_stderr) -> Any:
     """The config of ``row`` at a latency budget: a family's is confirmed together with the budget's other
     families (module docstring); a variant's is its own solve. ``measures`` (row -> config -> figure) and
-    ``measure_set`` replace the fresh-process measurements (tests give deterministic fakes)."""
+    ``measure_set`` replace the fresh-process measurements (tests give deterministic fakes).
+
+    Args:
+        budget: a latency budget.
+        row: a family or a variant of it.
+        cache_dir: where the measurements are kept; None: results/<budget>/latency-solve.
+        measures: row -> a measurement that replaces its own solve's (tests); None: fresh processes.
+        measure_set: replaces the measurement of a set of configs together (tests); None: a fresh process.
+        log: takes each progress line (default: stderr).
+    """
+    # models, torch: loaded only when a latency budget is solved
     from bench.budget.mac_solver import Solution, confirmed_macs, grid_widths
 
     measures = measures or {}
@@ -153,9 +172,9 @@ def solve_latency_budget(budget: Any, row: str, *, cache_dir: Path | None = None
     rules = {r: budget.models[r] for r in families}
     start = {r: [getattr(s.config, rules[r].vary_key), getattr(s.config, rules[r].fine_key)] for r, s in solo.items()}
     if measure_set is None:
-        import torch
+        import torch  # torch: loaded only when this process times the sets
 
-        from bench.budget.latency_solve import reference_config
+        # torch (bench.latency): loaded only when this process times the sets
         from bench.latency.machine import cpu_model_name
 
         reference = reference_config(budget)
@@ -250,8 +269,7 @@ def _own_references(folder: Path, families: list[str]) -> list[float]:
 
 
 def _config(budget: Any, row: str, d: int, f: int) -> Any:
-    from bench.train.tasks import model_task
-    from models import resolve_config
+    from models import resolve_config  # the model registry (torch): loaded only when a config is resolved
 
     rule = budget.models[budget.family_of(row)]
     return resolve_config(budget.family_of(row), model_task(budget.task),

@@ -9,9 +9,10 @@ from typing import Any
 
 from bench.budget.spec import MAX_FINE_DEPARTURE, Budget
 from bench.cost.analytic import Protocol, analytic_macs, has_formula
+from bench.cost.counting import count_macs
 from bench.errors import BenchError
 from bench.train.tasks import model_task
-from models import ConfigError, ModelConfig, resolve_config
+from models import ConfigError, ModelConfig, create_model, resolve_config
 
 
 @dataclass
@@ -54,7 +55,15 @@ def count_config_macs(model: str, task: str, protocol: Protocol, overrides: dict
                       why: list[str] | None = None) -> tuple[ModelConfig, int] | None:
     """The config of ``model`` with ``overrides`` and its MACs (the hand formula, else the flop counter on the
     real model); None when the knobs make no valid member of the family (the registry's reason appended to
-    ``why``)."""
+    ``why``).
+
+    Args:
+        model: the family.
+        task: the model's task (bench.train.tasks.model_task).
+        protocol: the inputs counted: batch, source and target tokens.
+        overrides: config keys set on the family's defaults.
+        why: takes the registry's reason when the knobs make no valid member; None: not told.
+    """
     try:
         cfg = resolve_config(model, task, **overrides)
     except ConfigError as exc:
@@ -64,9 +73,6 @@ def count_config_macs(model: str, task: str, protocol: Protocol, overrides: dict
     if has_formula(cfg):
         return cfg, analytic_macs(cfg, protocol)["macs"]
     # a family without a hand formula (e.g. one just added in a single file): count the real model
-    from bench.cost.counting import count_macs
-    from models import create_model
-
     net = create_model(model, **cfg.to_dict())
     return cfg, count_macs(net, counters=(SEARCH_COUNTER,), protocol=protocol).macs
 
@@ -80,10 +86,13 @@ def grid_widths(budget: Budget, model: str, base: dict[str, Any],
         model: the family.
         base: the knobs every candidate shares (the budget's fixed and shared ones).
         stop_above: MACs grow with width, so the search stops ``PAST_THE_BOUND`` valid widths after the first
-            above this count (the nearest candidates to a target below it are never further out); None: the
-            whole grid. Without it a family without a hand formula builds every width up to the grid's end.
+            above this count (the nearest candidates to a target below it are never further out); a family
+            without a hand formula is bisected to the target instead (each count builds the model). None: the
+            whole grid, every width counted.
     """
     rule, task, proto = budget.models[model], model_task(budget.task), budget.protocol
+    if stop_above is not None and not _has_formula(budget, model, base):
+        return _bisected_widths(budget, model, base)
     widths, why, past = [], [], 0
     for d in range(rule.low, rule.high + 1, rule.step):
         ratio = {"ffn_dim": max(1, round(rule.ffn_ratio * d))} if rule.ffn_ratio is not None else {}
@@ -99,11 +108,74 @@ def grid_widths(budget: Budget, model: str, base: dict[str, Any],
     return widths
 
 
-def confirmed_macs(budget: Budget, model: str, cfg: ModelConfig) -> int:
-    """The budget's counter's MACs of ``cfg`` (the real model, paper convention)."""
-    from bench.cost.counting import count_macs
-    from models import create_model
+def _grid_configs(budget: Budget, model: str, base: dict[str, Any], why: list[str]) -> list[tuple[int, ModelConfig]]:
+    """Every valid (width, config) of the grid; resolving a config builds no model, so this is cheap."""
+    rule, task = budget.models[model], model_task(budget.task)
+    out = []
+    for d in range(rule.low, rule.high + 1, rule.step):
+        ratio = {"ffn_dim": max(1, round(rule.ffn_ratio * d))} if rule.ffn_ratio is not None else {}
+        try:
+            out.append((d, resolve_config(model, task, **{**base, rule.vary_key: d, **ratio})))
+        except ConfigError as exc:
+            why.append(str(exc))
+    return out
 
+
+def _has_formula(budget: Budget, model: str, base: dict[str, Any]) -> bool:
+    found = _grid_configs(budget, model, base, [])
+    return bool(found) and has_formula(found[0][1])
+
+
+def _bisected_widths(budget: Budget, model: str, base: dict[str, Any]) -> list[tuple[int, ModelConfig, int]]:
+    """A family without a hand formula: each count builds the real model, so the widths are bisected (MACs grow
+    with width) to the first above the target, galloping up from the smallest; it and its ``PAST_THE_BOUND``
+    neighbours either side are counted: the candidates nearest the target are among them."""
+    rule = budget.models[model]
+    why: list[str] = []
+    grid = _grid_configs(budget, model, base, why)
+    if not grid:
+        reason = f": {why[0]}" if why else ""
+        raise BenchError(f"no valid {model} config on the grid {rule.vary_key}={rule.low}..{rule.high}{reason}")
+    counted: dict[int, int] = {}
+
+    def macs(i: int) -> int:
+        if i not in counted:
+            net = create_model(model, **grid[i][1].to_dict())
+            counted[i] = count_macs(net, counters=(SEARCH_COUNTER,), protocol=budget.protocol).macs
+        return counted[i]
+
+    # galloping from the small end (a bisection's first midpoint would build a model of half the grid's width),
+    # then bisecting: the first index whose MACs exceed the target lies in [lo, hi]
+    lo, hi, step = 0, 0, 1
+    while hi < len(grid) and macs(hi) <= budget.target_macs:
+        lo, hi, step = hi + 1, hi + step, step * 2
+    hi = min(hi, len(grid))
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if macs(mid) > budget.target_macs:
+            hi = mid
+        else:
+            lo = mid + 1
+    for i in range(max(0, lo - PAST_THE_BOUND), min(len(grid), lo + PAST_THE_BOUND)):
+        macs(i)
+    return [(grid[i][0], grid[i][1], counted[i]) for i in sorted(counted)]
+
+
+def _predicted(model: str, task: str, knobs: dict[str, Any], macs: float) -> tuple[ModelConfig, int] | None:
+    try:
+        return resolve_config(model, task, **knobs), round(macs)
+    except ConfigError:
+        return None
+
+
+def confirmed_macs(budget: Budget, model: str, cfg: ModelConfig) -> int:
+    """The budget's counter's MACs of ``cfg`` (the real model, paper convention).
+
+    Args:
+        budget: the budget whose counter and protocol count.
+        model: the family.
+        cfg: its resolved config.
+    """
     report = count_macs(create_model(model, **cfg.to_dict()), counters=(budget.counter,), protocol=budget.protocol)
     return report.macs_by_counter[budget.counter]
 
@@ -111,8 +183,23 @@ def confirmed_macs(budget: Budget, model: str, cfg: ModelConfig) -> int:
 def solve_mac_model(budget: Budget, model: str, confirm: bool = True) -> Solution:
     """The config of ``model`` (a family or a variant of ``budget``) whose MACs land within the budget's
     tolerance, as close to the family's own shape as the scaling rule allows. Deterministic. Raises
-    BenchError when no config on the grid fits."""
+    BenchError when no config on the grid fits.
+
+    Args:
+        budget: a MAC budget (a latency budget is solved by budget.solve.solve_model).
+        model: a family or a variant of the budget.
+        confirm: count the chosen config with the budget's counter (the real model) and refuse a disagreement.
+    """
     base = budget.base_config(model)
+    if _has_formula(budget, budget.family_of(model), base):
+        return _solve(budget, model, base, confirm, predict=False)
+    # without a formula each count builds a model: the fine knob's candidates are predicted from the line
+    # through two counts (MACs are linear in it) and the chosen one counted; a miss counts every candidate
+    sol = _solve(budget, model, base, True, predict=True)
+    return sol if budget.low <= sol.macs <= budget.high else _solve(budget, model, base, confirm, predict=False)
+
+
+def _solve(budget: Budget, model: str, base: dict[str, Any], confirm: bool, predict: bool) -> Solution:
     model = budget.family_of(model)
     rule, task, proto = budget.models[model], model_task(budget.task), budget.protocol
     target = budget.target_macs
@@ -136,7 +223,9 @@ def solve_mac_model(budget: Budget, model: str, confirm: bool = True) -> Solutio
         }:
             if not f0 / MAX_FINE_DEPARTURE <= f <= f0 * MAX_FINE_DEPARTURE:
                 continue  # the fine knob tunes; it does not reshape the model
-            got = count_config_macs(model, task, proto, {**base, rule.vary_key: d, rule.fine_key: f})
+            knobs = {**base, rule.vary_key: d, rule.fine_key: f}
+            got = _predicted(model, task, knobs, macs + slope * (f - f0)) if predict else \
+                count_config_macs(model, task, proto, knobs)
             if got is None or not budget.low <= got[1] <= budget.high:
                 continue
             departure = abs(math.log(f / f0))
@@ -156,7 +245,9 @@ def solve_mac_model(budget: Budget, model: str, confirm: bool = True) -> Solutio
     candidates.sort(key=lambda c: (c[0], c[1], c[2], c[3]))
     _, _, d, f, cfg, macs = candidates[0]
     confirmed = macs
-    if confirm:
+    if predict:
+        confirmed = confirmed_macs(budget, model, cfg)  # the caller falls back when it is outside the budget
+    elif confirm:
         confirmed = confirmed_macs(budget, model, cfg)
         if not budget.low <= confirmed <= budget.high:
             raise BenchError(

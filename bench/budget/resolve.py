@@ -28,11 +28,18 @@ def resolve_model(
     """The config a command measures: the budget's solution for ``model`` (if a budget is given), with the
     ``--set`` overrides applied on top. Raises BenchError/ConfigError with one clear line. ``task`` may be
     ``sum``: its config is a translation model's (bench.train.tasks), solved under the budget's summarization
-    protocol."""
+    protocol.
+
+    Args:
+        model: a registered family.
+        task: mt, lm or sum.
+        budget: a budget name (100M, 6ms) or file; None: the family's defaults, nothing solved.
+        sets: ``--set KEY=VALUE`` strings, applied last.
+    """
     overrides: dict[str, Any] = {}
     if budget is not None:
-        from bench.budget.solve import solve_model
-        from bench.budget.spec import load_budget
+        from bench.budget.solve import solve_model  # yaml (budget files): loaded only when a budget is named
+        from bench.budget.spec import load_budget  # yaml (budget files): loaded only when a budget is named
 
         overrides.update(solve_model(load_budget(budget, task=task), model).config.to_dict())
         overrides.pop("task", None)

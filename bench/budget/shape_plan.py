@@ -57,7 +57,14 @@ def parse_shape_plan(raw: Any, models: list[str], where: str, task: str) -> Shap
     """The ``shapes:`` section for ``task``: its own subsection (``shapes: {..., lm: {...}}``) when the file has
     one, else the top level (None: no section). The form is checked here (families of the budget, known knobs,
     non-empty lists of positive values); bench.train.shapes checks each family's candidates against the budget before
-    any training."""
+    any training.
+
+    Args:
+        raw: the file's ``shapes:`` value; None when the file has none.
+        models: the budget's families: a family the section names must be one of them.
+        where: the file, named in errors.
+        task: the task whose subsection is read: mt, lm or sum.
+    """
     if raw is None:
         return None
     own = tuple(t for t in TASKS if t != "mt")
@@ -145,7 +152,7 @@ class Shape:
 def paper_config(budget: Budget, family: str) -> dict[str, Any]:
     """The family's paper knobs (the budget file's fixed ones, the shared ones, the family's FFN rule) resolved at
     the first valid width of its grid."""
-    from models import ConfigError, resolve_config
+    from models import ConfigError, resolve_config  # the model registry (torch): loaded only when a shape is resolved
 
     rule, task = budget.models[family], model_task(budget.task)
     for d in range(rule.low, rule.high + 1, rule.step):
@@ -201,7 +208,13 @@ def candidates(budget: Budget, family: str) -> list[Shape]:
 
 
 def shape_overrides(family: str, paper_cfg: dict[str, Any], shape: Shape) -> dict[str, Any]:
-    """The config keys a shape sets: depth, heads and the head counts tied to them, Lite's kernel sizes."""
+    """The config keys a shape sets: depth, heads and the head counts tied to them, Lite's kernel sizes.
+
+    Args:
+        family: the family, named in errors.
+        paper_cfg: the family's paper config as a dict (:func:`paper_config`).
+        shape: the candidate depth and heads.
+    """
     over: dict[str, Any] = {"decoder_layers": shape.decoder_layers, "heads": shape.heads}
     if paper_cfg["task"] == "mt":
         over["encoder_layers"] = shape.encoder_layers

@@ -18,13 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.budget.keys import check_keys
+from bench.budget.latency_target import parse_latency
+from bench.budget.shape_plan import parse_shape_plan
+from bench.budget.tune_plan import parse_tune_plan
 from bench.cost.analytic import Protocol
 from bench.errors import BenchError
 from bench.infra.yaml_file import read_yaml
 from bench.records.provenance import REPO
-from bench.train.schedules import LONGER
+from bench.train.schedules import LONGER, SCHEDULES, file_keys
 from bench.train.tasks import TASKS, model_task
-from models import ConfigError, get_entry
+from models import ConfigError, get_entry, supports
 
 if TYPE_CHECKING:
     from bench.budget.latency_target import LatencyTarget
@@ -130,8 +133,6 @@ class Budget:
 
     def schedule_overrides(self, schedule: str) -> dict[str, Any]:
         """The budget file's keys for ``schedule`` (a longer schedule's: bench.train.schedules.file_keys)."""
-        from bench.train.schedules import file_keys
-
         return file_keys(self.train, schedule)
 
     @property
@@ -192,10 +193,6 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
     if not isinstance(raw, dict):
         raise BenchError(f"{where}: a budget file must be a YAML mapping")
     check_keys(raw, BUDGET_KEYS, where, "the budget file")
-    from bench.budget.latency_target import parse_latency
-    from bench.budget.shape_plan import parse_shape_plan
-    from bench.budget.tune_plan import parse_tune_plan
-
     latency = parse_latency(raw, where, latency_ms)
     for key in ("target_macs", "models"):
         if key not in raw and not (key == "target_macs" and latency is not None):
@@ -223,8 +220,6 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
     train = raw.get("train") or {}
     if not isinstance(train, dict) or not all(isinstance(v, dict) or v is None for v in train.values()):
         raise BenchError(f"{where}: 'train' must map schedule names to mappings of schedule keys")
-    from bench.train.schedules import SCHEDULES
-
     check_keys(train, (*SCHEDULES, *TASK_SECTIONS), where, "'train' (schedule names)")
     sections = [(f"'train: {k}'", k, v) for k, v in train.items() if k in SCHEDULES]
     for t in TASK_SECTIONS:  # a task's adjustments: train: {sum: {short: {max_tokens: ...}}}
@@ -270,8 +265,6 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
 def _unsupported(models: dict[str, ScalingRule], task: str) -> dict[str, str]:
     """The families registered for other tasks only, each with the registry's reason: a translation-only family
     is left out of a language-modelling budget (its sweeps, tables and searches) instead of failing them."""
-    from models import get_entry, supports
-
     need = model_task(task)
     return {m: f"registered for task(s) {', '.join(get_entry(m).tasks)} only, not {task!r}"
             for m in models if not supports(m, need)}

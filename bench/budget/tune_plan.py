@@ -29,7 +29,13 @@ class TunePlan:
 
 
 def parse_tune_plan(raw: Any, where: str, task: str = "mt") -> TunePlan | None:
-    """The plan for ``task``: its own section when the file has one, else the top level (None: no section)."""
+    """The plan for ``task``: its own section when the file has one, else the top level (None: no section).
+
+    Args:
+        raw: the file's ``tune:`` value; None when the file has none.
+        where: the file, named in errors.
+        task: the task whose plan is read: mt, lm or sum.
+    """
     if raw is None:
         return None
     if not isinstance(raw, dict):

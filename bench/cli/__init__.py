@@ -28,7 +28,7 @@ def _prog() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
-    from models import ConfigError
+    from models import ConfigError  # the model registry: loaded when a command runs, not by import bench.cli
 
     try:
         args = build_parser(_prog()).parse_args(argv)

@@ -7,6 +7,9 @@ import math
 import re
 
 from bench.errors import BenchError
+from bench.infra.cluster import DEFAULT_TIME_MIN, Resources, parse_time
+from bench.infra.launcher import EXECUTORS
+from bench.latency.machine import check_threads
 
 
 def words(text: str | None) -> list[str]:
@@ -15,7 +18,13 @@ def words(text: str | None) -> list[str]:
 
 
 def integer(option: str, text: str | int | None, minimum: int = 1) -> int | None:
-    """An integer >= ``minimum`` (None stays None)."""
+    """An integer >= ``minimum`` (None stays None).
+
+    Args:
+        option: the option, named in the error.
+        text: the value given; None stays None.
+        minimum: the smallest value allowed.
+    """
     if text is None:
         return None
     try:
@@ -28,7 +37,13 @@ def integer(option: str, text: str | int | None, minimum: int = 1) -> int | None
 
 
 def integers(option: str, text: str | None, minimum: int = 0) -> list[int] | None:
-    """Integers separated by commas (None or empty -> None)."""
+    """Integers separated by commas (None or empty -> None).
+
+    Args:
+        option: the option, named in the error.
+        text: integers separated by commas.
+        minimum: the smallest value allowed.
+    """
     if not words(text):
         return None
     out = []
@@ -44,7 +59,13 @@ def integers(option: str, text: str | None, minimum: int = 0) -> list[int] | Non
 
 
 def number(option: str, text: str | float | None, minimum: float = 0.0) -> float | None:
-    """A finite number >= ``minimum`` (None stays None)."""
+    """A finite number >= ``minimum`` (None stays None).
+
+    Args:
+        option: the option, named in the error.
+        text: the value given; None stays None.
+        minimum: the smallest value allowed.
+    """
     if text is None:
         return None
     try:
@@ -58,8 +79,6 @@ def number(option: str, text: str | float | None, minimum: float = 0.0) -> float
 
 def threads(option: str, text: str | int | None) -> int:
     """A thread count: a positive integer, or "all" (every core this process may use)."""
-    from bench.latency.machine import check_threads
-
     try:
         return check_threads(text)
     except BenchError:
@@ -69,7 +88,7 @@ def threads(option: str, text: str | int | None) -> int:
 def latency_threads(option: str, text: str | int | None) -> int:
     """A thread count to time with: as :func:`threads`, and at most the cores this process may use (more
     threads than cores time the measurement's own threads contending, counted as other processes' load)."""
-    from bench.latency.machine import all_cores
+    from bench.latency.machine import all_cores  # looked up per call: tests replace bench.latency.machine.all_cores
 
     n, cores = threads(option, text), all_cores()
     if n > cores:
@@ -80,28 +99,37 @@ def latency_threads(option: str, text: str | int | None) -> int:
 
 def thread_list(option: str, text: str | None, latency: bool = False) -> list[int] | None:
     """Thread counts separated by commas, each a positive integer or "all" (None or empty -> None); ``latency``:
-    each at most the cores this process may use (:func:`latency_threads`)."""
+    each at most the cores this process may use (:func:`latency_threads`).
+
+    Args:
+        option: the option, named in the error.
+        text: thread counts separated by commas, each an integer or "all".
+        latency: hold each count to the cores this process may use.
+    """
     if not words(text):
         return None
     return [(latency_threads if latency else threads)(option, w) for w in words(text)]
 
 
 def choice(option: str, value: str, valid: tuple[str, ...] | list[str]) -> str:
+    """``value`` when it is one of ``valid``; otherwise a BenchError naming them.
+
+    Args:
+        option: the option, named in the error.
+        value: the value given.
+        valid: the values allowed.
+    """
     if value not in valid:
         raise BenchError(f"unknown {option} {value!r}; valid: {', '.join(valid)}")
     return value
 
 
 def executor(text: str) -> str:
-    from bench.infra.launcher import EXECUTORS
-
     return choice("--executor", text, EXECUTORS)
 
 
 def resources(args: object) -> object:
     """bench.infra.cluster.Resources from --slurm-partition/-cpus/-time/-gpus; those flags need --executor slurm."""
-    from bench.infra.cluster import DEFAULT_TIME_MIN, Resources, parse_time
-
     flags = {"--slurm-partition": "slurm_partition", "--slurm-cpus": "slurm_cpus", "--slurm-time": "slurm_time",
              "--slurm-gpus": "slurm_gpus"}
     given = [flag for flag, name in flags.items() if getattr(args, name, None) is not None]

@@ -12,14 +12,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.cli.output import print_json
 from bench.errors import BenchError
+from bench.infra.atomic import write_json
+from bench.records.provenance import environment, utc_now
+from bench.report import has_records
+from bench.train.tasks import DEFAULT_CORPUS
 
 RECORD = {"sum": "lead", "mt": "copy", "lm": "unigram"}
 
 
 def _records(results_dir: Path) -> list[dict[str, Any]]:
     """The current configurations' records of a results folder (none when it has none)."""
-    from bench.report import has_records
+    # pandas: loaded when the command runs (the command line starts light)
     from bench.report.leaderboard import current_records
 
     if not has_records(results_dir):
@@ -36,9 +41,8 @@ def _command(args: argparse.Namespace) -> str:
 
 def baseline_record(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """(where the record goes, the record): checked and computed, nothing written."""
-    from bench.budget.spec import load_budget
-    from bench.evaluation import baselines
-    from bench.train.tasks import DEFAULT_CORPUS
+    from bench.budget.spec import load_budget  # yaml, the model registry: loaded when the command runs
+    from bench.evaluation import baselines  # sentencepiece: loaded when the command runs
 
     if args.task not in RECORD:
         raise BenchError(f"baseline: unknown task {args.task!r}; valid: {', '.join(RECORD)}")
@@ -64,15 +68,10 @@ def baseline_record(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from bench.infra.atomic import write_json
-    from bench.records.provenance import environment, utc_now
-
     path, record = baseline_record(args)
     record.update({"command": _command(args), "env": environment(), "created": utc_now()})
     write_json(path, record)
     if args.json:
-        from bench.cli.output import print_json
-
         print_json(record)
         return 0
     for line in summary_lines(record):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,21 +13,24 @@ from typing import Any
 from bench.cli import args as check
 from bench.cli.output import print_json
 from bench.errors import BenchError
+from bench.latency import BACKENDS, DTYPES, WORKLOADS, measure_latency
+from bench.latency.compare import compare_latency, summary
+from bench.latency.machine import DEVICES, check_device
+from bench.latency.pooled import compare_processes
+from bench.latency.quiet import QuietPolicy
+from bench.latency.workloads import workload_shape
+from bench.sweep.cost_curves import CurveOptions, run_curves
+from bench.train.tasks import TASKS
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
     """Measure in this process, then print a summary or (``--json``) one JSON record. ``--compare``: several
     models side by side (bench.latency.compare)."""
-    import torch
+    import torch  # torch: loaded only by `latency` (the command line starts light)
 
-    from bench.budget.resolve import resolve_model
-    from bench.cost.profiling import paper_macs, protocol_of
-    from bench.latency import BACKENDS, DTYPES, WORKLOADS, measure_latency
-    from bench.latency.machine import DEVICES, check_device
-    from bench.latency.quiet import QuietPolicy
-    from bench.latency.workloads import workload_shape
-    from bench.train.tasks import TASKS
-    from models import create_model
+    from bench.budget.resolve import resolve_model  # the model registry: loaded only by `latency`
+    from bench.cost.profiling import paper_macs, protocol_of  # the model registry: loaded only by `latency`
+    from models import create_model  # the model registry: loaded only by `latency`
 
     if (args.model is None) == (args.compare is None):
         raise BenchError("latency: give one MODEL, or --compare A,B[,C...] (not both)")
@@ -68,14 +72,10 @@ def cmd_latency(args: argparse.Namespace) -> int:
 def cmd_curves(args: argparse.Namespace) -> int:
     """``curves``: the cost curves (bench.sweep.cost_curves); a budget, backend or thread count that fails is listed,
     the others are kept."""
-    from bench.latency.backends import BACKENDS
-    from bench.latency.workloads import WORKLOADS
-    from bench.sweep.cost_curves import CurveOptions, run_curves
-
     budgets = check.words(args.budgets)
     if not budgets:
         raise BenchError("--budgets needs at least one MAC budget, e.g. 25M,100M")
-    from bench.budget.spec import parse_target
+    from bench.budget.spec import parse_target  # yaml, the model registry: loaded only by `curves`
 
     for b in budgets:
         parse_target(b)  # MAC budgets only: a latency budget is solved by measurement, not on a ladder
@@ -87,7 +87,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
                         workload=check.choice("workload", args.workload, WORKLOADS),
                         rounds=check.integer("--rounds", args.rounds, 2), force=args.force)
     if args.models:
-        from models import ConfigError, get_entry
+        from models import ConfigError, get_entry  # the model registry: loaded only by `curves --models`
 
         opts.models = check.words(args.models)
         for m in opts.models:
@@ -107,9 +107,8 @@ def _compare(args: argparse.Namespace, threads: int, device: str, warmup: int, q
              backend: str) -> int:
     """``latency --compare A,B,C``: every model (solved at ``--budget`` when given) in this process, all on
     ``backend``."""
-    from bench.budget.resolve import resolve_model
-    from bench.cost.profiling import protocol_of
-    from bench.latency.compare import compare_latency, summary
+    from bench.budget.resolve import resolve_model  # the model registry: loaded only by `latency`
+    from bench.cost.profiling import protocol_of  # the model registry: loaded only by `latency --compare`
 
     names = check.words(args.compare)
     if len(names) < 2 or len(set(names)) != len(names):
@@ -127,10 +126,6 @@ def _compare(args: argparse.Namespace, threads: int, device: str, warmup: int, q
         res = compare_latency(members, args.workload, threads=threads, device=device, dtype=args.dtype, rounds=rounds,
                               warmup=warmup, quiet=quiet, backend=backend, shape=shape)
     else:  # fresh processes, pooled; they read the quiet-wait bound from the environment
-        import os
-
-        from bench.latency.pooled import compare_processes
-
         if args.quiet_wait is not None:
             os.environ["LITEBENCH_QUIET_WAIT"] = str(quiet.max_wait_s)
         res = compare_processes(members, processes=processes, workload=args.workload, threads=threads,
@@ -145,6 +140,7 @@ def _compare(args: argparse.Namespace, threads: int, device: str, warmup: int, q
 
 def cmd_compress(args: argparse.Namespace) -> int:
     """Compress, measure, print a table (or ``--json``, one object)."""
+    # sacrebleu, sentencepiece: loaded only by `compress`
     from bench.compress import QSCHEMES, check_quantize, check_scope, check_sparsity, compress_run
 
     threads = check.words(args.threads)
@@ -186,7 +182,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 def summary_table(res: Mapping[str, Any]) -> str:
     """A few lines a person reads: one per stage, with units and conventions."""
-    from bench.compress import MB
+    from bench.compress import MB  # sacrebleu, sentencepiece: loaded only by `compress`
 
     base = res["transformer_base"]
     lines = [f"{res['model']} (seed {res['seed']}): compressed stages in {res['out_dir']}"]

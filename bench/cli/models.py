@@ -12,7 +12,7 @@ from bench.errors import BenchError
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from models import get_entry, list_models
+    from models import get_entry, list_models  # the model registry: loaded when the command runs
 
     rows = []
     for name in list_models(args.pattern):
@@ -28,9 +28,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def profile_record(model: str, task: str, budget: str | None, sets: list[str]) -> dict[str, Any]:
     """The profile of one model: resolved config, params and MACs by every counter (paper convention), counted
-    with the budget's protocol when a budget is given (as the sweep counts)."""
-    from bench.budget.resolve import resolve_model
-    from bench.cost.profiling import profile, protocol_of
+    with the budget's protocol when a budget is given (as the sweep counts).
+
+    Args:
+        model: a registered family.
+        task: mt, lm or sum.
+        budget: a budget name or file whose solution and protocol count; None: the family's defaults.
+        sets: ``--set KEY=VALUE`` strings, applied last.
+    """
+    from bench.budget.resolve import resolve_model  # the model registry: loaded only by `profile`
+    from bench.cost.profiling import profile, protocol_of  # torch counters: loaded only by `profile`
 
     cfg = resolve_model(model, task, budget, sets)
     record: dict[str, Any] = {"model": model, "task": task, "budget": budget, "config": cfg.to_dict()}
@@ -57,8 +64,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    from bench.budget.solve import solve_model
-    from bench.budget.spec import load_budget
+    from bench.budget.solve import solve_model  # yaml, the solvers: loaded only by `solve`
+    from bench.budget.spec import load_budget  # yaml: loaded only by the commands that read a budget file
 
     budget = load_budget(args.budget, task=args.task)
     sol = solve_model(budget, args.model)
@@ -82,8 +89,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
 def latency_table(budgets: list[str], results_root: Path) -> list[str]:
     """The latency table of results/README.md, from the sweep's latency records
     (results/<budget>/runs/*/latency-*.json)."""
-    from bench.budget.spec import load_budget
-    from bench.report.records import load_records
+    from bench.budget.spec import load_budget  # yaml: loaded only by the commands that read a budget file
+    from bench.report.records import load_records  # pandas: loaded only by `table --latency`
 
     head = ["budget", "model", "fwd p50 ms 1 thr", "fwd p50 ms 2 thr", "transl. p50 ms 1 thr",
             "transl. p50 ms 2 thr", "fwd CV 1 thr", "peak RSS MB", "workload mem MB", "GEMM GMAC/s 1 thr",
@@ -119,9 +126,9 @@ def cmd_table(args: argparse.Namespace) -> int:
     if args.latency:
         print("\n".join(latency_table(budgets, Path(args.results))))
         return 0
-    from bench.budget.solve import solve_budget
-    from bench.budget.spec import load_budget
-    from bench.cost.counting import COUNTERS
+    from bench.budget.solve import solve_budget  # yaml, the solvers: loaded only by `table`
+    from bench.budget.spec import load_budget  # yaml: loaded only by the commands that read a budget file
+    from bench.cost.counting import COUNTERS  # the MAC counters: loaded only by `table`
 
     head = ["budget", "model", "d_model", "ffn_dim", "params", "params_total", "MACs (rel. to target)"]
     head += [f"{c}" for c in COUNTERS] + ["with output"]

@@ -10,7 +10,7 @@ from bench.cli import args as check
 
 
 def cmd_shapes(args: argparse.Namespace) -> int:
-    from bench.train.shapes import search
+    from bench.train.shapes import search  # yaml, the model registry: loaded when the command runs
 
     executor = check.executor(args.executor)
     kwargs = {"results_root": Path(args.results).resolve() if executor != "local" else Path(args.results)} \

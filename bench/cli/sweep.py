@@ -10,10 +10,12 @@ from pathlib import Path
 
 from bench.cli import args as check
 from bench.errors import BenchError
+from bench.report import has_records, results_dir_for
+from bench.sweep.jobs import failure_message
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.sweep.runner import Sweep, SweepOptions
+    from bench.sweep.runner import Sweep, SweepOptions  # yaml, the model registry: loaded only by `run`
 
     models = check.words(args.models) or None
     compress = check.words(args.compress)
@@ -51,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise BenchError(f"--stages {args.stages!r}: valid stages are {', '.join(SweepOptions.stages)}")
         opts.stages = stages
     if args.device == "cuda":
-        import torch
+        import torch  # torch: loaded only by `run --device cuda`
 
         if not torch.cuda.is_available():
             raise BenchError("--device cuda: no CUDA device is visible here; use --device cpu")
@@ -59,8 +61,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     for path in sweep.run():
         print(f"wrote {path}")
     if sweep.failed:  # exit 1, each failed job named with its log
-        from bench.sweep.jobs import failure_message
-
         raise failure_message(sweep.failed)
     return 0
 
@@ -68,12 +68,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild tables and figures; prints the files written (stdout) and what could not be drawn yet (stderr,
     ``note:`` lines). A missing folder or no records is bad input."""
-    from bench.report import has_records, results_dir_for
+    # matplotlib, pandas: loaded only by `report`
     from bench.report.combined import write_combined_figure, write_combined_table
-    from bench.report.figures import write_figures
-    from bench.report.leaderboard import build_leaderboard
-    from bench.report.render import write_leaderboard
-    from bench.report.tasks import FOLDER, write_tasks_summary
+    from bench.report.figures import write_figures  # matplotlib, seaborn: loaded only by `report`
+    from bench.report.leaderboard import build_leaderboard  # pandas: loaded only by `report`
+    from bench.report.render import write_leaderboard  # pandas: loaded only by `report`
+    from bench.report.tasks import FOLDER, write_tasks_summary  # pandas: loaded only by `report`
 
     given = Path(args.results) if args.results else None
     if given is not None and (given / "runs").is_dir():
@@ -133,7 +133,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     # the length study: a translation budget folder and its longer-schedule siblings (100M, 100M-x4, 100M-x16)
     base = re.sub(r"-x(4|16)$", "", results_dir.name)
     if re.fullmatch(r"[0-9.]+[KMGT]", base):
-        from bench.report.length import write_length
+        from bench.report.length import write_length  # matplotlib: loaded only by `report` of a budget folder
 
         try:
             written += write_length(root / base, root / "combined", base)
@@ -154,6 +154,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
+    # sacrebleu, sentencepiece: loaded only by `recipes`
     from bench.sweep.study import DEFAULT_OUT, compare_recipes, markdown
 
     seeds = check.integers("--seeds", args.seeds) or [1]
@@ -164,7 +165,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from bench.train.tune import tune
+    from bench.train.tune import tune  # yaml, the model registry: loaded only by `tune`
 
     grid = []
     for w in check.words(args.grid):

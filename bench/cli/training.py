@@ -9,17 +9,17 @@ from pathlib import Path
 from bench.cli import args as check
 from bench.cli.output import print_json
 from bench.errors import BenchError
+from bench.train.schedules import get_schedule, parse_schedule_sets
 
 DEFAULT_CORPUS = {"mt": "libreoffice-en-de", "lm": "sotu", "sum": "debian-descriptions"}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
+    import torch  # torch: loaded only by `train` (the command line starts light)
 
-    from bench.budget.resolve import resolve_model
-    from bench.budget.spec import load_budget
-    from bench.train.schedules import get_schedule, parse_schedule_sets
-    from bench.train.trainer import Trainer, init_distributed, load_task_data
+    from bench.budget.resolve import resolve_model  # the model registry: loaded only by `train`
+    from bench.budget.spec import load_budget  # yaml: loaded only by `train`
+    from bench.train.trainer import Trainer, init_distributed, load_task_data  # sentencepiece: loaded only by `train`
 
     threads = check.threads("--threads", args.threads) if args.threads is not None else None
     vocab = check.integer("--vocab-size", args.vocab_size, 5)
@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from bench.evaluation.evaluate import evaluate_run
+    from bench.evaluation.evaluate import evaluate_run  # sacrebleu, sentencepiece: loaded only by `evaluate`
 
     max_sentences = check.integer("--max-sentences", args.max_sentences)  # >= 1, before anything runs
     res = evaluate_run(Path(args.run_dir), beam=args.beam, length_penalty=args.length_penalty,
@@ -99,7 +99,7 @@ def _interval(ci: object) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench.evaluation.evaluate import paired_bootstrap
+    from bench.evaluation.evaluate import paired_bootstrap  # sacrebleu, sentencepiece: loaded only by `compare`
 
     samples = check.integer("--samples", args.samples)
     if not Path(args.run_a).is_dir() or not Path(args.run_b).is_dir():

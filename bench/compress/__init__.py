@@ -19,7 +19,6 @@ from bench.compress.pipeline import (
     choose_sparsity,
     compress_run,
     measure_stage_latency,
-    stage_tag,
     valid_bleu,
 )
 from bench.compress.pruning import (
@@ -51,6 +50,7 @@ from bench.compress.sizes import (
     sparse_int8_tensor_bytes,
     transformer_base_size,
 )
+from bench.compress.tags import stage_tag
 
 __all__ = [
     "BASE_SHAPE",

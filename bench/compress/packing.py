@@ -56,7 +56,13 @@ def relative_index_entries(positions: Tensor, bits: int = INDEX_BITS) -> int:
 
 def encoded_bytes(values: Tensor, elem_bytes: int | None = None, bits: int = INDEX_BITS) -> tuple[int, str]:
     """(bytes, layout) of the cheapest layout of one tensor (module docstring), ``elem_bytes`` per stored
-    value (default: the tensor's own element size). Ties go to the simpler layout (dense, bitmap, relative)."""
+    value (default: the tensor's own element size). Ties go to the simpler layout (dense, bitmap, relative).
+
+    Args:
+        values: the tensor (its zeros are what the sparse layouts leave out).
+        elem_bytes: bytes per stored value; None: the tensor's element size.
+        bits: the relative layout's gap width (16).
+    """
     e = values.element_size() if elem_bytes is None else elem_bytes
     n = values.numel()
     nz = torch.nonzero(values.reshape(-1) != 0).flatten()

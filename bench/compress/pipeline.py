@@ -41,6 +41,7 @@ from bench.compress.sizes import (
     sparse_int8_size,
     transformer_base_size,
 )
+from bench.compress.tags import human_tokens, stage_tag
 from bench.cost.params import count_params
 from bench.data import Tokenizer
 from bench.errors import BenchError
@@ -53,44 +54,36 @@ from bench.evaluation.evaluate import (
     translate,
 )
 from bench.infra.atomic import write_files
+from bench.latency import all_cores, check_threads, measure_latency
 from bench.latency.lock import SHARED, holding
 from bench.train.trainer import CHECKPOINT
+from bench.train.validation import corpus_nll, subset
 
 DEFAULT_CANDIDATES = (0.1, 0.2, 0.3, 0.4, 0.5)
-
-
-def _human(n: int) -> str:
-    """50000 -> '50k', 2500000 -> '2.5M', 1234 -> '1234'."""
-    for unit, div in (("M", 10**6), ("k", 10**3)):
-        if n >= div and n % (div // 10) == 0:
-            return f"{n / div:g}{unit}"
-    return str(n)
-
-
-def stage_tag(quantize: str | None, prune: float | None, scope: str = "global",
-              finetune_tokens: int | None = None) -> str:
-    """"fp32", "int8", "int8+prune0.30", "prune0.30-layer", "int8+prune0.30+ft50k", ..."""
-    parts = [quantize] if quantize else []
-    if prune:
-        parts.append(f"prune{prune:.2f}" + ("-layer" if scope == "layer" else ""))
-        if finetune_tokens:
-            parts.append(f"ft{_human(finetune_tokens)}")
-    return "+".join(parts) or "fp32"
-
 
 
 CRITERIA = ("valid_nll", "bleu")
 
 
 def valid_nll(model: nn.Module, ctx: EvalContext, max_sentences: int | None = None) -> float:
-    """NLL per target token (nats) on the first ``max_sentences`` of the validation split (all by default)."""
-    from bench.train.validation import corpus_nll, subset
+    """NLL per target token (nats) on the first ``max_sentences`` of the validation split (all by default).
 
+    Args:
+        model: the model scored.
+        ctx: the run's evaluation context (tokenizer, splits).
+        max_sentences: validation sentences used; None: all.
+    """
     return corpus_nll(model, subset(ctx.valid, max_sentences), ctx.tok.pad_id, ctx.tok.bos_id)
 
 
 def valid_bleu(model: nn.Module, ctx: EvalContext, max_sentences: int | None = None) -> dict[str, Any]:
-    """BLEU/chrF on the first ``max_sentences`` of the validation split (all by default), the run's beam."""
+    """BLEU/chrF on the first ``max_sentences`` of the validation split (all by default), the run's beam.
+
+    Args:
+        model: the model scored.
+        ctx: the run's evaluation context (tokenizer, splits, beam).
+        max_sentences: validation sentences decoded; None: all.
+    """
     src = ctx.splits["valid"].src[:max_sentences]
     refs = ctx.splits["valid"].tgt[:max_sentences]
     hyps = translate(model, ctx.tok, src, beam=ctx.beam, length_penalty=ctx.length_penalty, batch=ctx.batch)
@@ -103,9 +96,14 @@ def measure_stage_latency(model: nn.Module, threads: Sequence[int | str | None] 
                           **timing: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``bench.latency.measure_latency`` of each workload at each thread count (batch 1, CPU, fp32 activations
     outside the int8 matmuls). Returns the flat keys ``<workload>_<p50|p90>_ms_t<threads>`` (+ ``threads_all``)
-    and the full records without their raw samples. ``timing``: warmup, min_runs, min_time_s."""
-    from bench.latency import all_cores, check_threads, measure_latency
+    and the full records without their raw samples. ``timing``: warmup, min_runs, min_time_s.
 
+    Args:
+        model: the stage's model.
+        threads: thread counts ("all": every core this process may use).
+        workloads: the workloads timed.
+        name: the model's name in the records.
+    """
     flat: dict[str, Any] = {}
     records, warns = [], []
     for th in threads:
@@ -250,7 +248,30 @@ def compress_run(
     ``out_dir`` that holds a run, an evaluation or another run's compression is refused before anything runs,
     see :func:`_check_out_dir`). Returns that dict: ``stages`` (one flat record per stage, the
     leaderboard's compress rows), ``settings``, ``choice``, ``finetune``, ``transformer_base``, ``latency``.
-    Holds the machine lock shared, and exclusively while it times a stage (bench.latency.lock)."""
+    Holds the machine lock shared, and exclusively while it times a stage (bench.latency.lock).
+
+    Args:
+        run_dir: the trained translation run folder.
+        quantize: "int8", or None: no quantization.
+        prune: the sparsity in (0, 1), "auto" (:func:`choose_sparsity`), or None: no pruning.
+        prune_scope: "global" (one ranking over all weights) or "layer" (per tensor).
+        finetune_tokens: target tokens of fine-tuning with the mask held, after pruning; None: none.
+        out_dir: the output folder; None: RUN_DIR/compress-<final tag>.
+        threads: thread counts each stage is timed at ("all": every core).
+        qscheme: int8 weight scales: "per_channel" or "per_tensor".
+        beam: beam size; None: the run's.
+        length_penalty: None: the run's.
+        max_sentences: test sentences scored; None: all.
+        latency: time each stage (False: sizes and quality only).
+        timing: warmup, min_runs, min_time_s of each timing; None: the defaults.
+        finetune_lr: fine-tuning peak learning rate; None: a tenth of the run's.
+        candidates: the sparsities ``prune="auto"`` tries, in increasing order.
+        max_bleu_drop: BLEU points a candidate may lose (criterion "bleu").
+        choose_sentences: validation sentences the choice scores; None: all.
+        progress: show fine-tuning progress bars.
+        criterion: what the choice holds: "valid_nll" or "bleu".
+        max_nll_increase: nats of validation NLL a candidate may add (criterion "valid_nll").
+    """
     quantize = check_quantize(quantize)
     scope = check_scope(prune_scope)
     auto = isinstance(prune, str) and prune.strip().lower() == "auto"
@@ -402,7 +423,7 @@ def _choose(model: nn.Module, spec: dict[str, Any], ctx: EvalContext, candidates
         "reference": "fp32",
         "allowed": allowed,
         "pipeline": "+".join([*([quantize] if quantize else []), "prune<s>" + ("-layer" if scope == "layer" else ""),
-                              *([f"ft{_human(finetune_tokens)}"] if finetune_tokens else [])]),
+                              *([f"ft{human_tokens(finetune_tokens)}"] if finetune_tokens else [])]),
         "rule": f"candidates in increasing order; the last one before the first whose {criterion} loss against "
                 "fp32 exceeds the allowed one (None when the smallest already does)",
         "candidates": tried,
@@ -431,11 +452,24 @@ def choose_sparsity(
     out_dir: Path | str | None = None,
 ) -> dict[str, Any]:
     """The largest candidate sparsity whose pruned (+ int8, + fine-tuned when asked) model keeps its validation
-    NLL within ``max_nll_increase`` nats of the fp32 model (``criterion="valid_nll"``, the default) or its BLEU
-    within ``max_bleu_drop`` (``criterion="bleu"``), measured on the validation split (the first ``max_sentences``
-    sentences; never the test split, so the choice is not tuned on test), with the run's beam. Candidates
-    are tried in increasing order and the search stops at the first failure. Returns ``sparsity`` (None when
-    even the smallest candidate fails) and every candidate's score and loss against fp32."""
+    quality (never the test split's); candidates in increasing order, stopping at the first failure. Returns
+    ``sparsity`` (None when even the smallest fails) and every candidate's score and loss against fp32.
+
+    Args:
+        run_dir: the trained translation run.
+        candidates: the sparsities tried, each in (0, 1).
+        max_bleu_drop: BLEU a candidate may lose (``criterion="bleu"``).
+        criterion: "valid_nll" (the default) or "bleu", both on the validation split.
+        max_nll_increase: validation NLL a candidate may add, nats (``criterion="valid_nll"``).
+        quantize: "int8" (each candidate quantized too) or None.
+        qscheme: the int8 scheme (per_channel or per_tensor).
+        prune_scope: "global" (one threshold) or "layer" (each layer alike).
+        finetune_tokens: target tokens of fine-tuning after pruning, mask held; None: none.
+        finetune_lr: the fine-tuning's peak rate (None: the run's recipe).
+        max_sentences: the first N validation sentences scored (None: all).
+        beam: the beam size (None: the run's schedule's).
+        out_dir: where the candidates go (default RUN_DIR/compress-choose).
+    """
     quantize = check_quantize(quantize)
     scope = check_scope(prune_scope)
     ft = check_tokens(finetune_tokens)

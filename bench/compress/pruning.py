@@ -110,7 +110,13 @@ def measure_sparsity(model: nn.Module) -> dict[str, Any]:
 def magnitude_masks(weights: Mapping[str, Tensor], sparsity: float, scope: str = "global") -> dict[str, Tensor]:
     """Boolean keep-masks that zero exactly round(sparsity x n) weights of the smallest magnitude: over all
     tensors together ("global", n = all weights) or within each tensor ("layer", n = its size). Ties are
-    broken by position (stable sort), so the count is exact and the masks are deterministic."""
+    broken by position (stable sort), so the count is exact and the masks are deterministic.
+
+    Args:
+        weights: name -> the prunable weight tensors.
+        sparsity: the fraction zeroed, in [0, 1).
+        scope: "global" (one ranking over all weights) or "layer" (per tensor).
+    """
     sparsity = check_sparsity(sparsity)
     check_scope(scope)
     if scope == "layer":
@@ -143,7 +149,13 @@ def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
 
 
 def prune_model(model: nn.Module, sparsity: float, scope: str = "global") -> dict[str, Tensor]:
-    """Magnitude-prune ``model`` in place; returns the keep-masks (for fine-tuning with the mask held)."""
+    """Magnitude-prune ``model`` in place; returns the keep-masks (for fine-tuning with the mask held).
+
+    Args:
+        model: pruned in place (its prunable weights: :func:`prunable_weights`).
+        sparsity: the fraction zeroed, in [0, 1).
+        scope: "global" or "layer" (:func:`magnitude_masks`).
+    """
     masks = magnitude_masks(prunable_weights(model), sparsity, scope)
     apply_masks(model, masks)
     return masks
@@ -178,7 +190,13 @@ def run_schedule(spec: Mapping[str, Any]) -> Schedule:
 
 def finetune_schedule(spec: Mapping[str, Any], tokens: int, lr: float | None = None) -> Schedule:
     """The run's recipe over ``tokens`` target tokens: peak lr = ``lr`` or a tenth of the run's, warm-up
-    10% of the expected steps (at most the run's warm-up), cosine to min_lr, no intermediate validation."""
+    10% of the expected steps (at most the run's warm-up), cosine to min_lr, no intermediate validation.
+
+    Args:
+        spec: the run's spec (run.json), whose schedule is the recipe.
+        tokens: target tokens to fine-tune on.
+        lr: the peak learning rate; None: a tenth of the run's.
+    """
     s = run_schedule(spec)
     steps = max(1, math.ceil(tokens / s.batch_tokens))
     ft = s.with_overrides(
@@ -196,7 +214,18 @@ def finetune_schedule(spec: Mapping[str, Any], tokens: int, lr: float | None = N
 def finetune_masked(model: nn.Module, spec: Mapping[str, Any], tok: Tokenizer, masks: Mapping[str, Tensor],
                     tokens: int, out_dir: Path, lr: float | None = None, progress: bool = False) -> dict[str, Any]:
     """Fine-tune ``model`` (in place) for ``tokens`` target tokens with the run's Trainer recipe, the mask held;
-    the log (train.jsonl, train.json) goes to ``out_dir``. Returns the Trainer's summary."""
+    the log (train.jsonl, train.json) goes to ``out_dir``. Returns the Trainer's summary.
+
+    Args:
+        model: the pruned model, fine-tuned in place.
+        spec: the run's spec (its corpus, task, config, schedule and seed).
+        tok: the run's tokenizer; the corpus must still give the same one.
+        masks: name -> keep-mask (:func:`prune_model`), held throughout.
+        tokens: target tokens to fine-tune on.
+        out_dir: where the training log goes.
+        lr: the peak learning rate; None: a tenth of the run's.
+        progress: show a progress bar.
+    """
     sched = finetune_schedule(spec, tokens, lr)
     data = load_task_data(spec["corpus"], spec["task"], sched, int(spec.get("vocab_size") or tok.vocab_size))
     if data.tokenizer.path and tok.path and Path(data.tokenizer.path).resolve() != Path(tok.path).resolve():

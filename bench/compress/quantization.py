@@ -70,6 +70,7 @@ def quantize_int8(model: nn.Module, qscheme: str = "per_channel") -> nn.Module:
         raise BenchError(f"unknown weight quantization scheme {qscheme!r}; valid: {', '.join(QSCHEMES)}")
     with quiet_quantization():
         try:
+            # here, not at the top: its deprecation warnings silenced, its absence one clear error
             from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
         except ImportError:
             raise BenchError(f"int8: torch {torch.__version__} has no torch.ao.quantization.quantize_dynamic; "

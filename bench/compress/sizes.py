@@ -42,7 +42,14 @@ BASE_SHAPE = dict(d_model=512, ffn_dim=2048, encoder_layers=6, decoder_layers=6,
 
 def save_compressed(model: nn.Module, path: Path, spec: Mapping[str, Any], meta: Mapping[str, Any]) -> int:
     """Write the stage's model (state dict + run spec + how it was compressed) atomically; returns its size in
-    bytes, measured from the file."""
+    bytes, measured from the file.
+
+    Args:
+        model: the stage's model.
+        path: the file written.
+        spec: the run's spec, stored with it.
+        meta: how it was compressed (quantize, qscheme, prune, ...), stored with it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tree, blob = to_blob(pack_model(model, int8_embeddings=meta.get("quantize") == "int8"))
@@ -81,7 +88,13 @@ def load_compressed(path: Path) -> tuple[nn.Module, dict[str, Any]]:
 def sparse_int8_tensor_bytes(values: Tensor, scales: int = 1, bits: int = INDEX_BITS) -> tuple[int, str]:
     """(bytes, layout) of one 8-bit weight tensor in the cheapest of: "dense" (n bytes), "bitmap"
     (ceil(n / 8) + nnz bytes), "relative16" (3 bytes per entry: value + 16-bit gap, fillers included); plus
-    ``scales`` fp32 scales (4 bytes each)."""
+    ``scales`` fp32 scales (4 bytes each).
+
+    Args:
+        values: the tensor's 8-bit values (pruned weights are zeros).
+        scales: how many fp32 scales are stored with it.
+        bits: the relative layout's gap width (16).
+    """
     b, layout = encoded_bytes(values, 1, bits)
     return b + 4 * scales, layout
 
@@ -150,7 +163,13 @@ def transformer_base_size(config: Mapping[str, Any]) -> dict[str, int]:
 
 def compression_ratio(compressed_bytes: int, config: Mapping[str, Any], include_embeddings: bool = True) -> float:
     """fp32 Transformer base (d=512; params_total x 4 bytes, or params without embeddings x 4 bytes with
-    ``include_embeddings=False``) over ``compressed_bytes``, for a model with ``config``'s vocabulary."""
+    ``include_embeddings=False``) over ``compressed_bytes``, for a model with ``config``'s vocabulary.
+
+    Args:
+        compressed_bytes: the compressed model's size in bytes (> 0).
+        config: the model's config; its vocabulary sizes the Transformer base.
+        include_embeddings: False: the base's size without its embeddings.
+    """
     if compressed_bytes <= 0:
         raise BenchError(f"compressed size must be positive, got {compressed_bytes}")
     base = transformer_base_size(config)

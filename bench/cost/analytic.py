@@ -38,16 +38,37 @@ class Protocol:
 
 
 def attention(t: int, s: int, d: int, kdim: int | None = None) -> int:
-    """q and out projections on t queries, k and v on s keys, then Q K^T and A V (t*s*d each)."""
+    """q and out projections on t queries, k and v on s keys, then Q K^T and A V (t*s*d each).
+
+    Args:
+        t: query positions.
+        s: key positions.
+        d: the attention's width (the q and out projections are d x d).
+        kdim: the width the keys and values are projected from; None: ``d``.
+    """
     kdim = kdim or d
     return 2 * t * d * d + 2 * s * kdim * d + 2 * t * s * d
 
 
 def ffn(t: int, d: int, f: int) -> int:
+    """A feed-forward block: d -> f -> d on t positions.
+
+    Args:
+        t: positions.
+        d: the model width.
+        f: the hidden width.
+    """
     return 2 * t * d * f
 
 
 def transformer(cfg: Any, n_src: int, n_tgt: int) -> int:
+    """The Transformer's encoder (translation only) and decoder, output projection not counted.
+
+    Args:
+        cfg: the model's config (task, d_model, ffn_dim, layer counts).
+        n_src: source tokens.
+        n_tgt: target tokens.
+    """
     d, f = cfg.d_model, cfg.ffn_dim
     enc = cfg.encoder_layers * (attention(n_src, n_src, d) + ffn(n_src, d, f)) if cfg.task == "mt" else 0
     cross = attention(n_tgt, n_src, d) if cfg.task == "mt" else 0
@@ -56,7 +77,13 @@ def transformer(cfg: Any, n_src: int, n_tgt: int) -> int:
 
 
 def lsra(t: int, cfg: Any, k: int) -> int:
-    """Attention of width c = d/2 on half the channels, the convolution branch on the other half."""
+    """Attention of width c = d/2 on half the channels, the convolution branch on the other half.
+
+    Args:
+        t: positions.
+        cfg: the Lite Transformer's config (d_model, glu, conv, conv_heads).
+        k: the convolution's kernel size.
+    """
     c = cfg.d_model // 2
     branch_in = t * c * (2 * c if cfg.glu else c)
     predictor = t * c * cfg.conv_heads * k if cfg.conv == "dynamic" else 0
@@ -64,6 +91,13 @@ def lsra(t: int, cfg: Any, k: int) -> int:
 
 
 def lite_transformer(cfg: Any, n_src: int, n_tgt: int) -> int:
+    """The Lite Transformer's encoder (translation only) and decoder of LSRA blocks, output projection not counted.
+
+    Args:
+        cfg: the model's config (task, d_model, ffn_dim, kernel_sizes, layer counts).
+        n_src: source tokens.
+        n_tgt: target tokens.
+    """
     d, f, ks = cfg.d_model, cfg.ffn_dim, cfg.kernel_sizes
     enc = 0
     if cfg.task == "mt":
@@ -74,10 +108,25 @@ def lite_transformer(cfg: Any, n_src: int, n_tgt: int) -> int:
 
 
 def separable(t: int, c_in: int, c_out: int, k: int) -> int:
+    """A depthwise-separable convolution: depthwise (k taps per channel), then pointwise.
+
+    Args:
+        t: positions.
+        c_in: input channels.
+        c_out: output channels.
+        k: the kernel size.
+    """
     return t * c_in * k + t * c_in * c_out
 
 
 def evolved_transformer(cfg: Any, n_src: int, n_tgt: int) -> int:
+    """The Evolved Transformer's encoder (translation only) and decoder cells, output projection not counted.
+
+    Args:
+        cfg: the model's config (task, d_model, ffn_dim, layer counts).
+        n_src: source tokens.
+        n_tgt: target tokens.
+    """
     d, f = cfg.d_model, cfg.ffn_dim
     enc = 0
     if cfg.task == "mt":

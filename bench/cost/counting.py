@@ -140,14 +140,14 @@ def count_flop_counter(pass_module: nn.Module, inputs: tuple[Tensor, ...]) -> tu
 
 # ---------------------------------------------------------------------------------------------- fvcore
 def _fvcore_sdpa(inputs: list[Any], outputs: list[Any]) -> int:
-    from fvcore.nn.jit_handles import get_shape
+    from fvcore.nn.jit_handles import get_shape  # fvcore: loaded only when the fvcore counter runs
 
     q, k, v = (get_shape(x) for x in inputs[:3])
     return math.prod(q[:-1]) * k[-2] * (q[-1] + v[-1])
 
 
 def _fvcore_baddbmm(inputs: list[Any], outputs: list[Any]) -> int:
-    from fvcore.nn.jit_handles import get_shape
+    from fvcore.nn.jit_handles import get_shape  # fvcore: loaded only when the fvcore counter runs
 
     a, b = get_shape(inputs[1]), get_shape(inputs[2])
     return a[0] * a[1] * a[2] * b[2]
@@ -159,7 +159,7 @@ def _fvcore_zero(inputs: list[Any], outputs: list[Any]) -> int:
 
 def count_fvcore(pass_module: nn.Module, inputs: tuple[Tensor, ...]) -> tuple[int, list[str]]:
     """(MACs, ops fvcore skipped that may do MAC work) by fvcore's FlopCountAnalysis (which counts MACs)."""
-    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn import FlopCountAnalysis  # fvcore: loaded only when the fvcore counter runs
 
     fca = FlopCountAnalysis(pass_module, inputs)
     fca.set_op_handle(
@@ -192,7 +192,7 @@ def _thop_zero(m: nn.Module, x: tuple[Tensor, ...], y: Tensor) -> None:
 
 def count_thop(pass_module: nn.Module, inputs: tuple[Tensor, ...]) -> tuple[int, list[str]]:
     """(MACs, []) by ultralytics-thop's module hooks + functional-product counting."""
-    import thop
+    import thop  # thop: loaded only when the thop counter runs
 
     custom = {DepthwiseConv: _thop_depthwise, nn.LayerNorm: _thop_zero, nn.Embedding: _thop_zero}
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
@@ -237,7 +237,13 @@ class MacReport:
 def count_macs(
     model: nn.Module, counters: tuple[str, ...] = COUNTERS, protocol: Protocol = Protocol()
 ) -> MacReport:
-    """Count ``model``'s MACs by every counter in ``counters`` (the primary one always runs)."""
+    """Count ``model``'s MACs by every counter in ``counters`` (the primary one always runs).
+
+    Args:
+        model: the model, counted in eval mode (its mode is restored).
+        counters: the counters to run besides the primary one (COUNTERS: all of them).
+        protocol: the inputs counted: batch, source and target tokens.
+    """
     unknown = [c for c in counters if c not in COUNTERS]
     if unknown:
         raise ValueError(f"unknown counter(s) {', '.join(unknown)}; valid: {', '.join(COUNTERS)}")

@@ -95,7 +95,13 @@ class PeakMemory:
 
 
 def measure_peak_memory(fn: Callable[[], Any], calls: int = 1, device: str | torch.device = "cpu") -> PeakMemory:
-    """Run ``fn`` ``calls`` times and report the peak memory it reached (see the module docstring)."""
+    """Run ``fn`` ``calls`` times and report the peak memory it reached (see the module docstring).
+
+    Args:
+        fn: the workload, called without arguments.
+        calls: how many times it runs.
+        device: "cpu" (the resident set) or a CUDA device (the allocator's peak).
+    """
     cuda = torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.synchronize()

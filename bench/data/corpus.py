@@ -96,6 +96,13 @@ def get_corpus(
     otherwise pass them (given one, the other is the folder's only other ``train.*`` language). A named
     translation corpus may be read reversed (``src="de"`` for ``libreoffice-en-de``); its leak filter and
     test-clean split stay defined on the name's source side.
+
+    Args:
+        name_or_dir: a built-in corpus name or a folder of plain-text splits.
+        task: mt, lm or sum; None: the name's, or the folder's (as above).
+        cache_dir: where built-in corpora are built (default: .cache/data or LITEBENCH_DATA).
+        src: the source language (translation) or side; None: as above.
+        tgt: the target language or side; None: as above.
     """
     if _is_name(name_or_dir):
         return _named(str(name_or_dir), task, Path(cache_dir), src, tgt)

@@ -29,6 +29,11 @@ def apt_download(packages: list[str], dest: Path, hint: str = "") -> dict[str, P
     """Download Debian packages with ``apt-get download`` into ``dest``; return {package: .deb path}.
 
     ``hint`` ends the error line (e.g. which keyword argument takes a folder of ``.deb`` files).
+
+    Args:
+        packages: the package names.
+        dest: the folder the .deb files go to (created).
+        hint: what else the user may do, appended to an error line.
     """
     dest.mkdir(parents=True, exist_ok=True)
     wanted = " ".join(packages)
@@ -45,7 +50,13 @@ def apt_download(packages: list[str], dest: Path, hint: str = "") -> dict[str, P
 
 
 def find_debs(packages: list[str], folder: Path, hint: str = "") -> dict[str, Path]:
-    """Find ``<package>_<version>_<arch>.deb`` for each package in ``folder`` (the newest name if several)."""
+    """Find ``<package>_<version>_<arch>.deb`` for each package in ``folder`` (the newest name if several).
+
+    Args:
+        packages: the package names.
+        folder: the folder holding the .deb files.
+        hint: what else the user may do, appended to an error line.
+    """
     found: dict[str, Path] = {}
     for pkg in packages:
         debs = sorted(folder.glob(f"{pkg}_*.deb"))
@@ -89,6 +100,11 @@ def npm_pack(package: str, dest: Path, hint: str = "") -> tuple[Path, dict]:
     """Download an npm package's tarball with ``npm pack`` into ``dest``.
 
     Returns the ``.tgz`` path and npm's metadata for it (``name``, ``version``, ``integrity``, ``size``...).
+
+    Args:
+        package: the npm package name.
+        dest: the folder the tarball goes to (created).
+        hint: what else the user may do, appended to an error line.
     """
     dest.mkdir(parents=True, exist_ok=True)
     fix = f"run `npm pack {package}` where npm can reach its registry" + (f" and {hint}" if hint else "")

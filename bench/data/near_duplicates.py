@@ -46,6 +46,11 @@ def near_duplicate_mask(
     """For each query, whether some reference has token-set Jaccard >= ``threshold`` with it.
 
     Queries without any word token are never near-duplicates (compare them exactly instead).
+
+    Args:
+        queries: the texts tested.
+        references: the texts they are tested against.
+        threshold: the Jaccard similarity, in (0, 1], from which a query is a near-duplicate.
     """
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")

@@ -79,7 +79,13 @@ def read_lines(path: Path) -> list[str]:
 
 
 def parallel_splits(path: Path, src: str, tgt: str) -> tuple[str, ...]:
-    """The splits present in a translation folder: train, valid, test, plus test-clean if both sides exist."""
+    """The splits present in a translation folder: train, valid, test, plus test-clean if both sides exist.
+
+    Args:
+        path: the folder.
+        src: the source language suffix.
+        tgt: the target language suffix.
+    """
     path = _check_folder(path)
     optional = tuple(s for s in OPTIONAL_SPLITS if (path / f"{s}.{src}").is_file() and (path / f"{s}.{tgt}").is_file())
     return REQUIRED_SPLITS + optional
@@ -90,6 +96,11 @@ def load_parallel_dir(path: Path, src: str = "de", tgt: str = "en") -> dict[str,
 
     Returns {split: ParallelSplit}. Raises DataError when the folder or a file is missing, a file is empty,
     the two sides of a split have different line counts, or a pair has one side empty and the other not.
+
+    Args:
+        path: the folder.
+        src: the source language suffix.
+        tgt: the target language suffix.
     """
     if src == tgt:
         raise DataError(f"source and target language are both {src!r}: pass src= and tgt= for {path}")

@@ -17,6 +17,7 @@ synopsis); ``<split>.pkg`` names the example's binary package, version and sourc
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 import time
 from collections.abc import Sequence
@@ -115,7 +116,14 @@ def make_sum_splits(
     the given order stays); 3. put each pair in the split of its source package (``split.split_of``), so that
     binary packages of one source never straddle two splits; 4. drop valid and test pairs whose description
     also occurs in train; 5. ``test-clean``: the test pairs whose description has token-set Jaccard <
-    ``near_dup_threshold`` with every train description."""
+    ``near_dup_threshold`` with every train description.
+
+    Args:
+        examples: the (description, synopsis) pairs with their source packages.
+        rules: the pair-cleaning rules (:class:`SumRules`).
+        split: the hashed split, keyed by source package.
+        near_dup_threshold: token-set Jaccard at or above which a test pair is a near-duplicate of train.
+    """
     dropped: dict[str, int] = {}
     seen: set[tuple[str, str]] = set()
     duplicates = 0
@@ -158,7 +166,15 @@ def _median_words(lines: Sequence[str]) -> float:
 
 def sum_config(name: str, rules: SumRules, split: HashSplit, near_dup_threshold: float, component: str) -> dict:
     """Everything that determines the built corpus (the manifest's ``config``). The index files are not part of
-    it (the manifest records which were read): a cached corpus stays valid after apt drops Translation-en."""
+    it (the manifest records which were read): a cached corpus stays valid after apt drops Translation-en.
+
+    Args:
+        name: the corpus name.
+        rules: the pair-cleaning rules (:class:`SumRules`).
+        split: the hashed train/valid/test split.
+        near_dup_threshold: token-set Jaccard at or above which a test pair is a near-duplicate of train.
+        component: the Debian archive component (main).
+    """
     return {
         "format": FORMAT_VERSION, "name": name, "task": "sum", "src": "src", "tgt": "tgt",
         "source": f"Debian {component}: i18n/Translation-en (Description-en) joined with the Packages index",
@@ -176,7 +192,19 @@ def build_sum_corpus_from_index(
     started: float | None = None,
 ) -> dict:
     """Join, split and write ``out_dir`` from the texts of a Translation-en and a Packages file; return the
-    manifest. No apt here, so tests feed small hand-made files."""
+    manifest. No apt here, so tests feed small hand-made files.
+
+    Args:
+        translation_text: the Translation-en file's text.
+        packages_text: the Packages file's text.
+        out_dir: the corpus folder written.
+        config: the manifest's config (:func:`sum_config`).
+        rules: the pair-cleaning rules (:class:`SumRules`).
+        split: the hashed train/valid/test split.
+        near_dup_threshold: token-set Jaccard at or above which a test pair is a near-duplicate of train.
+        sources: what the inputs were (package, version, sha256...), copied into the manifest.
+        started: a ``time.perf_counter()`` value ``build_seconds`` counts from; None: this call.
+    """
     start = time.perf_counter() if started is None else started
     examples, join_counts = join_index(translation_text, packages_text)
     result = make_sum_splits(examples, rules, split, near_dup_threshold)
@@ -202,8 +230,6 @@ def build_sum_corpus_from_index(
 
 
 def _index_source(kind: str, path: Path, text: str, release: dict | None) -> dict:
-    import hashlib
-
     return {"index": kind, "file": Path(path).name, "sha256_text": hashlib.sha256(text.encode("utf-8")).hexdigest(),
             "bytes_text": len(text.encode("utf-8")), **({"release": release} if release else {})}
 
@@ -226,6 +252,17 @@ def build_sum_corpus(
     Packages index of the same release), which ``apt-get -o Acquire::Languages=en update`` fetches; or the
     files given (``translation``, ``packages``; plain or compressed as apt keeps them). Rebuilt only when
     missing, when the manifest's config differs, when a file's sha256 does not match, or with ``force``.
+
+    Args:
+        name: the corpus name (a key of SUM_CORPORA).
+        cache_dir: where the corpus folder is built.
+        translation: a Translation-en file; None (with ``packages``): apt's own.
+        packages: a Packages file of the same release; None (with ``translation``): apt's own.
+        component: the Debian archive component apt's index files are read for.
+        rules: the pair-cleaning rules (:class:`SumRules`).
+        split: the hashed train/valid/test split.
+        near_dup_threshold: token-set Jaccard at or above which a test pair is a near-duplicate of train.
+        force: rebuild even when current.
     """
     if name not in SUM_CORPORA:
         raise DataError(f"unknown summarization corpus {name!r}: use {', '.join(SUM_CORPORA)}, or a folder with "

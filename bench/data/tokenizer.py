@@ -134,6 +134,11 @@ def train_tokenizer(inputs: Sequence[Path], model: Path, config: TokenizerConfig
     """Train a sentencepiece model on the lines of ``inputs`` and write ``model`` (+ ``.vocab``, ``.json``).
 
     Files are written under temporary names and renamed, so a reader never sees half a model.
+
+    Args:
+        inputs: the text files trained on, one sentence per line.
+        model: the model file written.
+        config: vocabulary size, model type, seed and the other trainer settings.
     """
     inputs = [Path(p) for p in inputs]
     for p in inputs:
@@ -205,7 +210,13 @@ def training_files(corpus: Corpus) -> list[Path]:
 def get_tokenizer(
     corpus: Corpus, config: TokenizerConfig = TokenizerConfig(), model_dir: Path | None = None
 ) -> Tokenizer:
-    """The corpus's tokenizer, trained on first use into ``model_dir`` (default: beside the corpus)."""
+    """The corpus's tokenizer, trained on first use into ``model_dir`` (default: beside the corpus).
+
+    Args:
+        corpus: the corpus (its train split is trained on).
+        config: the tokenizer's settings (vocabulary size...).
+        model_dir: where the model is kept; None: the corpus folder.
+    """
     inputs = training_files(corpus)
     model = model_path(model_dir or corpus.root, config.vocab_size)
     with build_lock(model):  # one trainer at a time; a waiter then finds the model current
@@ -222,7 +233,13 @@ def get_tokenizer_capped(
 ) -> tuple[Tokenizer, str | None]:
     """:func:`get_tokenizer`, with the vocabulary capped where the corpus is too small for the size asked for:
     sentencepiece then names the largest size the text supports, and that size is used. Returns the tokenizer
-    and, when capped, a one-line note saying so (None otherwise)."""
+    and, when capped, a one-line note saying so (None otherwise).
+
+    Args:
+        corpus: the corpus (its train split is trained on).
+        config: the tokenizer's settings; its vocabulary size is the one asked for.
+        model_dir: where the model is kept; None: the corpus folder.
+    """
     try:
         return get_tokenizer(corpus, config, model_dir), None
     except DataError as err:

@@ -49,7 +49,13 @@ def lead_words(source: str, k: int) -> str:
 
 
 def lead_curve(sources: Sequence[str], refs: Sequence[str], ks: Sequence[int] = LEAD_KS) -> dict[int, float]:
-    """{k: mean ROUGE-L F1 x100 of lead-k against ``refs``} (the same rouge-score settings as every score)."""
+    """{k: mean ROUGE-L F1 x100 of lead-k against ``refs``} (the same rouge-score settings as every score).
+
+    Args:
+        sources: the descriptions.
+        refs: their reference synopses, aligned.
+        ks: the lead lengths tried, in words.
+    """
     if not sources:
         raise ValueError("no (source, reference) pairs to choose k on")
     out = {}
@@ -154,7 +160,7 @@ def lead_baseline(corpus_dir: Path | str) -> dict[str, Any]:
 def copy_source_bleu(corpus_dir: Path | str) -> dict[str, Any]:
     """BLEU and chrF of the source sentence as its own translation on test and test-clean, with sacreBLEU's
     signatures (bench.evaluation.evaluate's ``bleu_chrf``: the models' scoring exactly)."""
-    from bench.evaluation.evaluate import bleu_chrf
+    from bench.evaluation.evaluate import bleu_chrf  # sacrebleu, torch: loaded only for the copy-source baseline
 
     corpus = _open(corpus_dir, "mt")
     splits = corpus.load()

@@ -24,12 +24,15 @@ from typing import Any
 import numpy as np
 import sacrebleu
 import torch
+from sacrebleu.significance import PairedTest
 from torch import nn
 
 from bench.data import Tokenizer, get_corpus
 from bench.data.plaintext import text_lines
 from bench.errors import BenchError
+from bench.evaluation.rouge import rouge, sentence_rouge
 from bench.infra.atomic import write_files
+from bench.latency.lock import SHARED, hold
 from bench.train.batching import encode_parallel, encode_stream, lm_blocks
 from bench.train.run_folder import load_checkpoint
 from bench.train.tasks import SUM_MAX_OUTPUT, is_seq2seq
@@ -87,7 +90,18 @@ def translate(
     max_len_a: float = 1.2,
     max_len_b: int = 10,
 ) -> list[str]:
-    """Detokenized translations, in input order. Output length is capped at a*len(src)+b subwords (<= 200)."""
+    """Detokenized translations, in input order. Output length is capped at a*len(src)+b subwords (<= 200).
+
+    Args:
+        model: a sequence-to-sequence model.
+        tok: the run's tokenizer.
+        sources: the source sentences.
+        beam: beam size (1: greedy).
+        length_penalty: the beam search's length penalty.
+        batch: sentences decoded per batch (sorted by length).
+        max_len_a: ``a`` of the length cap.
+        max_len_b: ``b`` of the length cap, in subwords.
+    """
     cfg = model.config
     encoded = [np.asarray(tok.encode(s) + [tok.eos_id], dtype=np.int64) for s in sources]
     order = np.argsort([len(e) for e in encoded], kind="stable")
@@ -136,9 +150,22 @@ def score_test_splits(
     split and its test-clean subset (translated once: test-clean is a subset of test; a split with no pair among
     the first ``limit`` test sentences is not scored). With ``out_dir``, ``hyp.<split>.<hyp_suffix>`` and
     ``ref.<split>.<tgt_lang>``: written together once every split is scored, or, with ``pending``, added to it
-    for the caller to write with its other outputs (nothing is replaced before the whole evaluation succeeded)."""
-    from bench.evaluation.rouge import rouge
+    for the caller to write with its other outputs (nothing is replaced before the whole evaluation succeeded).
 
+    Args:
+        model: the model scored.
+        tok: the run's tokenizer.
+        splits: the corpus's splits (``test``, and ``test-clean`` when it has one).
+        beam: beam size.
+        length_penalty: the beam search's length penalty.
+        limit: the first test sentences scored; None: all.
+        batch: sentences decoded per batch.
+        out_dir: where the hypotheses and references go; None: not written.
+        hyp_suffix: the hypothesis files' suffix (``[<tag>.]beam<b>.<lang>``).
+        tgt_lang: the reference files' language suffix.
+        task: "mt" (BLEU/chrF) or "sum" (ROUGE).
+        pending: path -> text to be written by the caller; None: written here.
+    """
     limit = check_sentence_limit(limit)
     src, refs = splits["test"].src[:limit], splits["test"].tgt[:limit]
     cap = {"max_len_a": 0.0, "max_len_b": SUM_MAX_OUTPUT} if task == "sum" else {}
@@ -167,7 +194,15 @@ def eval_settings(
     spec: dict[str, Any], beam: int | None = None, length_penalty: float | None = None,
     max_sentences: int | None = None, batch: int | None = None,
 ) -> tuple[int, float, int | None, int]:
-    """(beam, length penalty, sentence limit, batch): the arguments given, else the run's schedule's."""
+    """(beam, length penalty, sentence limit, batch): the arguments given, else the run's schedule's.
+
+    Args:
+        spec: the run's spec (run.json), whose schedule gives the defaults.
+        beam: beam size; None: the run's schedule's (eval_beam, else 4).
+        length_penalty: the beam search's length penalty; None: the schedule's (eval_length_penalty, else 1.0).
+        max_sentences: test sentences scored; None: the schedule's eval_sentences (None there: all).
+        batch: sentences decoded per batch; None: the schedule's (eval_batch, else 32).
+    """
     sched = spec.get("schedule", {})
     beam = beam if beam is not None else int(sched.get("eval_beam", 4))
     if beam < 1:
@@ -200,6 +235,17 @@ class EvalContext:
     def for_run(cls, spec: dict[str, Any], tok: Tokenizer, beam: int | None = None,
                 length_penalty: float | None = None, max_sentences: int | None = None,
                 batch: int | None = None) -> EvalContext:
+        """The context of a run: its corpus loaded, its validation data encoded, the decoding settings of
+        :func:`eval_settings`.
+
+        Args:
+            spec: the run's spec (run.json).
+            tok: the run's tokenizer.
+            beam: beam size; None: the run's schedule's (eval_beam, else 4).
+            length_penalty: the beam search's length penalty; None: the schedule's (eval_length_penalty, else 1.0).
+            max_sentences: test sentences scored; None: the schedule's eval_sentences (None there: all).
+            batch: sentences decoded per batch; None: the schedule's (eval_batch, else 32).
+        """
         beam, lp, limit, batch = eval_settings(spec, beam, length_penalty, max_sentences, batch)
         corpus = get_corpus(spec["corpus"], task=spec["task"])
         splits = corpus.load()
@@ -219,7 +265,15 @@ def evaluate_model(model: nn.Module, ctx: EvalContext, out_dir: Path | None = No
     n); with ``out_dir`` the hypotheses are written as
     ``hyp.<split>.[<tag>.]beam<b>.<lang>`` and the references as ``ref.<split>.<lang>`` (with ``pending``: added to
     it, for the caller to write with its other outputs once everything succeeded). Language models:
-    ``valid_nll``, ``test_nll``, ``ppl``, ``ppl_word``, ``test_tokens``."""
+    ``valid_nll``, ``test_nll``, ``ppl``, ``ppl_word``, ``test_tokens``.
+
+    Args:
+        model: the model scored.
+        ctx: the run's evaluation context.
+        out_dir: where the hypotheses and references go; None: not written.
+        tag: inserted in the hypothesis file names (a compression stage); None: none.
+        pending: path -> text to be written by the caller; None: written here.
+    """
     tok = ctx.tok
     result: dict[str, Any] = {"valid_nll": corpus_nll(model, ctx.valid, tok.pad_id, tok.bos_id)}
     if is_seq2seq(ctx.spec["task"]):
@@ -249,9 +303,15 @@ def evaluate_run(
     batch: int | None = None,
 ) -> dict[str, Any]:
     """Score a run folder and write ``eval.json`` and the hypotheses beside its checkpoint, all together once
-    everything is scored (a failure replaces none of them). Holds the machine lock shared (bench.latency.lock)."""
-    from bench.latency.lock import SHARED, hold
+    everything is scored (a failure replaces none of them). Holds the machine lock shared (bench.latency.lock).
 
+    Args:
+        run_dir: the trained run folder.
+        beam: beam size; None: the run's schedule's (eval_beam, else 4).
+        length_penalty: the beam search's length penalty; None: the schedule's (eval_length_penalty, else 1.0).
+        max_sentences: test sentences scored; None: the schedule's eval_sentences (None there: all).
+        batch: sentences decoded per batch; None: the schedule's (eval_batch, else 32).
+    """
     check_sentence_limit(max_sentences)  # before anything runs
     with hold(SHARED, what=f"evaluating {run_dir}"):
         return _evaluate_run(Path(run_dir), beam, length_penalty, max_sentences, batch)
@@ -276,8 +336,6 @@ def _evaluate_run(run_dir: Path, beam: int | None, length_penalty: float | None,
         refs = text_lines(pending[run_dir / f"ref.test.{ctx.tgt_lang}"])
         result["test"]["hypotheses"] = hyps
         if spec["task"] == "sum":  # per summary: [ROUGE-1, ROUGE-2, ROUGE-L] F1
-            from bench.evaluation.rouge import sentence_rouge
-
             per = sentence_rouge(hyps, refs)
             result["test"]["rouge_sentences"] = [[round(v, 5) for v in row] for row in zip(*per.values())]
         else:
@@ -331,9 +389,14 @@ def paired_bootstrap(run_a: Path, run_b: Path, split: str = "test", n_samples: i
     hypotheses give the same BLEU statistics on every sentence (a run with itself) do not differ: ``identical``
     is true and the p-value 1.0 (sacreBLEU's formula would give its floor, 1/(n+1), for no difference at all).
     A file that does not read or parse, or hypotheses and references of different lengths, is one clear line
-    naming the file."""
-    from sacrebleu.significance import PairedTest
+    naming the file.
 
+    Args:
+        run_a: the first evaluated translation run folder (A).
+        run_b: the second (B, tested against A).
+        split: the split whose hypotheses are compared: "test" or "test-clean".
+        n_samples: bootstrap resamples.
+    """
     hyps, refs = [], []
     for run in (Path(run_a), Path(run_b)):
         task = _run_task(run)

@@ -20,6 +20,7 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 def rouge_settings() -> str:
     """The settings string stored with every ROUGE score, e.g.
     ``rouge-score:0.1.2|rouge1,rouge2,rougeL|F1|stem:porter|tok:default|agg:mean|x100``."""
+    # importlib.metadata (~60 modules): loaded only when a score is recorded
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -32,8 +33,14 @@ def rouge_settings() -> str:
 def sentence_rouge(hyps: Sequence[str], refs: Sequence[str],
                    types: Sequence[str] = ROUGE_TYPES) -> dict[str, list[float]]:
     """{rouge type: per-summary F1 in [0, 1]} for aligned hypotheses and references (``types``: a subset of
-    ROUGE_TYPES, scored with the same settings; all three by default)."""
-    from rouge_score import rouge_scorer
+    ROUGE_TYPES, scored with the same settings; all three by default).
+
+    Args:
+        hyps: the summaries.
+        refs: their references, aligned.
+        types: the ROUGE types scored (a subset of ROUGE_TYPES).
+    """
+    from rouge_score import rouge_scorer  # rouge_score, nltk: loaded only when summaries are scored
 
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} summaries but {len(refs)} references")

@@ -50,12 +50,18 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def write_json(path: Path, obj: Any, indent: int | None = 2) -> Path:
-    """``obj`` as JSON (values JSON does not know are written as their ``str``)."""
+    """``obj`` as JSON (values JSON does not know are written as their ``str``).
+
+    Args:
+        path: the file, replaced atomically.
+        obj: the value written.
+        indent: JSON indentation; None: one line.
+    """
     return write_text(path, json.dumps(obj, indent=indent, default=str))
 
 
 def save_torch(obj: Any, path: Path) -> Path:
     """``torch.save(obj)`` to ``path``."""
-    import torch
+    import torch  # torch: loaded only when a checkpoint is saved
 
     return write_with(path, lambda tmp: torch.save(obj, tmp))

@@ -17,6 +17,7 @@ says a job succeeded. Inside a job, :func:`job_info` names it for the records.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -148,13 +149,11 @@ def job_info(exclusive: bool = False) -> dict[str, Any]:
         return {}
     info: dict[str, Any] = {"job_executor": "slurm" if executor == "slurm" else f"submitit-{executor}"}
     try:
-        import submitit
+        import submitit  # submitit (optional): loaded only inside a submitit job
 
         info["job_id"] = submitit.JobEnvironment().job_id
     except Exception:  # a job environment submitit does not know: keep what Slurm says
         info["job_id"] = os.environ.get("SLURM_JOB_ID")
-    import platform
-
     info["job_node"] = os.environ.get("SLURMD_NODENAME") or platform.node()
     cpus = os.environ.get("SLURM_CPUS_ON_NODE")
     if cpus and cpus.isdigit():
@@ -243,7 +242,7 @@ def _settle(t: _Tracked, state: str, now: float) -> Outcome | None:
     job, log = t.job, Path(t.job.paths.stderr)
     pickle = Path(job.paths.result_pickle)
     if pickle.exists() and pickle.stat().st_mtime >= t.submitted - 1:  # (a job id reused after a reset: stale)
-        from submitit.core.utils import pickle_load
+        from submitit.core.utils import pickle_load  # submitit (optional): loaded only when a finished job is read
 
         try:
             outcome, value = pickle_load(pickle)
@@ -274,7 +273,16 @@ def _groups(units: list[Unit]) -> list[tuple[str, bool, list[Unit]]]:
 
 def submit(units: list[Unit], executor: str, folder: Path, resources: Resources,
            log: Callable[[str], None]) -> list[_Tracked]:
-    from bench.infra.launcher import submitit_executor
+    """Submit ``units`` as job arrays, one per kind (exclusive jobs apart); the jobs to :func:`wait` on.
+
+    Args:
+        units: the units to run.
+        executor: "slurm" or "submitit-local".
+        folder: where the logs and submitit's files go.
+        resources: partition, CPUs, time limit and GPUs of each job.
+        log: takes each progress line.
+    """
+    from bench.infra.launcher import submitit_executor  # looked up per call: tests replace launcher.submitit_executor
 
     tracked: list[_Tracked] = []
     for kind, exclusive, members in _groups(units):
@@ -302,7 +310,15 @@ def submit(units: list[Unit], executor: str, folder: Path, resources: Resources,
 
 def wait(tracked: list[_Tracked], executor: str, log: Callable[[str], None], poll_s: float = 10.0,
          states: Callable[[list[str]], dict[str, str]] | None = None) -> list[Outcome]:
-    """Poll until every job has an outcome; a line whenever the counts change (and every 10 minutes)."""
+    """Poll until every job has an outcome; a line whenever the counts change (and every 10 minutes).
+
+    Args:
+        tracked: the jobs :func:`submit` returned.
+        executor: "slurm" (states from Slurm) or "submitit-local".
+        log: takes each progress line.
+        poll_s: seconds between polls.
+        states: job ids -> scheduler state (tests); None: Slurm's, or submitit's for local jobs.
+    """
     if states is None:
         states = SlurmStates() if executor == "slurm" else (lambda ids: {t.job.job_id: t.job.state for t in tracked})
     last, last_time = None, 0.0
@@ -333,7 +349,16 @@ def wait(tracked: list[_Tracked], executor: str, log: Callable[[str], None], pol
 def run_units(units: list[Unit], executor: str, folder: Path, resources: Resources | None = None,
               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
               poll_s: float = 10.0) -> list[Outcome]:
-    """Submit ``units`` (see the module's docstring), wait for all of them; one Outcome per unit, in order."""
+    """Submit ``units`` (see the module's docstring), wait for all of them; one Outcome per unit, in order.
+
+    Args:
+        units: the units to run.
+        executor: "slurm" or "submitit-local".
+        folder: where the logs and submitit's files go.
+        resources: partition, CPUs, time limit and GPUs of each job; None: the defaults.
+        log: takes each progress line (default: stderr).
+        poll_s: seconds between polls.
+    """
     if not units:
         return []
     resources = resources or Resources()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.infra.atomic import write_json
 from bench.records.provenance import REPO
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -33,7 +34,7 @@ EXECUTORS = ("local", "slurm", "submitit-local")
 def child_env(threads: int | None = None) -> dict[str, str]:
     """This process's environment, with the repository on PYTHONPATH (and OMP_NUM_THREADS when given), and
     the machine lock's mode when this process holds it for the child (bench.latency.lock)."""
-    from bench.latency import lock as machine_lock
+    from bench.latency import lock as machine_lock  # torch (bench.latency): the launcher starts without it
 
     env = dict(os.environ)
     env.pop(machine_lock.HELD_ENV, None)
@@ -47,7 +48,15 @@ def child_env(threads: int | None = None) -> dict[str, str]:
 def call_in_child(target: str, kwargs: dict[str, Any], *, what: str, threads: int | None = None,
                   timeout_s: float | None = None) -> Any:
     """Run ``target`` ("bench.module:function") with ``kwargs`` in a fresh process; return its result.
-    ``what`` names the work in error messages ("latency of transformer")."""
+    ``what`` names the work in error messages ("latency of transformer").
+
+    Args:
+        target: "bench.module:function".
+        kwargs: its keyword arguments (sent as JSON).
+        what: names the work in errors.
+        threads: the child's thread count (OMP_NUM_THREADS and torch); None: left as it is.
+        timeout_s: seconds before the child is given up; None: no limit.
+    """
     with tempfile.TemporaryDirectory(prefix="litebench-child-") as tmp:
         result = Path(tmp) / "result.json"
         payload = {"target": target, "kwargs": kwargs, "threads": threads, "result": str(result)}
@@ -77,13 +86,12 @@ def _resolve(target: str) -> Any:
 
 def main() -> int:
     """The child's side: read the payload from stdin, run the target, write its result."""
-    from bench.infra.atomic import write_json
-    from models import ConfigError
+    from models import ConfigError  # the model registry (torch): loaded only in the child
 
     try:
         payload = json.loads(sys.stdin.read())
         if payload.get("threads") is not None:
-            import torch
+            import torch  # torch: loaded only in the child
 
             torch.set_num_threads(int(payload["threads"]))
         result = _resolve(payload["target"])(**payload["kwargs"])
@@ -104,11 +112,22 @@ def submitit_executor(kind: str, folder: Path, *, partition: str | None = None, 
                       name: str = "litebench") -> Any:
     """A submitit executor for one job array: "slurm" (``exclusive``: each job holds a whole node, what latency
     jobs need; else ``cpus`` per job) or "submitit-local" (processes on this machine). Logs and submitit's
-    files go to ``folder``."""
+    files go to ``folder``.
+
+    Args:
+        kind: "slurm" or "submitit-local".
+        folder: where the logs and submitit's files go.
+        partition: the Slurm partition; None: the cluster's default.
+        time_min: each job's time limit in minutes.
+        cpus: CPUs per job when not exclusive; None: 1.
+        gpus: GPUs per node (Slurm).
+        exclusive: each job holds a whole node (Slurm).
+        name: the job name.
+    """
     if kind not in EXECUTORS[1:]:
         raise BenchError(f"unknown executor {kind!r}; valid: {', '.join(EXECUTORS)}")
     try:
-        import submitit
+        import submitit  # submitit (optional): loaded only for a cluster executor
     except ImportError:
         raise BenchError("the submitit executor needs `pip install submitit` (the `cluster` extra)") from None
     if kind == "slurm":

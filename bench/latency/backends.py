@@ -78,9 +78,16 @@ def prepare(backend: str, model: nn.Module, workload: str, inputs: Sequence[Tens
             steps: int, threads: int, dtype: str) -> tuple[Call, dict[str, Any] | None]:
     """The call to time on ``backend`` and its agreement with eager (None for eager itself).
 
-    ``inputs``: the workload's token tensors (translation "forward": source and teacher-forced target;
-    "translate": source; language model: the tokens, or the BOS prompt); ``reference``: the eager call of the
-    same workload on them; ``steps``: greedy steps of "translate"; ``threads``: ONNX Runtime's intra-op threads.
+    Args:
+        backend: "eager", "compile" or "onnxruntime".
+        model: the model.
+        workload: "forward" or "translate".
+        inputs: the workload's token tensors (translation "forward": source and teacher-forced target;
+            "translate": source; language model: the tokens, or the BOS prompt).
+        reference: the eager call of the same workload on them.
+        steps: greedy steps of "translate".
+        threads: ONNX Runtime's intra-op threads.
+        dtype: "fp32" or "bf16".
     """
     check_backend(backend)
     if backend == "eager":
@@ -164,7 +171,7 @@ def _shadowed(model: nn.Module, methods: dict[str, Callable[..., Any]]) -> Itera
 
 def _graph_count() -> int:
     """Graphs dynamo has compiled in this process."""
-    from torch._dynamo.utils import counters
+    from torch._dynamo.utils import counters  # torch._dynamo: loaded only for the compile backend
 
     return counters["stats"]["unique_graphs"]
 
@@ -286,7 +293,7 @@ def _export_decoder(model: nn.Module, inputs: Sequence[Tensor], tmp: Path) -> tu
     caches; LM: BOS -> logits and caches) and "step" (the tokens so far, the encoder output, every cache ->
     logits and the new caches). Two eager steps give the caches' structure and which of their dimensions grow;
     the step is exported at the third (caches of two positions: a length of 1 would be specialised)."""
-    from models.seq2seq import EncoderOut, next_token
+    from models.seq2seq import EncoderOut, next_token  # the model registry: loaded only for the onnxruntime backend
 
     cfg, mt = model.config, model.config.task == "mt"
     src, bos = (inputs[0], _bos(inputs[0], cfg)) if mt else (None, inputs[0])
@@ -339,7 +346,7 @@ def _bos(src: Tensor, cfg: Any) -> Tensor:
 def _greedy_onnx(model: nn.Module, inputs: Sequence[Tensor], steps: int, first: Any, step: Any) -> Call:
     """Greedy decoding of exactly ``steps`` steps on the two sessions, by the rule of the models' ``generate``
     (``next_token``; a finished row continues with padding), caches passed from one call to the next."""
-    from models.seq2seq import next_token
+    from models.seq2seq import next_token  # the model registry: loaded only for the onnxruntime backend
 
     cfg, mt = model.config, model.config.task == "mt"
     bos = _bos(inputs[0], cfg) if mt else inputs[0]

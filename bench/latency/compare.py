@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
+from bench.infra.launcher import call_in_child
 from bench.latency.backends import agreement_text, backend_version, check_backend
+from bench.latency.lock import EXCLUSIVE, hold
 from bench.latency.machine import all_cores, check_device, check_threads, device_name, num_threads, synchronize
 from bench.latency.quiet import QuietPolicy, wait_for_quiet
 from bench.latency.workloads import DTYPES, WORKLOADS, check_choice, make_workload, workload_shape
@@ -45,7 +47,13 @@ def rotations(n: int, rounds: int) -> list[list[int]]:
 
 def paired_ratios(round_ms: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> list[dict[str, Any]]:
     """``round_ms``: (rounds, models) figures. Per model: the geometric mean over rounds of its figure over
-    model 0's in the same round, and the 95% percentile-bootstrap interval over rounds."""
+    model 0's in the same round, and the 95% percentile-bootstrap interval over rounds.
+
+    Args:
+        round_ms: (rounds, models) figures in ms, model 0 the reference.
+        resamples: bootstrap resamples.
+        seed: the bootstrap's seed.
+    """
     logs = np.log(round_ms) - np.log(round_ms[:, :1])
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(logs), size=(resamples, len(logs)))
@@ -90,8 +98,26 @@ def compare_latency(
     30 + 30; the result says what was timed (``src_len``, ``tgt_len``, ``decode_steps``). Returns the
     JSON result: ``models``, ``reference``, ``p50_ms``, ``cv``, ``calls``, ``round_ms`` and ``ratios``
     (``{name: {"ratio": r, "ci95": [low, high]}}``, the reference's 1 [1, 1]), with the setting, the
-    ``backend``, its ``backend_version`` and each member's ``agreement`` with eager (None on eager)."""
-    from models import create_model
+    ``backend``, its ``backend_version`` and each member's ``agreement`` with eager (None on eager).
+
+    Args:
+        members: (name, registered family, solved config) of each model, the reference first.
+        workload: "forward" or "translate".
+        threads: threads to time at; "all" or None: every core this process may use.
+        device: "cpu" or "cuda[:n]".
+        dtype: "fp32" or "bf16".
+        rounds: rounds of turns (module docstring).
+        warmup: warm-up calls of each model before timing.
+        min_calls: the fewest calls in a turn.
+        turn_s: the shortest turn, in seconds.
+        resamples: bootstrap resamples of each ratio's interval.
+        seed: the seed of the workloads' inputs and of the bootstrap.
+        quiet: when the machine counts as quiet, and the longest wait; None: from the environment.
+        clock: the timer, in ns (tests give a fake).
+        backend: "eager", "compile" or "onnxruntime".
+        shape: token counts (workload_shape's keys); None: the protocol's 30 + 30.
+    """
+    from models import create_model  # the model registry: loaded only when models are compared
 
     names = [m[0] for m in members]
     if len(members) < 2 or len(set(names)) != len(names):
@@ -104,8 +130,6 @@ def compare_latency(
     dev = check_device(device)
     n_threads = check_threads(threads)
     policy = quiet or QuietPolicy.from_env()
-    from bench.latency.lock import EXCLUSIVE, hold
-
     with hold(EXCLUSIVE, what=f"paired latency of {', '.join(names)}") as lock, num_threads(n_threads) as applied, \
             workload_shape(**(shape or {})) as used:
         fns = []
@@ -178,9 +202,13 @@ def compare_latency(
 def compare_in_subprocess(members: Sequence[tuple[str, str, dict[str, Any]]], *, timeout_s: float = 3600,
                           backend: str = "eager", **kwargs: Any) -> dict[str, Any]:
     """:func:`compare_latency` in a fresh process (bench.infra.launcher): every model loaded in that one process,
-    all on ``backend`` (checked here, before a process starts)."""
-    from bench.infra.launcher import call_in_child
+    all on ``backend`` (checked here, before a process starts).
 
+    Args:
+        members: (name, registered family, solved config) of each model, the reference first.
+        timeout_s: seconds before the child process is given up.
+        backend: as for :func:`compare_latency`.
+    """
     check_backend(backend)
     names = ", ".join(m[0] for m in members)
     return call_in_child("bench.latency.compare:compare_latency",

@@ -30,7 +30,13 @@ def measure_gemm_rate(
 ) -> GemmRate:
     """Sustained fp32 GEMM MAC rate at ``threads`` threads, measured once per process per setting (cached).
 
-    CPU: n=2048 (8.6 GMACs per call); CUDA: n=8192 with TF32 off (true fp32)."""
+    CPU: n=2048 (8.6 GMACs per call); CUDA: n=8192 with TF32 off (true fp32).
+
+    Args:
+        threads: thread count; "all" or None: every core this process may use.
+        device: "cpu" or a CUDA device.
+        size: the square matrices' side; None: 2048 on CPU, 8192 on CUDA.
+    """
     dev = check_device(device)
     n_threads = check_threads(threads)
     n = size or (8192 if dev.type == "cuda" else 2048)

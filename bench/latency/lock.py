@@ -23,6 +23,7 @@ by default a wait is unbounded. Under Slurm a latency job asks for a whole node 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
 import sys
@@ -113,8 +114,6 @@ def _open(folder: Path) -> tuple[int, int]:
 
 
 def _flock(fd: int, op: int, deadline: float | None, path: Path) -> None:
-    import fcntl
-
     while True:
         try:
             fcntl.flock(fd, op | fcntl.LOCK_NB)
@@ -128,8 +127,6 @@ def _flock(fd: int, op: int, deadline: float | None, path: Path) -> None:
 
 def _acquire(mode: str, what: str, log: Callable[[str], None]) -> float:
     """Take the lock in ``mode``; the seconds waited."""
-    import fcntl
-
     folder = lock_dir()
     path = folder / "machine.lock"
     gate, lock = _open(folder)
@@ -177,7 +174,13 @@ def _stderr(line: str) -> None:
 @contextlib.contextmanager
 def hold(mode: str, what: str = "", log: Callable[[str], None] | None = None) -> Iterator[Hold]:
     """Hold the machine lock in ``mode`` (``"shared"`` or ``"exclusive"``) while the block runs; yields a
-    :class:`Hold` saying how long this call waited. ``what`` names the job in the message a wait prints."""
+    :class:`Hold` saying how long this call waited. ``what`` names the job in the message a wait prints.
+
+    Args:
+        mode: ``"shared"`` or ``"exclusive"``.
+        what: names the job in the waiting message.
+        log: takes the waiting message; None: stderr.
+    """
     if mode not in MODES:
         raise BenchError(f"machine lock mode must be one of {', '.join(MODES)}, got {mode!r}")
     log = log or _stderr

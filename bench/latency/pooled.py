@@ -96,7 +96,13 @@ def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def compare_processes(members: Sequence[tuple[str, str, dict[str, Any]]], *, processes: int = PROCESSES,
                       rounds: int = ROUNDS, **kwargs: Any) -> dict[str, Any]:
     """The comparison in ``processes`` fresh processes, one after another, pooled (module docstring); one
-    process is :func:`bench.latency.compare.compare_in_subprocess` itself."""
+    process is :func:`bench.latency.compare.compare_in_subprocess` itself.
+
+    Args:
+        members: (name, registered family, solved config) of each model, the reference first.
+        processes: fresh processes, one after another.
+        rounds: rounds in all, shared among the processes (at least 2 each).
+    """
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
         raise BenchError(f"--processes must be a positive integer, got {processes!r}")
     if processes == 1:

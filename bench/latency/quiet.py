@@ -146,7 +146,15 @@ def wait_for_quiet(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Probe until the machine is quiet or ``policy.max_wait_s`` have passed. Returns ``quiet`` (bool),
-    ``quiet_wait_s``, ``probes``, ``load`` (the last sample) and ``not_quiet`` (why, or None)."""
+    ``quiet_wait_s``, ``probes``, ``load`` (the last sample) and ``not_quiet`` (why, or None).
+
+    Args:
+        policy: when the machine counts as quiet, and the longest wait; None: from the environment.
+        probe: window seconds -> a load sample (tests give a fake).
+        clock: monotonic seconds.
+        sleep: waits the given seconds.
+        log: takes the waiting message; None: silent.
+    """
     policy = policy or QuietPolicy.from_env()
     start = clock()
     n, told = 0, False

@@ -18,9 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.cost.memory import measure_peak_memory, serialized_size_bytes
+from bench.cost.params import count_params
 from bench.errors import BenchError
+from bench.infra.launcher import call_in_child
 from bench.latency.backends import agreement_text, backend_version, check_backend
 from bench.latency.gemm import measure_gemm_rate
+from bench.latency.lock import EXCLUSIVE, hold
 from bench.latency.machine import all_cores, check_device, check_threads, device_name, num_threads
 from bench.latency.quiet import QuietPolicy, wait_for_quiet
 from bench.latency.timing import (
@@ -41,6 +45,7 @@ from bench.latency.workloads import (
     check_choice,
     count_workload_macs,
     make_workload,
+    workload_shape,
 )
 
 
@@ -296,6 +301,26 @@ def measure_latency(
     ``backend`` (bench.latency.backends): "eager", "compile" or "onnxruntime". A non-eager backend is compiled
     or exported, and checked against eager, before the warm-up (BenchError when they disagree: nothing is
     timed); the workload's MACs are counted on the eager call.
+
+    Args:
+        model: a registry model, put in eval mode and moved to ``device``.
+        workload: "forward" or "translate".
+        threads: a positive int; "all" or None: every core.
+        device: "cpu" or "cuda[:n]".
+        dtype: "fp32" or "bf16".
+        batch: sequences per call.
+        macs: the MACs of one call, for efficiency; None: counted.
+        name: the model's name in the record and messages; None: its family.
+        warmup: warm-up calls (peak memory is measured over them).
+        min_runs: the fewest timed calls.
+        min_time_s: the least total time of timed calls, in seconds.
+        gemm: measure the GEMM rate and count MACs (False: efficiency None).
+        memory: measure the peak memory.
+        seed: the inputs' seed.
+        tries: attempts at most; None: LITEBENCH_LATENCY_TRIES, else 3.
+        quiet: the quiet-machine policy; None: from the environment.
+        clock: the CPU timer in ns.
+        backend: "eager", "compile" or "onnxruntime".
     """
     check_choice("workload", workload, WORKLOADS)
     check_backend(backend)
@@ -307,10 +332,6 @@ def measure_latency(
     tries = tries_from_env() if tries is None else tries
     policy = quiet or QuietPolicy.from_env()
     cfg = model.config
-    from bench.cost.memory import measure_peak_memory, serialized_size_bytes
-    from bench.cost.params import count_params
-    from bench.latency.lock import EXCLUSIVE, hold
-
     label = f"{name or cfg.family} {workload}" + ("" if backend == "eager" else f" on {backend}")
     with hold(EXCLUSIVE, what=f"latency of {label}") as lock:
         rate = measure_gemm_rate(n_threads, dev) if gemm else None
@@ -407,9 +428,21 @@ def measure_model(model: str, config: dict[str, Any], workload: str = "forward",
     MAC counts the caller gives (``paper_macs``: macs, macs_with_output). What a latency child process runs
     (bench.infra.launcher): it receives the config, never a budget to solve again. ``shape``: the workloads' token
     counts (bench.latency.workloads.workload_shape; summarization's), else the protocol's. ``backend``: what
-    executes the workload (bench.latency.backends). ``timing``: warmup, min_runs, min_time_s."""
-    from bench.latency.workloads import workload_shape
-    from models import create_model
+    executes the workload (bench.latency.backends). ``timing``: warmup, min_runs, min_time_s.
+
+    Args:
+        model: a registered family.
+        config: its solved config.
+        workload: "forward" or "translate".
+        threads: a positive int; "all" or None: every core.
+        device: "cpu" or "cuda[:n]".
+        dtype: "fp32" or "bf16".
+        batch: sequences per call.
+        paper_macs: (macs, macs_with_output), recorded as given.
+        shape: token counts (workload_shape's keys); None: the protocol's.
+        backend: "eager", "compile" or "onnxruntime".
+    """
+    from models import create_model  # the model registry: loaded only when a model is built
 
     torch.manual_seed(0)
     net = create_model(model, **config)
@@ -429,9 +462,14 @@ def measure_in_subprocess(model: str, config: dict[str, Any], *, timeout_s: floa
     """:func:`measure_model` in a fresh process (bench.infra.launcher), so that no model's allocations, caches or
     thread pools bias another's, and the peak memory counts only what a latency measurement loads. A failure
     raises BenchError with the child's last error line. ``backend``: as :func:`measure_model` (checked here,
-    before a process starts)."""
-    from bench.infra.launcher import call_in_child
+    before a process starts).
 
+    Args:
+        model: a registered family.
+        config: its solved config.
+        timeout_s: seconds before the child process is given up.
+        backend: as for :func:`measure_model`.
+    """
     check_backend(backend)
     return call_in_child("bench.latency.record:measure_model",
                          {"model": model, "config": config, "backend": backend, **kwargs},

@@ -125,7 +125,18 @@ def time_callable(
     """Call ``fn`` ``warmup`` times, then time single calls until at least ``min_runs`` calls and at least
     ``min_time_s`` seconds of timed calls (or ``max_runs`` calls). CPU: wall time per call (``clock``, in
     nanoseconds: ``time.perf_counter_ns``; tests give a synthetic one); CUDA: events around each call and a
-    synchronisation after it, so a sample is the call's full latency."""
+    synchronisation after it, so a sample is the call's full latency.
+
+    Args:
+        fn: the call timed, without arguments.
+        device: "cpu" or a CUDA device.
+        warmup: untimed calls first.
+        min_runs: the fewest timed calls.
+        min_time_s: the least total time of timed calls, in seconds.
+        max_runs: the most timed calls.
+        label: names the measurement in its messages.
+        clock: the CPU timer in ns.
+    """
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     for _ in range(warmup):
@@ -179,7 +190,14 @@ def measure_steady(time_once: Callable[[], Measurement], *, tries: int = MAX_TRI
                    before: Callable[[], dict[str, Any]] | None = None) -> Steady:
     """Time a figure (``time_once``) and, while its CV exceeds ``cv_max``, time it again, at most ``tries``
     times in all. ``before`` runs before every attempt (the wait for a quiet machine) and its dict is kept
-    with the attempt. Every attempt stays in the result."""
+    with the attempt. Every attempt stays in the result.
+
+    Args:
+        time_once: times the figure once.
+        tries: attempts at most (>= 1).
+        cv_max: the CV above which the figure is timed again.
+        before: runs before every attempt, its dict kept with it; None: nothing.
+    """
     if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
         raise BenchError(f"tries must be a positive integer, got {tries!r}")
     measured: list[Measurement] = []

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from bench.errors import BenchError
 from bench.latency.backends import backend_version, check_backend, prepare
@@ -50,7 +51,13 @@ _SHAPES = [Shape()]  # the innermost workload_shape in force (the protocol's by 
 @contextmanager
 def workload_shape(src_len: int = SRC_LEN, tgt_len: int = TGT_LEN, decode_steps: int | None = None) -> Iterator[Shape]:
     """Within the block, :func:`make_workload` builds workloads of these token counts (``decode_steps``
-    defaults to ``tgt_len``: a summary of the protocol's length is decoded)."""
+    defaults to ``tgt_len``: a summary of the protocol's length is decoded).
+
+    Args:
+        src_len: source tokens (translation) or tokens (language model) of "forward".
+        tgt_len: teacher-forced target tokens of "forward".
+        decode_steps: greedy steps of "translate"; None: ``tgt_len``.
+    """
     shape = Shape(int(src_len), int(tgt_len), int(tgt_len if decode_steps is None else decode_steps))
     if min(shape.src_len, shape.tgt_len, shape.decode_steps) < 1:
         raise BenchError(f"workload token counts must be positive, got {shape}")
@@ -62,6 +69,13 @@ def workload_shape(src_len: int = SRC_LEN, tgt_len: int = TGT_LEN, decode_steps:
 
 
 def check_choice(what: str, value: str, valid: Sequence[str]) -> str:
+    """``value`` when it is one of ``valid``; otherwise a BenchError naming them.
+
+    Args:
+        what: what the value is, named in the error.
+        value: the value given.
+        valid: the values allowed.
+    """
     if value not in valid:
         raise BenchError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
     return value
@@ -109,7 +123,18 @@ def make_workload(
 ) -> Workload:
     """The call one sample times (see the module docstring), inputs built once on ``device``. A non-eager
     ``backend`` compiles or exports the workload here and checks it against eager (BenchError when they
-    disagree); ``threads``: ONNX Runtime's intra-op threads (default: torch's current number)."""
+    disagree); ``threads``: ONNX Runtime's intra-op threads (default: torch's current number).
+
+    Args:
+        model: a registry model.
+        workload: "forward" or "translate".
+        batch: sequences per call.
+        device: where the inputs are built.
+        dtype: "fp32" or "bf16".
+        seed: the random inputs' seed.
+        backend: "eager", "compile" or "onnxruntime".
+        threads: ONNX Runtime's intra-op threads; None: torch's current number.
+    """
     check_choice("workload", workload, WORKLOADS)
     check_backend(backend)
     dev = torch.device(device)
@@ -154,9 +179,7 @@ def count_workload_macs(fn: Callable[[], Any]) -> int:
     """MACs one call of ``fn`` executes, counted at the dispatcher (``torch.utils.flop_counter``, flops / 2),
     with the formulas bench.cost.counting adds for what the counter lacks (CPU scaled-dot-product attention), so
     an SDPA path is not counted as zero."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from bench.cost.counting import CUSTOM_FLOPS
+    from bench.cost.counting import CUSTOM_FLOPS  # the model registry: loaded only when MACs are counted
 
     with FlopCounterMode(display=False, custom_mapping=dict(CUSTOM_FLOPS)) as counter:
         fn()

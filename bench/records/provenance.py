@@ -35,7 +35,7 @@ def git_commit() -> str:
 
 
 def environment() -> dict[str, Any]:
-    import torch
+    import torch  # torch: loaded only when a record is written
 
     from bench.latency.machine import cpu_model_name  # torch and the CPU probe: loaded when a record is written
 

@@ -276,7 +276,13 @@ def check_values(rec: dict[str, Any], where: str) -> None:
 # ------------------------------------------------------------------------------------------------ building
 def make_record(stage: str, common: dict[str, Any], measured: dict[str, Any], **provenance: Any) -> StageRecord:
     """A record of ``stage`` from the run's common part, what the stage measured, and ``env``, ``command``,
-    ``created``, ``wall_s``. Raises BenchError when the stage's own fields are missing."""
+    ``created``, ``wall_s``. Raises BenchError when the stage's own fields are missing.
+
+    Args:
+        stage: the stage's name (profile, latency, train, eval, compress, ...).
+        common: the run's common part (model, config, budget, ...).
+        measured: what the stage measured.
+    """
     return from_dict({"stage": stage, **common, **measured, **provenance, "version": VERSION}, where=f"{stage} record")
 
 

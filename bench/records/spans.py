@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from bench.records.schema import is_record_file, read_record
+
 
 @dataclass(frozen=True)
 class Span:
@@ -46,8 +48,6 @@ class Span:
 
 def stage_spans(results_dirs: Iterable[Path | str]) -> tuple[list[Span], list[str]]:
     """(every record's span under the folders' ``runs/``, the records without one)."""
-    from bench.records.schema import is_record_file, read_record
-
     spans, without = [], []
     for folder in results_dirs:
         for path in sorted((Path(folder) / "runs").glob("*/*.json")):

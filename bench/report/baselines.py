@@ -25,6 +25,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.evaluation.rouge import ROUGE_TYPES
 from bench.report.columns import present
+from bench.report.quality import PLATEAU_NATS, paired_rouge
 
 FOLDER = "baselines"
 STATUS = "baseline"  # the status and the family of a baseline row
@@ -89,9 +90,14 @@ def _lead_rows(lead: dict[str, Any], columns: list[str]) -> list[dict[str, Any]]
 
 def lead_pairs(records: pd.DataFrame, df: pd.DataFrame, lead: dict[str, Any], notes: list[str]) -> list[dict]:
     """Each family's primary row (status present, no compression) against lead-k on test ROUGE-L: the seeds'
-    per-summary scores paired with lead-k's (bench.report.quality.paired_rouge; lead-k is one "seed")."""
-    from bench.report.quality import paired_rouge
+    per-summary scores paired with lead-k's (bench.report.quality.paired_rouge; lead-k is one "seed").
 
+    Args:
+        records: the folder's records (bench.report.records).
+        df: the leaderboard.
+        lead: the lead baseline's record.
+        notes: takes a line for each family left unpaired.
+    """
     base = lead_k(lead)
     ref = (base or {}).get("test", {}).get("rouge_sentences")
     if not ref or "test.rouge_sentences" not in records:
@@ -117,7 +123,13 @@ def lead_pairs(records: pd.DataFrame, df: pd.DataFrame, lead: dict[str, Any], no
 
 def with_baselines(df: pd.DataFrame, records: pd.DataFrame, results_dir: Path | str) -> pd.DataFrame:
     """The leaderboard with the baselines of its task (module docstring); ``df`` itself when there are none.
-    ``attrs["baselines"]`` holds the record the task reads."""
+    ``attrs["baselines"]`` holds the record the task reads.
+
+    Args:
+        df: the leaderboard.
+        records: the folder's records.
+        results_dir: the results folder, whose baselines/ holds the baseline records.
+    """
     tasks = {str(t) for t in df["task"] if present(t)} if "task" in df else set()
     task = next(iter(tasks)) if len(tasks) == 1 else None
     kind = RECORDS.get(task or "")
@@ -166,8 +178,6 @@ def floor_notes(df: pd.DataFrame) -> list[str]:
                    + f" (n = {test.get('n', '?')}; sacreBLEU as the models: {test.get('bleu_signature', '?')}).")
     if "unigram" in found:
         rec = found["unigram"]
-        from bench.report.quality import PLATEAU_NATS
-
         nats = rec.get("unigram_entropy")
         ppl = f"{math.exp(nats):.1f}" if isinstance(nats, (int, float)) else "?"
         out.append(f"Floor: the unigram plateau, a model of token frequencies alone, {nats:.3f} nats per token "
@@ -190,7 +200,13 @@ def pair_note(df: pd.DataFrame) -> list[str]:
 # ------------------------------------------------------------------------------------------------ figures
 def reference_lines(ax: Any, df: pd.DataFrame, q: dict[str, Any] | None) -> None:
     """lead-k as a horizontal line at its test ROUGE-L where a figure's y axis is test ROUGE-L (nothing
-    otherwise). Drawn before the points, so that their labels are placed on the final axes."""
+    otherwise). Drawn before the points, so that their labels are placed on the final axes.
+
+    Args:
+        ax: the figure's axes.
+        df: the leaderboard (its ``attrs`` hold the baselines).
+        q: the figure's quality axis (its ``col``); None: none.
+    """
     lead = (df.attrs.get("baselines") or {}).get("lead")
     base = lead_k(lead) if lead else None
     value = (base or {}).get("test", {}).get("rougeL")

@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.errors import BenchError
+from bench.infra.atomic import write_text
 from bench.report.baselines import models_only
 from bench.report.columns import present, unique_join
 from bench.report.figures import footnote, macs_label, quality_and_macs, quality_spec, scatter, target_line, task_name
@@ -129,8 +130,6 @@ def combined_table(df: pd.DataFrame) -> str:
 
 def write_combined_table(results_dirs: Sequence[Path | str], out_path: Path | str) -> Path:
     """:func:`combined_table` of several results folders, written to ``out_path`` (Markdown)."""
-    from bench.infra.atomic import write_text
-
     out = Path(out_path)
     write_text(out, combined_table(combined_leaderboard(results_dirs)))
     return out

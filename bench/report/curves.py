@@ -8,6 +8,7 @@ run), and the last point of each curve is the whole split, so a curve and its fi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +123,15 @@ def fig_tuning(trials: list[dict[str, Any]], chosen: dict[str, Any]) -> tuple[Fi
 
 def write_training_figures(results_dir: Path | str, records: pd.DataFrame, failed: set[str] | None = None,
                            notes: list[str] | None = None) -> list[Path]:
-    """``figures/learning_curves`` and, where the budget was tuned, ``figures/tuning`` (.png and .pdf)."""
-    import json
+    """``figures/learning_curves`` and, where the budget was tuned, ``figures/tuning`` (.png and .pdf).
 
-    from bench.train.tune import read_trials
+    Args:
+        results_dir: the results folder.
+        records: its current records.
+        failed: the models whose training failed; None: none.
+        notes: takes a line for each figure skipped; None: not told.
+    """
+    from bench.train.tune import read_trials  # torch, the model registry: loaded only when figures are drawn
 
     results_dir = Path(results_dir)
     written: list[Path] = []

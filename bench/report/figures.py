@@ -25,8 +25,9 @@ from matplotlib.figure import Figure
 
 from bench.report.baselines import models_only, reference_lines
 from bench.report.columns import present, unique_join
+from bench.report.curves import write_training_figures
 from bench.report.latency_trust import draw_hollow, split_noisy
-from bench.report.leaderboard import build_leaderboard, display_name
+from bench.report.leaderboard import build_leaderboard, current_records, display_name
 from bench.report.render import mac_tokens, quality_kind
 from bench.report.style import FORMATS, family_palette, new_figure, save, styled, with_format
 
@@ -41,6 +42,11 @@ def pareto_front(points: Any, minimize_x: bool = True, maximize_y: bool = True) 
     axes and strictly better on one ("good" = small x when ``minimize_x``, large y when ``maximize_y``).
     Equal points do not dominate each other (both stay on the front). Points with a NaN or infinite
     coordinate are never on the front. O(n log n): sort by (x, y) in the "smaller is better" frame and sweep.
+
+    Args:
+        points: (n, 2) array-like of (x, y).
+        minimize_x: small x is good (else large).
+        maximize_y: large y is good (else small).
     """
     pts = np.asarray(points, dtype=float).reshape(-1, 2)
     ok = np.flatnonzero(np.isfinite(pts).all(axis=1))
@@ -106,6 +112,13 @@ def macs_label(df: pd.DataFrame) -> str:
 
 
 def latency_label(workload: str, df: pd.DataFrame, direction: bool = False) -> str:
+    """The axis label of a latency p50, the decoding workload named for the task.
+
+    Args:
+        workload: "forward" or the decoding workload.
+        df: the leaderboard, whose task names the decoding (translate, summarize, generate-30).
+        direction: add ", lower is better".
+    """
     decode = {"language model": "generate-30", "summarization": "summarize"}.get(task_name(df), "translate")
     what = "forward" if workload == "forward" else decode
     return f"{what} latency p50 (ms)\nbatch 1, 1 CPU thread, fp32" + (", lower is better" if direction else "")
@@ -185,6 +198,22 @@ def scatter(
     markers: dict[str, str] | None = None,
     marker_col: str | None = None,
 ) -> None:
+    """The rows of ``data`` as points coloured by family, labelled, with their Pareto front; a failed run hollow and
+    never on the front.
+
+    Args:
+        ax: the axes drawn on.
+        data: the rows.
+        x: the column on x.
+        y: the column on y.
+        minimize_x: small x is good (the front's direction).
+        maximize_y: large y is good.
+        yerr: the column of error bars; None: none.
+        labels: each point's label, in row order.
+        palette: family -> colour.
+        markers: ``marker_col`` value -> marker; None: circles.
+        marker_col: the column that picks the marker.
+    """
     xs = data[x].astype(float).to_numpy()
     ys = data[y].astype(float).to_numpy()
     # a run that failed to train is drawn hollow and is never on a front
@@ -224,6 +253,13 @@ def scatter(
 
 
 def footnote(fig: Figure, df: pd.DataFrame, errorbars: bool = True) -> None:
+    """The figure's footnote: the rows' machine, torch version and schedule, and what the error bars are.
+
+    Args:
+        fig: the figure.
+        df: the rows drawn.
+        errorbars: say what the error bars are.
+    """
     parts = []
     device = unique_join(df["device_model"]) if "device_model" in df else None
     if device:
@@ -416,9 +452,6 @@ def write_figures(results_dir: Path | str, notes: list[str] | None = None) -> li
                 with_format(stem, fmt).unlink(missing_ok=True)
             continue
         written += styled(save, fig, stem)
-    from bench.report.curves import write_training_figures
-    from bench.report.leaderboard import current_records
-
     failed = set(base.loc[base["status"] == "failed", "model"].astype(str)) if "status" in base else set()
     written += write_training_figures(results_dir, current_records(results_dir), failed, notes)
     return written

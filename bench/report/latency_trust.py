@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.records.schema import is_record_file, read_record
+from bench.report.columns import latency_suffix
+
 CV_LIMIT = 0.05
 _RATIO_RE = re.compile(r"^latency_ratio_(forward|translate)_(t(\d+)|cuda)(_[a-z0-9]+)?$")
 
 
 def _setting(rec: Any) -> str:
-    from bench.report.columns import latency_suffix
-
     return f"{rec['workload']}_{latency_suffix(rec)}"
 
 
@@ -78,7 +79,17 @@ def split_noisy(data: pd.DataFrame, column: str) -> tuple[pd.DataFrame, pd.DataF
 
 def draw_hollow(ax: Any, noisy: pd.DataFrame, x: str, y: str, palette: dict[str, Any], labels: list[str],
                 yerr: str | None = None) -> None:
-    """The noisy rows as hollow markers in their family's colour, labelled, with a legend entry."""
+    """The noisy rows as hollow markers in their family's colour, labelled, with a legend entry.
+
+    Args:
+        ax: the axes drawn on.
+        noisy: the noisy rows.
+        x: the column on x.
+        y: the column on y.
+        palette: family -> colour.
+        labels: each row's label, in order.
+        yerr: the column of error bars; None: none.
+    """
     if noisy.empty:
         return
     for (_, r), label in zip(noisy.iterrows(), labels):
@@ -93,21 +104,31 @@ def draw_hollow(ax: Any, noisy: pd.DataFrame, x: str, y: str, palette: dict[str,
 
 
 def mark(text: str, row: Any, column: str) -> str:
-    """A table cell of a noisy figure says so."""
+    """A table cell of a noisy figure says so.
+
+    Args:
+        text: the cell's text ("–", an empty cell, stays as it is).
+        row: the leaderboard row.
+        column: the latency column the cell shows.
+    """
     return f"{text} (noisy)" if text != "–" and is_noisy(row, column) else text
 
 
 # ------------------------------------------------------------------------------------------------ ratios
 def compare_records(results_dir: Path | str) -> list[Any]:
     """Every paired-latency record under ``results_dir/runs/_compare-*/``."""
-    from bench.records.schema import is_record_file, read_record
-
     runs = Path(results_dir) / "runs"
     return [read_record(p) for p in sorted(runs.glob("_compare-*/latency_compare-*.json")) if is_record_file(p)]
 
 
 def add_ratio_columns(df: pd.DataFrame, results_dir: Path | str, notes: list[str]) -> pd.DataFrame:
-    """The ``latency_ratio_*`` columns (module docstring), placed after the latency columns."""
+    """The ``latency_ratio_*`` columns (module docstring), placed after the latency columns.
+
+    Args:
+        df: the leaderboard.
+        results_dir: the results folder, whose runs/_compare-*/ hold the paired records.
+        notes: takes a line for each paired record ignored.
+    """
     base = df[df["compression"] == "none"] if "compression" in df else df
     current = {str(m): str(h) for m, h in zip(base["model"], base["config_hash"])}
     best: dict[str, Any] = {}

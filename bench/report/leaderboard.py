@@ -41,7 +41,9 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.evaluation.rouge import ROUGE_TYPES
+from bench.report.baselines import with_baselines
 from bench.report.columns import latency_suffix, present, unique_join
+from bench.report.latency_trust import add_ratio_columns, status_columns
 from bench.report.protocol import protocol_check
 from bench.report.quality import default_pairs, pairwise_table, row_status
 from bench.report.records import load_records
@@ -246,8 +248,6 @@ def _latency_columns(recs: pd.DataFrame, row: dict[str, Any]) -> None:
         row[key] = _first(ref, key)
     row["device_model"] = _first(cpu, "device_model") or _first(recs, "env.device_model")
     row["cuda_device_model"] = _first(cuda, "device_model")
-    from bench.report.latency_trust import status_columns
-
     status_columns(lat, row)  # latency_status, latency_noisy, latency_note
 
 
@@ -449,14 +449,10 @@ def build_leaderboard(results_dir: Path | str) -> pd.DataFrame:
         if col not in df.columns:
             df[col] = None
     df = order_columns(df).reset_index(drop=True)
-    from bench.report.latency_trust import add_ratio_columns  # latency_ratio_* from the paired comparisons
-
     df = add_ratio_columns(df, results_dir, notes)
     df.attrs["notes"] = notes
     df.attrs["results_dir"] = str(results_dir)
     df.attrs["pairwise"] = pairwise_table(records, default_pairs(df))
     df.attrs["protocol"] = protocol_check(records, results_dir)
-    from bench.report.baselines import with_baselines  # the floors of <results_dir>/baselines/, when there are
-
     return with_baselines(df, records, results_dir)
 

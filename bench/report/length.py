@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 
 from bench.errors import BenchError
 from bench.infra.atomic import write_text
+from bench.report import has_records
 from bench.report.leaderboard import current_records, display_name
 from bench.report.quality import pairwise_table, row_status
 from bench.report.style import family_order, family_palette, new_figure, save, styled
@@ -47,8 +48,6 @@ def family_pairs(present: list[str] | set[str] | tuple[str, ...] = ()) -> list[t
 
 def length_folders(base: Path | str) -> list[tuple[int, Path]]:
     """(factor on the short schedule's tokens, folder) for ``base`` and each longer sibling with records."""
-    from bench.report import has_records
-
     base = Path(base)
     out = [(1, base)] if has_records(base) else []
     for name, (parent, factor) in LONGER.items():
@@ -285,7 +284,13 @@ STUDY_BUDGET = "100M"  # the length study's budget writes length.*; another budg
 
 def write_length(base: Path | str, out_dir: Path | str, budget: str | None = None) -> list[Path]:
     """``length.md`` and ``length.png|pdf`` in ``out_dir`` from ``base`` and its longer siblings (another
-    budget than the study's: ``length-<budget>.*``); [] when there are fewer than two lengths."""
+    budget than the study's: ``length-<budget>.*``); [] when there are fewer than two lengths.
+
+    Args:
+        base: the short schedule's results folder (results/<budget>).
+        out_dir: where the files go.
+        budget: the budget the files are named for; None: ``base``'s folder name.
+    """
     budget = budget or Path(base).name
     stem = "length" if budget == STUDY_BUDGET else f"length-{budget}"
     folders = length_folders(base)

@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.train.schedules import LONGER
+
 MODEL_KEYS = ("normalize_before", "dropout", "attention_dropout", "activation_dropout", "weight_dropout")
 # schedule keys that do not make a recipe: the peak rate is tuned per family; the rest is bookkeeping
 SCHEDULE_FREE = ("lr", "log_every", "checkpoint_every")
@@ -95,8 +97,6 @@ def protocol_check(records: pd.DataFrame, results_dir: Path | str | None = None)
     path = Path(results_dir) / "tuning" / "chosen.json" if results_dir else None
     factor = 1
     if path is not None and not path.exists():  # a longer schedule of the length study: its parent's tuning
-        from bench.train.schedules import LONGER
-
         for name, (_, times) in LONGER.items():
             if Path(results_dir).name.endswith(f"-{name}"):
                 path, factor = Path(results_dir).parent / Path(results_dir).name[: -len(name) - 1] / \

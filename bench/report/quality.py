@@ -49,7 +49,14 @@ def failed_reason(final: float | None, best: float | None, plateau: float | None
                   final_sample: float | None = None) -> str | None:
     """Why a run with final validation NLL ``final`` (whole split) failed, or None: above the unigram
     ``plateau`` or less than PLATEAU_NATS below it, or its final NLL on the in-training sample (``final_sample``;
-    ``final`` where unknown) more than DRIFT_NATS above its ``best`` in-training validation."""
+    ``final`` where unknown) more than DRIFT_NATS above its ``best`` in-training validation.
+
+    Args:
+        final: the final validation NLL on the whole split (nats per token).
+        best: the best in-training validation NLL; None: unknown.
+        plateau: the unigram entropy of the training targets; None: unknown.
+        final_sample: the final NLL on the in-training sample; None: ``final`` stands for it.
+    """
     if final is None or not math.isfinite(final):
         return "no finite final validation NLL"
     if plateau is not None and final > plateau:
@@ -133,7 +140,7 @@ def row_status(train: pd.DataFrame, evals: pd.DataFrame | None = None) -> tuple[
 
 # -------------------------------------------------------------------------------------------- bootstrap
 def _bleu(stats: np.ndarray) -> float:
-    import sacrebleu
+    import sacrebleu  # sacrebleu: loaded only when BLEU is bootstrapped
 
     return sacrebleu.BLEU()._compute_score_from_stats(stats.tolist()).score
 
@@ -163,7 +170,14 @@ def paired_bleu(
     stats_a: Sequence[np.ndarray], stats_b: Sequence[np.ndarray], n_samples: int = N_SAMPLES, seed: int = SEED
 ) -> dict[str, Any]:
     """Seed-mean corpus BLEU of A minus B, interval and p-value. ``stats_*``: one (sentences, 10) array of
-    sacreBLEU statistics per seed, all on the same test sentences in the same order."""
+    sacreBLEU statistics per seed, all on the same test sentences in the same order.
+
+    Args:
+        stats_a: A's statistics, one array per seed.
+        stats_b: B's, on the same sentences.
+        n_samples: bootstrap resamples.
+        seed: the resampling's seed.
+    """
     a = [np.asarray(s, dtype=np.int64) for s in stats_a]
     b = [np.asarray(s, dtype=np.int64) for s in stats_b]
     n = a[0].shape[0]
@@ -187,7 +201,16 @@ def paired_nll(
     n_samples: int = N_SAMPLES,
     seed: int = SEED,
 ) -> dict[str, Any]:
-    """Seed-mean validation NLL (nats per token) of A minus B from per-sentence sums and token counts."""
+    """Seed-mean validation NLL (nats per token) of A minus B from per-sentence sums and token counts.
+
+    Args:
+        nll_a: A's per-sentence NLL sums (nats), one row per seed.
+        tok_a: their token counts.
+        nll_b: B's, on the same sentences.
+        tok_b: their token counts.
+        n_samples: bootstrap resamples.
+        seed: the resampling's seed.
+    """
     na, ta = np.asarray(nll_a, dtype=np.float64), np.asarray(tok_a, dtype=np.float64)
     nb, tb = np.asarray(nll_b, dtype=np.float64), np.asarray(tok_b, dtype=np.float64)
     if na.ndim != 2 or na.shape != ta.shape or nb.shape != tb.shape or na.shape[1] != nb.shape[1]:
@@ -221,7 +244,14 @@ def paired_rouge(rouge_a: Sequence[Sequence[Sequence[float]]], rouge_b: Sequence
                  n_samples: int = N_SAMPLES, seed: int = SEED) -> dict[str, Any]:
     """Seed-mean test ROUGE-L F1 (x100, the mean over summaries, as rouge-score reports a corpus) of A minus B
     from each seed's per-summary [ROUGE-1, ROUGE-2, ROUGE-L] F1: the NLL test's resampling with one unit of
-    weight per summary."""
+    weight per summary.
+
+    Args:
+        rouge_a: A's per-summary [ROUGE-1, ROUGE-2, ROUGE-L] F1 in [0, 1], one list per seed.
+        rouge_b: B's, on the same summaries.
+        n_samples: bootstrap resamples.
+        seed: the resampling's seed.
+    """
     la = np.asarray(rouge_a, dtype=np.float64)[..., 2] * 100
     lb = np.asarray(rouge_b, dtype=np.float64)[..., 2] * 100
     return paired_nll(la, np.ones_like(la), lb, np.ones_like(lb), n_samples, seed)

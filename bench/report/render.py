@@ -4,6 +4,7 @@ partial file is left)."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from bench.report.baselines import STATUS, floor_notes, models_only, pair_note
 from bench.report.columns import present, unique_join
 from bench.report.leaderboard import build_leaderboard, display_name
 from bench.report.protocol import render_protocol
+from bench.report.quality import DRIFT_NATS, PLATEAU_NATS, pairwise_note, render_pairwise
 
 
 # ------------------------------------------------------------------------------------------------ rendering
@@ -226,8 +228,6 @@ def render_markdown(df: pd.DataFrame) -> str:
 def _quality_sections(df: pd.DataFrame) -> list[str]:
     """What the quality columns may claim: failed runs (named, not ranked), the pairwise differences with their
     intervals, and the peak rates tuning chose."""
-    from bench.report.quality import DRIFT_NATS, PLATEAU_NATS, pairwise_note, render_pairwise
-
     out: list[str] = []
     models = models_only(df)
     base = models[models["compression"] == "none"] if "compression" in models else models
@@ -277,8 +277,6 @@ def _tuning_cost(tuned: dict) -> str:
 
 
 def _tuning_section(df: pd.DataFrame) -> list[str]:
-    import json
-
     folder = df.attrs.get("results_dir")
     path = Path(folder) / "tuning" / "chosen.json" if folder else None
     if path is None or not path.exists():

@@ -20,7 +20,13 @@ def _nll(v: Any) -> str:
 
 def table(summary: dict[str, Any], records: list[dict[str, Any]], confirmed: list[dict[str, Any]]) -> str:
     """shapes.md: every candidate (shape, d_model, ffn_dim, MACs and % off the budget, params, trial NLL and rank;
-    the full run's NLL and rank where it was confirmed), with the search's rules stated."""
+    the full run's NLL and rank where it was confirmed), with the search's rules stated.
+
+    Args:
+        summary: the search's summary (chosen.json).
+        records: each trial's record.
+        confirmed: the confirmation runs' records.
+    """
     tokens, recipe = summary["tokens_per_trial"], summary["recipe_tokens"]
     counts = ", ".join(f"{f} {n}" for f, n in summary["candidates"].items())
     lines = [
@@ -103,6 +109,12 @@ def fig_shapes(records: list[dict[str, Any]], summary: dict[str, Any]) -> tuple[
 
 
 def write_shapes_figure(records: list[dict[str, Any]], summary: dict[str, Any], stem: Path) -> list[Path]:
-    """``stem``.png and ``stem``.pdf (nothing when there are no records)."""
+    """``stem``.png and ``stem``.pdf (nothing when there are no records).
+
+    Args:
+        records: each trial's record.
+        summary: the search's summary.
+        stem: the files' path without a suffix.
+    """
     fig, _ = styled(fig_shapes, records, summary)
     return [] if fig is None else styled(save, fig, Path(stem))

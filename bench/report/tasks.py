@@ -22,8 +22,10 @@ from typing import Any
 
 import pandas as pd
 
+from bench.infra.atomic import write_text
+from bench.report import has_records
 from bench.report.columns import present
-from bench.report.leaderboard import display_name
+from bench.report.leaderboard import build_leaderboard, display_name
 
 FOLDER = re.compile(r"([0-9.]+[KMGT])(-lm|-sum)?")
 TASKS = (("", "mt", "translation"), ("-sum", "sum", "summarization"), ("-lm", "lm", "language modelling"))
@@ -33,8 +35,6 @@ ALPHA = 0.05
 def task_folders(root: Path | str) -> dict[str, dict[str, Path]]:
     """``{budget: {task: folder}}`` for the budget folders under ``root`` that hold run records (the
     fine-schedule and smoke folders, e.g. ``100M-full`` or ``100M-quick``, are other studies: not included)."""
-    from bench.report import has_records
-
     out: dict[str, dict[str, Path]] = {}
     root = Path(root)
     if not root.is_dir():
@@ -84,7 +84,13 @@ def _pair_diff(pairwise: Sequence[dict[str, Any]], a: str, b: str) -> dict[str, 
 
 
 def verdict(signs: dict[str, int | None], a: str, b: str) -> str:
-    """Words for one pair over the tasks; ``signs``: task name -> :func:`_separation` (None: no interval)."""
+    """Words for one pair over the tasks; ``signs``: task name -> :func:`_separation` (None: no interval).
+
+    Args:
+        signs: task name -> -1 (``a`` ahead), 0 (not separated) or 1 (``b`` ahead); None: no interval.
+        a: the first model's name.
+        b: the second's.
+    """
     named = {t: s for t, s in signs.items() if s is not None}
     a_wins = [t for t, s in named.items() if s < 0]
     b_wins = [t for t, s in named.items() if s > 0]
@@ -102,7 +108,7 @@ def verdict(signs: dict[str, int | None], a: str, b: str) -> str:
 
 
 def _quality(df: pd.DataFrame, row: pd.Series) -> str:
-    from bench.report.figures import quality_spec
+    from bench.report.figures import quality_spec  # matplotlib, seaborn: loaded only when tasks.md is written
 
     q = quality_spec(df)
     if not q or q["col"] == "valid_nll" or not present(row.get(q["col"])):
@@ -173,8 +179,6 @@ def budget_section(budget: str, boards: dict[str, pd.DataFrame]) -> tuple[list[s
 
 def tasks_summary(root: Path | str) -> str | None:
     """The Markdown of ``results/tasks.md``; None when no budget has results for two tasks."""
-    from bench.report.leaderboard import build_leaderboard
-
     folders = {b: f for b, f in task_folders(root).items() if len(f) >= 2}
     if not folders:
         return None
@@ -200,8 +204,6 @@ def tasks_summary(root: Path | str) -> str | None:
 
 def write_tasks_summary(root: Path | str) -> Path | None:
     """``<root>/tasks.md`` (written atomically), or None when no budget has two tasks' results."""
-    from bench.infra.atomic import write_text
-
     text = tasks_summary(root)
     if text is None:
         return None

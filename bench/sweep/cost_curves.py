@@ -15,6 +15,7 @@ vs MACs, and parameters vs MACs, a line per family.
 
 from __future__ import annotations
 
+import json
 import platform
 import shlex
 import sys
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.records.provenance import REPO
+from bench.infra.atomic import write_json, write_text
+from bench.records.provenance import REPO, environment, utc_now
 
 LADDER = ("25M", "50M", "100M", "200M", "500M", "1G", "2G")
 BACKENDS = ("eager", "onnxruntime")
@@ -49,12 +51,12 @@ class CurveOptions:
 
 def solve_point(spec: str, family: str) -> dict[str, Any]:
     """The family at MAC budget ``spec``: solved config, MACs (the budget's counter), parameters."""
-    import torch
+    import torch  # torch: loaded only when a point is solved
 
-    from bench.budget.solve import solve_model
-    from bench.budget.spec import load_budget
-    from bench.cost.params import count_params
-    from models import create_model
+    from bench.budget.solve import solve_model  # yaml, torch: loaded only when a point is solved
+    from bench.budget.spec import load_budget  # yaml, torch: loaded only when a point is solved
+    from bench.cost.params import count_params  # torch: loaded only when a point is solved
+    from models import create_model  # the model registry: loaded only when a point is solved
 
     budget = load_budget(spec)
     sol = solve_model(budget, family)
@@ -65,19 +67,26 @@ def solve_point(spec: str, family: str) -> dict[str, Any]:
 
 
 def record_path(results: Path, budget: str, backend: str, threads: int, workload: str) -> Path:
+    """The record of one measurement, under ``results/records``.
+
+    Args:
+        results: the curves' results folder.
+        budget: the MAC budget (25M, 100M, ...).
+        backend: "eager", "compile" or "onnxruntime".
+        threads: the thread count.
+        workload: "forward" or "translate".
+    """
     return results / "records" / f"{budget}-{backend}-t{threads}-{workload}.json"
 
 
 def run_curves(opts: CurveOptions) -> dict[str, Any]:
     """Measure what has no record yet, then write the CSV, the summary and the figures. Returns
     {"csv", "records", "failed": [one line per (budget, backend, threads) that could not be measured]}."""
-    import json
-
-    from bench.infra.atomic import write_json
+    # torch (bench.latency): loaded only when curves are measured
     from bench.latency.compare import compare_in_subprocess
-    from bench.records.provenance import environment, utc_now
 
     if opts.models is None:
+        # yaml, torch: loaded only when the families come from the template
         from bench.budget.spec import TEMPLATE, load_budget
 
         opts.models = list(load_budget(TEMPLATE).models)
@@ -185,10 +194,14 @@ def _overlap(b: Any, first: str, second: str) -> bool:
 
 
 def write_outputs(rows: list[dict[str, Any]], results: Path, failed: Sequence[str] = ()) -> list[Path]:
-    """curves.csv, curves.md and the figures (all or nothing for each figure's formats)."""
-    import pandas as pd
+    """curves.csv, curves.md and the figures (all or nothing for each figure's formats).
 
-    from bench.infra.atomic import write_text
+    Args:
+        rows: one row per family measured at a (budget, backend, threads, workload).
+        results: the results folder.
+        failed: one line per setting that could not be measured.
+    """
+    import pandas as pd  # pandas: loaded only when the outputs are written
 
     df = pd.DataFrame(rows, columns=COLUMNS).sort_values(["backend", "threads", "workload", "target_macs", "family"])
     written = [write_text(results / "curves.csv", df.to_csv(index=False, float_format="%.6g"))]
@@ -202,7 +215,7 @@ def write_outputs(rows: list[dict[str, Any]], results: Path, failed: Sequence[st
     if failed:
         md += ["## Not measured", "", *[f"- {f}" for f in failed], ""]
     written.append(write_text(results / "curves.md", "\n".join(md)))
-    from bench.report.cost_figures import draw_curves
+    from bench.report.cost_figures import draw_curves  # matplotlib, seaborn: loaded only when figures are drawn
 
     written += draw_curves(df, results / "figures")
     return written

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.infra.cluster import JobsFailed, Outcome, Unit, check_cluster, job_cpus, job_info, run_units
+from bench.records.schema import finished_record
+from bench.sweep.side_by_side import compare_group, compare_stages
 
 if TYPE_CHECKING:
     from bench.sweep.runner import ModelRun, Sweep, SweepOptions
@@ -31,7 +33,13 @@ def log_stderr(msg: str) -> None:
 
 
 def expected_records(sweep: Sweep, run: ModelRun, seed: int | None) -> list[Path]:
-    """What the unit writes when it finishes: a measurement unit (seed None) or one seed's training unit."""
+    """What the unit writes when it finishes: a measurement unit (seed None) or one seed's training unit.
+
+    Args:
+        sweep: the sweep.
+        run: the model's planned run.
+        seed: None: the measurement unit; else that seed's training unit.
+    """
     stages, out = sweep.opts.stages, []
     if seed is None:
         if "profile" in stages:
@@ -50,8 +58,7 @@ def expected_records(sweep: Sweep, run: ModelRun, seed: int | None) -> list[Path
 
 def plan_units(sweep: Sweep) -> tuple[list[Unit], int]:
     """The units with work left (all of them with ``force``), and how many were skipped as finished."""
-    from bench.latency.machine import all_cores
-    from bench.records.schema import finished_record
+    from bench.latency.machine import all_cores  # torch (bench.latency): loaded only when units are planned
 
     opts = dataclasses.replace(sweep.opts, threads=sweep.opts.threads or sorted({1, all_cores()}))
     sweep.opts = opts  # the latency settings the jobs use, and the files that say a unit finished
@@ -80,8 +87,6 @@ def plan_units(sweep: Sweep) -> tuple[list[Unit], int]:
                 else:
                     skipped += 1
     if "latency" in opts.stages:  # the paired comparison: one exclusive job with every model in it
-        from bench.sweep.side_by_side import compare_group
-
         group = compare_group(sweep)
         if group is not None:
             files = [group.folder / f"latency_compare-{d}-t{t}-{w}.json" for d, t, w in sweep.latency_settings()]
@@ -94,8 +99,13 @@ def plan_units(sweep: Sweep) -> tuple[list[Unit], int]:
 
 
 def run_compare_unit(sweep_class: type[Sweep], opts: SweepOptions, command: str) -> list[str]:
-    """A job: the paired latency comparison of every model of the sweep (bench.sweep.side_by_side), on a whole node."""
-    from bench.sweep.side_by_side import compare_stages
+    """A job: the paired latency comparison of every model of the sweep (bench.sweep.side_by_side), on a whole node.
+
+    Args:
+        sweep_class: the Sweep class (sent with the job).
+        opts: the sweep's options.
+        command: the sweep's command line, recorded.
+    """
     sweep = sweep_class(dataclasses.replace(opts, stages=("latency",), executor="local", log=log_stderr))
     sweep.command, sweep.job = command, job_info(True)
     return [str(r.get("config_hash")) for r in compare_stages(sweep)]
@@ -104,7 +114,16 @@ def run_compare_unit(sweep_class: type[Sweep], opts: SweepOptions, command: str)
 def run_unit(sweep_class: type[Sweep], opts: SweepOptions, model: str, seed: int | None, exclusive: bool,
              command: str) -> list[str]:
     """A job: a model's measurement stages (seed None) or one seed's training stages, written by the same code
-    as the local sweep, each record naming this job. Returns the record files that exist afterwards."""
+    as the local sweep, each record naming this job. Returns the record files that exist afterwards.
+
+    Args:
+        sweep_class: the Sweep class (sent with the job).
+        opts: the sweep's options.
+        model: the row whose stages run.
+        seed: None: its measurement stages; else this seed's training stages.
+        exclusive: the job holds a whole node (recorded).
+        command: the sweep's command line, recorded.
+    """
     stages = tuple(s for s in opts.stages if s in (MEASURE if seed is None else WORK))
     sub = dataclasses.replace(opts, stages=stages, seeds=opts.seeds if seed is None else [seed], executor="local",
                               train_threads=opts.train_threads or job_cpus(), log=log_stderr)

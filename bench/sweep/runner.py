@@ -31,14 +31,18 @@ import torch
 from bench.budget.mac_solver import Solution
 from bench.budget.solve import solve_model
 from bench.budget.spec import Budget, load_budget
+from bench.cost.profiling import paper_macs, profile
 from bench.errors import BenchError
 from bench.infra.atomic import write_text
 from bench.infra.cluster import Resources
 from bench.infra.stage_lock import locked
+from bench.latency.lock import EXCLUSIVE, SHARED, hold
+from bench.latency.machine import all_cores, device_name
 from bench.records.provenance import REPO, config_hash, environment, utc_now
 from bench.records.schema import StageRecord, finished_record, make_record, write_record
 from bench.train.schedules import LONGER, Schedule, get_schedule
-from bench.train.tasks import DEFAULT_CORPUS
+from bench.train.tasks import DEFAULT_CORPUS, TASKS
+from bench.train.tune import read_tuned
 
 
 def log_stderr(msg: str) -> None:
@@ -114,8 +118,6 @@ class ModelRun:
 
 class Sweep:
     def __init__(self, opts: SweepOptions) -> None:
-        from bench.train.tasks import TASKS
-
         if opts.task not in TASKS:
             raise BenchError(f"unknown task {opts.task!r}; valid: {', '.join(TASKS)}")
         if not opts.seeds or min(opts.seeds) < 0:
@@ -143,8 +145,6 @@ class Sweep:
         self.env = environment()
         self.command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         # the peak learning rate each family's tuning chose (bench tune); quick runs are not tuned
-        from bench.train.tune import read_tuned
-
         # (a budget with ``tuned_from`` reads another budget's: a latency budget made from the 100M file)
         tuned_at = self.results.parent / self.budget.tuned_from if self.budget.tuned_from else self.results
         own = self.results / "tuning" / "chosen.json"
@@ -191,8 +191,6 @@ class Sweep:
     def _machine(self, stage: str) -> Iterator[dict[str, Any]]:
         """Hold the machine lock for one stage (exclusive for latency, shared for compute); the dict it yields
         is filled with the stage's span and its wait once the block ends."""
-        from bench.latency.lock import EXCLUSIVE, SHARED, hold
-
         span: dict[str, Any] = {}
         with hold(EXCLUSIVE if stage.startswith("latency") else SHARED, what=stage, log=self.opts.log) as lock:
             span["started"] = utc_now()
@@ -235,16 +233,12 @@ class Sweep:
         return ModelRun(self.budget, sol, schedule, self.corpus, folder, cache, key, row=model)
 
     def profile(self, run: ModelRun) -> dict[str, Any]:
-        from bench.cost.profiling import profile
-
         rec = profile(run.model, run.solution.config.to_dict(), self.budget.protocol)
         for w in rec["warnings"]:
             self.opts.log(f"  warning: {run.model}: {w}")
         return rec
 
     def latency_settings(self) -> list[tuple[str, int, str]]:
-        from bench.latency.machine import all_cores
-
         threads = self.opts.threads or sorted({1, all_cores()})
         out = []
         if self.opts.device == "cpu":
@@ -256,8 +250,16 @@ class Sweep:
     def latency(self, run: ModelRun, device: str, threads: int, workload: str,
                 profile: StageRecord | None = None) -> dict[str, Any]:
         """One latency record, measured in a child process that receives the solved config; the paper's MAC
-        counts come from the profile (counted with the budget's protocol)."""
-        from bench.cost.profiling import paper_macs
+        counts come from the profile (counted with the budget's protocol).
+
+        Args:
+            run: the model's planned run.
+            device: "cpu" or "cuda".
+            threads: the thread count.
+            workload: "forward" or "translate".
+            profile: the run's profile record, whose MACs are recorded; None: counted here.
+        """
+        # looked up per call: tests replace bench.latency.measure_in_subprocess
         from bench.latency import LONE_PROCESSES, measure_in_subprocess, median_of_processes
 
         if profile is not None:
@@ -287,6 +289,7 @@ class Sweep:
         return {"shape": {"src_len": p.src_tokens, "tgt_len": p.tgt_tokens}}
 
     def train(self, run: ModelRun, seed: int) -> dict[str, Any]:
+        # sentencepiece: loaded only by a train stage
         from bench.train.trainer import Trainer, load_task_data, read_curve
 
         data = load_task_data(self.corpus, self.budget.task, run.schedule, run.solution.config.vocab_size)
@@ -308,15 +311,13 @@ class Sweep:
             raise KeyboardInterrupt(f"interrupted at update {summary['train_steps']} of {run.model} seed {seed}, "
                                     f"checkpoint saved in {out}; run the same command to resume")
         resumed = {"resumed_from_step": trainer.resumed_from_step} if trainer.resumed_from_step is not None else {}
-        from bench.latency.machine import device_name
-
         return {**summary, **resumed, "device": str(trainer.device), "device_model": device_name(trainer.device),
                 "run_dir": str(out), "curve": read_curve(out)}
 
     def compress(self, run: ModelRun, seed: int) -> list[dict[str, Any]]:
         """int8, then int8 + the largest magnitude-pruning sparsity that keeps validation NLL within 0.05 nats
         of fp32; one record per compressed stage (the fp32 row is the model's own)."""
-        from bench.compress import compress_run
+        from bench.compress import compress_run  # sacrebleu: loaded only by a compress stage
 
         quick = self.opts.quick
         res = compress_run(
@@ -332,7 +333,7 @@ class Sweep:
         return [{**st, "choice": res.get("choice")} for st in res["stages"] if st["compression"] != "fp32"]
 
     def evaluate(self, run: ModelRun, seed: int) -> dict[str, Any]:
-        from bench.evaluation.evaluate import evaluate_run
+        from bench.evaluation.evaluate import evaluate_run  # sacrebleu: loaded only by an evaluate stage
 
         res = evaluate_run(run.cache / f"train-s{seed}")
         res.pop("model", None)
@@ -384,8 +385,8 @@ class Sweep:
                 self._compress_stage(run, seed)
 
     def report(self) -> list[Path]:
-        from bench.report.figures import write_figures
-        from bench.report.render import write_leaderboard
+        from bench.report.figures import write_figures  # matplotlib, seaborn: loaded only when the report is built
+        from bench.report.render import write_leaderboard  # pandas: loaded only when the report is built
 
         written = list(write_leaderboard(self.results).values())
         notes: list[str] = []
@@ -395,6 +396,7 @@ class Sweep:
         return written
 
     def run(self) -> list[Path]:
+        # looked up per call: tests replace side_by_side.compare_stages
         from bench.sweep.side_by_side import compare_stages, lone_stages
 
         started = time.perf_counter()
@@ -405,7 +407,7 @@ class Sweep:
             for model in self.models:
                 self.run_model(model)
         else:  # one cluster job per unit; the report is built from whatever they wrote
-            from bench.sweep.jobs import run_jobs
+            from bench.sweep.jobs import run_jobs  # looked up per call: tests replace bench.sweep.jobs.run_jobs
 
             self.failed = run_jobs(self)
         try:

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.records.schema import StageRecord, write_record
+from bench.infra.stage_lock import locked
+from bench.records.provenance import config_hash
+from bench.records.schema import StageRecord, finished_record, write_record
 
 if TYPE_CHECKING:
     from bench.sweep.runner import ModelRun, Sweep
@@ -68,8 +70,6 @@ class CompareGroup:
 
 def compare_group(sweep: Sweep) -> CompareGroup | None:
     """The sweep's models as one comparison (None with fewer than two)."""
-    from bench.records.provenance import config_hash
-
     runs = [sweep.plan(m) for m in sweep.models]
     if len(runs) < 2:
         return None
@@ -80,7 +80,7 @@ def compare_group(sweep: Sweep) -> CompareGroup | None:
 
 def compare_stages(sweep: Sweep) -> list[StageRecord]:
     """One paired comparison per latency setting (skipped when its record exists)."""
-    from bench.latency import pooled
+    from bench.latency import pooled  # torch (bench.latency): loaded only when models are timed
 
     group = compare_group(sweep)
     if group is None:
@@ -108,10 +108,8 @@ def lone_stages(sweep: Sweep) -> list[StageRecord]:
     the sweep that lacks one (all with ``--force``), measured in interleaved rounds of fresh processes
     (module docstring); the per-model stage then finds them written. Nothing with fewer than two such models
     (one model's stage measures it alone, as before), for a MAC budget, or on a smoke run."""
-    from bench.cost.profiling import paper_macs
-    from bench.infra.stage_lock import locked
-    from bench.latency import LONE_PROCESSES, measure_in_subprocess, median_of_processes
-    from bench.records.schema import finished_record
+    from bench.cost.profiling import paper_macs  # torch, the model registry: loaded only when models are timed
+    from bench.latency import LONE_PROCESSES, measure_in_subprocess, median_of_processes  # torch: only for timing
 
     lat = sweep.budget.latency
     if lat is None or sweep.opts.quick or (lat.dtype, lat.backend) != ("fp32", "eager") \

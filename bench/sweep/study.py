@@ -14,11 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.budget.resolve import resolve_model
 from bench.evaluation.evaluate import evaluate_run
 from bench.infra.atomic import write_text, write_with
 from bench.infra.launcher import call_in_child
 from bench.records.provenance import REPO
-from bench.train.trainer import read_curve
+from bench.train.schedules import get_schedule
+from bench.train.trainer import Trainer, load_task_data, read_curve
 
 DEFAULT_OUT = REPO / "results" / "recipes"
 
@@ -26,18 +28,25 @@ DEFAULT_OUT = REPO / "results" / "recipes"
 def train_one(model: str, config: dict[str, Any], schedule: str, overrides: dict[str, Any], seed: int, out: str,
               max_time: float | None, corpus: str = "libreoffice-en-de") -> dict[str, Any]:
     """One training run (what each child process runs): the solved ``config``, the schedule preset with the
-    budget's adjustments, stopped at ``max_time`` seconds when given. Returns the Trainer's summary."""
-    from bench.train.schedules import get_schedule
-    from bench.train.trainer import Trainer, load_task_data
+    budget's adjustments, stopped at ``max_time`` seconds when given. Returns the Trainer's summary.
 
+    Args:
+        model: the family.
+        config: its solved config.
+        schedule: the schedule preset's name.
+        overrides: the budget's keys for that schedule.
+        seed: the training seed.
+        out: the run folder.
+        max_time: seconds after which training stops; None: no limit.
+        corpus: the translation corpus.
+    """
     sched = get_schedule(schedule, **overrides, **({"max_time": max_time} if max_time is not None else {}))
     data = load_task_data(corpus, "mt", sched, int(config.get("vocab_size", 8000)))
     return Trainer(model, config, data, sched, seed, Path(out), progress=False).run(resume=True)
 
 
 def _train(model: str, budget: str, schedule: str, seed: int, out: Path, max_time: float | None) -> dict[str, Any]:
-    from bench.budget.resolve import resolve_model
-    from bench.budget.spec import load_budget
+    from bench.budget.spec import load_budget  # yaml (budget files): loaded only when a run is trained
 
     config = resolve_model(model, "mt", budget).to_dict()
     overrides = load_budget(budget).schedule_overrides(schedule)
@@ -53,6 +62,15 @@ def compare_recipes(
     out: Path = DEFAULT_OUT,
     jobs: int = 2,
 ) -> dict[str, Any]:
+    """The study (module docstring): both recipes trained and evaluated, the results written to ``out`` and returned.
+
+    Args:
+        model: the family.
+        budget: the budget it is solved at.
+        seeds: the training seeds of each recipe.
+        out: the output folder.
+        jobs: training processes at a time.
+    """
     out = Path(out)
     runs: dict[str, dict[str, Any]] = {}
 
@@ -117,10 +135,10 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def _figure(curves: dict[str, list[dict]], path: Path, model: str, budget: str) -> None:
-    import matplotlib
+    import matplotlib  # matplotlib: loaded only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: loaded only when a figure is drawn
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, curve in sorted(curves.items()):

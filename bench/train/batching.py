@@ -26,7 +26,14 @@ class MTData:
 
 
 def encode_parallel(tok: Tokenizer, src: list[str], tgt: list[str], max_len: int | None = None) -> MTData:
-    """Sentences -> id arrays with EOS appended; pairs longer than ``max_len`` on either side are skipped."""
+    """Sentences -> id arrays with EOS appended; pairs longer than ``max_len`` on either side are skipped.
+
+    Args:
+        tok: the tokenizer.
+        src: the source sentences.
+        tgt: the target sentences, aligned.
+        max_len: the longest side kept, in subwords with EOS; None: every pair.
+    """
     eos = tok.eos_id
     out_s, out_t = [], []
     for s, t in zip(src, tgt):
@@ -49,7 +56,13 @@ def encode_stream(tok: Tokenizer, lines: list[str]) -> np.ndarray:
 
 def token_batches(data: MTData, batch_tokens: int, seed: int) -> list[np.ndarray]:
     """Index batches: examples sorted by (target, source) length (ties broken by a seeded shuffle), then cut
-    so that batch size x longest side <= batch_tokens. Every example lands in exactly one batch."""
+    so that batch size x longest side <= batch_tokens. Every example lands in exactly one batch.
+
+    Args:
+        data: the encoded pairs.
+        batch_tokens: the cap on batch size x longest side.
+        seed: the tie-breaking shuffle's seed.
+    """
     n = len(data)
     order = np.random.RandomState(seed).permutation(n)
     src_len = np.array([len(s) for s in data.src])[order]
@@ -69,12 +82,25 @@ def token_batches(data: MTData, batch_tokens: int, seed: int) -> list[np.ndarray
 
 
 def epoch_order(n_batches: int, seed: int, epoch: int) -> np.ndarray:
-    """The order the batches are visited in an epoch: a permutation fixed by (seed, epoch)."""
+    """The order the batches are visited in an epoch: a permutation fixed by (seed, epoch).
+
+    Args:
+        n_batches: batches in the epoch.
+        seed: the run's seed.
+        epoch: the epoch's number.
+    """
     return np.random.RandomState((seed * 100_003 + epoch) % 2**32).permutation(n_batches)
 
 
 def collate_mt(data: MTData, idx: np.ndarray, pad: int, bos: int) -> dict[str, Tensor]:
-    """(src, prev_output_tokens, target) padded on the right; ``ntokens`` counts real target tokens."""
+    """(src, prev_output_tokens, target) padded on the right; ``ntokens`` counts real target tokens.
+
+    Args:
+        data: the encoded pairs.
+        idx: the batch's example indices.
+        pad: the padding id.
+        bos: the id prev_output_tokens starts with.
+    """
     b = len(idx)
     S = max(len(data.src[i]) for i in idx)
     T = max(len(data.tgt[i]) for i in idx)
@@ -98,5 +124,12 @@ def lm_blocks(stream: np.ndarray, block: int) -> tuple[Tensor, Tensor]:
 
 
 def lm_batches(n_blocks: int, batch_tokens: int, block: int) -> list[np.ndarray]:
+    """Consecutive block indices, ``batch_tokens // block`` blocks per batch (at least one).
+
+    Args:
+        n_blocks: blocks in the split.
+        batch_tokens: tokens per batch.
+        block: tokens per block.
+    """
     per = max(1, batch_tokens // block)
     return [np.arange(i, min(i + per, n_blocks)) for i in range(0, n_blocks, per)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 
 from bench.data.manifest import sha256_file
 from bench.errors import BenchError
+from bench.infra.atomic import write_text
 
 LOCK = ".train.lock"
 # what a run folder holds of its run: the trainer's files, then bench.evaluation.evaluate's
@@ -65,8 +67,14 @@ def differences(old: Any, new: dict[str, Any]) -> list[str]:
 def folder_lock(out_dir: Path, rank: int = 0, fresh: bool = False) -> Iterator[None]:
     """``out_dir``, created, and locked while the block runs (by rank 0 of a distributed run): another process
     training into it at the same time is refused with one line, not interleaved. ``fresh``: once locked, the
-    run it holds is removed (:func:`start_afresh`)."""
-    from filelock import FileLock, Timeout
+    run it holds is removed (:func:`start_afresh`).
+
+    Args:
+        out_dir: the run folder, created.
+        rank: this process's rank; only rank 0 locks.
+        fresh: remove the run the folder holds, once locked.
+    """
+    from filelock import FileLock, Timeout  # filelock: loaded only when a run folder is locked
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,10 +118,6 @@ def start_afresh(out_dir: Path, log: Callable[[str], None] | None = None) -> lis
 def trim_log(out_dir: Path, step: int) -> None:
     """Drop the training log's lines past ``step``, written after the checkpoint a run resumes from (a run
     killed between checkpoints repeats those steps; their lines would otherwise appear twice)."""
-    import json
-
-    from bench.infra.atomic import write_text
-
     log = Path(out_dir) / "train.jsonl"
     if not log.exists():
         return

@@ -47,17 +47,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bench.budget.shape_plan import Shape, candidates, paper_config, paper_shape, shape_overrides
 from bench.budget.solve import solve_model
 from bench.budget.spec import Budget, Variant, load_budget
+from bench.cost.params import count_params
 from bench.errors import BenchError
 from bench.infra.atomic import write_json, write_text
-from bench.infra.cluster import JobsFailed, Resources, Unit, check_cluster, run_units
+from bench.infra.cluster import JobsFailed, Resources, Unit, check_cluster, job_cpus, job_info, run_units
+from bench.infra.launcher import call_in_child
 from bench.infra.stage_lock import locked
 from bench.records.provenance import REPO, config_hash, environment
 from bench.train.schedules import Schedule, get_schedule
 from bench.train.tasks import DEFAULT_CORPUS
 from bench.train.tune import read_tuned, trial_fields, trial_order, trial_schedule, trial_tokens
+from bench.train.tune import train_trial as train
+from models import create_model
 
 FOLDER = "shapes"
 CHOSEN = "chosen.json"
@@ -81,10 +87,15 @@ class Solved:
 
 def solve_shape(budget: Budget, family: str, shape: Shape, paper_cfg: dict[str, Any], candidate: int = 0) -> Solved:
     """``shape`` of ``family`` solved to the budget by the budget's own solver (a shape is a variant of the family
-    with its knobs set, and the FFN ratio on the width grid); one line naming the shape when it cannot be."""
-    from bench.cost.params import count_params
-    from models import create_model
+    with its knobs set, and the FFN ratio on the width grid); one line naming the shape when it cannot be.
 
+    Args:
+        budget: the MAC budget.
+        family: the family.
+        shape: the candidate shape.
+        paper_cfg: the family's paper config (bench.budget.shape_plan.paper_config).
+        candidate: the candidate's index, recorded.
+    """
     paper = paper_shape(paper_cfg)
     over = shape_overrides(family, paper_cfg, shape)
     rule = budget.models[family]
@@ -132,7 +143,18 @@ def plan(budget: Budget, schedule: Schedule, corpus: str, tuned: dict[str, float
          seed: int = 1) -> list[ShapeTrial]:
     """Every family's candidates, each solved to the budget, as truncated trials at the family's tuned peak rate:
     the same number (unless a family has fewer candidates) and tokens for every family. Everything is checked
-    here, before any training."""
+    here, before any training.
+
+    Args:
+        budget: a MAC budget with a ``shapes:`` section.
+        schedule: the recipe; trials are truncated from it.
+        corpus: the training corpus (part of each trial's key).
+        tuned: family -> its tuned peak learning rate.
+        models: the families searched; None: the section's.
+        tokens_per_trial: target tokens per trial; None: the section's.
+        log: takes each progress line.
+        seed: the training seed (part of each trial's key).
+    """
     shapes = budget.shapes
     if shapes is None:
         raise BenchError(f"shapes: budget {budget.name} has no 'shapes:' section ({budget.source}); "
@@ -174,16 +196,22 @@ def plan(budget: Budget, schedule: Schedule, corpus: str, tuned: dict[str, float
 
 def train_trial(family: str, config: dict[str, Any], schedule: dict[str, Any], task: str, corpus: str, seed: int,
                 out: str) -> dict[str, Any]:
-    """One trial or confirmation run (what each child process runs): bench.train.tune's trial training."""
-    from bench.train.tune import train_trial as train
+    """One trial or confirmation run (what each child process runs): bench.train.tune's trial training.
 
+    Args:
+        family: the family.
+        config: its solved config.
+        schedule: the trial's schedule, as a dict.
+        task: mt, lm or sum.
+        corpus: the training corpus.
+        seed: the training seed.
+        out: the trial's run folder.
+    """
     return train(family, config, schedule, task, corpus, seed, out)
 
 
 def _run(trial: ShapeTrial, task: str, corpus: str, seed: int, out: Path, what: str) -> dict[str, Any]:
     """Train in its own process at 1 thread; its summary, or {"error": ...} when it diverged."""
-    from bench.infra.launcher import call_in_child
-
     kwargs = dict(family=trial.family, config=trial.config, schedule=trial.schedule.to_dict(), task=task,
                   corpus=corpus, seed=seed, out=str(out))
     try:
@@ -197,7 +225,21 @@ def _run(trial: ShapeTrial, task: str, corpus: str, seed: int, out: Path, what: 
 def trial_record(trial: ShapeTrial, budget: Budget, corpus: str, seed: int, summary: dict[str, Any],
                  run_dir: Path, env: dict[str, Any], command: str, started: datetime, threads: int,
                  job: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The record of one finished (or diverged) trial or confirmation run."""
+    """The record of one finished (or diverged) trial or confirmation run.
+
+    Args:
+        trial: the trial.
+        budget: the budget.
+        corpus: the training corpus.
+        seed: the training seed.
+        summary: the Trainer's summary, or {"error": ...} when it diverged.
+        run_dir: the trial's run folder (its curve is read).
+        env: the environment (bench.records.provenance.environment).
+        command: the command line.
+        started: when the trial started (UTC).
+        threads: the threads it trained with.
+        job: the cluster job's fields; None: not a job.
+    """
     s = trial.solved
     truncated = trial.schedule.stop_tokens is not None
     return {
@@ -226,11 +268,18 @@ def trial_record(trial: ShapeTrial, budget: Budget, corpus: str, seed: int, summ
 
 def trial_job(trial: ShapeTrial, budget: Budget, task: str, corpus: str, seed: int, run_dir: str, path: str,
               command: str) -> dict[str, Any]:
-    """One trial as a cluster job: trains in this process (threads: the job's CPUs), writes its record."""
-    import torch
+    """One trial as a cluster job: trains in this process (threads: the job's CPUs), writes its record.
 
-    from bench.infra.cluster import job_cpus, job_info
-
+    Args:
+        trial: the trial.
+        budget: the budget.
+        task: mt, lm or sum.
+        corpus: the training corpus.
+        seed: the training seed.
+        run_dir: the trial's run folder.
+        path: the record file written.
+        command: the command line, recorded.
+    """
     threads = job_cpus() or 1
     torch.set_num_threads(threads)
     started = datetime.now(timezone.utc)
@@ -253,7 +302,24 @@ def run_trials(trials: list[ShapeTrial], folder: Path, cache: Path, *, budget: B
                seed: int, jobs: int, executor: str, resources: Resources | None, logs: Path,
                log: Callable[[str], None], command: str, what: str = "shape trial") -> list[dict[str, Any]]:
     """Every trial without a record, trained (``jobs`` at a time here, or as one job array); every trial's record.
-    A trial runs under its own lock, so a second search at the same time waits for it and then finds its record."""
+    A trial runs under its own lock, so a second search at the same time waits for it and then finds its record.
+
+    Args:
+        trials: the trials.
+        folder: where the records go.
+        cache: where the trials' run folders go.
+        budget: the budget.
+        task: mt, lm or sum.
+        corpus: the training corpus.
+        seed: the training seed.
+        jobs: trials trained at a time, locally.
+        executor: "local", "slurm" or "submitit-local".
+        resources: each cluster job's partition, CPUs, time and GPUs; None: the defaults.
+        logs: where the cluster jobs' logs go.
+        log: takes each progress line.
+        command: the command line, recorded.
+        what: what a trial is called in the messages.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     env = environment()
 
@@ -343,7 +409,24 @@ def search(
     confirm: bool = False,
 ) -> dict[str, Any]:
     """The search (and with ``confirm`` the full runs of each family's two best); writes chosen.json, shapes.md
-    and shapes.png|pdf under ``<results>/shapes`` and returns chosen.json's content."""
+    and shapes.png|pdf under ``<results>/shapes`` and returns chosen.json's content.
+
+    Args:
+        budget_spec: a budget name or file.
+        task: mt, lm or sum.
+        schedule_name: the recipe's schedule preset.
+        models: the families searched; None: the ``shapes:`` section's.
+        tokens_per_trial: target tokens per trial; None: the section's.
+        seed: the training seed.
+        jobs: trials trained at a time, locally.
+        corpus: the training corpus; None: the task's default.
+        results_root: where results/<budget>/shapes goes.
+        cache_root: where the trials' run folders go.
+        log: takes each progress line (default: stderr).
+        executor: "local", "slurm" or "submitit-local".
+        resources: each cluster job's partition, CPUs, time and GPUs; None: the defaults.
+        confirm: also train each family's two best candidates on the whole recipe.
+    """
     if executor == "slurm":
         check_cluster((resources or Resources()).partition)
     budget = load_budget(budget_spec, task=task)
@@ -393,6 +476,7 @@ def search(
         summary["confirmed"] = rank(done)
     write_json(folder / CHOSEN, summary)
     confirmed = [json.loads((folder / n).read_text(encoding="utf-8")) for n in summary.get("confirm_runs", [])]
+    # matplotlib, pandas: loaded only when the search is reported
     from bench.report.shapes import table, write_shapes_figure
 
     written = [write_text(folder / "shapes.md", table(summary, records, confirmed))]

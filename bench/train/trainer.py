@@ -17,6 +17,7 @@ import json
 import math
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +27,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from bench.data import DataError, Tokenizer, get_corpus
 from bench.data.tokenizer import TokenizerConfig, get_tokenizer_capped
 from bench.errors import BenchError
 from bench.infra.atomic import save_torch as atomic_save
 from bench.infra.atomic import write_text as atomic_write_text
+from bench.latency.lock import SHARED, hold
 from bench.train.batching import (
     collate_mt,
     encode_parallel,
@@ -67,7 +70,14 @@ CHECKPOINT = "checkpoint.pt"
 def learning_rate(s: Schedule, step: int, tokens: int, warmup_tokens: int = 0) -> float:
     """Linear warm-up over ``warmup_steps``, then cosine from the peak to ``min_lr`` over what remains of the
     token budget after warm-up (``warmup_tokens`` were seen during it; the step budget when there is no token
-    budget), or inverse square root."""
+    budget), or inverse square root.
+
+    Args:
+        s: the schedule (lr, min_lr, warmup_steps, decay, its budgets).
+        step: optimizer steps taken.
+        tokens: target tokens seen.
+        warmup_tokens: target tokens seen during warm-up.
+    """
     if step < s.warmup_steps:
         return s.lr * (step + 1) / s.warmup_steps
     if s.decay == "inverse_sqrt":
@@ -105,6 +115,15 @@ class TaskData:
 def load_task_data(
     corpus: str | Path, task: str, schedule: Schedule, vocab_size: int = 8000, cache_dir: Path | None = None
 ) -> TaskData:
+    """The corpus's splits and its tokenizer, encoded for ``task`` as ``schedule`` says.
+
+    Args:
+        corpus: a corpus name or folder.
+        task: mt, lm or sum.
+        schedule: its max_len caps training pairs; its lm_block sizes language-model blocks.
+        vocab_size: the subword vocabulary asked for (capped where the corpus is too small).
+        cache_dir: where built-in corpora are built; None: the default.
+    """
     kw = {"cache_dir": cache_dir} if cache_dir else {}
     corp = get_corpus(corpus, task=task, **kw)
     if corp.task != task:
@@ -274,8 +293,7 @@ class Trainer:
         with self._autocast():
             logits = self._forward(b)
         loss, _ = label_smoothed_nll(logits, b["target"], s.label_smoothing, self.pad)
-        # DDP averages gradients over processes: scale so the result is the global per-token mean
-        (loss * self.world / ntokens).backward()
+        (loss * self.world / ntokens).backward()  # DDP averages over processes: the global per-token mean
         if s.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip_norm)
         if self.state.step == s.warmup_steps:
@@ -324,9 +342,13 @@ class Trainer:
     def run(self, resume: bool = True, stop_at_step: int | None = None, fresh: bool = False) -> dict[str, Any]:
         """Train until the schedule stops (or ``stop_at_step``: the run checkpoints and returns as on SIGINT/SIGTERM),
         the schedule checked first, the folder locked (``fresh``: its run removed first; bench.train.run_folder) and the
-        machine lock held shared throughout (bench.latency.lock): no latency measurement times while this trains."""
-        from bench.latency.lock import SHARED, hold
+        machine lock held shared throughout (bench.latency.lock): no latency measurement times while this trains.
 
+        Args:
+            resume: continue from the folder's checkpoint when it has one.
+            stop_at_step: checkpoint and return at this step; None: run to the end.
+            fresh: remove the folder's run first.
+        """
         self.schedule.check()
         with folder_lock(self.out_dir, self.rank, fresh), hold(SHARED, what=f"training {self.model_name}"):
             return self._run(resume and not fresh, stop_at_step)
@@ -349,8 +371,6 @@ class Trainer:
                 signal.signal(sig, request_stop)
         bar = None
         if self.progress:
-            from tqdm import tqdm
-
             total = s.stop_tokens or s.max_tokens or s.max_steps
             bar = tqdm(
                 total=total,
@@ -462,8 +482,6 @@ class Trainer:
 
 
 def threading_is_main() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 

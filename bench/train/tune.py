@@ -33,16 +33,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bench.budget.solve import solve_model
 from bench.budget.spec import Budget, load_budget
 from bench.budget.tune_plan import TRIAL_KINDS
 from bench.errors import BenchError
 from bench.infra.atomic import write_json
-from bench.infra.cluster import JobsFailed, Resources, Unit, check_cluster, run_units
+from bench.infra.cluster import JobsFailed, Resources, Unit, check_cluster, job_cpus, job_info, run_units
 from bench.infra.launcher import call_in_child
 from bench.records.provenance import REPO, config_hash, environment
 from bench.train.schedules import Schedule, get_schedule
 from bench.train.tasks import DEFAULT_CORPUS
+from models import families as registered
 
 TUNED_FILE = "tuning/chosen.json"
 
@@ -50,7 +53,13 @@ TUNED_FILE = "tuning/chosen.json"
 def read_tuned(results: Path, schedule: Schedule, kind: str | None = None) -> dict[str, float]:
     """{family: peak lr} from ``<results>/tuning/chosen.json`` (written by ``bench tune``), for the schedule it
     was tuned for; {} when there is none. A file tuned for another schedule, another token budget or (with
-    ``kind``) another kind of trial than the budget's plan names is stale: ignored, with a note."""
+    ``kind``) another kind of trial than the budget's plan names is stale: ignored, with a note.
+
+    Args:
+        results: the budget's results folder.
+        schedule: the schedule trained; its name and token budget must be the file's.
+        kind: the trial kind the budget's plan names; None: any.
+    """
     path = Path(results) / TUNED_FILE
     if not path.exists():
         return {}
@@ -79,8 +88,6 @@ def trial_order(families: list[str]) -> list[str]:
     """The order the families' trials start in: the registry's order reversed. Two processes finish closer
     together when the slower per token start first; of the paper's three, Lite then ET are the slower, and a
     family added since (its cost unknown) starts first. The order changes no trial's result."""
-    from models import families as registered
-
     order = registered()
     return sorted(families, key=lambda m: -order.index(m) if m in order else -len(order))
 
@@ -101,7 +108,14 @@ class Trial:
 def trial_schedule(base: Schedule, lr: float, tokens: int, kind: str = "truncated") -> Schedule:
     """A trial of ``tokens`` target tokens at peak rate ``lr``: "truncated", ``base`` stopped after them (its
     warm-up and decay unchanged, over its whole token budget); "compressed", ``base`` shrunk to them (warm-up in
-    proportion, at least 1 step)."""
+    proportion, at least 1 step).
+
+    Args:
+        base: the recipe.
+        lr: the trial's peak learning rate.
+        tokens: target tokens the trial trains.
+        kind: "truncated" or "compressed".
+    """
     if not base.max_tokens:
         raise BenchError(f"schedule {base.name} has no token budget to divide among trials")
     if kind not in TRIAL_KINDS:
@@ -129,7 +143,17 @@ def plan(
     tokens_per_trial: int | None = None,
     kind: str = "truncated",
 ) -> list[Trial]:
-    """Every (family, rate) trial, the same rates and tokens for every family."""
+    """Every (family, rate) trial, the same rates and tokens for every family.
+
+    Args:
+        budget: the budget whose families are solved.
+        schedule: the recipe.
+        corpus: the training corpus (part of each trial's key).
+        grid: the peak learning rates tried.
+        models: the families tuned; None: the budget's.
+        tokens_per_trial: target tokens per trial; None: the recipe's divided by the grid's size.
+        kind: "truncated" or "compressed".
+    """
     if not grid or min(grid) <= 0 or len(set(grid)) != len(grid):
         raise BenchError(f"the learning-rate grid must be distinct positive numbers, got {list(grid)}")
     families = models or list(budget.models)
@@ -156,7 +180,15 @@ def search_plan(budget: Budget, schedule: Schedule, grid: tuple[float, ...] | No
                 kind: str | None = None) -> tuple[tuple[float, ...], int | None, str]:
     """The grid, trial size and trial kind: what the command line gives, else the budget file's ``tune:``
     section, else the defaults (5e-4, 1e-3, 2e-3; the recipe's tokens / the grid's size, left to :func:`plan`;
-    truncated)."""
+    truncated).
+
+    Args:
+        budget: the budget, whose ``tune:`` section gives the defaults.
+        schedule: the recipe (its tokens divided among ``trials_per_seed``).
+        grid: the peak learning rates; None: as above.
+        tokens_per_trial: target tokens per trial; None: as above.
+        kind: "truncated" or "compressed"; None: as above.
+    """
     grid = tuple(grid or (budget.tune.grid if budget.tune else DEFAULT_GRID))
     if tokens_per_trial is None and budget.tune is not None and budget.tune.trials_per_seed:
         tokens_per_trial = (schedule.max_tokens or 0) // budget.tune.trials_per_seed
@@ -167,9 +199,18 @@ def search_plan(budget: Budget, schedule: Schedule, grid: tuple[float, ...] | No
 def train_trial(family: str, config: dict[str, Any], schedule: dict[str, Any], task: str, corpus: str, seed: int,
                 out: str) -> dict[str, Any]:
     """One trial (what each child process runs): the solved ``config`` under the trial's whole ``schedule``;
-    the Trainer's summary (resumed from the folder's checkpoint if the trial was interrupted)."""
-    from bench.train.schedules import Schedule
-    from bench.train.trainer import Trainer, load_task_data
+    the Trainer's summary (resumed from the folder's checkpoint if the trial was interrupted).
+
+    Args:
+        family: the family.
+        config: its solved config.
+        schedule: the trial's schedule, as a dict.
+        task: mt, lm or sum.
+        corpus: the training corpus.
+        seed: the training seed.
+        out: the trial's run folder.
+    """
+    from bench.train.trainer import Trainer, load_task_data  # sentencepiece: loaded only when a trial trains
 
     fields = {**schedule, "betas": tuple(schedule["betas"])}
     sched = Schedule(**fields)
@@ -230,6 +271,25 @@ def tune(
     resources: Resources | None = None,
     kind: str | None = None,
 ) -> dict[str, Any]:
+    """Every family's trials on the grid (module docstring); writes tuning/chosen.json and returns it.
+
+    Args:
+        budget_spec: a budget name or file.
+        task: mt, lm or sum.
+        schedule_name: the recipe's schedule preset.
+        grid: the peak learning rates; None: :func:`search_plan`'s.
+        models: the families tuned; None: the budget's.
+        tokens_per_trial: target tokens per trial; None: :func:`search_plan`'s.
+        seed: the trials' training seed.
+        jobs: trials trained at a time, locally.
+        corpus: the training corpus; None: the task's default.
+        results_root: where results/<budget>/tuning goes.
+        cache_root: where the trials' run folders go.
+        log: takes each progress line (default: stderr).
+        executor: "local", "slurm" or "submitit-local".
+        resources: each cluster job's partition, CPUs, time and GPUs; None: the defaults.
+        kind: "truncated" or "compressed"; None: :func:`search_plan`'s.
+    """
     if executor == "slurm":
         check_cluster((resources or Resources()).partition)
     budget = load_budget(budget_spec, task=task)
@@ -290,7 +350,21 @@ def tune(
 def trial_record(trial: Trial, budget: str, corpus: str, seed: int, summary: dict[str, Any], run_dir: Path,
                  env: dict[str, Any], command: str, started: datetime, threads: int,
                  job: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The record of one finished (or diverged) trial."""
+    """The record of one finished (or diverged) trial.
+
+    Args:
+        trial: the trial.
+        budget: the budget's name.
+        corpus: the training corpus.
+        seed: the training seed.
+        summary: the Trainer's summary, or {"error": ...} when it diverged.
+        run_dir: the trial's run folder (its curve is read).
+        env: the environment (bench.records.provenance.environment).
+        command: the command line.
+        started: when the trial started (UTC).
+        threads: the threads it trained with.
+        job: the cluster job's fields; None: not a job.
+    """
     return {
         "stage": "tune",
         "family": trial.family,
@@ -307,7 +381,22 @@ def trial_fields(schedule: Schedule, config: dict[str, Any], key: str, corpus: s
                  summary: dict[str, Any], run_dir: Path, env: dict[str, Any], command: str, started: datetime,
                  job: dict[str, Any] | None) -> dict[str, Any]:
     """What every trial record carries (tuning's and the shape search's): what trained, how it ended, its curve,
-    where and when."""
+    where and when.
+
+    Args:
+        schedule: the trial's schedule.
+        config: the config trained.
+        key: its config hash.
+        corpus: the training corpus.
+        seed: the training seed.
+        threads: the threads it trained with.
+        summary: the Trainer's summary, or {"error": ...} when it diverged.
+        run_dir: the trial's run folder (its curve is read).
+        env: the environment (bench.records.provenance.environment).
+        command: the command line.
+        started: when the trial started (UTC).
+        job: the cluster job's fields; None: not a job.
+    """
     return {
         "tokens_per_trial": trial_tokens(schedule),
         "selection": "valid_nll (whole validation split)",
@@ -331,11 +420,18 @@ def trial_fields(schedule: Schedule, config: dict[str, Any], key: str, corpus: s
 
 def trial_job(trial: Trial, budget: str, task: str, corpus: str, seed: int, run_dir: str, path: str,
               command: str) -> dict[str, Any]:
-    """One trial as a cluster job: trains in this process (threads: the job's CPUs), writes its record."""
-    import torch
+    """One trial as a cluster job: trains in this process (threads: the job's CPUs), writes its record.
 
-    from bench.infra.cluster import job_cpus, job_info
-
+    Args:
+        trial: the trial.
+        budget: the budget's name.
+        task: mt, lm or sum.
+        corpus: the training corpus.
+        seed: the training seed.
+        run_dir: the trial's run folder.
+        path: the record file written.
+        command: the command line, recorded.
+    """
     threads = job_cpus() or 1
     torch.set_num_threads(threads)
     started = datetime.now(timezone.utc)
@@ -369,7 +465,7 @@ def _trials_as_jobs(trials: list[Trial], folder: Path, logs: Path, executor: str
 
 
 def _read_curve(run_dir: Path) -> list[dict]:
-    from bench.train.trainer import read_curve
+    from bench.train.trainer import read_curve  # sentencepiece (the trainer): loaded only when curves are read
 
     return read_curve(run_dir)
 

@@ -16,7 +16,14 @@ from bench.train.batching import MTData, collate_mt, token_batches
 
 def label_smoothed_nll(logits: Tensor, target: Tensor, eps: float, pad: int) -> tuple[Tensor, Tensor]:
     """(smoothed loss sum, NLL sum) over non-pad targets, fairseq's formula: (1 - eps - eps_i) * nll +
-    eps_i * sum_v(-log p_v), eps_i = eps / (V - 1)."""
+    eps_i * sum_v(-log p_v), eps_i = eps / (V - 1).
+
+    Args:
+        logits: the scores, vocabulary last.
+        target: the target ids.
+        eps: the label smoothing (0: the plain NLL).
+        pad: the padding id, not counted.
+    """
     lprobs = F.log_softmax(logits.float(), dim=-1)
     nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
     smooth = -lprobs.sum(-1)
@@ -29,7 +36,13 @@ def label_smoothed_nll(logits: Tensor, target: Tensor, eps: float, pad: int) -> 
 
 def subset(data: Any, n: int | None, seed: int | None = None) -> Any:
     """The first ``n`` items of ``data`` (MTData or LM blocks), or, with a ``seed``, ``n`` items drawn at random
-    without replacement (the same draw for every run: a fixed sample of the split, in its original order)."""
+    without replacement (the same draw for every run: a fixed sample of the split, in its original order).
+
+    Args:
+        data: MTData, or a language model's (inputs, targets) blocks.
+        n: items kept; None: all.
+        seed: None: the first ``n``; else the seed of the draw.
+    """
     size = len(data) if isinstance(data, MTData) else len(data[0])
     if n is None or n >= size:
         return data
@@ -61,7 +74,16 @@ def unigram_entropy(data: Any, pad: int) -> float:
 def corpus_nll(
     model: nn.Module, data: Any, pad: int, bos: int, batch_tokens: int = 4096, device: torch.device | str = "cpu"
 ) -> float:
-    """Mean NLL per target token (nats) of ``data`` (MTData, or LM (inputs, targets) blocks), fp32."""
+    """Mean NLL per target token (nats) of ``data`` (MTData, or LM (inputs, targets) blocks), fp32.
+
+    Args:
+        model: the model, evaluated in eval mode (its mode restored).
+        data: MTData, or a language model's (inputs, targets) blocks.
+        pad: the padding id.
+        bos: the BOS id, which prev_output_tokens starts with.
+        batch_tokens: tokens per batch.
+        device: where the batches go.
+    """
     was = model.training
     model.eval()
     total, count = 0.0, 0
@@ -95,7 +117,16 @@ def sentence_nll(
 ) -> tuple[list[float], list[int]]:
     """Per sentence of ``data`` (MTData), or per block of a language model's (inputs, targets) blocks, in its
     order: the summed NLL of its target tokens (nats, fp32) and their count; sum(nll) / sum(count) is
-    :func:`corpus_nll`. What a paired bootstrap over sentences (or blocks) resamples."""
+    :func:`corpus_nll`. What a paired bootstrap over sentences (or blocks) resamples.
+
+    Args:
+        model: the model, evaluated in eval mode (its mode restored).
+        data: MTData, or a language model's (inputs, targets) blocks.
+        pad: the padding id.
+        bos: the BOS id, which prev_output_tokens starts with.
+        batch_tokens: tokens per batch.
+        device: where the batches go.
+    """
     was = model.training
     model.eval()
     if not isinstance(data, MTData):

@@ -87,6 +87,7 @@ def test_bad_input_one_line_exit_2(args, message):
     assert out.stdout == ""
 
 
+@pytest.mark.slow  # end to end through real processes: make test-slow (the default run stays under 15 min)
 def test_profile_and_solve_json_interface():
     out = bench("profile", "lite_transformer", "--budget", "100M", "--set", "dropout=0.2", "--json")
     assert out.returncode == 0, out.stderr

@@ -42,6 +42,7 @@ def fake_compare(calls: list[dict[str, Any]]) -> Any:
     return run
 
 
+@pytest.mark.slow  # end to end through real processes: make test-slow (the default run stays under 15 min)
 def test_curves_write_records_csv_rankings_and_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(compare, "compare_in_subprocess", fake_compare(calls))

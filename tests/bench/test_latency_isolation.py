@@ -256,6 +256,7 @@ def test_compare_times_interleaved_and_reports_ratios_with_intervals(monkeypatch
     json.dumps(res)  # strict JSON
 
 
+@pytest.mark.slow  # end to end through real processes: make test-slow (the default run stays under 15 min)
 def test_latency_compare_command_prints_json_with_ratios(capsys):
     rc = main(["latency", "--compare", "transformer,lite_transformer", "--budget", "100M", "--rounds", "2",
                "--warmup", "1", "--json"])

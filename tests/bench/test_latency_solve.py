@@ -81,6 +81,7 @@ def test_between_grid_points_the_fine_knob_lands_within_tolerance(tmp_path: Path
     assert [r["purpose"] for r in book["measurements"]].count("confirm") >= 1
 
 
+@pytest.mark.slow  # end to end through real processes: make test-slow (the default run stays under 15 min)
 def test_a_solved_budget_is_read_back_without_measuring_and_a_partial_one_resumes(tmp_path: Path) -> None:
     budget = load_budget("6ms")
     first = fake_timer("lite_transformer", budget)

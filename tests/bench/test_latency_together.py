@@ -155,6 +155,7 @@ def test_solve_model_confirms_a_latency_budgets_families_together(tmp_path: Path
     assert all(math.isfinite(v) for v in sol.latency["together"]["p50_ms"].values())
 
 
+@pytest.mark.slow  # end to end through real processes: make test-slow (the default run stays under 15 min)
 def test_a_sweeps_own_setting_figures_are_measured_in_interleaved_rounds(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The lone forward figures of a latency budget's families come from fresh processes in rotating rounds

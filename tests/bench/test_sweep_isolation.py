@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.records.spans import latency_overlaps, stage_runs, stage_spans
 from tests.bench.test_sweep_resume import BUDGET, COMPARE_RECORDS, MODELS, RECORDS
 from tests.toy_corpus import write_corpus
@@ -19,6 +21,7 @@ from tests.toy_corpus import write_corpus
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # end to end through real processes: make test-slow (the default run stays under 15 min)
 def test_two_sweeps_at_once_run_each_stage_once_and_never_time_beside_compute(tmp_path):
     budget = tmp_path / "tiny.yaml"
     budget.write_text(BUDGET.format(dropout=0.1))

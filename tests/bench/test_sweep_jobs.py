@@ -137,6 +137,7 @@ def test_a_cancelled_job_leaves_the_sweep_failed_and_the_others_written(toy, tmp
     assert "9_1_0_log.err" in message
 
 
+@pytest.mark.slow  # end to end through real processes: make test-slow (the default run stays under 15 min)
 def test_a_sweep_through_submitits_local_executor(toy, tmp_path):
     """Real stages in real job processes: the records say which job wrote them, the report is built."""
     opts = options(tmp_path, toy["budget"], toy["corpus"], executor="submitit-local", models=["transformer"],
