@@ -86,6 +86,8 @@ def collect(folders: Sequence[tuple[int, Path]]) -> dict[str, Any]:
                 "curves": {int(s): [e for e in c if e.get("valid_nll") is not None and not e.get("final")]
                            for s, c in zip(train["seed"], train["curve"], strict=True) if isinstance(c, list)},
             }
+        if not fams:
+            continue  # a length whose runs have not trained yet (only profiles): nothing to compare
         ok = sorted(f for f, v in fams.items() if v["status"] == "ok")
         pairs = [(a, b) for a, b in family_pairs(ok) if a in ok and b in ok]
         rows = {(r["a"], r["b"]): r for r in pairwise_table(recs, pairs)} if pairs else {}

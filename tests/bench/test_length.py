@@ -155,3 +155,15 @@ def test_a_latency_budget_on_a_longer_schedule_keeps_its_tuned_from():
 def test_the_dropout_rule_skips_an_empty_curve():
     rule = overfit_rule({"a": [], "b": [{"tokens": 1, "valid_nll": 3.0}]})
     assert set(rule["per_family"]) == {"b"} and rule["dropout"] == 0.0
+
+
+def test_a_length_with_no_trained_run_yet_is_left_out(two_lengths, tmp_path):
+    """A longer schedule whose runs have only their profile (training still going) adds no row and no 'nan'."""
+    base = tmp_path / "r"
+    shutil.copytree(two_lengths, base)
+    profile = next((base / "100M" / "runs").glob("transformer-*")) / "profile.json"
+    x16 = base / "100M-x16" / "runs" / "transformer-0000000000"
+    x16.mkdir(parents=True)
+    shutil.copy(profile, x16 / "profile.json")
+    before = [ln["folder"].name for ln in collect(length_folders(base / "100M"))["lengths"]]
+    assert before == ["100M", "100M-x4"]
