@@ -2,9 +2,9 @@
 
 - Summarization (``lead.json``): rows ``lead-k (k=N)`` and ``lead-median (k=M)`` in the leaderboard, family
   and status ``baseline``, their ROUGE on test and test-clean and nothing else (no MACs, parameters, latency,
-  seeds); each family's primary row against lead-k in the pairwise table (ΔROUGE-L, the suite's paired
-  bootstrap over the per-summary scores, lead-k a single deterministic "seed"); a sentence stating the baseline
-  and how k was chosen; lead-k as a horizontal reference line in the quality figures.
+  seeds); each family's primary row against lead-k in the pairwise table and in the CSV's LEAD_COLUMNS
+  (ΔROUGE-L, the suite's paired bootstrap over the per-summary scores, lead-k a single deterministic "seed"); a
+  sentence stating the baseline and how k was chosen; lead-k as a horizontal reference line in the quality figures.
 - Translation (``copy.json``) and language modelling (``unigram.json``): one sentence beside the table, the
   copy-source BLEU or the unigram plateau.
 
@@ -121,6 +121,23 @@ def lead_pairs(records: pd.DataFrame, df: pd.DataFrame, lead: dict[str, Any], no
     return out
 
 
+#: The CSV's columns of a family's primary row against lead-k: its seed-mean test ROUGE-L minus lead-k's, the
+#: paired interval (95%) and p-value of lead_pairs. Empty on every other row.
+LEAD_COLUMNS = ("rougeL_minus_lead_k", "rougeL_minus_lead_k_lo", "rougeL_minus_lead_k_hi", "rougeL_minus_lead_k_p")
+
+
+def _with_lead_columns(df: pd.DataFrame, pairs: list[dict]) -> pd.DataFrame:
+    """``df`` with LEAD_COLUMNS, filled on the rows that lead_pairs paired with lead-k."""
+    df = df.copy()
+    for col in LEAD_COLUMNS:
+        df[col] = None
+    for p in pairs:
+        r = p["rouge_l"]
+        at = (df["model"].astype(str) == p["a"]) & (df["compression"] == "none")
+        df.loc[at, list(LEAD_COLUMNS)] = [r["diff"], r["ci95"][0], r["ci95"][1], r["p_value"]]
+    return df
+
+
 def with_baselines(df: pd.DataFrame, records: pd.DataFrame, results_dir: Path | str) -> pd.DataFrame:
     """The leaderboard with the baselines of its task (module docstring); ``df`` itself when there are none.
     ``attrs["baselines"]`` holds the record the task reads.
@@ -141,8 +158,9 @@ def with_baselines(df: pd.DataFrame, records: pd.DataFrame, results_dir: Path | 
     if kind == "lead" and rec.get("baselines"):
         extra = pd.DataFrame(_lead_rows(rec, list(df.columns)), dtype=object)
         notes = attrs.setdefault("notes", [])
-        attrs["pairwise"] = list(attrs.get("pairwise") or []) + lead_pairs(records, df, rec, notes)
-        df = pd.concat([df, extra], ignore_index=True)
+        pairs = lead_pairs(records, df, rec, notes)
+        attrs["pairwise"] = list(attrs.get("pairwise") or []) + pairs
+        df = pd.concat([_with_lead_columns(df, pairs), extra], ignore_index=True)
     df.attrs = attrs
     return df
 

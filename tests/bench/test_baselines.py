@@ -26,7 +26,7 @@ from bench.evaluation.baselines import (
     unigram_plateau,
 )
 from bench.evaluation.rouge import rouge
-from bench.report.baselines import models_only
+from bench.report.baselines import LEAD_COLUMNS, models_only
 from bench.report.figures import write_figures
 from bench.report.leaderboard import build_leaderboard
 from bench.report.quality import paired_rouge
@@ -207,6 +207,11 @@ def test_baseline_rows_pairs_and_sentence(tmp_path: Path) -> None:
         assert p["rouge_l"]["diff"] == pytest.approx(want)
         assert p["rouge_l"] == paired_rouge([_sentences(s) for s in seeds], [_sentences(LEAD)])
         assert (p["seeds_a"], p["seeds_b"]) == (2, 1) and "valid_nll" not in p
+        # the CSV carries the same difference, interval and p-value on the family's row, and nothing elsewhere
+        row = df[(df["model"] == p["a"]) & (df["compression"] == "none")].iloc[0]
+        assert [row[c] for c in LEAD_COLUMNS] == pytest.approx(
+            [p["rouge_l"]["diff"], *p["rouge_l"]["ci95"], p["rouge_l"]["p_value"]])
+    assert df[LEAD_COLUMNS[0]].notna().sum() == len(pairs)
     md = render_markdown(df)
     assert "| lead-k (k=5) |" in md and "| baseline |" in md and "rule A" in md and "rule B" in md
     assert "| Lite Transformer | lead-k (k=5) | 2/1 |" in md
