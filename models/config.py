@@ -7,6 +7,7 @@ A config is plain data. ``dataclasses.asdict(cfg)`` gives a dict ``d`` such that
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -147,7 +148,9 @@ class ModelConfig:
         return self.tgt_vocab_size
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
+    """A config class's resolved annotations (resolving them is slow, and a solver resolves thousands of configs)."""
     return typing.get_type_hints(cls)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.budget.spec import MAX_FINE_DEPARTURE, Budget
 from bench.cost.analytic import Protocol, analytic_macs, has_formula
-from bench.cost.counting import count_macs
+from bench.cost.counting import PRIMARY, count_macs, search_macs
 from bench.errors import BenchError
 from bench.train.tasks import model_task
 from models import ConfigError, ModelConfig, create_model, resolve_config
@@ -47,7 +47,7 @@ class Solution:
 
 
 
-SEARCH_COUNTER = "flop_counter"  # what counts a candidate of a family without a hand formula
+SEARCH_COUNTER = PRIMARY  # what counts a candidate of a family without a hand formula
 PAST_THE_BOUND = 4  # widths counted past the budget's upper bound: the nearest candidates are never beyond them
 
 
@@ -73,8 +73,7 @@ def count_config_macs(model: str, task: str, protocol: Protocol, overrides: dict
     if has_formula(cfg):
         return cfg, analytic_macs(cfg, protocol)["macs"]
     # a family without a hand formula (e.g. one just added in a single file): count the real model
-    net = create_model(model, **cfg.to_dict())
-    return cfg, count_macs(net, counters=(SEARCH_COUNTER,), protocol=protocol).macs
+    return cfg, search_macs(lambda: create_model(model, **cfg.to_dict()), protocol)
 
 
 def grid_widths(budget: Budget, model: str, base: dict[str, Any],
@@ -122,8 +121,15 @@ def _grid_configs(budget: Budget, model: str, base: dict[str, Any], why: list[st
 
 
 def _has_formula(budget: Budget, model: str, base: dict[str, Any]) -> bool:
-    found = _grid_configs(budget, model, base, [])
-    return bool(found) and has_formula(found[0][1])
+    """Whether the family's configs on this grid have a hand formula (the first valid one decides)."""
+    rule, task = budget.models[model], model_task(budget.task)
+    for d in range(rule.low, rule.high + 1, rule.step):
+        ratio = {"ffn_dim": max(1, round(rule.ffn_ratio * d))} if rule.ffn_ratio is not None else {}
+        try:
+            return has_formula(resolve_config(model, task, **{**base, rule.vary_key: d, **ratio}))
+        except ConfigError:
+            continue
+    return False
 
 
 def _bisected_widths(budget: Budget, model: str, base: dict[str, Any]) -> list[tuple[int, ModelConfig, int]]:
@@ -140,8 +146,7 @@ def _bisected_widths(budget: Budget, model: str, base: dict[str, Any]) -> list[t
 
     def macs(i: int) -> int:
         if i not in counted:
-            net = create_model(model, **grid[i][1].to_dict())
-            counted[i] = count_macs(net, counters=(SEARCH_COUNTER,), protocol=budget.protocol).macs
+            counted[i] = search_macs(lambda: create_model(model, **grid[i][1].to_dict()), budget.protocol)
         return counted[i]
 
     # galloping from the small end (a bisection's first midpoint would build a model of half the grid's width),

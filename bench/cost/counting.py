@@ -46,15 +46,17 @@ class _Pass(nn.Module):
     """The measured pass as a module (counters that trace or hook need one): encoder + decoder, teacher
     forced; ``with_output`` adds the vocabulary projection."""
 
-    def __init__(self, model: nn.Module, with_output: bool) -> None:
+    def __init__(self, model: nn.Module, with_output: bool, find_padding: bool = True) -> None:
         super().__init__()
-        self.model, self.with_output = model, with_output
+        self.model, self.with_output, self.find_padding = model, with_output, find_padding
 
     def forward(self, *tokens: Tensor) -> Tensor:
         m = self.model
         if m.config.task == "mt":
             src, tgt = tokens
-            feats = m.decode_features(tgt, m.encode(src))
+            # the protocol's inputs hold no padding: not looking for it skips a data-dependent branch (a pass on
+            # the meta device has no data) and changes no count
+            feats = m.decode_features(tgt, m.encode(src) if self.find_padding else m.encode(src, find_padding=False))
         else:
             feats = m.decode_features(tokens[0])
         return m.output(feats) if self.with_output else feats
@@ -136,6 +138,41 @@ def count_flop_counter(pass_module: nn.Module, inputs: tuple[Tensor, ...]) -> tu
         pass_module(*inputs)
     counted = set(fc.flop_registry)
     return fc.get_total_flops() // 2, _unsupported(recorder, counted)
+
+
+def search_macs(build: Callable[[], nn.Module], protocol: Protocol = Protocol()) -> int:
+    """The primary counter's MACs (paper convention, no output projection) of the model ``build()`` makes, in one
+    pass without the op recorder: what a solver needs from each of the many models it tries; count_macs, with
+    every check and counter, is for the model it keeps. The model is built and run on the meta device (shapes
+    only: no weights allocated, no arithmetic done, so a candidate 4096 wide costs what a small one does); the
+    counter's formulas read only shapes, so the count is the real model's. A family whose construction or pass
+    needs real data (an ``.item()``, an op without a meta kernel) is built and counted for real instead.
+
+    Args:
+        build: makes the model (called under ``torch.device("meta")`` first).
+        protocol: the inputs counted: batch, source and target tokens.
+    """
+    try:
+        with torch.device("meta"):
+            model = build()
+        return _primary_pass(model, protocol, on_meta=True)
+    except Exception:  # noqa: BLE001 -- the same count from the real model; its own errors are raised there
+        return _primary_pass(build(), protocol, on_meta=False)
+
+
+def _primary_pass(model: nn.Module, protocol: Protocol, on_meta: bool) -> int:
+    was_training = model.training
+    model.eval()
+    inputs = protocol_inputs(model, protocol)
+    if on_meta:
+        inputs = tuple(t.to("meta") for t in inputs)
+    fc = FlopCounterMode(display=False, custom_mapping=dict(CUSTOM_FLOPS))
+    try:
+        with torch.no_grad(), fc:
+            _Pass(model, with_output=False, find_padding=not on_meta)(*inputs)
+    finally:
+        model.train(was_training)
+    return fc.get_total_flops() // 2
 
 
 # ---------------------------------------------------------------------------------------------- fvcore

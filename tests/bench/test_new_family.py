@@ -12,17 +12,22 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from torch import nn
 
 import bench.budget.mac_solver as mac_solver
+import bench.cost.counting as counting
 from bench.budget.solve import solve_model
 from bench.budget.spec import load_budget
+from bench.cost.analytic import Protocol
+from bench.cost.counting import count_macs
 from bench.errors import BenchError
 from bench.report.length import family_pairs
 from bench.report.style import family_order, family_palette
 from bench.sweep.runner import Sweep, SweepOptions
-from models import families, unregister_model
+from models import create_model, families, resolve_config, supports, unregister_model
 from tests.toy_corpus import write_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,14 +80,78 @@ def test_the_family_order_colours_and_pairs_come_from_the_registry(probe):
 
 
 def test_a_family_without_a_formula_is_solved_by_counting_only_the_widths_near_the_budget(probe, tiny, monkeypatch):
-    counted = []
-    real = mac_solver.count_config_macs
-    monkeypatch.setattr(mac_solver, "count_config_macs", lambda *a, **k: counted.append(a[3]) or real(*a, **k))
+    built, passes = [], []
+    real_pass = counting._primary_pass
+
+    def spy(model, protocol, on_meta):
+        built.append(model.config.d_model)
+        passes.append(on_meta)
+        return real_pass(model, protocol, on_meta)
+
+    monkeypatch.setattr(counting, "_primary_pass", spy)
     sol = solve_model(load_budget(tiny), NAME)  # its grid runs to d_model 4096: 511 widths
     assert abs(sol.rel_error) <= 0.1 and sol.solved_by == "flop_counter"
     assert sol.analytic_macs is None and "analytic_macs" not in sol.to_dict()  # no other counter's number
-    widths = sorted({c["d_model"] for c in counted})
+    widths = sorted(set(built))
     assert len(widths) <= 12 and widths[-1] <= 128  # stopped a few widths past the budget, not at 4096
+    assert passes and all(passes)  # every candidate counted on the meta device (no weights, no arithmetic)
+    # the solution's MACs are the real model's, by the full counter
+    assert sol.macs == count_macs(create_model(NAME, **sol.config.to_dict()), protocol=load_budget(tiny).protocol).macs
+
+
+def _tasks(name: str) -> list[str]:
+    return [t for t in ("mt", "lm") if supports(name, t)]
+
+
+@pytest.mark.parametrize("d_model", [64, 128])
+def test_a_count_on_the_meta_device_is_the_real_models_count(probe, d_model, monkeypatch):
+    # every registered family (the probe included), every task it supports: the solver's shape-only count equals
+    # the primary counter on the real model, and it really ran on the meta device (no silent fallback)
+    seen = []
+    real_pass = counting._primary_pass
+    monkeypatch.setattr(counting, "_primary_pass",
+                        lambda m, p, on_meta: seen.append(on_meta) or real_pass(m, p, on_meta))
+    for name in families():
+        for task in _tasks(name):
+            cfg = resolve_config(name, task, d_model=d_model)
+            build = lambda: create_model(name, **cfg.to_dict())  # noqa: E731
+            seen.clear()
+            got = counting.search_macs(build, Protocol())
+            assert seen == [True], (name, task)
+            assert got == count_macs(build(), counters=("flop_counter",)).macs, (name, task)
+
+
+class _NeedsData(nn.Module):
+    """A language model whose pass branches on its data (an ``.item()``): it cannot run on the meta device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(task="lm", target_vocab=50, vocab_size=50, bos_id=0)
+        self.embed, self.proj = nn.Embedding(50, 16), nn.Linear(16, 24)
+
+    def decode_features(self, tokens):
+        x = self.embed(tokens)
+        return self.proj(x) if x.abs().sum().item() > 0 else x
+
+
+def test_a_family_that_needs_real_data_is_counted_for_real():
+    protocol = Protocol()
+    assert counting.search_macs(_NeedsData, protocol) == protocol.tgt_tokens * 16 * 24
+
+
+@pytest.mark.benchmark
+def test_a_formula_less_family_solves_at_100M(probe, tmp_path, benchmark):
+    # `make benchmark`: the solve of a family with no hand formula at the real 100M budget (the promise: seconds,
+    # not the grid to d_model 4096); the probe entry copies the Transformer's rule
+    text = (ROOT / "budgets" / "100M.yaml").read_text(encoding="utf-8")
+    entry = ("  fourier_probe:\n    fixed: {heads: 8, encoder_attention_heads: 8}\n"
+             "    mt: {encoder_layers: 6, decoder_layers: 6}\n"
+             "    vary: {key: d_model, step: 8, min: 16, max: 4096}\n    fine: {key: ffn_dim, step: 8}\n")
+    path = tmp_path / "100M-probe.yaml"
+    path.write_text(text.replace("  lite_transformer:\n", entry + "  lite_transformer:\n", 1), encoding="utf-8")
+    budget = load_budget(path)
+    sol = benchmark.pedantic(solve_model, args=(budget, NAME), rounds=1, iterations=1)
+    assert budget.low <= sol.macs <= budget.high and sol.solved_by == "flop_counter"
 
 
 def test_the_search_stop_changes_no_solution_of_a_family_with_a_formula():
