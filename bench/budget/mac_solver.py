@@ -4,7 +4,7 @@ family's own shape as its scaling rule allows (a latency budget is solved by mea
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.budget.spec import MAX_FINE_DEPARTURE, Budget
@@ -195,6 +195,11 @@ def solve_mac_model(budget: Budget, model: str, confirm: bool = True) -> Solutio
         model: a family or a variant of the budget.
         confirm: count the chosen config with the budget's counter (the real model) and refuse a disagreement.
     """
+    variant = budget.variants.get(model)
+    if variant is not None and variant.ffn_ratio is not None:  # a shape's FFN ratio replaces the family's rule
+        family = variant.model
+        budget = replace(budget, models={**budget.models, family: replace(budget.models[family],
+                                                                          ffn_ratio=variant.ffn_ratio)})
     base = budget.base_config(model)
     if _has_formula(budget, budget.family_of(model), base):
         return _solve(budget, model, base, confirm, predict=False)

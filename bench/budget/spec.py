@@ -78,6 +78,11 @@ class Variant:
     label: str  # the row name in tables and figures, e.g. "transformer (post-norm, paper)"
     sets: dict[str, Any]
     tasks: tuple[str, ...] = TASKS  # the tasks whose sweeps include the row (`tasks:`, default every task)
+    # ``shape: searched``: the row takes the shape the budget's shape search chose for its family (bench.train.shapes
+    # .with_searched_shapes fills ``sets`` and ``ffn_ratio`` from <results>/shapes/chosen.json); until then the
+    # variant waits in Budget.searched, never in a sweep
+    shape: str | None = None
+    ffn_ratio: float | None = None  # ffn_dim = ratio * d_model on the solver's width grid, in place of the family's
 
 
 @dataclass(frozen=True)
@@ -101,8 +106,11 @@ class Budget:
     tuned_from: str | None = None  # read the peak rates another budget's tuning chose (results/<it>/tuning)
     tune: TunePlan | None = None  # the tuning search's grid and trial size (``tune:``; bench.train.tune's defaults)
     shapes: ShapePlan | None = None  # the equal-budget shape search's candidates (``shapes:``; bench.train.shapes)
-    # families of the file that this task leaves out, each with the reason (registered for other tasks only)
+    # families of the file that this task leaves out, each with the reason (registered for other tasks only), and
+    # searched-shape rows without a search to take their shape from
     skipped: dict[str, str] = field(default_factory=dict)
+    # variants with ``shape: searched`` not yet given their shape (bench.train.shapes.with_searched_shapes)
+    searched: dict[str, Variant] = field(default_factory=dict)
 
     def rows(self) -> list[str]:
         """Everything a sweep of this budget trains by default: the families, then the variants."""
@@ -241,6 +249,8 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         raise BenchError(f"{where}: no family of this budget is registered for task {task!r} "
                          f"({'; '.join(f'{m}: {r}' for m, r in skipped.items())})")
     variants = {k: v for k, v in variants.items() if v.model not in skipped}
+    searched = {k: v for k, v in variants.items() if v.shape is not None}
+    variants = {k: v for k, v in variants.items() if v.shape is None}
     return Budget(
         name=str(name or raw.get("name", target)),
         target_macs=target,
@@ -259,6 +269,7 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         tune=parse_tune_plan(raw.get("tune"), where, task),
         shapes=parse_shape_plan(raw.get("shapes"), list(models), where, task),
         skipped=skipped,
+        searched=searched,
     )
 
 
@@ -306,31 +317,41 @@ def _task_tokens(proto: Any, task: str, where: str) -> dict[str, Any]:
     return own
 
 
+VARIANT_KEYS = ("model", "label", "set", "tasks", "shape")
+VARIANT_SHAPES = ("searched",)  # ``shape:`` values: the shape the budget's shape search chose for the family
+
+
 def _variants(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str, Variant]:
     if not isinstance(raw, dict):
         raise BenchError(f"{where}: 'variants' must map row names to {{model, label, set}} mappings")
     out = {}
     for key, spec in raw.items():
-        if not isinstance(spec, dict) or spec.get("model") not in models or not isinstance(spec.get("set"), dict):
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        sets = spec.get("set", {} if shape is not None else None) if isinstance(spec, dict) else None
+        if not isinstance(spec, dict) or spec.get("model") not in models or not isinstance(sets, dict):
             raise BenchError(
-                f"{where}: variant {key!r} needs 'model' (one of {', '.join(models)}) and a 'set' mapping"
+                f"{where}: variant {key!r} needs 'model' (one of {', '.join(models)}) and a 'set' mapping "
+                "(or 'shape: searched')"
             )
         if key in models:
             raise BenchError(f"{where}: variant {key!r} has the name of a family")
-        extra = sorted(set(spec) - {"model", "label", "set", "tasks"})
+        extra = sorted(set(spec) - set(VARIANT_KEYS))
         if extra:
             raise BenchError(
-                f"{where}: variant {key!r} has unknown key(s) {', '.join(extra)}; valid: model, label, set, tasks"
+                f"{where}: variant {key!r} has unknown key(s) {', '.join(extra)}; valid: {', '.join(VARIANT_KEYS)}"
             )
+        if shape is not None and (shape not in VARIANT_SHAPES or sets):
+            raise BenchError(f"{where}: variant {key!r}: 'shape' must be {' or '.join(VARIANT_SHAPES)}, got "
+                             f"{shape!r}, and a searched shape sets no other key ('set' empty)")
         tasks = spec.get("tasks", list(TASKS))
         if not isinstance(tasks, list) or not tasks or any(t not in TASKS for t in tasks):
             raise BenchError(f"{where}: variant {key!r}: 'tasks' must be a list of {', '.join(TASKS)}")
         keys = get_entry(spec["model"]).config_cls.keys()
-        bad = sorted(k for k in spec["set"] if k not in keys)
+        bad = sorted(k for k in sets if k not in keys)
         if bad:
             raise BenchError(f"{where}: variant {key!r} sets unknown {spec['model']} key(s) {', '.join(bad)}")
-        out[str(key)] = Variant(str(key), spec["model"], str(spec.get("label") or key), dict(spec["set"]),
-                                tuple(tasks))
+        out[str(key)] = Variant(str(key), spec["model"], str(spec.get("label") or key), dict(sets),
+                                tuple(tasks), shape=shape)
     return out
 
 

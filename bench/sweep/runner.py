@@ -41,6 +41,7 @@ from bench.latency.machine import all_cores, device_name
 from bench.records.provenance import REPO, config_hash, environment, utc_now
 from bench.records.schema import StageRecord, finished_record, make_record, write_record
 from bench.train.schedules import LONGER, Schedule, get_schedule
+from bench.train.shapes import searched_shapes_folder, with_searched_shapes
 from bench.train.tasks import DEFAULT_CORPUS, TASKS
 from bench.train.tune import read_tuned
 
@@ -124,10 +125,17 @@ class Sweep:
             raise BenchError("SEEDS must be one or more non-negative integers")
         self.opts = opts
         self.budget = load_budget(opts.budget, task=opts.task)
+        self.schedule = get_schedule("quick" if opts.quick else opts.schedule, **self._budget_schedule())
+        self.budget = self.budget.for_schedule(self.schedule.name)  # a longer schedule's own shared knobs
+        # a smoke run, or another schedule than the budget's short one, gets a folder of its own (100M-full)
+        self.results = Path(opts.results_root) / self.budget.results_name(self.schedule.name)
+        # the searched-shape rows take their shapes from the budget's shape search (left out until it has run)
+        self.budget = with_searched_shapes(self.budget,
+                                           searched_shapes_folder(self.results, self.schedule.name, self.budget))
         names = opts.models or self.budget.rows()
         left_out = [f"{m} ({self.budget.skipped[m]})" for m in names if m in self.budget.skipped]
         if left_out:
-            raise BenchError(f"MODELS names a family task {opts.task} leaves out: {', '.join(left_out)}")
+            raise BenchError(f"MODELS names a row this sweep leaves out: {', '.join(left_out)}")
         for m, why in self.budget.skipped.items():
             opts.log(f"{m}: not in this sweep, {why}")
         unknown = [m for m in names if m not in self.budget.rows()]
@@ -137,11 +145,7 @@ class Sweep:
                 f"{', '.join(self.budget.rows())}"
             )
         self.models = names
-        self.schedule = get_schedule("quick" if opts.quick else opts.schedule, **self._budget_schedule())
-        self.budget = self.budget.for_schedule(self.schedule.name)  # a longer schedule's own shared knobs
         self.corpus = opts.corpus or DEFAULT_CORPUS[opts.task]
-        # a smoke run, or another schedule than the budget's short one, gets a folder of its own (100M-full)
-        self.results = Path(opts.results_root) / self.budget.results_name(self.schedule.name)
         self.env = environment()
         self.command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         # the peak learning rate each family's tuning chose (bench tune); quick runs are not tuned

@@ -20,6 +20,7 @@ from bench.cli import main
 from bench.cost.counting import count_macs
 from bench.errors import BenchError
 from bench.train.schedules import get_schedule
+from models import create_model
 from tests.toy_corpus import write_corpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -462,3 +463,97 @@ def test_a_real_search_on_the_toy_corpus(tmp_path, solved_once):
     assert res["chosen"]["transformer"]["shape_slug"] == best["shape_slug"]
     again = shapes.search(str(tmp_path / "tiny.yaml"), **kw)
     assert again["chosen"] == res["chosen"] and sum("done before" in m for m in log) == 3
+
+
+# ------------------------------------------------------------------------------------ searched-shape rows
+SEARCHED = """\
+variants:
+  transformer-searched: {model: transformer, label: transformer (searched shape), shape: searched, tasks: [mt]}
+  lite_transformer-searched: {model: lite_transformer, shape: searched}
+  evolved_transformer-searched: {model: evolved_transformer, shape: searched}
+"""
+
+
+def test_searched_shape_rows_take_the_confirmed_shape_and_train_its_confirmation_config(tmp_path, monkeypatch,
+                                                                                           solved_once):
+    budget = budget_file(tmp_path, SHAPES + SEARCHED)
+    results = tmp_path / "results"
+    write_tuned(results, budget)
+    folder = results / "tiny" / "shapes"
+    loaded = load_budget(str(budget))
+    # before any search: the rows wait, out of every sweep, and a solve names the reason
+    assert set(loaded.searched) == {f"{f}-searched" for f in RATES} and loaded.rows() == [*RATES]
+    waiting = shapes.with_searched_shapes(loaded, folder)
+    assert waiting.rows() == [*RATES] and "chosen.json is missing" in waiting.skipped["transformer-searched"]
+    with pytest.raises(BenchError, match="transformer-searched is left out.*bench shapes --budget tiny --confirm"):
+        solve_model(waiting, "transformer-searched")
+    with pytest.raises(BenchError, match="takes its shape from budget tiny's shape search"):
+        solve_model(loaded, "transformer-searched")
+    # the search with its confirmation: Transformer's trials rank L2x2 first but its full run is L1x1-h4; ET's
+    # best is a narrower FFN; Lite's is its paper shape
+    nll = {"transformer:L2x2-h2-f4": 2.5, "transformer:L1x1-h4-f4": 2.6, "transformer:L1x1-h2-f4": 3.0,
+           "evolved_transformer:L1x1-h2-f2": 2.0, "lite_transformer:L1x1-h2-f1": 1.0}
+    runs = FakeRuns(nll)
+
+    def fake(trial, task, corpus, seed, out, what):
+        got = runs(trial, task, corpus, seed, out, what)
+        if what == "confirmation run" and trial.solved.shape.slug == "L1x1-h4-f4":
+            got["valid_nll"] = 1.0  # the full runs reverse the trials' order
+        return got
+
+    monkeypatch.setattr(shapes, "_run", fake)
+    assert main(["shapes", "--budget", str(budget), "--results", str(results), "--corpus", "toy", "--confirm"]) == 0
+    chosen = json.loads((folder / "chosen.json").read_text())
+    assert chosen["chosen"]["transformer"]["shape_slug"] == "L2x2-h2-f4"
+    assert chosen["confirmed"]["transformer"]["shape_slug"] == "L1x1-h4-f4"
+    got = shapes.with_searched_shapes(loaded, folder)
+    assert got.rows() == [*RATES, "transformer-searched", "evolved_transformer-searched"] and not got.searched
+    assert "paper shape (L1x1-h2-f1)" in got.skipped["lite_transformer-searched"]
+    t, et = got.variants["transformer-searched"], got.variants["evolved_transformer-searched"]
+    assert t.label == "transformer (searched shape, L1x1-h4-f4)" and t.tasks == ("mt",)
+    assert et.label == "evolved_transformer (searched shape, L1x1-h2-f2)" and et.ffn_ratio == 2.0
+    assert t.sets["heads"] == 4 and t.sets["encoder_attention_heads"] == 4 and t.ffn_ratio is None
+    # each row solves to the very config its family's confirmation run trained (its record's config)
+    for key, slug in (("transformer-searched", "L1x1-h4-f4"), ("evolved_transformer-searched", "L1x1-h2-f2")):
+        rec = next(r for r in (json.loads(p.read_text()) for p in (folder / "confirm").glob("*.json"))
+                   if r["shape_slug"] == slug and key.startswith(r["family"]))
+        sol = solve_model(got, key)
+        assert sol.config.to_dict() == rec["config"], key
+        assert abs(sol.macs / got.target_macs - 1) <= got.tolerance
+        assert sol.macs == count_macs(create_model(got.family_of(key), **sol.config.to_dict())).macs
+
+
+def test_a_sweep_runs_the_searched_rows_once_the_search_has_run(tmp_path, monkeypatch):
+    from bench.sweep.runner import Sweep, SweepOptions
+
+    budget = budget_file(tmp_path, SHAPES + SEARCHED)
+    results = tmp_path / "results"
+    write_tuned(results, budget)
+    logged: list[str] = []
+    opts = dict(budget=str(budget), results_root=results, log=logged.append)
+    sweep = Sweep(SweepOptions(**opts))
+    assert sweep.models == [*RATES] and any("transformer-searched: not in this sweep" in m for m in logged)
+    with pytest.raises(BenchError, match="MODELS names a row this sweep leaves out: transformer-searched"):
+        Sweep(SweepOptions(**opts, models=["transformer-searched"]))
+    folder = results / "tiny" / "shapes"
+    folder.mkdir(parents=True)
+    shape = {"encoder_layers": 2, "decoder_layers": 2, "heads": 2, "ffn_ratio": 4.0}
+    (folder / "chosen.json").write_text(json.dumps({"confirmed": {"transformer": {"shape": shape}}}))
+    sweep = Sweep(SweepOptions(**opts))
+    assert sweep.models == [*RATES, "transformer-searched"]
+    assert sweep.schedule_for("transformer-searched").lr == RATES["transformer"]  # the family's tuned rate
+    # a longer schedule of the length study reads the search of the schedule it lengthens
+    assert shapes.searched_shapes_folder(results / "tiny-x4", "x4", load_budget(str(budget))) == folder
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("{model: transformer, shape: best}", "'shape' must be searched"),
+    ("{model: transformer, shape: searched, set: {heads: 4}}", "a searched shape sets no other key"),
+    ("{model: transformer}", "needs 'model'.*and a 'set' mapping"),
+])
+def test_a_bad_searched_variant_is_one_line(tmp_path, capsys, spec, message):
+    budget = budget_file(tmp_path, f"variants:\n  row: {spec}\n")
+    with pytest.raises(BenchError, match=message):
+        load_budget(str(budget))
+    assert main(["solve", "--budget", str(budget), "transformer"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
