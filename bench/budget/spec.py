@@ -40,7 +40,7 @@ MAX_FINE_DEPARTURE = 2.0  # the fine knob stays within a factor 2 of the family'
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 # the keys a budget file may use, section by section (anything else is a typo, reported with these)
 BUDGET_KEYS = ("name", "target_macs", "tolerance", "protocol", "models", "shared", "train", "variants",
-               "target_latency_ms", "latency", "tuned_from", "tune", "shapes")
+               "target_latency_ms", "latency", "tuned_from", "tune", "shapes", "ablations")
 ANCHOR_MACS = 100_000_000  # a latency budget's MAC anchor when its file names none: where the search starts
 PROTOCOL_KEYS = ("batch", "src_tokens", "tgt_tokens", "counter", "sum")
 TASK_PROTOCOL_KEYS = ("src_tokens", "tgt_tokens")  # a task's own token counts (protocol: sum:)
@@ -83,6 +83,11 @@ class Variant:
     # variant waits in Budget.searched, never in a sweep
     shape: str | None = None
     ffn_ratio: float | None = None  # ffn_dim = ratio * d_model on the solver's width grid, in place of the family's
+    # an ablation (``ablations:``): what it changes, in words; recipe keys it sets (``train:``, e.g. warmup_steps);
+    # ``wall_time_of``: train for that family's measured training time instead of the recipe's tokens
+    what: str = ""
+    train: dict[str, Any] = field(default_factory=dict)
+    wall_time_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,9 @@ class Budget:
     skipped: dict[str, str] = field(default_factory=dict)
     # variants with ``shape: searched`` not yet given their shape (bench.train.shapes.with_searched_shapes)
     searched: dict[str, Variant] = field(default_factory=dict)
+    # ``ablations:``: one-knob departures from a family's row that say where a gap comes from (bench ablate;
+    # never rows of the comparison)
+    ablations: dict[str, Variant] = field(default_factory=dict)
 
     def rows(self) -> list[str]:
         """Everything a sweep of this budget trains by default: the families, then the variants."""
@@ -270,6 +278,8 @@ def _from_mapping(raw: Any, where: str, task: str, name: str | None = None, targ
         shapes=parse_shape_plan(raw.get("shapes"), list(models), where, task),
         skipped=skipped,
         searched=searched,
+        ablations={k: v for k, v in _ablations(raw.get("ablations"), models, where).items()
+                   if task in v.tasks and v.model not in skipped} if latency_ms is None else {},
     )
 
 
@@ -352,6 +362,49 @@ def _variants(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str,
             raise BenchError(f"{where}: variant {key!r} sets unknown {spec['model']} key(s) {', '.join(bad)}")
         out[str(key)] = Variant(str(key), spec["model"], str(spec.get("label") or key), dict(sets),
                                 tuple(tasks), shape=shape)
+    return out
+
+
+ABLATION_KEYS = ("model", "what", "set", "train", "wall_time_of", "tasks")
+
+
+def _ablations(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str, Variant]:
+    """``ablations: {name: {model, what, set: {config keys}, train: {recipe keys}, wall_time_of: family,
+    tasks}}``: each changes one thing of a family's row (at least one of set, train, wall_time_of)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BenchError(f"{where}: 'ablations' must map names to {{model, what, set, train}} mappings")
+    out = {}
+    for key, spec in raw.items():
+        at = f"{where}: ablation {key!r}"
+        if not isinstance(spec, dict) or spec.get("model") not in models:
+            raise BenchError(f"{at} needs 'model' (one of {', '.join(models)})")
+        check_keys(spec, ABLATION_KEYS, where, f"ablation {key!r}")
+        if key in models:
+            raise BenchError(f"{at} has the name of a family")
+        sets, train, other = spec.get("set") or {}, spec.get("train") or {}, spec.get("wall_time_of")
+        if not isinstance(sets, dict) or not isinstance(train, dict):
+            raise BenchError(f"{at}: 'set' maps config keys to values and 'train' recipe keys to values")
+        if not (sets or train or other):
+            raise BenchError(f"{at} changes nothing: give 'set', 'train' or 'wall_time_of'")
+        if other is not None and (other not in models or other == spec["model"]):
+            raise BenchError(f"{at}: wall_time_of must be another family of the budget ({', '.join(models)}), "
+                             f"got {other!r}")
+        if other is not None and "max_tokens" in train:
+            raise BenchError(f"{at}: wall_time_of sets the target tokens; 'train' may not set max_tokens too")
+        keys = get_entry(spec["model"]).config_cls.keys()
+        bad = sorted(str(k) for k in sets if k not in keys)
+        if bad:
+            raise BenchError(f"{at} sets unknown {spec['model']} key(s) {', '.join(bad)}")
+        check_keys(train, tuple(k for k in SCHEDULES["short"].to_dict() if k != "name"), where,
+                   f"ablation {key!r}: 'train'")
+        tasks = spec.get("tasks", ["mt"])
+        if not isinstance(tasks, list) or not tasks or any(t not in TASKS for t in tasks):
+            raise BenchError(f"{at}: 'tasks' must be a list of {', '.join(TASKS)}")
+        out[str(key)] = Variant(str(key), spec["model"], str(key), dict(sets), tuple(tasks),
+                                what=str(spec.get("what") or key), train=dict(train),
+                                wall_time_of=None if other is None else str(other))
     return out
 
 

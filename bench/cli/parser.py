@@ -244,6 +244,10 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--cache", help="checkpoints and training logs (default: .cache/runs/)")
     p.add_argument("--train-threads", help="threads for training and evaluation (default: torch's)")
     p.add_argument("--stages", help="comma-separated subset of profile,latency,train,evaluate,compress (default all)")
+    p.add_argument("--ablations", action="store_true",
+                   help="train the budget file's ablations: instead of its rows (--models: a subset of them), into "
+                        "results/<B>/ablations/ with their table against each family's row; stages profile,train,"
+                        "evaluate unless --stages says otherwise")
 
     p = add("curves")
     p.add_argument("--budgets", default="25M,50M,100M,200M,500M,1G,2G", help="MAC budgets of the ladder")

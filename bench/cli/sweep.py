@@ -46,6 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if opts.executor != "local":  # jobs may start elsewhere: every path they are given is absolute
         opts.results_root, opts.cache_root = Path(opts.results_root).resolve(), Path(opts.cache_root).resolve()
     opts.train_threads = check.integer("--train-threads", args.train_threads)
+    opts.ablations = args.ablations
+    if args.ablations:  # one-knob departures measured for quality: no latency, no compression unless asked
+        opts.stages = ("profile", "train", "evaluate")
     if args.stages is not None:
         stages = tuple(check.words(args.stages))
         bad = [m for m in stages if m not in SweepOptions.stages]

@@ -21,7 +21,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import torch
 
 from bench.budget.mac_solver import Solution
 from bench.budget.solve import solve_model
-from bench.budget.spec import Budget, load_budget
+from bench.budget.spec import Budget, Variant, load_budget
 from bench.cost.profiling import paper_macs, profile
 from bench.errors import BenchError
 from bench.infra.atomic import write_text
@@ -44,6 +44,8 @@ from bench.train.schedules import LONGER, Schedule, get_schedule
 from bench.train.shapes import searched_shapes_folder, with_searched_shapes
 from bench.train.tasks import DEFAULT_CORPUS, TASKS
 from bench.train.tune import read_tuned
+
+ABLATIONS = "ablations"  # <results>/ablations: an ablation sweep's folder (bench ablate)
 
 
 def log_stderr(msg: str) -> None:
@@ -74,6 +76,8 @@ class SweepOptions:
     stages: tuple[str, ...] = ("profile", "latency", "train", "evaluate", "compress")
     compress: list[str] = field(default_factory=list)  # models to prune + quantize after evaluation
     log: Callable[[str], None] = log_stderr
+    # the budget's ``ablations:`` instead of its rows, into <results>/ablations/ (bench ablate; bench.report.ablations)
+    ablations: bool = False
 
 
 @dataclass
@@ -132,11 +136,20 @@ class Sweep:
         # the searched-shape rows take their shapes from the budget's shape search (left out until it has run)
         self.budget = with_searched_shapes(self.budget,
                                            searched_shapes_folder(self.results, self.schedule.name, self.budget))
-        names = opts.models or self.budget.rows()
+        self.base_results = self.results  # the comparison's own folder (an ablation sweep's reference rows)
+        if opts.ablations:
+            if not self.budget.ablations:
+                raise BenchError(f"budget {self.budget.name} ({opts.task}) has no 'ablations:' section")
+            unknown = [m for m in opts.models or [] if m not in self.budget.ablations]
+            if unknown:
+                raise BenchError(f"unknown ablation(s) {', '.join(unknown)}; budget {self.budget.name} has: "
+                                 f"{', '.join(self.budget.ablations)}")
+            self.budget = replace(self.budget, variants=dict(self.budget.ablations))
+        names = opts.models or (list(self.budget.ablations) if opts.ablations else self.budget.rows())
         left_out = [f"{m} ({self.budget.skipped[m]})" for m in names if m in self.budget.skipped]
         if left_out:
             raise BenchError(f"MODELS names a row this sweep leaves out: {', '.join(left_out)}")
-        for m, why in self.budget.skipped.items():
+        for m, why in self.budget.skipped.items() if not opts.ablations else ():
             opts.log(f"{m}: not in this sweep, {why}")
         unknown = [m for m in names if m not in self.budget.rows()]
         if unknown:
@@ -161,6 +174,8 @@ class Sweep:
             tuned_at = self.results.parent / (self.budget.tuned_from or self.budget.results_name(base))
         self.tuned = {} if opts.quick else read_tuned(self.results if own.exists() else tuned_at,
                                                       self.tuned_schedule, kind)
+        if opts.ablations:  # their own folder beside the comparison's runs: never rows of its leaderboard
+            self.results = self.base_results / ABLATIONS
         self.fresh: set[Path] = set()  # records this sweep wrote before the per-model stages (bench.sweep.side_by_side)
         self.job: dict[str, Any] = {}  # in a cluster job: which job writes the records (bench.infra.cluster.job_info)
         self.failed: list[Any] = []  # jobs of this sweep that failed (bench.infra.cluster.Outcome)
@@ -169,7 +184,34 @@ class Sweep:
         """The budget's schedule, with the peak rate tuning chose for the row's family (variants take their
         family's: they are rows of the family's protocol, not separately tuned)."""
         lr = self.tuned.get(self.budget.family_of(name))
-        return self.schedule if lr is None else self.schedule.with_overrides(lr=lr)
+        schedule = self.schedule if lr is None else self.schedule.with_overrides(lr=lr)
+        variant = self.budget.variants.get(name)
+        if variant is not None and (variant.train or variant.wall_time_of):  # an ablation of the recipe
+            schedule = schedule.with_overrides(**variant.train, **self._wall_time_tokens(variant))
+        return schedule
+
+    def _wall_time_tokens(self, variant: Variant) -> dict[str, Any]:
+        """An ablation that trains its family for another family's training time: the target tokens the family
+        trains in that time, from the comparison's own train records (each family's seeds: mean training wall
+        time and mean target tokens, the same recipe and machine), ``max_tokens`` of its schedule."""
+        if variant.wall_time_of is None:
+            return {}
+        if self.opts.quick:
+            return {}  # a smoke run keeps the quick schedule's tokens
+        from bench.report.leaderboard import current_records  # pandas: loaded only for such an ablation
+
+        recs = current_records(self.base_results)
+        train = recs[recs["stage"] == "train"]
+        walls = {}
+        for family in (variant.model, variant.wall_time_of):
+            part = train[train["model"].astype(str) == family]
+            if part.empty or "train_wall_s" not in part:
+                raise BenchError(f"ablation {variant.key}: no train records of {family} in {self.base_results}: "
+                                 f"train the comparison's rows first (`python -m bench run --budget "
+                                 f"{self.budget.name}`)")
+            walls[family] = (float(part["train_wall_s"].mean()), float(part["train_tokens"].mean()))
+        (own_wall, own_tokens), (other_wall, _) = walls[variant.model], walls[variant.wall_time_of]
+        return {"max_tokens": int(round(own_tokens * other_wall / own_wall, -3))}
 
     def _budget_schedule(self) -> dict[str, Any]:
         """A budget file may adjust the schedule for all its models alike (e.g. fewer tokens at 500M)."""
@@ -233,7 +275,8 @@ class Sweep:
             }
         )
         folder = self.results / "runs" / f"{model}-{key}"
-        cache = Path(self.opts.cache_root) / self.results.name / f"{model}-{key}"
+        where = self.results.name if not self.opts.ablations else f"{self.base_results.name}-{ABLATIONS}"
+        cache = Path(self.opts.cache_root) / where / f"{model}-{key}"
         return ModelRun(self.budget, sol, schedule, self.corpus, folder, cache, key, row=model)
 
     def profile(self, run: ModelRun) -> dict[str, Any]:
@@ -389,6 +432,10 @@ class Sweep:
                 self._compress_stage(run, seed)
 
     def report(self) -> list[Path]:
+        if self.opts.ablations:
+            from bench.report.ablations import write_ablations  # pandas: loaded only when the report is built
+
+            return write_ablations(self.results, self.base_results, self.budget)
         from bench.report.figures import write_figures  # matplotlib, seaborn: loaded only when the report is built
         from bench.report.render import write_leaderboard  # pandas: loaded only when the report is built
 
