@@ -303,14 +303,15 @@ def render_pairwise(rows: list[dict[str, Any]], name=lambda m: m) -> list[str]:
     # the test metric's columns: the one the rows carry (summarization's ROUGE-L, else BLEU), none for a
     # language model (its table compares validation NLL only)
     test = next((k for k in ("rouge_l", "bleu") if any(k in r for r in rows)), None)
-    label = {"rouge_l": "ΔROUGE-L (A−B) | 95% interval | p | ", "bleu": "ΔBLEU (A−B) | 95% interval | p | "}
+    # NLL first: at these quality levels one nat is about 20 BLEU, so the test metric magnifies differences
+    label = {"rouge_l": " ΔROUGE-L (A−B) | 95% interval | p |", "bleu": " ΔBLEU (A−B) | 95% interval | p |"}
     out = [
-        f"| A | B | seeds A/B | {label.get(test, '')}Δvalid NLL (A−B) | 95% interval | p |",
+        f"| A | B | seeds A/B | Δvalid NLL (A−B) | 95% interval | p |{label.get(test, '')}",
         "|:---|:---|---:|" + "---:|" * (6 if test else 3),
     ]
     for r in rows:
         cells = [name(r["a"]), name(r["b"]), f"{r['seeds_a']}/{r['seeds_b']}"]
-        cells += (cell(r.get(test), ".2f") if test else []) + cell(r.get("valid_nll"), ".3f")
+        cells += cell(r.get("valid_nll"), ".3f") + (cell(r.get(test), ".2f") if test else [])
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -325,8 +326,8 @@ def pairwise_note(rows: list[dict[str, Any]]) -> str:
     else:
         test = "no test column: a language model's test NLL is not kept per block"
         units, one = "validation blocks", "a paired bootstrap over them"
-    return (f"Differences of the seed means (A minus B; {test}; NLL on the whole validation split, lower is "
-            f"better). Interval and p-value: a two-level paired bootstrap, {N_SAMPLES} resamples (seeds drawn with "
+    return (f"Differences of the seed means (A minus B; NLL on the whole validation split first, lower is "
+            f"better; then {test}). Interval and p-value: a two-level paired bootstrap, {N_SAMPLES} resamples (seeds drawn with "
             f"replacement per row, then {units} shared by both rows); with one seed per row it is {one}. "
             "p < 0.05 with an interval that excludes 0 is what the README calls significant.")
 

@@ -163,7 +163,7 @@ def test_pairwise_table_from_records():
     assert (row["a"], row["b"], row["seeds_a"], row["seeds_b"]) == ("a", "b", 2, 2)
     assert row["bleu"]["diff"] > 0 and row["valid_nll"]["diff"] == pytest.approx(-1.0)
     lines = render_pairwise([row])
-    assert len(lines) == 3 and lines[2].startswith("| a | b | 2/2 | +")
+    assert len(lines) == 3 and lines[2].startswith("| a | b | 2/2 | -1.000 |")  # NLL first, then BLEU
 
 
 def test_paired_rouge_by_hand_and_the_tables_test_column_follows_the_task():
@@ -182,7 +182,8 @@ def test_paired_rouge_by_hand_and_the_tables_test_column_follows_the_task():
     assert "bleu" not in row and row["rouge_l"]["diff"] == pytest.approx(20.0)
     assert row["valid_nll"]["diff"] == pytest.approx(-1.0)
     lines = render_pairwise([row])
-    assert "ΔROUGE-L" in lines[0] and "BLEU" not in lines[0] and lines[2].startswith("| a | b | 1/1 | +20.00 |")
+    assert "ΔROUGE-L" in lines[0] and "BLEU" not in lines[0] and lines[2].startswith("| a | b | 1/1 | -1.000 |")
+    assert lines[0].index("Δvalid NLL") < lines[0].index("ΔROUGE-L") and "| +20.00 |" in lines[2]  # NLL first
     assert "ROUGE-L F1" in pairwise_note([row]) and "BLEU" not in pairwise_note([row])
     # a language model: validation NLL only, and the header and note say no test metric
     lm = pairwise_table(recs.drop(columns="test.rouge_sentences"))
