@@ -96,7 +96,7 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     _model_args(p)
     p.add_argument("--corpus", help="libreoffice-en-de (mt default), libreoffice-en-fr, sotu (lm default), or a folder")
     p.add_argument("--vocab-size", help="sentencepiece vocabulary (default 8000; capped for a small corpus)")
-    p.add_argument("--schedule", choices=["quick", "short", "x4", "x16", "full", "plain"], default="short")
+    p.add_argument("--schedule", choices=["quick", "short", "x4", "x10", "x16", "full", "plain"], default="short")
     p.add_argument("--max-tokens", type=int, help="stop after this many target tokens")
     p.add_argument("--max-steps", type=int, help="stop after this many updates")
     p.add_argument("--max-time", type=float, help="stop after this many seconds")
@@ -167,8 +167,8 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p = add("report")
     p.add_argument("--budget", help="100M, 500M, ... or a budget YAML file (its name picks results/<name>)")
     p.add_argument("--task", choices=TASKS, default="mt", help="lm reads results/<budget>-lm, sum <budget>-sum")
-    p.add_argument("--schedule", choices=["short", "x4", "x16"], default="short",
-                   help="x4 / x16 read the length study's results/<budget>-x4, -x16")
+    p.add_argument("--schedule", choices=["short", "x4", "x10", "x16"], default="short",
+                   help="x4 / x10 / x16 read the longer schedules' results/<budget>-x4, -x10, -x16")
     p.add_argument(
         "--results",
         metavar="DIR",
@@ -232,7 +232,7 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--seeds", help="comma-separated training seeds (default 1)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", help="latency thread counts, comma-separated (default: 1 and all cores)")
-    p.add_argument("--schedule", choices=["quick", "short", "x4", "x16", "full"], default="short")
+    p.add_argument("--schedule", choices=["quick", "short", "x4", "x10", "x16", "full"], default="short")
     p.add_argument("--corpus", help="corpus name or folder (default: libreoffice-en-de / sotu)")
     p.add_argument("--vocab-size", help="sentencepiece vocabulary (default 8000; capped for a small corpus)")
     p.add_argument("--quick", action="store_true", help="smoke run: quick schedule, short timing, results/<B>-quick")

@@ -133,13 +133,16 @@ def cmd_report(args: argparse.Namespace) -> int:
             if strict:
                 raise
             notes.append(f"combined figure: skipped, {exc}")
-    # the length study: a translation budget folder and its longer-schedule siblings (100M, 100M-x4, 100M-x16)
-    base = re.sub(r"-x(4|16)$", "", results_dir.name)
-    if re.fullmatch(r"[0-9.]+[KMGT]", base):
+    # the length study: a translation budget folder and its longer-schedule siblings (100M, 100M-x4, 100M-x16);
+    # summarization's pilot: 100M-sum, 100M-sum-x4, 100M-sum-x10
+    base = re.sub(r"-x(4|10|16)$", "", results_dir.name)
+    if re.fullmatch(r"[0-9.]+[KMGT](-sum)?", base):
         from bench.report.length import write_length  # matplotlib: loaded only by `report` of a budget folder
 
+        # translation's study goes to results/combined; summarization's pilot beside its own table
+        out = root / "combined" if not base.endswith("-sum") else root / base
         try:
-            written += write_length(root / base, root / "combined", base)
+            written += write_length(root / base, out, base.removesuffix("-sum"))
         except BenchError as exc:
             notes.append(f"length study: skipped, {exc}")
     if FOLDER.fullmatch(results_dir.name):  # results/tasks.md: the order of the families across tasks

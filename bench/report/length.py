@@ -19,6 +19,7 @@ Only primary rows (no variants, no compressed rows) of runs that trained (status
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,18 @@ from matplotlib.figure import Figure
 from bench.errors import BenchError
 from bench.infra.atomic import write_text
 from bench.report import has_records
+from bench.report.baselines import lead_k, read_baseline, row_name
 from bench.report.leaderboard import current_records, display_name
 from bench.report.quality import pairwise_table, row_status
 from bench.report.style import family_order, family_palette, new_figure, save, styled
 from bench.train.schedules import LONGER
 
 OVERFIT_RISE = 0.02  # nats above the curve's best that decide the longest schedule's dropout
+# the test metric per task: the eval record's key, the pairwise table's key, its name (a language model: none)
+METRICS = {"mt": ("test.bleu", "bleu", "BLEU"), "sum": ("test.rougeL", "rouge_l", "ROUGE-L")}
+# the longer schedules each task's study trains (bench.train.schedules.LONGER): translation's length study, and
+# summarization's pilot (does a longer recipe pass the lead-k baseline?)
+STUDY = {"mt": (4, 16), "sum": (4, 10)}
 REACH = (4.0, 3.5, 3.0, 2.75, 2.5, 2.25)  # validation NLLs whose first crossing the tokens table reports
 
 
@@ -64,8 +71,17 @@ def _primary(records: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+def task_of(folder: Path | str) -> str:
+    """The task of a budget's results folder by its name: ``100M-sum`` summarization, ``100M-lm`` language
+    modelling, else translation."""
+    name = re.sub(r"-x[0-9]+$", "", Path(folder).name)
+    return next((t for t in ("sum", "lm") if name.endswith(f"-{t}")), "mt")
+
+
 def collect(folders: Sequence[tuple[int, Path]]) -> dict[str, Any]:
-    """Per length: the folder, its primary records, per-family seed figures and the pairwise gaps."""
+    """Per length: the folder, its primary records, per-family seed figures (``test``: the task's test metric,
+    METRICS) and the pairwise gaps."""
+    key = METRICS.get(task_of(folders[0][1]) if folders else "mt", (None,))[0]
     lengths = []
     for factor, folder in folders:
         recs = _primary(current_records(folder))
@@ -75,14 +91,14 @@ def collect(folders: Sequence[tuple[int, Path]]) -> dict[str, Any]:
             if train.empty:
                 continue
             status, reason = row_status(train, evals)
-            bleu = {int(s): float(b) for s, b in zip(evals["seed"], evals.get("test.bleu", []), strict=False)
+            test = {int(s): float(b) for s, b in zip(evals["seed"], evals.get(key, []), strict=False)
                     if b is not None and not (isinstance(b, float) and math.isnan(b))}
             fams[str(fam)] = {
                 "status": status,
                 "reason": reason,
                 "tokens": float(np.mean(train["train_tokens"])),
                 "nll": {int(s): float(v) for s, v in zip(train["seed"], train["valid_nll"], strict=True)},
-                "bleu": bleu,
+                "test": test,
                 "curves": {int(s): [e for e in c if e.get("valid_nll") is not None and not e.get("final")]
                            for s, c in zip(train["seed"], train["curve"], strict=True) if isinstance(c, list)},
             }
@@ -92,7 +108,7 @@ def collect(folders: Sequence[tuple[int, Path]]) -> dict[str, Any]:
         pairs = [(a, b) for a, b in family_pairs(ok) if a in ok and b in ok]
         rows = {(r["a"], r["b"]): r for r in pairwise_table(recs, pairs)} if pairs else {}
         lengths.append({"factor": factor, "folder": folder, "families": fams, "pairs": rows})
-    return {"lengths": lengths}
+    return {"lengths": lengths, "task": task_of(folders[0][1]) if folders else "mt"}
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
@@ -136,17 +152,25 @@ def _gap(r: dict[str, Any] | None, fmt: str) -> str:
     return f"{r['diff']:+{fmt}} [{lo:+{fmt}}, {hi:+{fmt}}] p={r['p_value']:.3f}"
 
 
+def _factors(task: str) -> str:
+    """``4x and 16x``: the longer schedules the task's study defines (STUDY), in words."""
+    return " and ".join(f"{f}x" for f in STUDY[task])
+
+
 def render(data: dict[str, Any]) -> str:
     lengths = data["lengths"]
+    task = data.get("task", "mt")
+    metric = METRICS[task][2]
     fams = sorted({f for ln in lengths for f in ln["families"]})
-    out = ["# The length study: the short schedule's ranking at 4x and 16x the tokens", "",
-           f"Budget {lengths[0]['folder'].name if lengths else ''}, translation.", "",
+    out = [f"# The length study: the short schedule's ranking at {_factors(task)} the tokens", "",
+           f"Budget {lengths[0]['folder'].name if lengths else ''}, "
+           f"{ {'mt': 'translation', 'sum': 'summarization'}[task]}.", "",
            "The same models, data, recipe and peak rates at every length (the short schedule's tuned rates); only "
            "the target tokens, and with them the cosine's length, differ. Warm-up: the recipe's 500 updates at "
            "every length. Folders: " + ", ".join(f"`{ln['folder'].name}` ({_tok(_mean_tokens(ln))} tokens)"
                                                   for ln in lengths) + ".", "",
            "## Per family", "",
-           "| family | target tokens | seeds | valid NLL | test BLEU | status |", "|:---|---:|---:|---:|---:|:---|"]
+           f"| family | target tokens | seeds | valid NLL | test {metric} | status |", "|:---|---:|---:|---:|---:|:---|"]
     for fam in fams:
         for ln in lengths:
             f = ln["families"].get(fam)
@@ -154,8 +178,8 @@ def render(data: dict[str, Any]) -> str:
                 continue
             nll, nsd = _mean_sd(f["nll"].values())
             cell = f"{nll:.3f}" + (f" ± {nsd:.3f}" if nsd is not None else "")
-            if f["bleu"]:
-                b, bsd = _mean_sd(f["bleu"].values())
+            if f["test"]:
+                b, bsd = _mean_sd(f["test"].values())
                 bcell = f"{b:.2f}" + (f" ± {bsd:.2f}" if bsd is not None else "")
             else:
                 bcell = "–"
@@ -169,18 +193,19 @@ def render(data: dict[str, Any]) -> str:
     out += ["", "Overfit (trained, ranked; the evaluated weights are the end of the schedule, as for every row):", ""] \
         + [f"- {x}" for x in fitted] if fitted else []
     out += ["", "## Gaps at each length (A minus B)", "",
-            "| A | B | target tokens | seeds A/B | Δvalid NLL [95% interval] | ΔBLEU [95% interval] |",
+            f"| A | B | target tokens | seeds A/B | Δvalid NLL [95% interval] | Δ{metric} [95% interval] |",
             "|:---|:---|---:|---:|:---|:---|"]
     for a, b in family_pairs(fams):
         for ln in lengths:
             r = ln["pairs"].get((a, b))
             if r is None:
                 continue
-            gaps = f"{_gap(r.get('valid_nll'), '.3f')} | {_gap(r.get('bleu'), '.2f')}"
+            gaps = f"{_gap(r.get('valid_nll'), '.3f')} | {_gap(r.get(METRICS[task][1]), '.2f')}"
             out.append(f"| {display_name(a)} | {display_name(b)} | {_tok(_mean_tokens(ln))} | "
                        f"{r['seeds_a']}/{r['seeds_b']} | {gaps} |")
+    one = "sacreBLEU's paired bootstrap" if task == "mt" else "a paired bootstrap over sentences and summaries"
     out += ["", "Interval and p-value: the suite's two-level paired bootstrap (seeds with replacement per row, then "
-            "sentences shared by both rows; with one seed per row, sacreBLEU's paired bootstrap), on each length's "
+            f"sentences shared by both rows; with one seed per row, {one}), on each length's "
             "own records. An interval that excludes 0 with p < 0.05 is significant.", ""]
     out += _ranking_lines(lengths)
     out += ["", "## Target tokens to reach a validation NLL", "",
@@ -197,6 +222,8 @@ def render(data: dict[str, Any]) -> str:
             curve = f["curves"].get(1) or next(iter(f["curves"].values()))
             cells = [(_tok(t) if (t := tokens_to_reach(curve, x)) is not None else "–") for x in REACH]
             out.append(f"| {display_name(fam)} | {_tok(_mean_tokens(ln))} | " + " | ".join(cells) + " |")
+    if task != "mt":  # the 16x dropout rule is translation's length study
+        return "\n".join(out + _baseline_lines(data)) + "\n"
     x4 = next((ln for ln in lengths if ln["factor"] == 4), None)
     out += ["", "## The 16x runs' dropout", ""]
     if x4 is None:
@@ -252,8 +279,9 @@ def fig_length(data: dict[str, Any]) -> tuple[Figure | None, str]:
     fams = sorted({f for ln in lengths for f in ln["families"]})
     palette = family_palette(fams)
     fig, (left, right) = new_figure(2)
+    metric = METRICS[data.get("task", "mt")][2]
     for ax, key, label in ((left, "nll", "validation NLL (nats/token), lower is better"),
-                           (right, "bleu", "test BLEU, higher is better")):
+                           (right, "test", f"test {metric}, higher is better")):
         for fam in fams:
             xs, ys, lo, hi = [], [], [], []
             for ln in lengths:
@@ -276,9 +304,35 @@ def fig_length(data: dict[str, Any]) -> tuple[Figure | None, str]:
         ax.minorticks_off()
         ax.set_xlabel("training target tokens (log)")
         ax.set_ylabel(label)
+    lead = data.get("lead")
+    if lead is not None:  # the task's baseline: what a model must pass (lead-k for summarization)
+        right.axhline(lead["value"], color="0.35", linestyle="--", linewidth=1, label=lead["name"])
+        right.legend(loc="best", fontsize=8)
     left.legend(loc="best", fontsize=8)
-    fig.suptitle("The same recipe at 1x, 4x and 16x the short schedule's tokens (band: seed min to max)")
+    fig.suptitle(f"The same recipe at 1x, {', '.join(f'{f}x' for f in STUDY[data.get('task', 'mt')][:-1])} and "
+                 f"{STUDY[data.get('task', 'mt')][-1]}x the short schedule's tokens (band: seed min to max)")
     return fig, ""
+
+
+def _lead(base: Path) -> dict[str, Any] | None:
+    """Summarization's lead-k baseline (``<base>/baselines/lead.json``, bench baseline): name and test ROUGE-L."""
+    rec = read_baseline(base, "lead")
+    best = lead_k(rec) if rec else None
+    if not best or "rougeL" not in best.get("test", {}):
+        return None
+    return {"name": row_name(best), "value": float(best["test"]["rougeL"])}
+
+
+def _baseline_lines(data: dict[str, Any]) -> list[str]:
+    lead = data.get("lead")
+    if lead is None:
+        return []
+    passed = [f"{display_name(fam)} at {_tok(f['tokens'])}" for ln in data["lengths"]
+              for fam, f in sorted(ln["families"].items()) if f["test"] and _mean_sd(f["test"].values())[0]
+              > lead["value"]]
+    return ["", "## Against the baseline", "",
+            f"{lead['name']} (the first words of the description, k chosen on validation) scores test ROUGE-L "
+            f"{lead['value']:.2f}. " + (f"Above it: {', '.join(passed)}." if passed else "No run is above it.")]
 
 
 STUDY_BUDGET = "100M"  # the length study's budget writes length.*; another budget length-<budget>.*
@@ -299,6 +353,7 @@ def write_length(base: Path | str, out_dir: Path | str, budget: str | None = Non
     if len(folders) < 2:
         return []
     data = collect(folders)
+    data["lead"] = _lead(Path(base)) if data["task"] == "sum" else None
     if not any(ln["families"] for ln in data["lengths"]):
         raise BenchError(f"no train records in {', '.join(str(f) for _, f in folders)}")
     out_dir = Path(out_dir)

@@ -138,7 +138,7 @@ _SHORT = Schedule(name="short", max_tokens=2_000_000, batch_tokens=1024, warmup_
 
 # Longer schedules of the length study: name -> (the schedule they lengthen, the factor on its target tokens).
 # They take that schedule's budget-file keys and its tuned peak rates: one recipe, only longer.
-LONGER: dict[str, tuple[str, int]] = {"x4": ("short", 4), "x16": ("short", 16)}
+LONGER: dict[str, tuple[str, int]] = {"x4": ("short", 4), "x10": ("short", 10), "x16": ("short", 16)}
 
 SCHEDULES: dict[str, Schedule] = {
     # a smoke run for CI: a few dozen updates, a slice of the test set, greedy decoding
@@ -159,6 +159,7 @@ SCHEDULES: dict[str, Schedule] = {
     # updates (it is there to stabilise the first updates, which do not change with the schedule's length), and
     # the cosine reaches 0 at the longer token budget
     "x4": replace(_SHORT, name="x4", max_tokens=4 * _SHORT.max_tokens),
+    "x10": replace(_SHORT, name="x10", max_tokens=10 * _SHORT.max_tokens),  # summarization's length pilot
     "x16": replace(_SHORT, name="x16", max_tokens=16 * _SHORT.max_tokens),
     # paper-like, for a GPU: ~60 epochs of the default corpus
     "full": Schedule(

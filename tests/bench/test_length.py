@@ -85,7 +85,7 @@ def test_the_length_table_against_the_records_by_hand(two_lengths: Path, data: d
         bleu = np.mean([e["test"]["bleu"] for e in evals])
         got = data["lengths"][0]["families"][fam]
         assert np.mean(list(got["nll"].values())) == pytest.approx(nll)
-        assert np.mean(list(got["bleu"].values())) == pytest.approx(bleu)
+        assert np.mean(list(got["test"].values())) == pytest.approx(bleu)
         assert f"{nll:.3f}" in text and f"{bleu:.2f}" in text
         # the per-sentence sums give the same corpus NLL (the gap's bootstrap resamples them)
         per = [np.sum(e["valid_sentence_nll"]) / np.sum(e["valid_sentence_tokens"]) for e in evals]
@@ -167,3 +167,29 @@ def test_a_length_with_no_trained_run_yet_is_left_out(two_lengths, tmp_path):
     shutil.copy(profile, x16 / "profile.json")
     before = [ln["folder"].name for ln in collect(length_folders(base / "100M"))["lengths"]]
     assert before == ["100M", "100M-x4"]
+
+
+def test_summarizations_pilot_reports_rouge_and_the_lead_baseline(tmp_path):
+    """The committed 100M-sum Lite and Transformer rows as the short length and as stand-ins for x4 and x10,
+    with the committed lead-k record: ROUGE-L columns, the baseline's line and sentence, no dropout rule."""
+    sum_dir = REPO / "results" / "100M-sum"
+    import csv
+
+    rows = {r["model"]: r for r in csv.DictReader((sum_dir / "leaderboard.csv").open())}
+    root = tmp_path / "results"
+    for name in ("100M-sum", "100M-sum-x4", "100M-sum-x10"):
+        for fam in ("transformer", "lite_transformer"):
+            folder = sum_dir / "runs" / f"{fam}-{rows[fam]['config_hash']}"
+            shutil.copytree(folder, root / name / "runs" / folder.name)
+    shutil.copytree(sum_dir / "baselines", root / "100M-sum" / "baselines")
+    assert [f for f, _ in length_folders(root / "100M-sum")] == [1, 4, 10]
+    written = write_length(root / "100M-sum", root / "100M-sum", "100M")
+    assert sorted(p.name for p in written) == ["length.md", "length.pdf", "length.png"]
+    text = (root / "100M-sum" / "length.md").read_text()
+    assert "at 4x and 10x the tokens" in text and "summarization" in text and "test ROUGE-L" in text
+    assert "ΔROUGE-L" in text and "BLEU" not in text and "dropout" not in text
+    lead = json.loads((sum_dir / "baselines" / "lead.json").read_text())["baselines"][0]["test"]["rougeL"]
+    assert f"scores test ROUGE-L {lead:.2f}. No run is above it." in text
+    lite = np.mean([json.loads(p.read_text())["test"]["rougeL"]
+                    for p in (root / "100M-sum" / "runs").glob("lite_transformer-*/eval-s*.json")])
+    assert f"{lite:.2f}" in text
