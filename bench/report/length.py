@@ -170,7 +170,8 @@ def render(data: dict[str, Any]) -> str:
            "every length. Folders: " + ", ".join(f"`{ln['folder'].name}` ({_tok(_mean_tokens(ln))} tokens)"
                                                   for ln in lengths) + ".", "",
            "## Per family", "",
-           f"| family | target tokens | seeds | valid NLL | test {metric} | status |", "|:---|---:|---:|---:|---:|:---|"]
+           f"| family | target tokens | seeds | valid NLL | test {metric} | status |",
+           "|:---|---:|---:|---:|---:|:---|"]
     for fam in fams:
         for ln in lengths:
             f = ln["families"].get(fam)
