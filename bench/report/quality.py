@@ -328,8 +328,8 @@ def pairwise_note(rows: list[dict[str, Any]]) -> str:
         units, one = "validation blocks", "a paired bootstrap over them"
     return (f"Differences of the seed means (A minus B; NLL on the whole validation split first, lower is "
             f"better; then {test}). Interval and p-value: a two-level paired bootstrap, {N_SAMPLES} resamples "
-            f"(seeds drawn with replacement per row, then {units} shared by both rows); with one seed per row it is {one}. "
-            "p < 0.05 with an interval that excludes 0 is what the README calls significant.")
+            f"(seeds drawn with replacement per row, then {units} shared by both rows); with one seed per row it is "
+            f"{one}. p < 0.05 with an interval that excludes 0 is what the README calls significant.")
 
 
 def default_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
