@@ -70,7 +70,10 @@ def test_counters_agree_on_every_budget_model(solved):
         report = count_macs(create_model(sol.model, **sol.config.to_dict()), protocol=budget.protocol)
         by = report.macs_by_counter
         assert disagreements(by) == [], (sol.model, by)
-        assert abs(by["analytic"] - by["flop_counter"]) / by["flop_counter"] < 0.005
+        if "analytic" in by:  # a family without a hand formula has none (its profile says so)
+            assert abs(by["analytic"] - by["flop_counter"]) / by["flop_counter"] < 0.005
+        else:
+            assert report.unsupported_ops.get("analytic"), sol.model
         assert disagreements(report.macs_with_output_by_counter) == []
         assert report.macs == sol.macs
 

@@ -15,9 +15,9 @@ import pytest
 from bench.budget.latency_together import JOINT_PROCESSES, TOGETHER_FILE, solve_latency_budget
 from bench.budget.solve import solve_model
 from bench.budget.spec import load_budget
-from bench.cost.analytic import analytic_macs
 from bench.errors import BenchError
 from models import resolve_config
+from tests.bench.test_latency_solve import macs_of
 
 FAMILIES = tuple(load_budget("100M").models)  # the template file's families: a latency budget's rows
 REF_MS = 6.0  # the reference's figure in every fake process
@@ -26,7 +26,7 @@ REF_MS = 6.0  # the reference's figure in every fake process
 def true_ms(model: str, config: dict[str, Any], budget: Any) -> float:
     """The fake machine: 1.5 ms + 40 ms per GMAC (monotone in width and in ffn_dim)."""
     cfg = resolve_config(model, config["task"], **{k: v for k, v in config.items() if k != "task"})
-    return 1.5 + 40.0 * analytic_macs(cfg, budget.protocol)["macs"] / 1e9
+    return 1.5 + 40.0 * macs_of(model, cfg, budget.protocol) / 1e9
 
 
 def own_timers(budget: Any, bias: dict[str, float]) -> dict[str, Any]:

@@ -82,7 +82,8 @@ def test_post_norm_variants_are_the_same_model_with_post_norm():
     assert load_budget("500M").variants == {}
     # the post-norm rows are translation's: LM and summarization sweeps leave them out
     for task in ("lm", "sum"):
-        assert load_budget("100M", task=task).rows() == list(budget.models)
+        other = load_budget("100M", task=task)
+        assert other.rows() == list(other.models) and set(other.models) <= set(budget.models)
 
 
 def _budget_file(tmp_path: Path, extra: str) -> Path:
@@ -153,7 +154,7 @@ def test_trials_are_the_recipe_truncated_or_in_miniature_and_equal_per_family():
     budget = load_budget("100M")
     base = get_schedule("short", **budget.schedule_overrides("short"))
     trials = plan(budget, base, "libreoffice-en-de")  # truncated by default
-    assert len(trials) == 9 and {t.family for t in trials} == set(budget.models)
+    assert len(trials) == 3 * len(budget.models) and {t.family for t in trials} == set(budget.models)
     for family in budget.models:
         mine = [t for t in trials if t.family == family]
         assert sorted(t.lr for t in mine) == [5e-4, 1e-3, 2e-3]
