@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import bench.latency.compare as compare
+from bench.budget.spec import load_budget
 from bench.cli import main
 from bench.sweep.cost_curves import CurveOptions, run_curves
 
@@ -52,7 +53,7 @@ def test_curves_write_records_csv_rankings_and_figures(tmp_path: Path, monkeypat
     assert res["records"] == 6 and res["failed"] == [] and len(calls) == 6
     assert {c.get("backend", "eager") for c in calls} == {"eager", "onnxruntime"}
     rows = list(csv.DictReader(open(tmp_path / "curves.csv")))
-    assert len(rows) == 3 * 3 * 2
+    assert len(rows) == 3 * len(load_budget("100M").models) * 2  # budgets x the default families x backends
     by = {(r["budget"], r["backend"], r["family"]): r for r in rows}
     # the reference's ratio is 1; a family's ratio is its p50 over the Transformer's of the same record
     small = by[("25M", "eager", "lite_transformer")]
@@ -114,7 +115,7 @@ def test_records_carry_what_a_reader_needs(tmp_path: Path, monkeypatch: pytest.M
     run_curves(CurveOptions(budgets=["50M"], backends=["eager"], results=tmp_path, log=lambda _: None))
     rec = json.loads((tmp_path / "records" / "50M-eager-t1-forward.json").read_text())
     assert {"points", "compare", "env", "command", "started", "created"} <= set(rec)
-    assert [p["family"] for p in rec["points"]] == ["transformer", "evolved_transformer", "lite_transformer"]
+    assert [p["family"] for p in rec["points"]] == list(load_budget("100M").models)  # the default families
 
 
 def test_a_swap_within_overlapping_intervals_is_called_a_tie() -> None:

@@ -169,7 +169,7 @@ def test_trials_are_the_recipe_truncated_or_in_miniature_and_equal_per_family():
     t = trial_schedule(base, 2e-3, base.max_tokens // 4)
     assert t.to_dict() == {**base.to_dict(), "lr": 2e-3, "stop_tokens": base.max_tokens // 4}
     assert "stop_tokens" not in base.to_dict()  # every other run's record and hash stay as they were
-    assert len({t.key for t in trials}) == 9  # a trial's record is tied to its config and schedule
+    assert len({t.key for t in trials}) == len(trials)  # a trial's record is tied to its config and schedule
     assert not {t.key for t in trials} & {t.key for t in compressed}
     with pytest.raises(BenchError, match="trial kind"):
         trial_schedule(base, 2e-3, 1000, "short")
