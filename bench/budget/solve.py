@@ -29,7 +29,7 @@ def solve_model(budget: Budget, model: str, confirm: bool = True, cache_dir: Pat
                          f"{budget.skipped[model]}")
     if model in budget.searched:
         raise BenchError(f"{model} takes its shape from budget {budget.name}'s shape search, not given it yet "
-                         "(bench.train.shapes.with_searched_shapes)")
+                         "(bench.train.searched_shapes.with_searched_shapes)")
     if model not in budget.models and model not in budget.variants:
         raise BenchError(f"model {model!r} is not in budget {budget.name}; it has: {', '.join(budget.rows())}")
     if budget.latency is not None:

@@ -78,9 +78,9 @@ class Variant:
     label: str  # the row name in tables and figures, e.g. "transformer (post-norm, paper)"
     sets: dict[str, Any]
     tasks: tuple[str, ...] = TASKS  # the tasks whose sweeps include the row (`tasks:`, default every task)
-    # ``shape: searched``: the row takes the shape the budget's shape search chose for its family (bench.train.shapes
-    # .with_searched_shapes fills ``sets`` and ``ffn_ratio`` from <results>/shapes/chosen.json); until then the
-    # variant waits in Budget.searched, never in a sweep
+    # ``shape: searched``: the row takes the shape the budget's shape search chose for its family
+    # (bench.train.searched_shapes fills ``sets`` and ``ffn_ratio`` from <results>/shapes/chosen.json); until then
+    # the variant waits in Budget.searched, never in a sweep
     shape: str | None = None
     ffn_ratio: float | None = None  # ffn_dim = ratio * d_model on the solver's width grid, in place of the family's
     # an ablation (``ablations:``): what it changes, in words; recipe keys it sets (``train:``, e.g. warmup_steps);
@@ -114,7 +114,7 @@ class Budget:
     # families of the file that this task leaves out, each with the reason (registered for other tasks only), and
     # searched-shape rows without a search to take their shape from
     skipped: dict[str, str] = field(default_factory=dict)
-    # variants with ``shape: searched`` not yet given their shape (bench.train.shapes.with_searched_shapes)
+    # variants with ``shape: searched`` not yet given their shape (bench.train.searched_shapes.with_searched_shapes)
     searched: dict[str, Variant] = field(default_factory=dict)
     # ``ablations:``: one-knob departures from a family's row that say where a gap comes from (bench ablate;
     # never rows of the comparison)

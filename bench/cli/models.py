@@ -70,7 +70,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     budget = load_budget(args.budget, task=args.task)
     if args.model in budget.searched:  # a searched-shape row: the shape its budget's search chose
         from bench.records.provenance import REPO
-        from bench.train.shapes import FOLDER, with_searched_shapes  # the search: loaded only for such a row
+        from bench.train.searched_shapes import FOLDER, with_searched_shapes  # loaded only for such a row
 
         budget = with_searched_shapes(budget, REPO / "results" / budget.results_name() / FOLDER)
     sol = solve_model(budget, args.model)

@@ -41,7 +41,7 @@ from bench.latency.machine import all_cores, device_name
 from bench.records.provenance import REPO, config_hash, environment, utc_now
 from bench.records.schema import StageRecord, finished_record, make_record, write_record
 from bench.train.schedules import LONGER, Schedule, get_schedule
-from bench.train.shapes import searched_shapes_folder, with_searched_shapes
+from bench.train.searched_shapes import searched_shapes_folder, with_searched_shapes
 from bench.train.tasks import DEFAULT_CORPUS, TASKS
 from bench.train.tune import read_tuned
 
@@ -134,8 +134,9 @@ class Sweep:
         # a smoke run, or another schedule than the budget's short one, gets a folder of its own (100M-full)
         self.results = Path(opts.results_root) / self.budget.results_name(self.schedule.name)
         # the searched-shape rows take their shapes from the budget's shape search (left out until it has run)
-        self.budget = with_searched_shapes(self.budget,
-                                           searched_shapes_folder(self.results, self.schedule.name, self.budget))
+        searched = searched_shapes_folder(self.results, self.schedule.name, self.budget)
+        quiet = set() if searched.is_dir() else set(self.budget.searched)  # no search begun: nothing to say
+        self.budget = with_searched_shapes(self.budget, searched)
         self.base_results = self.results  # the comparison's own folder (an ablation sweep's reference rows)
         if opts.ablations:
             if not self.budget.ablations:
@@ -150,7 +151,8 @@ class Sweep:
         if left_out:
             raise BenchError(f"MODELS names a row this sweep leaves out: {', '.join(left_out)}")
         for m, why in self.budget.skipped.items() if not opts.ablations else ():
-            opts.log(f"{m}: not in this sweep, {why}")
+            if m not in quiet:
+                opts.log(f"{m}: not in this sweep, {why}")
         unknown = [m for m in names if m not in self.budget.rows()]
         if unknown:
             raise BenchError(

@@ -51,7 +51,7 @@ import torch
 
 from bench.budget.shape_plan import Shape, candidates, paper_config, paper_shape, shape_overrides
 from bench.budget.solve import solve_model
-from bench.budget.spec import Budget, Variant, load_budget
+from bench.budget.spec import Budget, load_budget
 from bench.cost.params import count_params
 from bench.errors import BenchError
 from bench.infra.atomic import write_json, write_text
@@ -59,14 +59,13 @@ from bench.infra.cluster import JobsFailed, Resources, Unit, check_cluster, job_
 from bench.infra.launcher import call_in_child
 from bench.infra.stage_lock import locked
 from bench.records.provenance import REPO, config_hash, environment
-from bench.train.schedules import LONGER, Schedule, get_schedule
+from bench.train.schedules import Schedule, get_schedule
+from bench.train.searched_shapes import CHOSEN, FOLDER, shape_variant
 from bench.train.tasks import DEFAULT_CORPUS
 from bench.train.tune import read_tuned, trial_fields, trial_order, trial_schedule, trial_tokens
 from bench.train.tune import train_trial as train
 from models import create_model
 
-FOLDER = "shapes"
-CHOSEN = "chosen.json"
 SELECTION = "lowest final validation NLL on the whole validation split"
 RATE_NOTE = ("every shape trains at the peak rate tuned on its family's paper shape (bench tune): a rate not "
              "tuned for the other shapes")
@@ -107,80 +106,6 @@ def solve_shape(budget: Budget, family: str, shape: Shape, paper_cfg: dict[str, 
     cfg = sol.config.to_dict()
     params = count_params(create_model(family, **cfg))["params"]
     return Solved(family, shape, shape == paper, candidate, cfg, sol.macs, sol.analytic_macs, sol.rel_error, params)
-
-
-def shape_variant(key: str, family: str, label: str, shape: Shape, paper: Shape, sets: dict[str, Any],
-                  tasks: tuple[str, ...] | None = None) -> Variant:
-    """``shape`` of ``family`` as a row of the budget: its knobs set, and its FFN ratio on the solver's width
-    grid unless it is the paper's (then the family's own rule, e.g. Lite's flattened d).
-
-    Args:
-        key: the row's name.
-        family: the family.
-        label: the row's name in tables and figures.
-        shape: the shape.
-        paper: the family's paper shape.
-        sets: the config keys the shape sets (bench.budget.shape_plan.shape_overrides).
-        tasks: the tasks whose sweeps include the row; None: every task.
-    """
-    ratio = None if shape.ffn_ratio == paper.ffn_ratio else shape.ffn_ratio
-    extra = {} if tasks is None else {"tasks": tasks}
-    return Variant(key, family, label, sets, ffn_ratio=ratio, **extra)
-
-
-def with_searched_shapes(budget: Budget, folder: Path) -> Budget:
-    """``budget`` with each ``shape: searched`` variant given the shape its family's search chose and confirmed
-    (``folder``/chosen.json: ``confirmed``, the best of the full-recipe runs of the two best trials), as a row of
-    the sweep labelled with that shape. A variant whose family has no confirmed search, or whose search chose the
-    paper's shape (the family's own row is then that row), is left out, with the reason in ``skipped``.
-
-    Args:
-        budget: a loaded budget (bench.budget.spec.load_budget).
-        folder: the shape search's folder, ``<results>/shapes`` of the schedule the search ran on.
-    """
-    if not budget.searched:
-        return budget
-    chosen: dict[str, Any] = {}
-    path = Path(folder) / CHOSEN
-    if path.is_file():
-        try:
-            chosen = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BenchError(f"{path} is not a shape search's record ({exc}); run the search again") from None
-    confirmed = chosen.get("confirmed") or {} if isinstance(chosen, dict) else {}
-    variants, skipped = dict(budget.variants), dict(budget.skipped)
-    for key, v in budget.searched.items():
-        best = confirmed.get(v.model)
-        if best is None:
-            why = f"no finished shape search ({path} is missing)" if not chosen else \
-                f"no confirmed shape for {v.model} in {path}"
-            skipped[key] = f"{why}: run `python -m bench shapes --budget {budget.name} --confirm`"
-            continue
-        paper_cfg = paper_config(budget, v.model)
-        paper, shape = paper_shape(paper_cfg), Shape(**best["shape"])
-        shape = replace(shape, ffn_ratio=float(shape.ffn_ratio))
-        if shape == paper:
-            skipped[key] = f"the shape search chose {v.model}'s paper shape ({shape.slug}): its own row is that row"
-            continue
-        label = v.label if v.label != key else f"{v.model} (searched shape)"  # the shape's name joins it
-        label = f"{label[:-1]}, {shape.slug})" if label.endswith(")") else f"{label} ({shape.slug})"
-        variants[key] = shape_variant(key, v.model, label, shape, paper,
-                                      shape_overrides(v.model, paper_cfg, shape), v.tasks)
-    return replace(budget, variants=variants, skipped=skipped, searched={})
-
-
-def searched_shapes_folder(results: Path, schedule: str, budget: Budget) -> Path:
-    """Where a sweep on ``schedule`` reads its searched shapes: the search of its own results folder, or for a
-    longer schedule of the length study (bench.train.schedules.LONGER) the search of the schedule it lengthens.
-
-    Args:
-        results: the sweep's results folder (``results/100M-x4``).
-        schedule: the sweep's schedule name.
-        budget: the budget (its results folder names).
-    """
-    if schedule in LONGER:
-        return results.parent / budget.results_name(LONGER[schedule][0]) / FOLDER
-    return results / FOLDER
 
 
 # ------------------------------------------------------------------------------------------------ trials

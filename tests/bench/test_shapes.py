@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import bench.train.searched_shapes as searched_shapes
 import bench.train.shapes as shapes
 from bench.budget.solve import solve_model
 from bench.budget.spec import load_budget
@@ -483,7 +484,7 @@ def test_searched_shape_rows_take_the_confirmed_shape_and_train_its_confirmation
     loaded = load_budget(str(budget))
     # before any search: the rows wait, out of every sweep, and a solve names the reason
     assert set(loaded.searched) == {f"{f}-searched" for f in RATES} and loaded.rows() == [*RATES]
-    waiting = shapes.with_searched_shapes(loaded, folder)
+    waiting = searched_shapes.with_searched_shapes(loaded, folder)
     assert waiting.rows() == [*RATES] and "chosen.json is missing" in waiting.skipped["transformer-searched"]
     with pytest.raises(BenchError, match="transformer-searched is left out.*bench shapes --budget tiny --confirm"):
         solve_model(waiting, "transformer-searched")
@@ -506,7 +507,7 @@ def test_searched_shape_rows_take_the_confirmed_shape_and_train_its_confirmation
     chosen = json.loads((folder / "chosen.json").read_text())
     assert chosen["chosen"]["transformer"]["shape_slug"] == "L2x2-h2-f4"
     assert chosen["confirmed"]["transformer"]["shape_slug"] == "L1x1-h4-f4"
-    got = shapes.with_searched_shapes(loaded, folder)
+    got = searched_shapes.with_searched_shapes(loaded, folder)
     assert got.rows() == [*RATES, "transformer-searched", "evolved_transformer-searched"] and not got.searched
     assert "paper shape (L1x1-h2-f1)" in got.skipped["lite_transformer-searched"]
     t, et = got.variants["transformer-searched"], got.variants["evolved_transformer-searched"]
@@ -532,18 +533,20 @@ def test_a_sweep_runs_the_searched_rows_once_the_search_has_run(tmp_path, monkey
     logged: list[str] = []
     opts = dict(budget=str(budget), results_root=results, log=logged.append)
     sweep = Sweep(SweepOptions(**opts))
-    assert sweep.models == [*RATES] and any("transformer-searched: not in this sweep" in m for m in logged)
+    assert sweep.models == [*RATES] and not logged  # no search begun: nothing to say on every sweep
     with pytest.raises(BenchError, match="MODELS names a row this sweep leaves out: transformer-searched"):
         Sweep(SweepOptions(**opts, models=["transformer-searched"]))
     folder = results / "tiny" / "shapes"
     folder.mkdir(parents=True)
+    Sweep(SweepOptions(**opts))  # a search begun but not confirmed: the sweep says why the rows wait
+    assert any("transformer-searched: not in this sweep" in m and "chosen.json is missing" in m for m in logged)
     shape = {"encoder_layers": 2, "decoder_layers": 2, "heads": 2, "ffn_ratio": 4.0}
     (folder / "chosen.json").write_text(json.dumps({"confirmed": {"transformer": {"shape": shape}}}))
     sweep = Sweep(SweepOptions(**opts))
     assert sweep.models == [*RATES, "transformer-searched"]
     assert sweep.schedule_for("transformer-searched").lr == RATES["transformer"]  # the family's tuned rate
     # a longer schedule of the length study reads the search of the schedule it lengthens
-    assert shapes.searched_shapes_folder(results / "tiny-x4", "x4", load_budget(str(budget))) == folder
+    assert searched_shapes.searched_shapes_folder(results / "tiny-x4", "x4", load_budget(str(budget))) == folder
 
 
 @pytest.mark.parametrize("spec,message", [
