@@ -84,8 +84,9 @@ shapes: $(STAMP) ## equal-budget shape search (depth, heads, FFN ratio) per fami
 CURVE_BUDGETS ?= 25M,50M,100M,200M,500M,1G,2G
 BACKENDS      ?= eager,onnxruntime
 ablations: $(STAMP) ## the budget file's ablations (one change each to a family's row), each against its family's row (results/<budget>/ablations)
-	$(PY) -m bench run --budget $(BUDGET) --task $(TASK) --ablations $(if $(MODELS),--models $(MODELS)) \
-		$(if $(SEEDS),--seeds $(SEEDS)) --executor $(EXECUTOR) $(SLURM_FLAGS)
+	$(PY) -m bench run --budget $(BUDGET) --task $(TASK) --ablations --schedule $(SCHEDULE) --device $(DEVICE) \
+		$(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(QUICK),--quick) \
+		$(if $(FORCE),--force) --executor $(EXECUTOR) $(SLURM_FLAGS)
 
 curves: $(STAMP) ## cost curves, no training: every family at CURVE_BUDGETS x BACKENDS x THREADS (results/curves)
 	$(PY) -m bench curves --budgets $(CURVE_BUDGETS) --backends $(BACKENDS) $(if $(THREADS),--threads $(THREADS))

@@ -26,7 +26,7 @@ class Solution:
     candidates: list[dict[str, Any]] = field(default_factory=list)
     # a latency budget's solution: target_ms, p50_ms (the confirming measurement), rel_error, setting, ...
     latency: dict[str, Any] | None = None
-    solved_by: str = "analytic"  # what counted the candidates: the hand formula, or a counter on the real model
+    solved_by: str = "analytic"  # what counted the candidates: the hand formula, or the primary counter
 
     @property
     def rel_error(self) -> float:
@@ -53,8 +53,8 @@ PAST_THE_BOUND = 4  # widths counted past the budget's upper bound: the nearest 
 
 def count_config_macs(model: str, task: str, protocol: Protocol, overrides: dict[str, Any],
                       why: list[str] | None = None) -> tuple[ModelConfig, int] | None:
-    """The config of ``model`` with ``overrides`` and its MACs (the hand formula, else the flop counter on the
-    real model); None when the knobs make no valid member of the family (the registry's reason appended to
+    """The config of ``model`` with ``overrides`` and its MACs (the hand formula, else the primary counter on a
+    shape-only model on the meta device, bench.cost.counting.search_macs); None when the knobs make no valid member of the family (the registry's reason appended to
     ``why``).
 
     Args:
@@ -72,7 +72,7 @@ def count_config_macs(model: str, task: str, protocol: Protocol, overrides: dict
         return None  # not a valid member of the family (e.g. heads do not divide d)
     if has_formula(cfg):
         return cfg, analytic_macs(cfg, protocol)["macs"]
-    # a family without a hand formula (e.g. one just added in a single file): count the real model
+    # a family without a hand formula (e.g. one just added in a single file): count the model on the meta device
     return cfg, search_macs(lambda: create_model(model, **cfg.to_dict()), protocol)
 
 
@@ -133,9 +133,9 @@ def _has_formula(budget: Budget, model: str, base: dict[str, Any]) -> bool:
 
 
 def _bisected_widths(budget: Budget, model: str, base: dict[str, Any]) -> list[tuple[int, ModelConfig, int]]:
-    """A family without a hand formula: each count builds the real model, so the widths are bisected (MACs grow
-    with width) to the first above the target, galloping up from the smallest; it and its ``PAST_THE_BOUND``
-    neighbours either side are counted: the candidates nearest the target are among them."""
+    """A family without a hand formula: each count builds and runs the model (on the meta device), so the widths
+    are bisected (MACs grow with width) to the first above the target, galloping up from the smallest; it and its
+    ``PAST_THE_BOUND`` neighbours either side are counted: the candidates nearest the target are among them."""
     rule = budget.models[model]
     why: list[str] = []
     grid = _grid_configs(budget, model, base, why)

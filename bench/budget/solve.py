@@ -28,8 +28,8 @@ def solve_model(budget: Budget, model: str, confirm: bool = True, cache_dir: Pat
         raise BenchError(f"{model} is left out of budget {budget.name}'s {budget.task} comparison: "
                          f"{budget.skipped[model]}")
     if model in budget.searched:
-        raise BenchError(f"{model} takes its shape from budget {budget.name}'s shape search, not given it yet "
-                         "(bench.train.searched_shapes.with_searched_shapes)")
+        raise BenchError(f"{model} takes its shape from budget {budget.name}'s shape search, which has not "
+                         f"confirmed one yet: run `python -m bench shapes --budget {budget.name} --confirm`")
     if model not in budget.models and model not in budget.variants:
         raise BenchError(f"model {model!r} is not in budget {budget.name}; it has: {', '.join(budget.rows())}")
     if budget.latency is not None:

@@ -116,7 +116,7 @@ class Budget:
     skipped: dict[str, str] = field(default_factory=dict)
     # variants with ``shape: searched`` not yet given their shape (bench.train.searched_shapes.with_searched_shapes)
     searched: dict[str, Variant] = field(default_factory=dict)
-    # ``ablations:``: one-knob departures from a family's row that say where a gap comes from (bench ablate;
+    # ``ablations:``: one-knob departures from a family's row that say where a gap comes from (bench run --ablations;
     # never rows of the comparison)
     ablations: dict[str, Variant] = field(default_factory=dict)
 
@@ -338,7 +338,8 @@ def _variants(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str,
     for key, spec in raw.items():
         shape = spec.get("shape") if isinstance(spec, dict) else None
         sets = spec.get("set", {} if shape is not None else None) if isinstance(spec, dict) else None
-        if not isinstance(spec, dict) or spec.get("model") not in models or not isinstance(sets, dict):
+        if not isinstance(spec, dict) or not isinstance(spec.get("model"), str) or spec["model"] not in models \
+                or not isinstance(sets, dict):
             raise BenchError(
                 f"{where}: variant {key!r} needs 'model' (one of {', '.join(models)}) and a 'set' mapping "
                 "(or 'shape: searched')"
@@ -378,7 +379,7 @@ def _ablations(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str
     out = {}
     for key, spec in raw.items():
         at = f"{where}: ablation {key!r}"
-        if not isinstance(spec, dict) or spec.get("model") not in models:
+        if not isinstance(spec, dict) or not isinstance(spec.get("model"), str) or spec["model"] not in models:
             raise BenchError(f"{at} needs 'model' (one of {', '.join(models)})")
         check_keys(spec, ABLATION_KEYS, where, f"ablation {key!r}")
         if key in models:
@@ -388,7 +389,7 @@ def _ablations(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str
             raise BenchError(f"{at}: 'set' maps config keys to values and 'train' recipe keys to values")
         if not (sets or train or other):
             raise BenchError(f"{at} changes nothing: give 'set', 'train' or 'wall_time_of'")
-        if other is not None and (other not in models or other == spec["model"]):
+        if other is not None and (not isinstance(other, str) or other not in models or other == spec["model"]):
             raise BenchError(f"{at}: wall_time_of must be another family of the budget ({', '.join(models)}), "
                              f"got {other!r}")
         if other is not None and "max_tokens" in train:
@@ -397,11 +398,19 @@ def _ablations(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str
         bad = sorted(str(k) for k in sets if k not in keys)
         if bad:
             raise BenchError(f"{at} sets unknown {spec['model']} key(s) {', '.join(bad)}")
+        rule = models[spec["model"]]
+        solved = sorted(str(k) for k in sets if k in (rule.vary_key, rule.fine_key))
+        if solved:
+            raise BenchError(f"{at} sets {', '.join(solved)}, which the solver chooses to meet the budget")
         check_keys(train, tuple(k for k in SCHEDULES["short"].to_dict() if k != "name"), where,
                    f"ablation {key!r}: 'train'")
         tasks = spec.get("tasks", ["mt"])
         if not isinstance(tasks, list) or not tasks or any(t not in TASKS for t in tasks):
             raise BenchError(f"{at}: 'tasks' must be a list of {', '.join(TASKS)}")
+        for family in filter(None, (spec["model"], other)):
+            missing = [t for t in tasks if t not in get_entry(family).tasks]
+            if missing:
+                raise BenchError(f"{at}: {family} is not registered for task(s) {', '.join(missing)}")
         out[str(key)] = Variant(str(key), spec["model"], str(key), dict(sets), tuple(tasks),
                                 what=str(spec.get("what") or key), train=dict(train),
                                 wall_time_of=None if other is None else str(other))

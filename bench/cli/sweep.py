@@ -12,6 +12,7 @@ from bench.cli import args as check
 from bench.errors import BenchError
 from bench.report import has_records, results_dir_for
 from bench.sweep.jobs import failure_message
+from bench.train.schedules import LONGER
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -135,7 +136,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             notes.append(f"combined figure: skipped, {exc}")
     # the length study: a translation budget folder and its longer-schedule siblings (100M, 100M-x4, 100M-x16);
     # summarization's pilot: 100M-sum, 100M-sum-x4, 100M-sum-x10
-    base = re.sub(r"-x(4|10|16)$", "", results_dir.name)
+    base = re.sub(f"-({'|'.join(LONGER)})$", "", results_dir.name)
     if re.fullmatch(r"[0-9.]+[KMGT](-sum)?", base):
         from bench.report.length import write_length  # matplotlib: loaded only by `report` of a budget folder
 
@@ -145,6 +146,18 @@ def cmd_report(args: argparse.Namespace) -> int:
             written += write_length(root / base, out, base.removesuffix("-sum"))
         except BenchError as exc:
             notes.append(f"length study: skipped, {exc}")
+    ablations = results_dir / "ablations"
+    if (ablations / "runs").is_dir():  # the budget's ablations, each against its family's rebuilt row
+        from bench.budget.spec import load_budget
+        from bench.report.ablations import write_ablations  # pandas: loaded only by `report`
+        from bench.report.length import task_of
+
+        task = task_of(results_dir)
+        budget = args.budget or re.sub(r"-(lm|sum)$", "", results_dir.name)
+        try:
+            written += write_ablations(ablations, results_dir, load_budget(budget, task))
+        except BenchError as exc:
+            notes.append(f"ablations: skipped, {exc}")
     if FOLDER.fullmatch(results_dir.name):  # results/tasks.md: the order of the families across tasks
         try:
             summary = write_tasks_summary(root)

@@ -1,4 +1,4 @@
-"""The ablation table (``bench ablate``; ``<results>/ablations/ablations.md`` and ``ablations.csv``): each ablation
+"""The ablation table (``bench run --ablations``; ``<results>/ablations/ablations.md`` and ``ablations.csv``): each ablation
 of a budget's ``ablations:`` against its family's row of the comparison, NLL first.
 
 An ablation changes one thing of a family's row (a config knob, a recipe key, or the training time: see
@@ -7,7 +7,7 @@ evaluated as the rows are. Its row here: what it changes, its shape and MACs, se
 (or ROUGE-L), and the difference to the family's row (A minus B, the family's current configuration in the
 comparison's own folder) with the suite's two-level paired bootstrap (bench.report.quality.pairwise_table): the
 validation NLL over the whole validation split first, then the test metric. An ablation whose training failed
-is listed as failed and never paired.
+is listed as failed (the leaderboard's failed-run rule) and never paired, nor is one whose family row failed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from bench.budget.spec import Budget
 from bench.errors import BenchError
 from bench.infra.atomic import write_text
 from bench.report.leaderboard import current_records
-from bench.report.quality import N_SAMPLES, pairwise_table
+from bench.report.quality import N_SAMPLES, pairwise_table, row_status
 
 TABLE = "ablations.md"
 CSV = "ablations.csv"
@@ -66,11 +66,18 @@ def ablation_rows(ablations_dir: Path, base_dir: Path, budget: Budget) -> list[d
             "seeds": int(len(evals)),
             "valid_nll": _mean(evals, "valid_nll") if "valid_nll" in evals else _mean(train, "valid_nll"),
             "bleu": _mean(evals, "test.bleu"), "rouge_l": _mean(evals, "test.rougeL"),
-            "status": "ok" if len(evals) else ("training" if train.empty else "not evaluated"),
         }
+        row["status"], row["status_reason"] = _status(train, evals)
         if v.wall_time_of:
-            row["recipe"] = f"the training time of {v.wall_time_of}: {row['train_tokens']:,.0f} target tokens"
-        pair = pairwise_table(records, [(key, v.model)])
+            tokens = "" if row["train_tokens"] is None else f": {row['train_tokens']:,.0f} target tokens"
+            row["recipe"] = f"the training time of {v.wall_time_of}{tokens}"
+        family = base[base["model"].astype(str) == v.model]
+        family_status, family_reason = _status(family[family["stage"] == "train"], family[family["stage"] == "eval"])
+        if family_status != "ok":  # never a difference to a row that failed or has not been evaluated
+            row["status_reason"] = "; ".join(filter(None, [row["status_reason"],
+                                                           f"{v.model}'s row {family_status}" +
+                                                           (f" ({family_reason})" if family_reason else "")]))
+        pair = pairwise_table(records, [(key, v.model)]) if row["status"] == family_status == "ok" else []
         if pair:
             p = pair[0]
             row["seeds_family"] = p["seeds_b"]
@@ -81,6 +88,14 @@ def ablation_rows(ablations_dir: Path, base_dir: Path, budget: Budget) -> list[d
                     row[f"d_{metric}_p"] = p[metric]["p_value"]
         rows.append(row)
     return rows
+
+
+def _status(train: pd.DataFrame, evals: pd.DataFrame) -> tuple[str, str | None]:
+    """("ok" | "failed" | "training" | "not evaluated", reason): the leaderboard's failed-run rule
+    (bench.report.quality.row_status) once a row has evaluated seeds."""
+    if evals.empty:
+        return ("training" if train.empty else "not evaluated"), None
+    return row_status(train, evals)
 
 
 def _cell(row: dict[str, Any], metric: str, fmt: str) -> str:
@@ -105,7 +120,8 @@ def render(rows: list[dict[str, Any]], budget: Budget) -> str:
         lines.append("| " + " | ".join([
             r["ablation"], r["family"], r["what"], num("d_model", ".0f"), num("ffn_dim", ".0f"),
             num("macs", ".1f", 1e6), num("train_tokens", ".2f", 1e6), str(r["seeds"]), num("valid_nll", ".3f"),
-            _cell(r, "valid_nll", ".3f"), num(test, ".2f"), _cell(r, test, ".2f"), r["status"]]) + " |")
+            _cell(r, "valid_nll", ".3f"), num(test, ".2f"), _cell(r, test, ".2f"),
+            r["status"] + (f": {r['status_reason']}" if r.get("status_reason") else "")]) + " |")
     lines += ["", (
         "Each ablation changes one thing of its family's row and is solved to the same budget (so a change that "
         "saves MACs buys width), trained with the same recipe and the family's tuned peak rate otherwise, and "
@@ -128,8 +144,8 @@ def write_ablations(ablations_dir: Path, base_dir: Path, budget: Budget) -> list
     rows = ablation_rows(Path(ablations_dir), Path(base_dir), budget) if (Path(ablations_dir) / "runs").is_dir() \
         else []
     if not rows:
-        raise BenchError(f"no ablation records under {ablations_dir} (run `python -m bench ablate --budget "
-                         f"{budget.name}` first)")
+        raise BenchError(f"no ablation records under {ablations_dir} (run `python -m bench run --budget "
+                         f"{budget.name} --ablations` first)")
     md = write_text(Path(ablations_dir) / TABLE, render(rows, budget))
     csv = write_text(Path(ablations_dir) / CSV, pd.DataFrame(rows).to_csv(index=False))
     return [md, csv]

@@ -40,9 +40,6 @@ from bench.train.schedules import LONGER
 OVERFIT_RISE = 0.02  # nats above the curve's best that decide the longest schedule's dropout
 # the test metric per task: the eval record's key, the pairwise table's key, its name (a language model: none)
 METRICS = {"mt": ("test.bleu", "bleu", "BLEU"), "sum": ("test.rougeL", "rouge_l", "ROUGE-L")}
-# the longer schedules each task's study trains (bench.train.schedules.LONGER): translation's length study, and
-# summarization's pilot (does a longer recipe pass the lead-k baseline?)
-STUDY = {"mt": (4, 16), "sum": (4, 10)}
 REACH = (4.0, 3.5, 3.0, 2.75, 2.5, 2.25)  # validation NLLs whose first crossing the tokens table reports
 
 
@@ -152,9 +149,10 @@ def _gap(r: dict[str, Any] | None, fmt: str) -> str:
     return f"{r['diff']:+{fmt}} [{lo:+{fmt}}, {hi:+{fmt}}] p={r['p_value']:.3f}"
 
 
-def _factors(task: str) -> str:
-    """``4x and 16x``: the longer schedules the task's study defines (STUDY), in words."""
-    return " and ".join(f"{f}x" for f in STUDY[task])
+def _factors(lengths: Sequence[dict[str, Any]]) -> str:
+    """``4x and 16x``: the longer schedules that have trained runs, in words."""
+    longer = [f"{ln['factor']}x" for ln in lengths if ln["factor"] > 1]
+    return ", ".join(longer[:-1]) + (" and " if len(longer) > 1 else "") + longer[-1] if longer else "1x"
 
 
 def render(data: dict[str, Any]) -> str:
@@ -162,7 +160,7 @@ def render(data: dict[str, Any]) -> str:
     task = data.get("task", "mt")
     metric = METRICS[task][2]
     fams = sorted({f for ln in lengths for f in ln["families"]})
-    out = [f"# The length study: the short schedule's ranking at {_factors(task)} the tokens", "",
+    out = [f"# The length study: the short schedule's ranking at {_factors(lengths)} the tokens", "",
            f"Budget {lengths[0]['folder'].name if lengths else ''}, "
            f"{ {'mt': 'translation', 'sum': 'summarization'}[task]}.", "",
            "The same models, data, recipe and peak rates at every length (the short schedule's tuned rates); only "
@@ -310,8 +308,8 @@ def fig_length(data: dict[str, Any]) -> tuple[Figure | None, str]:
         right.axhline(lead["value"], color="0.35", linestyle="--", linewidth=1, label=lead["name"])
         right.legend(loc="best", fontsize=8)
     left.legend(loc="best", fontsize=8)
-    fig.suptitle(f"The same recipe at 1x, {', '.join(f'{f}x' for f in STUDY[data.get('task', 'mt')][:-1])} and "
-                 f"{STUDY[data.get('task', 'mt')][-1]}x the short schedule's tokens (band: seed min to max)")
+    fig.suptitle(f"The same recipe at 1x and {_factors(lengths)} the short schedule's tokens "
+                 "(band: seed min to max)")
     return fig, ""
 
 
@@ -354,9 +352,11 @@ def write_length(base: Path | str, out_dir: Path | str, budget: str | None = Non
     if len(folders) < 2:
         return []
     data = collect(folders)
-    data["lead"] = _lead(Path(base)) if data["task"] == "sum" else None
     if not any(ln["families"] for ln in data["lengths"]):
         raise BenchError(f"no train records in {', '.join(str(f) for _, f in folders)}")
+    if len(data["lengths"]) < 2:
+        return []  # one length has trained runs (the others only profiles): no study yet
+    data["lead"] = _lead(Path(base)) if data["task"] == "sum" else None
     out_dir = Path(out_dir)
     written = [write_text(out_dir / f"{stem}.md", render(data))]
     fig, _ = styled(fig_length, data)

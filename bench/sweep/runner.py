@@ -45,7 +45,7 @@ from bench.train.searched_shapes import searched_shapes_folder, with_searched_sh
 from bench.train.tasks import DEFAULT_CORPUS, TASKS
 from bench.train.tune import read_tuned
 
-ABLATIONS = "ablations"  # <results>/ablations: an ablation sweep's folder (bench ablate)
+ABLATIONS = "ablations"  # <results>/ablations: an ablation sweep's folder (bench run --ablations)
 
 
 def log_stderr(msg: str) -> None:
@@ -76,7 +76,7 @@ class SweepOptions:
     stages: tuple[str, ...] = ("profile", "latency", "train", "evaluate", "compress")
     compress: list[str] = field(default_factory=list)  # models to prune + quantize after evaluation
     log: Callable[[str], None] = log_stderr
-    # the budget's ``ablations:`` instead of its rows, into <results>/ablations/ (bench ablate; bench.report.ablations)
+    # the budget's ``ablations:`` instead of its rows, into <results>/ablations/ (bench run --ablations; bench.report.ablations)
     ablations: bool = False
 
 
@@ -193,27 +193,32 @@ class Sweep:
         return schedule
 
     def _wall_time_tokens(self, variant: Variant) -> dict[str, Any]:
-        """An ablation that trains its family for another family's training time: the target tokens the family
-        trains in that time, from the comparison's own train records (each family's seeds: mean training wall
-        time and mean target tokens, the same recipe and machine), ``max_tokens`` of its schedule."""
-        if variant.wall_time_of is None:
-            return {}
-        if self.opts.quick:
+        """An ablation that trains its family for another family's training time: ``max_tokens``, the recipe's
+        target tokens times the family's training speed over the other's, measured side by side once and kept
+        in the ablations' folder (bench.sweep.train_speed)."""
+        if variant.wall_time_of is None or self.opts.quick:
             return {}  # a smoke run keeps the quick schedule's tokens
-        from bench.report.leaderboard import current_records  # pandas: loaded only for such an ablation
+        from bench.sweep.train_speed import speed_ratio
 
-        recs = current_records(self.base_results)
-        train = recs[recs["stage"] == "train"]
-        walls = {}
-        for family in (variant.model, variant.wall_time_of):
-            part = train[train["model"].astype(str) == family]
-            if part.empty or "train_wall_s" not in part:
-                raise BenchError(f"ablation {variant.key}: no train records of {family} in {self.base_results}: "
-                                 f"train the comparison's rows first (`python -m bench run --budget "
-                                 f"{self.budget.name}`)")
-            walls[family] = (float(part["train_wall_s"].mean()), float(part["train_tokens"].mean()))
-        (own_wall, own_tokens), (other_wall, _) = walls[variant.model], walls[variant.wall_time_of]
-        return {"max_tokens": int(round(own_tokens * other_wall / own_wall, -3))}
+        families = (variant.model, variant.wall_time_of)
+        configs = {f: solve_model(self.budget, f).config.to_dict() for f in families}
+        schedule = self.schedule_for(variant.wall_time_of)
+
+        def data():  # sentencepiece: loaded only when the speed is measured
+            from bench.train.trainer import load_task_data
+
+            return load_task_data(self.corpus, self.budget.task, schedule, configs[variant.model]["vocab_size"])
+
+        def trainer(family: str, task_data: Any, out: Path) -> Any:
+            from bench.train.trainer import Trainer
+
+            return Trainer(family, configs[family], task_data, schedule, 0, out, progress=False,
+                           device=self.opts.device)
+
+        threads = self.opts.train_threads or torch.get_num_threads()
+        ratio = speed_ratio(self.base_results / ABLATIONS, *families, configs, schedule, data, trainer, threads,
+                            self.opts.device, self.command, self.opts.log)
+        return {"max_tokens": int(round(schedule.max_tokens * ratio, -3))}
 
     def _budget_schedule(self) -> dict[str, Any]:
         """A budget file may adjust the schedule for all its models alike (e.g. fewer tokens at 500M)."""

@@ -59,7 +59,10 @@ def with_searched_shapes(budget: Budget, folder: Path) -> Budget:
             chosen = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BenchError(f"{path} is not a shape search's record ({exc}); run the search again") from None
-    confirmed = chosen.get("confirmed") or {} if isinstance(chosen, dict) else {}
+    confirmed = (chosen.get("confirmed") or {}) if isinstance(chosen, dict) else None
+    if not isinstance(confirmed, dict):
+        raise BenchError(f"{path} is not a shape search's record ('confirmed' must map families to their shapes); "
+                         "run the search again")
     variants, skipped = dict(budget.variants), dict(budget.skipped)
     for key, v in budget.searched.items():
         best = confirmed.get(v.model)
@@ -69,8 +72,13 @@ def with_searched_shapes(budget: Budget, folder: Path) -> Budget:
             skipped[key] = f"{why}: run `python -m bench shapes --budget {budget.name} --confirm`"
             continue
         paper_cfg = paper_config(budget, v.model)
-        paper, shape = paper_shape(paper_cfg), Shape(**best["shape"])
-        shape = replace(shape, ffn_ratio=float(shape.ffn_ratio))
+        try:
+            shape = Shape(**best["shape"])
+            shape = replace(shape, ffn_ratio=float(shape.ffn_ratio))
+        except (TypeError, KeyError, ValueError) as exc:
+            raise BenchError(f"{path}: {v.model}'s confirmed shape is not a shape ({type(exc).__name__}: {exc}); "
+                             "run the search again") from None
+        paper = paper_shape(paper_cfg)
         if shape == paper:
             skipped[key] = f"the shape search chose {v.model}'s paper shape ({shape.slug}): its own row is that row"
             continue

@@ -1,7 +1,7 @@
 """Ablations (``ablations:`` in a budget file, ``bench run --ablations``): the section's rules (one line and exit 2
 for a bad one), each ablation planned as its family's row with one thing changed (solved to the budget again,
-the recipe and tuned rate otherwise), the training-time ablation's tokens from the comparison's records, and the
-table's differences against a hand computation from the per-sentence records."""
+the recipe and tuned rate otherwise), the training-time ablation's tokens from the training speed measured side
+by side, and the table's differences against a hand computation from the per-sentence records."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bench.budget.spec import load_budget
 from bench.cli import main
 from bench.errors import BenchError
 from bench.report.ablations import CSV, TABLE, write_ablations
 from bench.sweep.runner import Sweep, SweepOptions
+from bench.sweep.train_speed import RECORD, measure, speed_key
+from bench.train.schedules import get_schedule
 from tests.bench.test_report import make_results
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +43,9 @@ def _budget(tmp_path: Path, section: str) -> Path:
      "may not set max_tokens"),
     ("ablations:\n  a: {model: transformer, train: {warmup: 5}}\n", "unknown key.*warmup"),
     ("ablations:\n  a: {model: resnet, set: {heads: 4}}\n", "needs 'model'"),
+    ("ablations:\n  a: {model: [transformer], set: {heads: 4}}\n", "needs 'model'"),
+    ("ablations:\n  a: {model: transformer, wall_time_of: [lite_transformer]}\n", "wall_time_of must be"),
+    ("ablations:\n  a: {model: transformer, set: {d_model: 512}}\n", "which the solver chooses"),
 ])
 def test_a_bad_ablation_is_one_line_and_exit_2(tmp_path, capsys, section, message):
     path = _budget(tmp_path, section)
@@ -50,12 +56,23 @@ def test_a_bad_ablation_is_one_line_and_exit_2(tmp_path, capsys, section, messag
     assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0]
 
 
-def test_the_100M_ablations_are_planned_as_their_family_with_one_thing_changed():
+def test_the_100M_ablations_are_planned_as_their_family_with_one_thing_changed(tmp_path):
     base = Sweep(SweepOptions(budget="100M", log=lambda m: None))
-    sweep = Sweep(SweepOptions(budget="100M", ablations=True, log=lambda m: None))
-    assert sweep.results == base.results / "ablations" and set(sweep.models) == set(load_budget("100M").ablations)
+    root = tmp_path / "results"
+    shutil.copytree(base.results / "tuning", root / "100M" / "tuning")  # the same tuned rates
+    sweep = Sweep(SweepOptions(budget="100M", ablations=True, results_root=root, log=lambda m: None))
+    assert sweep.results == root / "100M" / "ablations" and set(sweep.models) == set(load_budget("100M").ablations)
     assert len(sweep.models) >= 6
-    family = {f: base.plan(f) for f in ("transformer", "lite_transformer")}
+    family = {f: base.plan(f) for f in {sweep.budget.family_of(n) for n in sweep.models}}
+    # the training-time ablation reads the side-by-side speed kept in the ablations' folder (a faked record here,
+    # for exactly these rows: nothing is measured)
+    timed = sweep.budget.variants["transformer-lite-time"]
+    configs = {f: family[f].solution.config.to_dict() for f in (timed.model, timed.wall_time_of)}
+    key = speed_key(configs, family[timed.wall_time_of].schedule, torch.get_num_threads(), "cpu")
+    speeds = {timed.wall_time_of: {"speed_vs_lite_transformer": 1.0}, timed.model: {"speed_vs_lite_transformer": 1.7}}
+    (sweep.results / RECORD).parent.mkdir(parents=True)
+    (sweep.results / RECORD).write_text(json.dumps({"key": key, "result": {"reference": timed.wall_time_of,
+                                                                           "families": speeds}}))
     for name in sweep.models:
         run = sweep.plan(name)
         ref = family[sweep.budget.family_of(name)]
@@ -71,13 +88,62 @@ def test_the_100M_ablations_are_planned_as_their_family_with_one_thing_changed()
     assert sweep.plan("lite-kernel1").solution.config.kernel_sizes == [1] * 6
     assert sweep.plan("transformer-h4").solution.config.heads == 4
     assert sweep.plan("transformer-warmup250").schedule.warmup_steps == 250
-    # the training-time ablation, by hand from the committed train records of the two current rows
-    walls = {}
-    for f, run in family.items():
-        recs = [json.loads(p.read_text()) for p in run.folder.glob("train-s*.json")]
-        walls[f] = (np.mean([r["train_wall_s"] for r in recs]), np.mean([r["train_tokens"] for r in recs]))
-    want = walls["transformer"][1] * walls["lite_transformer"][0] / walls["transformer"][0]
-    assert sweep.plan("transformer-lite-time").schedule.max_tokens == int(round(want, -3))
+    # the recipe's tokens times the speed ratio: the tokens the Transformer trains in Lite's time
+    assert sweep.plan("transformer-lite-time").schedule.max_tokens == int(round(2_000_000 * 1.7, -3))
+
+
+class _FakeTrainer:
+    """Trains at ``speed`` target tokens per second on a fake clock; every batch is 1,000 target tokens."""
+
+    def __init__(self, speed: float, clock: list[float], batches: int = 50) -> None:
+        self.speed, self.clock, self.batches, self.seen = speed, clock, list(range(batches)), []
+
+    def train_step(self, idx):
+        self.seen.append(idx)
+        self.clock[0] += 1000 / self.speed * (1.05 if len(self.seen) % 3 else 0.95)  # a little noise
+        return 2.0, 1000
+
+
+def test_the_speed_ratio_is_measured_side_by_side_on_the_same_batches():
+    clock = [0.0]
+    a, b = _FakeTrainer(1000.0, clock), _FakeTrainer(1700.0, clock)
+    res = measure({"a": a, "b": b}, rounds=6, steps=4, clock=lambda: clock[0])
+    assert a.seen == b.seen and len(a.seen) == 7 * 4  # one warm-up block, then six rounds, the same batches
+    fam = res["families"]
+    assert fam["a"]["speed_vs_a"] == pytest.approx(1.0)
+    assert fam["b"]["speed_vs_a"] == pytest.approx(1.7, rel=0.02)
+    assert fam["b"]["ci95"][0] <= fam["b"]["speed_vs_a"] <= fam["b"]["ci95"][1]
+    assert fam["b"]["tokens"] == 6 * 4 * 1000 and fam["b"]["updates"] == 24
+    with pytest.raises(BenchError, match="two families"):
+        measure({"a": a}, rounds=6, steps=4)
+
+
+def test_a_kept_speed_is_read_back_and_measured_again_only_when_its_rows_change(tmp_path, monkeypatch):
+    from bench.sweep import train_speed
+
+    schedule = get_schedule("short")
+    made = []
+
+    def factory(family, data, out):
+        made.append(family)
+        return _FakeTrainer({"t": 1700.0, "l": 1000.0}[family], [0.0])
+
+    monkeypatch.setattr(train_speed, "measure", lambda trainers: {
+        "reference": list(trainers)[0], "families": {f: {"speed_vs_l": {"l": 1.0, "t": 1.7}[f]} for f in trainers}})
+    args = (tmp_path, "t", "l")
+    configs = {"t": {"d_model": 8}, "l": {"d_model": 16}}
+    ratio = train_speed.speed_ratio(*args, configs, schedule, lambda: None, factory, 1, "cpu", log=lambda m: None)
+    assert ratio == pytest.approx(1.7) and made == ["l", "t"]
+    rec = json.loads((tmp_path / RECORD).read_text())
+    assert rec["key"]["threads"] == 1 and rec["key"]["configs"] == configs and rec["lock_mode"] == "exclusive"
+    assert train_speed.speed_ratio(*args, configs, schedule, lambda: None, factory, 1, "cpu") == pytest.approx(1.7)
+    assert made == ["l", "t"]  # read back, nothing built
+    train_speed.speed_ratio(*args, {**configs, "t": {"d_model": 24}}, schedule, lambda: None, factory, 1, "cpu",
+                            log=lambda m: None)
+    assert made == ["l", "t", "l", "t"]  # a row changed: measured again
+    (tmp_path / RECORD).write_text("{not json")
+    with pytest.raises(BenchError, match="not a training-speed record"):
+        train_speed.speed_ratio(*args, configs, schedule, lambda: None, factory, 1, "cpu")
 
 
 def _with_sentences(folder: Path, model: str, per_seed: dict[int, list[float]]) -> None:
@@ -122,6 +188,15 @@ def test_the_table_pairs_each_ablation_with_its_family_row(tmp_path):
     assert csv.loc[0, "d_valid_nll_lo"] <= want <= csv.loc[0, "d_valid_nll_hi"]
     with pytest.raises(BenchError, match="no ablation records"):
         write_ablations(tmp_path / "empty", results, budget)
+    # a failed ablation (its final NLL above the plateau: the leaderboard's rule) is listed as failed, not paired
+    train = json.loads((own / "train-s1.json").read_text())
+    train["unigram_entropy"] = 2.0
+    (own / "train-s1.json").write_text(json.dumps(train))
+    write_ablations(results / "ablations", results, budget)
+    row = next(line for line in (results / "ablations" / TABLE).read_text().splitlines()
+               if line.startswith("| transformer-h4 |"))
+    assert "| failed: seed 1: final validation NLL 2.35 is above the unigram entropy" in row and " [" not in row
+    assert "d_valid_nll" not in pd.read_csv(results / "ablations" / CSV).columns
 
 
 @pytest.mark.slow
