@@ -452,7 +452,7 @@ def build_leaderboard(results_dir: Path | str) -> pd.DataFrame:
     df = add_ratio_columns(df, results_dir, notes)
     df.attrs["notes"] = notes
     df.attrs["results_dir"] = str(results_dir)
-    df.attrs["pairwise"] = pairwise_table(records, default_pairs(df))
+    df.attrs["pairwise"] = pairwise_table(records, default_pairs(df, records))
     df.attrs["protocol"] = protocol_check(records, results_dir)
     return with_baselines(df, records, results_dir)
 

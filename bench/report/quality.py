@@ -332,12 +332,26 @@ def pairwise_note(rows: list[dict[str, Any]]) -> str:
             f"{one}. p < 0.05 with an interval that excludes 0 is what the README calls significant.")
 
 
-def default_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
+def default_pairs(df: pd.DataFrame, records: pd.DataFrame | None = None) -> list[tuple[str, str]]:
     """The pairs the pairwise table compares: every two families' primary rows, then each variant row
-    against its family's primary row."""
+    against its family's primary row, then the rows of one variant across families (``records``' ``variant``
+    keys ``<family>-<kind>``: e.g. ``transformer-searched`` against ``lite_transformer-searched``, the searched
+    shapes compared among themselves as the primary rows are; rows that trained, status ok)."""
     base = df[(df["compression"] == "none") & df["status"].notna()]
     names = {str(m): str(f) for m, f in zip(base["model"], base["family"])}
     primary = sorted(m for m, f in names.items() if m == f)
     pairs = [(a, b) for i, a in enumerate(primary) for b in primary[i + 1 :]]
     pairs += [(m, f) for m, f in sorted(names.items()) if m != f and f in names]
+    if records is None or "variant" not in records:
+        return pairs
+    ok = {str(m) for m, st in zip(base["model"], base["status"]) if st == "ok"}  # a failed row is not compared
+    kinds: dict[str, list[tuple[str, str]]] = {}  # kind -> [(family, row label)]
+    seen = records[records["variant"].notna()][["variant", "family", "model"]].drop_duplicates()
+    for key, fam, label in seen.itertuples(index=False):
+        key, fam, label = str(key), str(fam), str(label)
+        if label in ok and names[label] == fam and key.startswith(f"{fam}-"):
+            kinds.setdefault(key[len(fam) + 1:], []).append((fam, label))
+    for kind in sorted(kinds):
+        rows = [label for _, label in sorted(set(kinds[kind]))]
+        pairs += [(a, b) for i, a in enumerate(rows) for b in rows[i + 1:]]
     return pairs

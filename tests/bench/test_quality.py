@@ -247,3 +247,25 @@ def test_a_collapse_after_the_best_is_not_overfitting_even_below_the_steep_part_
     collapse = list(np.linspace(5.0, 2.5, 60)) + list(np.linspace(2.5, 3.0, 40))
     assert np.mean(collapse[-25:]) < np.mean(collapse[35:60]) - 0.1  # what the first test alone would take
     assert overfit(_curve(valid, collapse)) is None
+
+
+def test_the_rows_of_one_variant_are_compared_across_families_as_the_primary_rows_are():
+    from bench.report.quality import default_pairs
+
+    rows = [("transformer", "transformer", None), ("lite_transformer", "lite_transformer", None),
+            ("transformer (searched shape, L3x3-h8-f4)", "transformer", "transformer-searched"),
+            ("lite_transformer (searched shape, L3x3-h4-f1)", "lite_transformer", "lite_transformer-searched"),
+            ("transformer (post-norm, paper)", "transformer", "transformer-postnorm")]
+    df = pd.DataFrame({"model": [r[0] for r in rows], "family": [r[1] for r in rows], "compression": "none",
+                       "status": "ok"})
+    records = pd.DataFrame({"model": [r[0] for r in rows], "family": [r[1] for r in rows],
+                            "variant": [r[2] for r in rows]})
+    pairs = default_pairs(df, records)
+    assert pairs[0] == ("lite_transformer", "transformer")
+    assert ("transformer (searched shape, L3x3-h8-f4)", "transformer") in pairs  # each against its family
+    # the searched shapes against each other (the family order of the primary pair); post-norm has one family only
+    assert pairs[-1] == ("lite_transformer (searched shape, L3x3-h4-f1)", "transformer (searched shape, L3x3-h8-f4)")
+    assert len(pairs) == 1 + 3 + 1
+    assert default_pairs(df) == pairs[:-1]  # without records: families and variants against their family
+    df.loc[3, "status"] = "failed"
+    assert default_pairs(df, records) == pairs[:-1]  # a failed row is compared with no other variant row
