@@ -73,7 +73,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild tables and figures; prints the files written (stdout) and what could not be drawn yet (stderr,
     ``note:`` lines). A missing folder or no records is bad input."""
     # matplotlib, pandas: loaded only by `report`
-    from bench.report.combined import write_combined_figure, write_combined_table
+    from bench.report.combined import (
+        combined_leaderboard,
+        mixed_recipes,
+        write_combined_figure,
+        write_combined_table,
+    )
     from bench.report.figures import write_figures  # matplotlib, seaborn: loaded only by `report`
     from bench.report.leaderboard import build_leaderboard  # pandas: loaded only by `report`
     from bench.report.render import write_leaderboard  # pandas: loaded only by `report`
@@ -120,6 +125,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         for folder in folders:
             if not has_records(folder):
                 raise BenchError(f"--combine: no run records under {folder / 'runs'}")
+        mixed = mixed_recipes(combined_leaderboard(folders)) if len(folders) > 1 else None
+        if mixed:  # one figure, one recipe
+            raise BenchError(f"--combine: {mixed}; combine budgets of one recipe")
         strict = True
 
     notes: list[str] = list(build_leaderboard(results_dir).attrs.get("notes", []))
@@ -128,11 +136,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if folders:
         out = root / f"combined{suffix}" / "quality_vs_macs"
         try:
-            written += write_combined_figure(folders, out)
             written.append(write_combined_table(folders, out.parent / "combined.md"))
+            written += write_combined_figure(folders, out)
         except BenchError as exc:
             if strict:
                 raise
+            for stale in (out.with_suffix(".png"), out.with_suffix(".pdf")):  # an older figure no longer holds
+                stale.unlink(missing_ok=True)
             notes.append(f"combined figure: skipped, {exc}")
     # the length study: a translation budget folder and its longer-schedule siblings (100M, 100M-x4, 100M-x16);
     # summarization's pilot: 100M-sum, 100M-sum-x4, 100M-sum-x10

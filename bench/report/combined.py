@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -14,7 +15,8 @@ from bench.infra.atomic import write_text
 from bench.report.baselines import models_only
 from bench.report.columns import present, unique_join
 from bench.report.figures import footnote, macs_label, quality_and_macs, quality_spec, scatter, target_line, task_name
-from bench.report.leaderboard import build_leaderboard, display_name
+from bench.report.leaderboard import build_leaderboard, current_records, display_name
+from bench.report.quality import pairwise_note, pairwise_table, render_pairwise
 from bench.report.style import MARKERS, family_palette, new_figure, save, styled
 
 
@@ -32,7 +34,25 @@ def combined_leaderboard(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def budget_recipes(df: pd.DataFrame) -> dict[str, str]:
+    """Each budget's recipe (norm placement and dropout of its families' own trained rows; the peak rates are
+    tuned per family and budget by one search, so they are not the recipe), in the budgets' order."""
+    budgets = list(dict.fromkeys(df["budget"].astype(str)))
+    return {b: _recipe(df[df["budget"].astype(str) == b], lr=False).strip(" ()") for b in budgets}
+
+
+def mixed_recipes(df: pd.DataFrame) -> str | None:
+    """Why the budgets of ``df`` are not one comparison (their recipes, when they differ), else None."""
+    recipes = {b: r for b, r in budget_recipes(df).items() if r}
+    if len(set(recipes.values())) <= 1:
+        return None
+    return "budgets trained under different recipes: " + ", ".join(f"{b} ({r})" for b, r in recipes.items())
+
+
 def fig_combined(df: pd.DataFrame) -> tuple[Figure | None, str]:
+    mixed = mixed_recipes(df)
+    if mixed:  # one figure, one recipe: budgets of different recipes are not one comparison
+        return None, mixed
     q, data, why = quality_and_macs(df, "no quality metric in any of the results folders")
     if q is None:
         return None, why
@@ -92,10 +112,46 @@ def write_combined_figure(results_dirs: Sequence[Path | str], out_path: Path | s
     return styled(save, fig, stem)
 
 
-def combined_table(df: pd.DataFrame) -> str:
+def step_records(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
+    """The families' own records of several results folders (current configurations, no compression), each row
+    named ``<family> @ <budget>``, so that the suite's paired bootstrap compares one family across budgets (the
+    same corpus, splits and tokenizer: the same sentences)."""
+    parts = []
+    for d in results_dirs:
+        recs = current_records(d)
+        recs = recs[recs["model"].astype(str) == recs["family"].astype(str)].copy()
+        if "compression" in recs:
+            recs = recs[recs["compression"].isna() | (recs["compression"] == "none")]
+        budget = recs["budget"].astype(str) if "budget" in recs else Path(d).name
+        recs["model"] = recs["family"].astype(str) + " @ " + budget
+        parts.append(recs)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def budget_steps(df: pd.DataFrame, records: pd.DataFrame) -> tuple[list[dict[str, Any]], list[str]]:
+    """The budget step (each family at each larger budget minus the same family at the smallest, under one
+    recipe: bench.report.quality.pairwise_table's rows) and the steps left out for another recipe."""
+    recipes = budget_recipes(df)
+    budgets = list(recipes)
+    fams = sorted({str(f) for f in df["family"]}) if "family" in df else []
+    pairs, other = [], []
+    for fam in fams:
+        for b in budgets[1:]:
+            if recipes[b] != recipes[budgets[0]]:
+                other.append(f"{display_name(fam)} {b}")
+                continue
+            pairs.append((f"{fam} @ {b}", f"{fam} @ {budgets[0]}"))
+    rows = pairwise_table(records, pairs) if pairs and not records.empty else []
+    skipped = [f"{', '.join(other)}: trained under another recipe than {budgets[0]} ({recipes[budgets[0]]}), not "
+               "compared"] if other else []
+    return rows, skipped
+
+
+def combined_table(df: pd.DataFrame, records: pd.DataFrame | None = None) -> str:
     """Markdown: each family's own row at every budget (quality with its seed spread, validation NLL, status,
     recipe) and its validation NLL against the smallest budget's, so that "does more compute help, under the
-    same recipe?" is answered per family in one place."""
+    same recipe?" is answered per family in one place; with ``records`` (:func:`step_records`) the budget step
+    with intervals, for budgets of one recipe."""
     q = quality_spec(df)
     rows = df[df["model"].astype(str) == df["family"].astype(str)] if "family" in df else df
     heads = ["family", "budget", "recipe", "MACs (M)", q["name"] if q else "quality", "valid NLL", "Δ valid NLL",
@@ -124,12 +180,23 @@ def combined_table(df: pd.DataFrame) -> str:
                        f"{pm(q['col'], '.2f') if q else '–'} | {pm('valid_nll', '.3f')} | {delta} | "
                        f"{int(r['n_eval'] or 0) if present(r.get('n_eval')) else 0} | "
                        f"{r['status'] if present(r.get('status')) else '–'} |")
-    return "\n".join(out) + ("\n\nΔ valid NLL: against the same family's smallest budget (negative: the larger "
-                            "budget is better). Rows of different recipes are not one comparison.\n")
+    text = "\n".join(out) + ("\n\nΔ valid NLL: against the same family's smallest budget (negative: the larger "
+                             "budget is better). Rows of different recipes are not one comparison.\n")
+    if records is None:
+        return text
+    mixed = mixed_recipes(df)
+    rows, skipped = budget_steps(df, records)
+    text += "\n## The budget step\n\n" + (f"One recipe: {next(iter(set(budget_recipes(df).values())))}.\n\n"
+                                           if not mixed else f"Not one comparison: {mixed}.\n\n")
+    if rows:
+        name = lambda m: f"{display_name(m.split(' @ ')[0])} @ {m.split(' @ ')[1]}"  # noqa: E731
+        text += "\n".join(render_pairwise(rows, name=name)) + "\n\n" + pairwise_note(rows) + "\n"
+    text += ("\n" if rows and skipped else "") + "".join(f"{s}.\n" for s in skipped)
+    return text
 
 
 def write_combined_table(results_dirs: Sequence[Path | str], out_path: Path | str) -> Path:
-    """:func:`combined_table` of several results folders, written to ``out_path`` (Markdown)."""
+    """:func:`combined_table` of several results folders with the budget step, written to ``out_path``."""
     out = Path(out_path)
-    write_text(out, combined_table(combined_leaderboard(results_dirs)))
+    write_text(out, combined_table(combined_leaderboard(results_dirs), step_records(results_dirs)))
     return out

@@ -640,7 +640,55 @@ def test_combined_table_compares_each_family_across_budgets(tmp_path: Path) -> N
         first = next(x for x in md.splitlines() if x.startswith(f"| {display_name(fam)} | 100M |"))
         assert "| +0.000 |" in first
     assert run(_parse(["--budget", "100M", "--results", str(tmp_path)])) == 0
-    assert (tmp_path / "combined" / "combined.md").read_text() == md
+    assert (tmp_path / "combined" / "combined.md").read_text().startswith(md)  # then the budget step
+
+
+def _per_sentence(folder: Path, shift: float, dropout: float = 0.0) -> dict[str, dict[int, list[float]]]:
+    """Every eval record of ``folder`` carries per-sentence validation NLL (one token each; its mean is the
+    record's); every record's config the dropout. Returns family -> seed -> sentence NLLs."""
+    out: dict[str, dict[int, list[float]]] = {}
+    for path in sorted(folder.glob("runs/*/*.json")):
+        rec = json.loads(path.read_text())
+        rec["config"]["dropout"] = dropout
+        rec["config"]["normalize_before"] = True
+        if rec["stage"] == "eval":
+            nll = [rec["valid_nll"] + shift + 0.1 * ((i * 7 + rec["seed"]) % 5 - 2) for i in range(40)]
+            rec.update(valid_sentence_nll=nll, valid_sentence_tokens=[1] * 40, valid_nll=float(np.mean(nll)))
+            out.setdefault(rec["family"], {})[rec["seed"]] = nll
+        path.write_text(json.dumps(rec))
+    return out
+
+
+def test_the_budget_step_is_paired_under_one_recipe_and_refused_across_two(tmp_path: Path, capsys) -> None:
+    """The combined table's budget step: each family's larger budget minus its smallest, the seed means'
+    difference by hand, with an interval; budgets of two recipes share no figure and no step."""
+    from bench.report.combined import combined_leaderboard, fig_combined
+
+    a, b = make_results(tmp_path, "100M"), make_results(tmp_path, "500M", scale=5.0)
+    small, large = _per_sentence(a, 0.0), _per_sentence(b, -0.2)
+    assert run(_parse(["--budget", "100M", "--results", str(tmp_path)])) == 0
+    md = (tmp_path / "combined" / "combined.md").read_text()
+    assert "## The budget step" in md and "One recipe: pre-norm; dropout 0." in md
+    for fam in small:
+        want = np.mean([np.mean(v) for v in large[fam].values()]) - np.mean([np.mean(v) for v in small[fam].values()])
+        line = next(x for x in md.splitlines() if x.startswith(f"| {display_name(fam)} @ 500M | {display_name(fam)} @ 100M |"))
+        assert f"| 2/2 | {want:+.3f} | [" in line
+    assert (tmp_path / "combined" / "quality_vs_macs.png").exists()
+
+    _per_sentence(b, -0.2, dropout=0.1)  # 500M now under another recipe
+    fig, why = fig_combined(combined_leaderboard([a, b]))
+    assert fig is None and why == ("budgets trained under different recipes: 100M (pre-norm; dropout 0), "
+                                   "500M (pre-norm; dropout 0.1)")
+    capsys.readouterr()
+    assert run(_parse(["--budget", "100M", "--results", str(tmp_path)])) == 0
+    assert "combined figure: skipped, cannot draw the combined figure: budgets trained under different recipes" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "combined" / "quality_vs_macs.png").exists()  # the older figure no longer holds
+    md = (tmp_path / "combined" / "combined.md").read_text()
+    assert "Not one comparison: budgets trained under different recipes" in md and " @ 500M |" not in md
+    assert "Transformer 500M: trained under another recipe than 100M (pre-norm; dropout 0), not compared" in md
+    with pytest.raises(BenchError, match="--combine: budgets trained under different recipes"):
+        run(_parse(["--budget", "100M", "--results", str(tmp_path), "--combine", "100M", "500M"]))
 
 
 def test_the_combined_table_gives_each_row_its_own_peak_rate() -> None:
