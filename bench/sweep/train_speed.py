@@ -46,7 +46,14 @@ ROUNDS, STEPS = 8, 20
 
 
 def speed_key(configs: dict[str, dict[str, Any]], schedule: Schedule, threads: int, device: str) -> dict[str, Any]:
-    """What a measurement is valid for: each family's config, the recipe's batch and precision, threads, device."""
+    """What a measurement is valid for: each family's config, the recipe's batch and precision, threads, device.
+
+    Args:
+        configs: family -> its row's config.
+        schedule: the recipe.
+        threads: the training threads.
+        device: cpu or cuda.
+    """
     return {"configs": {k: configs[k] for k in sorted(configs)}, "batch_tokens": schedule.batch_tokens,
             "precision": schedule.precision, "threads": int(threads), "device": str(device)}
 
@@ -111,7 +118,8 @@ def speed_ratio(folder: Path, model: str, other: str, configs: dict[str, dict[st
 
     Args:
         folder: the ablations' folder.
-        model, other: the two families.
+        model: the family whose tokens the ablation sets.
+        other: the family whose training time it takes.
         configs: family -> its current row's config.
         schedule: the recipe (its batch and precision; its rate does not change the speed).
         data_loader: returns the task's data (bench.train.trainer.load_task_data).
