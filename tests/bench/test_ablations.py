@@ -230,3 +230,29 @@ def test_a_budget_without_ablations_is_one_line(capsys):
     assert "budget 500M (mt) has no 'ablations:' section" in capsys.readouterr().err
     assert main(["run", "--budget", "100M", "--ablations", "--models", "transformer"]) == 2
     assert "unknown ablation(s) transformer" in capsys.readouterr().err
+
+
+def test_the_training_time_ablation_measures_the_real_trainers_once(tmp_path, monkeypatch):
+    """On the toy corpus and the tiny budget: planning the ablation times both rows' real training updates side
+    by side, keeps the measurement, and sets the recipe's tokens times the measured speed ratio; planning again
+    reads it back."""
+    from bench.sweep import train_speed
+    from tests.bench.test_shapes import budget_file, write_tuned
+    from tests.toy_corpus import write_corpus
+
+    corpus = write_corpus(tmp_path / "toy")
+    budget = budget_file(tmp_path, "ablations:\n  transformer-time: {model: transformer, wall_time_of: "
+                                   "lite_transformer}\n")
+    write_tuned(tmp_path / "results", budget)
+    opts = dict(budget=str(budget), ablations=True, corpus=str(corpus), results_root=tmp_path / "results",
+                cache_root=tmp_path / "cache", train_threads=1, log=lambda m: None)
+    run = Sweep(SweepOptions(**opts)).plan("transformer-time")
+    rec = json.loads((tmp_path / "results" / "tiny" / "ablations" / RECORD).read_text())
+    fam = rec["result"]["families"]
+    assert rec["result"]["reference"] == "lite_transformer" and rec["key"]["threads"] == 1
+    assert fam["transformer"]["updates"] == fam["lite_transformer"]["updates"] == 160
+    assert fam["transformer"]["tokens"] == fam["lite_transformer"]["tokens"] > 0  # the same batches
+    ratio = fam["transformer"]["speed_vs_lite_transformer"]
+    assert run.schedule.max_tokens == int(round(3000 * ratio, -3)) and rec["lock_mode"] == "exclusive"
+    monkeypatch.setattr(train_speed, "measure", lambda *a, **k: pytest.fail("measured again"))
+    assert Sweep(SweepOptions(**opts)).plan("transformer-time").schedule.max_tokens == run.schedule.max_tokens
