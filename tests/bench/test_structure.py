@@ -142,13 +142,15 @@ def test_one_definition_of_the_repository_root():
     ("100M", "lm", "short", "100M-lm"),
     ("100M", "sum", "short", "100M-sum"),
     ("500M", "mt", "short", "500M"),
+    ("500M", "lm", "short", "500M-lm"),
+    ("500M", "sum", "short", "500M-sum"),
 ])
 def test_committed_records_keep_their_config_hash(budget, task, schedule, folder):
     from bench.sweep.runner import Sweep, SweepOptions
 
     committed = {p.name for p in (ROOT / "results" / folder / "runs").iterdir() if p.is_dir()}
     sweep = Sweep(SweepOptions(budget=budget, task=task, schedule=schedule))
-    for model in ("transformer", "lite_transformer"):
+    for model in sweep.budget.models:  # every family of the budget file that joins this task's sweeps
         assert sweep.plan(model).folder.name in committed, (folder, model)
 
 
