@@ -23,7 +23,7 @@ def parse_sets(model: str, sets: Sequence[str]) -> dict[str, Any]:
 
 
 def resolve_model(
-    model: str, task: str = "mt", budget: str | None = None, sets: Sequence[str] = ()
+    model: str, task: str = "mt", budget: str | None = None, sets: Sequence[str] = (), schedule: str | None = None
 ) -> ModelConfig:
     """The config a command measures: the budget's solution for ``model`` (if a budget is given), with the
     ``--set`` overrides applied on top. Raises BenchError/ConfigError with one clear line. ``task`` may be
@@ -35,13 +35,17 @@ def resolve_model(
         task: mt, lm or sum.
         budget: a budget name (100M, 6ms) or file; None: the family's defaults, nothing solved.
         sets: ``--set KEY=VALUE`` strings, applied last.
+        schedule: the schedule the config trains on: a budget's knobs for that schedule apply (e.g. the length
+            study's x16 dropout), as a sweep on it applies them; None: the budget's own.
     """
     overrides: dict[str, Any] = {}
     if budget is not None:
         from bench.budget.solve import solve_model  # yaml (budget files): loaded only when a budget is named
         from bench.budget.spec import load_budget  # yaml (budget files): loaded only when a budget is named
 
-        overrides.update(solve_model(load_budget(budget, task=task), model).config.to_dict())
+        spec = load_budget(budget, task=task)
+        spec = spec.for_schedule(schedule) if schedule is not None else spec
+        overrides.update(solve_model(spec, model).config.to_dict())
         overrides.pop("task", None)
     overrides.update(parse_sets(model, sets))
     try:

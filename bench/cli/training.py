@@ -29,7 +29,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     flags = dict(max_tokens=args.max_tokens, max_steps=args.max_steps, max_time=args.max_time, precision=args.precision)
     overrides.update({k: v for k, v in flags.items() if v is not None})
     schedule = get_schedule(args.schedule, **overrides)
-    cfg = resolve_model(args.model, args.task, args.budget, args.set)
+    cfg = resolve_model(args.model, args.task, args.budget, args.set, schedule=args.schedule)
     if threads is not None:
         torch.set_num_threads(threads)
     init_distributed(args.device)

@@ -123,6 +123,11 @@ def test_the_16x_runs_take_the_dropout_the_4x_curves_decided_and_nothing_else_mo
     assert names["x4"].folder.name == "transformer-c874e73fa8"
     assert names["x16"].solution.config.dropout == 0.1 and names["x4"].solution.config.dropout == 0.0
     assert names["x16"].solution.config.d_model == names["short"].solution.config.d_model  # the same shape
+    # `bench train --budget 100M --schedule x16` trains the sweep's x16 config, not the short one's
+    from bench.budget.resolve import resolve_model
+
+    assert resolve_model("transformer", "mt", "100M", schedule="x16") == names["x16"].solution.config
+    assert resolve_model("transformer", "mt", "100M").dropout == 0.0
 
 
 def test_a_schedule_subsection_of_shared_is_checked(tmp_path):
