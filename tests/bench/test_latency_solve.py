@@ -21,10 +21,17 @@ from models import create_model, resolve_config
 
 
 def macs_of(model: str, cfg: Any, protocol: Any) -> int:
-    """The hand formula's MACs, or for a family without one the primary counter's (shapes only)."""
+    """The hand formula's MACs, or for a family without one the primary counter's (shapes only; each config
+    counted once: a fake machine is asked about the same widths many times)."""
     if has_formula(cfg):
         return analytic_macs(cfg, protocol)["macs"]
-    return search_macs(lambda: create_model(model, **cfg.to_dict()), protocol)
+    key = (model, json.dumps(cfg.to_dict(), sort_keys=True, default=str), repr(protocol))
+    if key not in _COUNTED:
+        _COUNTED[key] = search_macs(lambda: create_model(model, **cfg.to_dict()), protocol)
+    return _COUNTED[key]
+
+
+_COUNTED: dict[tuple[str, str, str], int] = {}
 
 
 def fake_timer(model: str, budget: Any, per_gmac_ms: float = 40.0, overhead_ms: float = 1.5) -> Any:
