@@ -48,6 +48,8 @@ def table(summary: dict[str, Any], records: list[dict[str, Any]], confirmed: lis
     rates = ", ".join(f"{f} {v:g}" for f, v in summary["lr"].items())
     lines += ["", f"Peak rates: {rates}; {summary['rate_note']}.", ""]
     full = {(r["family"], r["shape_slug"]): r for r in confirmed}
+    reused = summary.get("paper_runs", {})  # the paper shape's full run: the family's own row, seed 1
+    full.update({(f, r["shape_slug"]): r for f, r in reused.items()})
     franks = {f: v["ranks"] for f, v in summary.get("confirmed", {}).items()}
     head = ["family", "shape", "layers", "heads", "FFN ratio", "d_model", "ffn_dim", "MACs", "vs budget", "params",
             "trial NLL", "trial rank"]
@@ -64,15 +66,22 @@ def table(summary: dict[str, Any], records: list[dict[str, Any]], confirmed: lis
                str(ranks[r["family"]].get(slug) or "-")]
         if confirmed:
             c = full.get((r["family"], slug))
-            row += [_nll(c["valid_nll"]) if c else "", str(franks.get(r["family"], {}).get(slug) or "-") if c else ""]
+            nll = (_nll(c["valid_nll"]) + (" (its row)" if "reused_from" in c else "")) if c else ""
+            row += [nll, str(franks.get(r["family"], {}).get(slug) or "-") if c else ""]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Best per family (trial ranking): " + "; ".join(
         f"{f} {v['shape_slug']}{' (paper)' if v['paper_shape'] else ''}, NLL {_nll(v['valid_nll'])}, confirm "
         f"{' and '.join(v['confirm'])}" for f, v in summary["chosen"].items()) + "."]
+    if reused:
+        lines += ["", "The paper shape's full run is its family's own row of the comparison, seed 1 (the same "
+                  "config, recipe, rate and seed; not trained again): " + "; ".join(
+                      f"{f} `{r['reused_from']}`" for f, r in reused.items()) + "."]
     if summary.get("confirmed"):
-        lines += ["", "Full-recipe runs of the two best (one seed each): " + "; ".join(
+        lines += ["", "Full-recipe runs of the two best and the paper shape (one seed each): " + "; ".join(
             f"{f} {v['shape_slug']} best, NLL {_nll(v['valid_nll'])}"
-            + ("" if v["shape_slug"] == summary["chosen"][f]["shape_slug"] else " (the trials ranked it second)")
+            + (" (the paper's shape: no searched-shape row, the family's own row is it)" if v["paper_shape"] else
+               "" if v["shape_slug"] == summary["chosen"][f]["shape_slug"] else
+               f" (trial rank {summary['chosen'][f]['ranks'].get(v['shape_slug'])})")
             for f, v in summary["confirmed"].items()) + "."]
     return "\n".join(lines) + "\n"
 

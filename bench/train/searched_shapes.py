@@ -101,3 +101,35 @@ def searched_shapes_folder(results: Path, schedule: str, budget: Budget) -> Path
     if schedule in LONGER:
         return results.parent / budget.results_name(LONGER[schedule][0]) / FOLDER
     return results / FOLDER
+
+
+def paper_runs(comparison: Path, paper: dict[str, dict[str, Any]], schedules: dict[str, dict[str, Any]],
+               seed: int) -> dict[str, dict[str, Any]]:
+    """Each family's paper shape as a full-recipe run, from the comparison's own row: the row trains that very
+    config on that very recipe (the paper shape is the budget's row), so its seed-``seed`` run is the paper shape's
+    confirmation run, already trained. family -> the paper trial's record with the row's validation NLL (whole
+    split), its target tokens and ``reused_from`` (the row's record); a family whose row has no such finished run
+    (another config or recipe, not trained yet) is left out.
+
+    Args:
+        comparison: the comparison's results folder (``results/100M``).
+        paper: family -> its paper-shape trial record (config, shape, slug, ...).
+        schedules: family -> the full recipe at its tuned rate (Schedule.to_dict()).
+        seed: the confirmation runs' seed.
+    """
+    out = {}
+    schedules = json.loads(json.dumps(schedules))  # as a record holds it (tuples as lists)
+    for family, trial in paper.items():
+        for train_path in sorted((Path(comparison) / "runs").glob(f"{family}-*/train-s{seed}.json")):
+            try:
+                rec = json.loads(train_path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue  # not a record this choice can read; the row's own report names it
+            if rec.get("model") != family or rec.get("variant") or rec.get("config") != trial["config"] \
+                    or rec.get("schedule_config") != schedules[family] or rec.get("valid_nll") is None:
+                continue
+            out[family] = {**trial, "valid_nll": rec["valid_nll"], "tokens_per_trial": rec["schedule_config"]
+                           ["max_tokens"], "train_tokens": rec.get("train_tokens"),
+                           "reused_from": str(train_path.relative_to(Path(comparison).parent))}
+            break
+    return out

@@ -25,7 +25,10 @@ pick the width. This search moves the shape too, under the same rules for every 
 - ``<results>/shapes/chosen.json``: per family the best shape and the two best, listed for confirmation;
   ``shapes.md``, the table of every candidate, and ``shapes.png|pdf``, trial NLL per candidate. ``confirm``
   trains each family's two best with the whole recipe (one seed each; ``<results>/shapes/confirm/``) and the
-  table shows both rankings.
+  table shows both rankings. The paper shape competes in the confirmation too: its full-recipe run is the
+  family's own row of the comparison (the same config, recipe, rate and seed), read from ``<results>/runs``
+  rather than trained again (bench.train.searched_shapes.paper_runs); when it ends best the family has no
+  searched-shape row.
 
 What it costs: a trial trains ``tokens_per_trial`` of a seed's target tokens (100M: a third), so a family's
 search costs ``trials_per_family * tokens_per_trial / recipe tokens`` seeds (``cost_in_seeds`` in chosen.json;
@@ -60,7 +63,7 @@ from bench.infra.launcher import call_in_child
 from bench.infra.stage_lock import locked
 from bench.records.provenance import REPO, config_hash, environment
 from bench.train.schedules import Schedule, get_schedule
-from bench.train.searched_shapes import CHOSEN, FOLDER, shape_variant
+from bench.train.searched_shapes import CHOSEN, FOLDER, paper_runs, shape_variant
 from bench.train.tasks import DEFAULT_CORPUS
 from bench.train.tune import read_tuned, trial_fields, trial_order, trial_schedule, trial_tokens
 from bench.train.tune import train_trial as train
@@ -469,7 +472,11 @@ def search(
             "shapes of each family")
         done = run_trials(runs, folder / "confirm", cache / "confirm", what="confirmation run", **common)
         summary["confirm_runs"] = [f"confirm/{t.name}.json" for t in runs]
-        summary["confirmed"] = rank(done)
+        # the paper shape among them: its full run is the family's own row of the comparison (seed 1)
+        paper = {r["family"]: r for r in records if r["paper_shape"] and r["shape_slug"] not in best[r["family"]]}
+        full = {f: schedule.with_overrides(lr=tuned[f]).to_dict() for f in paper}
+        summary["paper_runs"] = paper_runs(results, paper, full, seed)
+        summary["confirmed"] = rank(done + list(summary["paper_runs"].values()))
     write_json(folder / CHOSEN, summary)
     confirmed = [json.loads((folder / n).read_text(encoding="utf-8")) for n in summary.get("confirm_runs", [])]
     # matplotlib, pandas: loaded only when the search is reported

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import yaml
 import bench.train.searched_shapes as searched_shapes
 import bench.train.shapes as shapes
 from bench.budget.solve import solve_model
-from bench.budget.spec import load_budget
+from bench.budget.spec import Variant, load_budget
 from bench.cli import main
 from bench.cost.counting import count_macs
 from bench.errors import BenchError
@@ -560,3 +561,44 @@ def test_a_bad_searched_variant_is_one_line(tmp_path, capsys, spec, message):
         load_budget(str(budget))
     assert main(["solve", "--budget", str(budget), "transformer"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_paper_shape_competes_in_the_confirmation_with_its_own_row(tmp_path, monkeypatch, capsys, solved_once):
+    """The paper shape's full-recipe run is the family's own row of the comparison (same config, recipe, rate,
+    seed): when the trials leave it out of the two best, that row's NLL joins the confirmation's ranking, and a
+    paper shape that ends best leaves the family without a searched-shape row."""
+    budget = budget_file(tmp_path)
+    write_tuned(tmp_path / "results", budget)
+    runs = FakeRuns({"L1x1-h2-f4": 3.0, "L2x2-h2-f4": 2.5, "L1x1-h4-f4": 2.6})
+    monkeypatch.setattr(shapes, "_run", runs)
+    argv = ["shapes", "--budget", str(budget), "--results", str(tmp_path / "results"), "--corpus", "toy",
+            "--models", "transformer"]
+    assert main(argv) == 0  # the trials, no confirmation: learn the paper trial's config
+    folder = tmp_path / "results" / "tiny" / "shapes"
+    paper = next(r for r in (json.loads(p.read_text()) for p in folder.glob("transformer-*.json")) if r["paper_shape"])
+    recipe = get_schedule("short", **load_budget(str(budget)).schedule_overrides("short")).with_overrides(lr=3e-3)
+    row = tmp_path / "results" / "tiny" / "runs" / "transformer-0123456789" / "train-s1.json"
+    row.parent.mkdir(parents=True)
+    rec = {"model": "transformer", "stage": "train", "seed": 1, "config": paper["config"],
+           "schedule_config": json.loads(json.dumps(recipe.to_dict())), "valid_nll": 1.2, "train_tokens": 3000}
+    row.write_text(json.dumps({**rec, "config": {**paper["config"], "dropout": 0.3}}))  # another config: not it
+    assert main([*argv, "--confirm"]) == 0
+    saved = json.loads((folder / "chosen.json").read_text())
+    assert saved["paper_runs"] == {} and saved["confirmed"]["transformer"]["shape_slug"] == "L2x2-h2-f4"
+    row.write_text(json.dumps(rec))
+    capsys.readouterr()
+    assert main([*argv, "--confirm"]) == 0
+    saved = json.loads((folder / "chosen.json").read_text())
+    assert saved["paper_runs"]["transformer"]["reused_from"] == "tiny/runs/transformer-0123456789/train-s1.json"
+    best = saved["confirmed"]["transformer"]
+    assert best["shape_slug"] == "L1x1-h2-f4" and best["paper_shape"] and best["ranking"][0] == "L1x1-h2-f4"
+    md = (folder / "shapes.md").read_text()
+    assert "| 1.200 (its row) | 1 |" in md and "the paper's shape: no searched-shape row" in md
+    assert sum(runs.calls.values()) == 5  # three trials, two full runs: the paper's full run was not trained
+    from bench.train.searched_shapes import with_searched_shapes
+
+    spec = load_budget(str(budget))
+    spec = replace(spec, searched={"transformer-searched": Variant("transformer-searched", "transformer",
+                                                                   "transformer-searched", {}, ("mt",),
+                                                                   shape="searched")})
+    assert "paper shape" in with_searched_shapes(spec, folder).skipped["transformer-searched"]
