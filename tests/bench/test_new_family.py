@@ -165,12 +165,14 @@ def test_the_search_stop_changes_no_solution_of_a_family_with_a_formula():
     budget = load_budget("100M")
     for model in budget.models:
         sol = solve_model(budget, model)
+        if sol.solved_by != "analytic":
+            continue  # a family without a formula (one just added): bisected, the whole grid never counted
         base = budget.base_config(model)
         full = mac_solver.grid_widths(budget, model, base)
         cut = mac_solver.grid_widths(budget, model, base, stop_above=budget.high)
         nearest = lambda ws: sorted(ws, key=lambda w: abs(w[2] - budget.target_macs))[:4]  # noqa: E731
         assert [w[0] for w in nearest(full)] == [w[0] for w in nearest(cut)], model
-        assert sol.solved_by == "analytic" and sol.analytic_macs is not None
+        assert sol.analytic_macs is not None
 
 
 def test_a_translation_only_family_is_left_out_of_language_modelling_with_the_reason(probe, tiny):

@@ -148,10 +148,14 @@ def test_one_definition_of_the_repository_root():
 def test_committed_records_keep_their_config_hash(budget, task, schedule, folder):
     from bench.sweep.runner import Sweep, SweepOptions
 
-    committed = {p.name for p in (ROOT / "results" / folder / "runs").iterdir() if p.is_dir()}
+    import csv
+
     sweep = Sweep(SweepOptions(budget=budget, task=task, schedule=schedule))
-    for model in sweep.budget.models:  # every family of the budget file that joins this task's sweeps
-        assert sweep.plan(model).folder.name in committed, (folder, model)
+    with (ROOT / "results" / folder / "leaderboard.csv").open(encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["model"] == r["family"] and r["config_hash"]]
+    assert rows, folder
+    for r in rows:  # every family the committed leaderboard ranks (a family added since has no records yet)
+        assert sweep.plan(r["model"]).folder.name == f"{r['model']}-{r['config_hash']}", (folder, r["model"])
 
 
 def test_every_module_imports():
