@@ -131,8 +131,11 @@ def step_records(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
 def budget_steps(df: pd.DataFrame, records: pd.DataFrame) -> tuple[list[dict[str, Any]], list[str]]:
     """The budget step (each family at each larger budget minus the same family at the smallest, under one
     recipe: bench.report.quality.pairwise_table's rows) and the steps left out for another recipe."""
-    recipes = budget_recipes(df)
-    budgets = list(recipes)
+    recipes = {b: r for b, r in budget_recipes(df).items() if r}  # budgets with trained rows
+    macs = pd.to_numeric(df["macs"], errors="coerce")
+    budgets = sorted(recipes, key=lambda b: float(macs[df["budget"].astype(str) == b].median()))  # smallest first
+    if not budgets:
+        return [], []
     fams = sorted({str(f) for f in df["family"]}) if "family" in df else []
     pairs, other = [], []
     for fam in fams:
@@ -186,8 +189,9 @@ def combined_table(df: pd.DataFrame, records: pd.DataFrame | None = None) -> str
         return text
     mixed = mixed_recipes(df)
     rows, skipped = budget_steps(df, records)
-    text += "\n## The budget step\n\n" + (f"One recipe: {next(iter(set(budget_recipes(df).values())))}.\n\n"
-                                           if not mixed else f"Not one comparison: {mixed}.\n\n")
+    recipe = next((r for r in budget_recipes(df).values() if r), "–")
+    text += "\n## The budget step\n\n" + (f"One recipe: {recipe}.\n\n" if not mixed else
+                                           f"Not one comparison: {mixed}.\n\n")
     if rows:
         name = lambda m: f"{display_name(m.split(' @ ')[0])} @ {m.split(' @ ')[1]}"  # noqa: E731
         text += "\n".join(render_pairwise(rows, name=name)) + "\n\n" + pairwise_note(rows) + "\n"
