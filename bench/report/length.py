@@ -261,8 +261,10 @@ def _ranking_lines(lengths: list[dict[str, Any]]) -> list[str]:
     first = orders[0][1] if orders else []
     for ln, order in orders:
         same = [f for f in order if f in first] == [f for f in first if f in order]
-        out.append(f"- {_tok(_mean_tokens(ln))} tokens: " + " < ".join(map(display_name, order))
-                   + ("" if ln is orders[0][0] else (" (the same order)" if same else " (**another order**)")))
+        verdict = ("" if ln is orders[0][0] else
+                   " (one family so far: no order yet)" if len(order) < 2 else
+                   " (the same order)" if same else " (**another order**)")
+        out.append(f"- {_tok(_mean_tokens(ln))} tokens: " + " < ".join(map(display_name, order)) + verdict)
     for a, b in family_pairs({f for ln in lengths for f in ln["families"]}):
         parts = [f"{r['valid_nll']['diff']:+.3f} nats at {_tok(_mean_tokens(ln))}"
                  for ln in lengths if (r := ln["pairs"].get((a, b))) and r.get("valid_nll")]

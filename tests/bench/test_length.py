@@ -198,3 +198,14 @@ def test_summarizations_pilot_reports_rouge_and_the_lead_baseline(tmp_path):
     lite = np.mean([json.loads(p.read_text())["test"]["rougeL"]
                     for p in (root / "100M-sum" / "runs").glob("lite_transformer-*/eval-s*.json")])
     assert f"{lite:.2f}" in text
+
+
+def test_a_length_with_one_family_so_far_claims_no_order(two_lengths: Path, tmp_path):
+    """A longer schedule where one family has trained (the others still running) gives no order, not "the same"."""
+    root = tmp_path / "results"
+    shutil.copytree(two_lengths, root)
+    fam = _current_folder("transformer")
+    shutil.copytree(fam, root / "100M-x16" / "runs" / fam.name)
+    text = render(collect(length_folders(root / "100M")))
+    line = next(x for x in text.splitlines() if x.startswith("- ") and "Transformer" in x and "(one family" in x)
+    assert "(one family so far: no order yet)" in line and "same order" not in line
