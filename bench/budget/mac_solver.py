@@ -54,8 +54,8 @@ PAST_THE_BOUND = 4  # widths counted past the budget's upper bound: the nearest 
 def count_config_macs(model: str, task: str, protocol: Protocol, overrides: dict[str, Any],
                       why: list[str] | None = None) -> tuple[ModelConfig, int] | None:
     """The config of ``model`` with ``overrides`` and its MACs (the hand formula, else the primary counter on a
-    shape-only model on the meta device, bench.cost.counting.search_macs); None when the knobs make no valid member of the family (the registry's reason appended to
-    ``why``).
+    shape-only model on the meta device, bench.cost.counting.search_macs); None when the knobs make no valid member
+    of the family (the registry's reason appended to ``why``).
 
     Args:
         model: the family.

@@ -1,5 +1,5 @@
-"""The ablation table (``bench run --ablations``; ``<results>/ablations/ablations.md`` and ``ablations.csv``): each ablation
-of a budget's ``ablations:`` against its family's row of the comparison, NLL first.
+"""The ablation table (``bench run --ablations``; ``<results>/ablations/ablations.md`` and ``ablations.csv``): each
+ablation of a budget's ``ablations:`` against its family's row of the comparison, NLL first.
 
 An ablation changes one thing of a family's row (a config knob, a recipe key, or the training time: see
 bench.budget.spec ``ablations:``) and is solved to the same budget, trained with the same recipe otherwise, and

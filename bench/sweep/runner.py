@@ -76,7 +76,8 @@ class SweepOptions:
     stages: tuple[str, ...] = ("profile", "latency", "train", "evaluate", "compress")
     compress: list[str] = field(default_factory=list)  # models to prune + quantize after evaluation
     log: Callable[[str], None] = log_stderr
-    # the budget's ``ablations:`` instead of its rows, into <results>/ablations/ (bench run --ablations; bench.report.ablations)
+    # the budget's ``ablations:`` instead of its rows, into <results>/ablations/ (bench run --ablations;
+    # bench.report.ablations)
     ablations: bool = False
 
 

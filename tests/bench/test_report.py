@@ -671,7 +671,8 @@ def test_the_budget_step_is_paired_under_one_recipe_and_refused_across_two(tmp_p
     assert "## The budget step" in md and "One recipe: pre-norm; dropout 0." in md
     for fam in small:
         want = np.mean([np.mean(v) for v in large[fam].values()]) - np.mean([np.mean(v) for v in small[fam].values()])
-        line = next(x for x in md.splitlines() if x.startswith(f"| {display_name(fam)} @ 500M | {display_name(fam)} @ 100M |"))
+        head = f"| {display_name(fam)} @ 500M | {display_name(fam)} @ 100M |"
+        line = next(x for x in md.splitlines() if x.startswith(head))
         assert f"| 2/2 | {want:+.3f} | [" in line
     assert (tmp_path / "combined" / "quality_vs_macs.png").exists()
 

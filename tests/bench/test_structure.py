@@ -146,9 +146,9 @@ def test_one_definition_of_the_repository_root():
     ("500M", "sum", "short", "500M-sum"),
 ])
 def test_committed_records_keep_their_config_hash(budget, task, schedule, folder):
-    from bench.sweep.runner import Sweep, SweepOptions
-
     import csv
+
+    from bench.sweep.runner import Sweep, SweepOptions
 
     sweep = Sweep(SweepOptions(budget=budget, task=task, schedule=schedule))
     with (ROOT / "results" / folder / "leaderboard.csv").open(encoding="utf-8") as f:
