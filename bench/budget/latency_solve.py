@@ -244,7 +244,7 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
         log: takes each progress line (default: stderr).
     """
     # models, torch: loaded only when a latency budget is solved
-    from bench.budget.mac_solver import Solution, confirmed_macs, grid_widths
+    from bench.budget.mac_solver import LazyGrid, Solution, confirmed_macs
     from bench.latency.machine import cpu_model_name  # torch: loaded only when a latency budget is solved
     from models import resolve_config  # the model registry (torch): loaded only when a latency budget is solved
 
@@ -277,8 +277,9 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
         log(f"  {row}: latency solve done before ({book.path}), {sol['p50_ms']:.3f} ms")
         return Solution(model, cfg, sol["macs"], sol["analytic_macs"], budget.target_macs, budget.tolerance,
                         latency=_summary(lat, sol, book))
-    widths = grid_widths(budget, model, base)
-    rule_fine = {d: getattr(cfg, rule.fine_key) for d, cfg, _ in widths}
+    grid = LazyGrid(budget, model, base)  # counted only where the bracket and the bisection look
+    widths = grid.configs
+    rule_fine = {d: getattr(cfg, rule.fine_key) for d, cfg in widths}
 
     def t(i: int, f: int | None = None, purpose: str = "width") -> float:
         d = widths[i][0]
@@ -293,18 +294,19 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
         return book.p50(d, f)  # type: ignore[return-value]
 
     # 1. the MAC bracket around the anchor's estimate, moved until the target lies inside it
-    macs, last = [w[2] for w in widths], len(widths) - 1
-    anchor = min(range(len(widths)), key=lambda i: abs(macs[i] - budget.target_macs))
-    est = macs[anchor] * target / t(anchor, purpose="anchor")
-    lo = next((i for i in range(len(widths)) if macs[i] >= est / BRACKET), last)
-    hi = max((i for i in range(len(widths)) if macs[i] <= est * BRACKET), default=0)
+    # (MACs grow with width: each search below bisects the grid, counting a few widths, not all of them)
+    last = len(widths) - 1
+    anchor = grid.nearest(budget.target_macs)
+    est = grid.macs(anchor) * target / t(anchor, purpose="anchor")
+    lo = _or(grid.first_at_least(est / BRACKET), last)
+    hi = _or(grid.last_at_most(est * BRACKET), 0)
     lo, hi = min(lo, hi), max(lo, hi)
     if t(lo, purpose="bracket") > target:
         while t(lo, purpose="bracket") > target and lo > 0:
-            hi, lo = lo, max((i for i in range(lo) if macs[i] <= macs[lo] / BRACKET), default=0)
+            hi, lo = lo, _or(grid.last_at_most(grid.macs(lo) / BRACKET, hi=lo - 1), 0)
     elif t(hi, purpose="bracket") <= target:
         while t(hi, purpose="bracket") <= target and hi < last:
-            lo, hi = hi, min((i for i in range(hi + 1, len(widths)) if macs[i] >= macs[hi] * BRACKET), default=last)
+            lo, hi = hi, _or(grid.first_at_least(grid.macs(hi) * BRACKET, lo=hi + 1), last)
     name = f"{budget.name} ({target:g} ms, {setting_label(lat)})"
     if t(lo) > lat.high:
         book.discard()
@@ -371,6 +373,10 @@ def solve_latency(budget: Any, row: str, *, measure: Measure | None = None, cach
     book.save()
     return Solution(model, cfg, counted, analytic, budget.target_macs, budget.tolerance,
                     latency=_summary(lat, book.solution, book))
+
+
+def _or(i: int | None, default: int) -> int:
+    return default if i is None else i
 
 
 def _secant_on_fine_knob(i: int, d: int, f0: int, step: int, t: Callable[..., float],

@@ -161,7 +161,7 @@ def solve_latency_budget(budget: Any, row: str, *, cache_dir: Path | None = None
         log: takes each progress line (default: stderr).
     """
     # models, torch: loaded only when a latency budget is solved
-    from bench.budget.mac_solver import Solution, confirmed_macs, grid_widths
+    from bench.budget.mac_solver import LazyGrid, Solution, confirmed_macs
 
     measures = measures or {}
     families = list(budget.models)
@@ -214,9 +214,9 @@ def solve_latency_budget(budget: Any, row: str, *, cache_dir: Path | None = None
         far = max(abs(math.log(e / lat.target_ms)) for e in est)
         return all(lat.low <= e <= lat.high for e in est) and max(est) / min(est) - 1 <= lat.tolerance, far
 
-    fine0 = {r: {d: getattr(cfg, rules[r].fine_key) for d, cfg, _ in grid_widths(budget, budget.family_of(r),
-                                                                                  budget.base_config(r))}
-             for r in families}
+    fine0 = {r: {d: getattr(cfg, rules[r].fine_key) for d, cfg in LazyGrid(budget, budget.family_of(r),
+                                                                            budget.base_config(r)).configs}
+             for r in families}  # the family rule's fine knob per width: resolved, nothing counted
     current = {r: list(v) for r, v in start.items()}
     for round_ in range(MAX_JOINT_ROUNDS):
         recorded = joint.sets()

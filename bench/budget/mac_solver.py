@@ -120,6 +120,91 @@ def _grid_configs(budget: Budget, model: str, base: dict[str, Any], why: list[st
     return out
 
 
+class LazyGrid:
+    """The valid widths of a family's grid (resolved, cheap), each counted only when asked (the hand formula,
+    else the primary counter on the meta device, which builds the model), once. MACs grow with width, so the
+    searches below bisect: a search over the whole grid counts a dozen widths, not all of them (a grid to
+    d_model 4096 has ~500; counting every one of a family without a formula takes minutes).
+
+    Args:
+        budget: the budget whose scaling rule gives the grid and whose protocol counts.
+        model: the family.
+        base: the knobs every candidate shares.
+    """
+
+    def __init__(self, budget: Budget, model: str, base: dict[str, Any]) -> None:
+        why: list[str] = []
+        self.configs = _grid_configs(budget, model, base, why)
+        if not self.configs:
+            rule = budget.models[model]
+            reason = f": {why[0]}" if why else ""
+            raise BenchError(f"no valid {model} config on the grid {rule.vary_key}={rule.low}..{rule.high}{reason}")
+        self._budget, self._model, self._counted = budget, model, {}  # type: dict[int, int]
+        self.formula = has_formula(self.configs[0][1])
+
+    def __len__(self) -> int:
+        return len(self.configs)
+
+    def width(self, i: int) -> int:
+        return self.configs[i][0]
+
+    def config(self, i: int) -> ModelConfig:
+        return self.configs[i][1]
+
+    def macs(self, i: int) -> int:
+        if i not in self._counted:
+            cfg = self.configs[i][1]
+            self._counted[i] = analytic_macs(cfg, self._budget.protocol)["macs"] if self.formula else \
+                search_macs(lambda: create_model(self._model, **cfg.to_dict()), self._budget.protocol)
+        return self._counted[i]
+
+    @property
+    def counted(self) -> int:
+        """How many widths were counted so far."""
+        return len(self._counted)
+
+    def first_at_least(self, x: float, lo: int = 0) -> int | None:
+        """The first index >= ``lo`` whose MACs are >= ``x``; None when none is."""
+        hi = len(self)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.macs(mid) >= x:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo if lo < len(self) else None
+
+    def last_at_most(self, x: float, hi: int | None = None) -> int | None:
+        """The last index <= ``hi`` (default: the grid's end) whose MACs are <= ``x``; None when none is."""
+        first_over = self.first_over(x, 0, len(self) if hi is None else hi + 1)
+        return first_over - 1 if first_over > 0 else None
+
+    def first_over(self, x: float, lo: int, hi: int) -> int:
+        """The first index in [lo, hi) whose MACs are > ``x``; ``hi`` when none is.
+
+        Args:
+            x: the MAC count.
+            lo: the first index looked at.
+            hi: one past the last index looked at.
+        """
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.macs(mid) > x:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def nearest(self, x: float) -> int:
+        """The index whose MACs are nearest ``x`` (the lower on a tie)."""
+        above = self.first_at_least(x)
+        if above is None:
+            return len(self) - 1
+        if above == 0:
+            return 0
+        return above - 1 if x - self.macs(above - 1) <= self.macs(above) - x else above
+
+
 def _has_formula(budget: Budget, model: str, base: dict[str, Any]) -> bool:
     """Whether the family's configs on this grid have a hand formula (the first valid one decides)."""
     rule, task = budget.models[model], model_task(budget.task)

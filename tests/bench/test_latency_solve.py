@@ -363,3 +363,24 @@ def test_a_reference_level_that_drifts_during_the_confirmation_is_stepped_after(
     sol = solve_latency(budget, "transformer", measure=paired, cache_dir=tmp_path, log=lambda _: None)
     assert abs(sol.latency["rel_error"]) <= 0.015  # confirmed at +2.4% first (within 3%), then stepped
     assert state["n"] > 14
+
+
+@pytest.mark.parametrize("model", ["transformer", "evolved_transformer", "lite_transformer"])
+def test_the_lazily_counted_grid_answers_as_the_whole_counted_grid(model: str) -> None:
+    # the latency solver bisects the grid on MACs instead of counting every width; its answers are the ones a
+    # walk over the whole counted grid gives (the first at or above, the last at or below, the nearest)
+    from bench.budget.mac_solver import LazyGrid
+
+    budget = load_budget("6ms")
+    base = budget.base_config(model)
+    full = [w[2] for w in grid_widths(budget, model, base)]
+    for x in [0, full[0], 3.3e7, 1e8, full[len(full) // 2] + 1, 2.5e9, full[-1], full[-1] + 1]:
+        grid = LazyGrid(budget, model, base)
+        assert grid.first_at_least(x) == next((i for i, m in enumerate(full) if m >= x), None), x
+        assert grid.last_at_most(x) == max((i for i, m in enumerate(full) if m <= x), default=None), x
+        assert grid.nearest(x) == min(range(len(full)), key=lambda i: abs(full[i] - x)), x
+        lo = len(full) // 3
+        assert grid.first_at_least(x, lo=lo) == next((i for i in range(lo, len(full)) if full[i] >= x), None)
+        assert grid.last_at_most(x, hi=lo) == max((i for i in range(lo + 1) if full[i] <= x), default=None)
+        assert grid.counted <= 6 * math.ceil(math.log2(len(full)))  # bisections, not the whole grid
+    assert [grid.macs(i) for i in range(len(full))] == full

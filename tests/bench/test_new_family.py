@@ -221,3 +221,27 @@ def test_every_stage_runs_on_the_new_family(probe, tiny, tmp_path):
     assert [r["model"] for r in rows] == [NAME] and rows[0]["status"] in ("ok", "failed")
     assert float(rows[0]["valid_nll"]) > 0 and float(rows[0]["macs"]) == profile["macs"]
     assert float(rows[0]["forward_p50_ms_t1"]) > 0 and rows[0]["bleu_test"] != ""
+
+
+def test_a_latency_budget_counts_only_the_widths_its_bisection_visits(probe, tmp_path, monkeypatch):
+    # a family without a formula counts a width by building the model: the latency solver counts those its
+    # bracket and bisection visit (a dozen or two), not the grid's 511 (which took minutes at 100M)
+    from bench.budget.latency_solve import solve_latency
+    from tests.bench.test_latency_solve import fake_timer
+
+    built = []
+    real_pass = counting._primary_pass
+
+    def spy(model, protocol, on_meta):
+        built.append(model.config.d_model)
+        return real_pass(model, protocol, on_meta)
+
+    text = TINY.replace("tolerance: 0.1\n", "tolerance: 0.1\ntarget_latency_ms: 2.0\nlatency: {threads: 1}\n")
+    path = tmp_path / "2ms-tiny.yaml"
+    path.write_text(text)
+    budget = load_budget(path)
+    timer = fake_timer(NAME, budget, per_gmac_ms=1000.0, overhead_ms=0.5)  # 1.5 ms of MACs: d near 64
+    monkeypatch.setattr(counting, "_primary_pass", spy)
+    sol = solve_latency(budget, NAME, measure=timer, cache_dir=tmp_path / "solve", log=lambda _: None)
+    assert budget.latency.low <= sol.latency["p50_ms"] <= budget.latency.high
+    assert len(set(built)) <= 24 and max(built) < 4096  # not every width of the grid to d_model 4096
