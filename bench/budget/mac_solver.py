@@ -139,29 +139,24 @@ class LazyGrid:
             rule = budget.models[model]
             reason = f": {why[0]}" if why else ""
             raise BenchError(f"no valid {model} config on the grid {rule.vary_key}={rule.low}..{rule.high}{reason}")
-        self._budget, self._model, self._counted = budget, model, {}  # type: dict[int, int]
+        self._budget, self._model = budget, model
+        self.counts: dict[int, int] = {}  # index -> MACs, of the widths counted so far
         self.formula = has_formula(self.configs[0][1])
 
     def __len__(self) -> int:
         return len(self.configs)
 
-    def width(self, i: int) -> int:
-        return self.configs[i][0]
-
-    def config(self, i: int) -> ModelConfig:
-        return self.configs[i][1]
-
     def macs(self, i: int) -> int:
-        if i not in self._counted:
+        if i not in self.counts:
             cfg = self.configs[i][1]
-            self._counted[i] = analytic_macs(cfg, self._budget.protocol)["macs"] if self.formula else \
+            self.counts[i] = analytic_macs(cfg, self._budget.protocol)["macs"] if self.formula else \
                 search_macs(lambda: create_model(self._model, **cfg.to_dict()), self._budget.protocol)
-        return self._counted[i]
+        return self.counts[i]
 
     @property
     def counted(self) -> int:
         """How many widths were counted so far."""
-        return len(self._counted)
+        return len(self.counts)
 
     def first_at_least(self, x: float, lo: int = 0) -> int | None:
         """The first index >= ``lo`` whose MACs are >= ``x``; None when none is."""
@@ -221,34 +216,16 @@ def _bisected_widths(budget: Budget, model: str, base: dict[str, Any]) -> list[t
     """A family without a hand formula: each count builds and runs the model (on the meta device), so the widths
     are bisected (MACs grow with width) to the first above the target, galloping up from the smallest; it and its
     ``PAST_THE_BOUND`` neighbours either side are counted: the candidates nearest the target are among them."""
-    rule = budget.models[model]
-    why: list[str] = []
-    grid = _grid_configs(budget, model, base, why)
-    if not grid:
-        reason = f": {why[0]}" if why else ""
-        raise BenchError(f"no valid {model} config on the grid {rule.vary_key}={rule.low}..{rule.high}{reason}")
-    counted: dict[int, int] = {}
-
-    def macs(i: int) -> int:
-        if i not in counted:
-            counted[i] = search_macs(lambda: create_model(model, **grid[i][1].to_dict()), budget.protocol)
-        return counted[i]
-
+    grid = LazyGrid(budget, model, base)
     # galloping from the small end (a bisection's first midpoint would build a model of half the grid's width),
     # then bisecting: the first index whose MACs exceed the target lies in [lo, hi]
     lo, hi, step = 0, 0, 1
-    while hi < len(grid) and macs(hi) <= budget.target_macs:
+    while hi < len(grid) and grid.macs(hi) <= budget.target_macs:
         lo, hi, step = hi + 1, hi + step, step * 2
-    hi = min(hi, len(grid))
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if macs(mid) > budget.target_macs:
-            hi = mid
-        else:
-            lo = mid + 1
-    for i in range(max(0, lo - PAST_THE_BOUND), min(len(grid), lo + PAST_THE_BOUND)):
-        macs(i)
-    return [(grid[i][0], grid[i][1], counted[i]) for i in sorted(counted)]
+    first = grid.first_over(budget.target_macs, lo, min(hi, len(grid)))
+    for i in range(max(0, first - PAST_THE_BOUND), min(len(grid), first + PAST_THE_BOUND)):
+        grid.macs(i)
+    return [(*grid.configs[i], grid.counts[i]) for i in sorted(grid.counts)]
 
 
 def _predicted(model: str, task: str, knobs: dict[str, Any], macs: float) -> tuple[ModelConfig, int] | None:

@@ -22,12 +22,18 @@ from bench.report.style import MARKERS, family_palette, new_figure, save, styled
 
 def combined_leaderboard(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
     """The base rows (no compression) of several results folders, one after the other, with ``results``."""
-    parts = []
+    parts: list[pd.DataFrame] = []
+    seen: dict[str, str] = {}  # budget -> the folder that holds it
     for d in results_dirs:
         df = models_only(build_leaderboard(d))  # families only: a baseline is no budget's point
         df = df[df["compression"] == "none"].copy()
         df["results"] = Path(d).name
         df["budget"] = df["budget"].where(df["budget"].map(present), Path(d).name)
+        for budget in dict.fromkeys(df["budget"].astype(str)):
+            if budget in seen and seen[budget] != Path(d).name:  # the rows are keyed by budget: they would pool
+                raise BenchError(f"{seen[budget]} and {Path(d).name} both hold budget {budget}: combine one of them "
+                                 "(a longer schedule's folder is the length study's: results/combined/length.md)")
+            seen[budget] = Path(d).name
         parts.append(df)
     if not parts:
         raise BenchError("no results folders to combine")
@@ -122,7 +128,8 @@ def step_records(results_dirs: Sequence[Path | str]) -> pd.DataFrame:
         recs = recs[recs["model"].astype(str) == recs["family"].astype(str)].copy()
         if "compression" in recs:
             recs = recs[recs["compression"].isna() | (recs["compression"] == "none")]
-        budget = recs["budget"].astype(str) if "budget" in recs else Path(d).name
+        budget = recs["budget"].where(recs["budget"].map(present), Path(d).name).astype(str) if "budget" in recs \
+            else Path(d).name  # as combined_leaderboard names it
         recs["model"] = recs["family"].astype(str) + " @ " + budget
         parts.append(recs)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -260,9 +260,11 @@ def _ranking_lines(lengths: list[dict[str, Any]]) -> list[str]:
         orders.append((ln, sorted(ok, key=ok.get)))
     first = orders[0][1] if orders else []
     for ln, order in orders:
-        same = [f for f in order if f in first] == [f for f in first if f in order]
+        shared = [f for f in order if f in first]
+        same = shared == [f for f in first if f in order]
         verdict = ("" if ln is orders[0][0] else
                    " (one family so far: no order yet)" if len(order) < 2 else
+                   " (fewer than two families ranked at both lengths: no order to compare)" if len(shared) < 2 else
                    " (the same order)" if same else " (**another order**)")
         out.append(f"- {_tok(_mean_tokens(ln))} tokens: " + " < ".join(map(display_name, order)) + verdict)
     for a, b in family_pairs({f for ln in lengths for f in ln["families"]}):

@@ -77,7 +77,11 @@ def table(summary: dict[str, Any], records: list[dict[str, Any]], confirmed: lis
                   "config, recipe, rate and seed; not trained again): " + "; ".join(
                       f"{f} `{r['reused_from']}`" for f, r in reused.items()) + "."]
     if summary.get("confirmed"):
-        lines += ["", "Full-recipe runs of the two best and the paper shape (one seed each): " + "; ".join(
+        with_paper = [f for f in summary["chosen"] if f in reused or any(r["paper_shape"] and r["family"] == f
+                                                                          for r in confirmed)]
+        runs_of = "the two best" + ("" if not with_paper else " and the paper shape" if len(with_paper) == len(
+            summary["chosen"]) else f" and the paper shape ({', '.join(with_paper)})")
+        lines += ["", f"Full-recipe runs of {runs_of} (one seed each): " + "; ".join(
             f"{f} {v['shape_slug']} best, NLL {_nll(v['valid_nll'])}"
             + (" (the paper's shape: no searched-shape row, the family's own row is it)" if v["paper_shape"] else
                "" if v["shape_slug"] == summary["chosen"][f]["shape_slug"] else

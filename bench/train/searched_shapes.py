@@ -103,19 +103,27 @@ def searched_shapes_folder(results: Path, schedule: str, budget: Budget) -> Path
     return results / FOLDER
 
 
+# what a reused row's run replaces in the paper trial's record: the fields of a run, not of the shape
+RUN_FIELDS = ("best_valid_nll", "final_sample_valid_nll", "curve", "train_steps", "train_tokens", "train_wall_s",
+              "tokens_per_s", "stop", "schedule_config", "config_hash", "command", "created", "started", "env",
+              "unigram_entropy", "threads", "error")
+
+
 def paper_runs(comparison: Path, paper: dict[str, dict[str, Any]], schedules: dict[str, dict[str, Any]],
-               seed: int) -> dict[str, dict[str, Any]]:
+               seed: int, corpus: str) -> dict[str, dict[str, Any]]:
     """Each family's paper shape as a full-recipe run, from the comparison's own row: the row trains that very
     config on that very recipe (the paper shape is the budget's row), so its seed-``seed`` run is the paper shape's
-    confirmation run, already trained. family -> the paper trial's record with the row's validation NLL (whole
-    split), its target tokens and ``reused_from`` (the row's record); a family whose row has no such finished run
-    (another config or recipe, not trained yet) is left out.
+    confirmation run, already trained. family -> the paper trial's shape fields (family, shape, config, MACs,
+    ...) with the row's run in place of the trial's (validation NLL on the whole split, curve, steps, target
+    tokens, hash: ``RUN_FIELDS``), ``trial_kind`` "full" and ``reused_from`` (the row's record); a family whose
+    row has no such finished run (another config, recipe or corpus, not trained yet) is left out.
 
     Args:
         comparison: the comparison's results folder (``results/100M``).
         paper: family -> its paper-shape trial record (config, shape, slug, ...).
         schedules: family -> the full recipe at its tuned rate (Schedule.to_dict()).
         seed: the confirmation runs' seed.
+        corpus: the search's corpus (a row trained on another is not this search's run).
     """
     out = {}
     schedules = json.loads(json.dumps(schedules))  # as a record holds it (tuples as lists)
@@ -126,10 +134,18 @@ def paper_runs(comparison: Path, paper: dict[str, dict[str, Any]], schedules: di
             except (UnicodeDecodeError, json.JSONDecodeError):
                 continue  # not a record this choice can read; the row's own report names it
             if rec.get("model") != family or rec.get("variant") or rec.get("config") != trial["config"] \
-                    or rec.get("schedule_config") != schedules[family] or rec.get("valid_nll") is None:
+                    or rec.get("schedule_config") != schedules[family] or rec.get("corpus") != corpus \
+                    or rec.get("valid_nll") is None:
                 continue
-            out[family] = {**trial, "valid_nll": rec["valid_nll"], "tokens_per_trial": rec["schedule_config"]
-                           ["max_tokens"], "train_tokens": rec.get("train_tokens"),
+            shape = {k: v for k, v in trial.items() if k not in RUN_FIELDS}
+            out[family] = {**shape, **{k: rec[k] for k in RUN_FIELDS if k in rec}, "valid_nll": rec["valid_nll"],
+                           "trial_kind": "full", "tokens_per_trial": _tokens(rec["schedule_config"]),
                            "reused_from": str(train_path.relative_to(Path(comparison).parent))}
             break
     return out
+
+
+def _tokens(schedule: dict[str, Any]) -> int:
+    """The target tokens a run of this schedule (a record's ``schedule_config``) trains: its stop, else its whole
+    budget (as bench.train.tune.trial_tokens counts a trial's)."""
+    return int(schedule.get("stop_tokens") or schedule.get("max_tokens") or 0)

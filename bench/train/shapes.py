@@ -475,7 +475,7 @@ def search(
         # the paper shape among them: its full run is the family's own row of the comparison (seed 1)
         paper = {r["family"]: r for r in records if r["paper_shape"] and r["shape_slug"] not in best[r["family"]]}
         full = {f: schedule.with_overrides(lr=tuned[f]).to_dict() for f in paper}
-        summary["paper_runs"] = paper_runs(results, paper, full, seed)
+        summary["paper_runs"] = paper_runs(results, paper, full, seed, corpus)
         summary["confirmed"] = rank(done + list(summary["paper_runs"].values()))
     write_json(folder / CHOSEN, summary)
     confirmed = [json.loads((folder / n).read_text(encoding="utf-8")) for n in summary.get("confirm_runs", [])]

@@ -209,3 +209,17 @@ def test_a_length_with_one_family_so_far_claims_no_order(two_lengths: Path, tmp_
     text = render(collect(length_folders(root / "100M")))
     line = next(x for x in text.splitlines() if x.startswith("- ") and "Transformer" in x and "(one family" in x)
     assert "(one family so far: no order yet)" in line and "same order" not in line
+
+
+def test_a_length_that_shares_fewer_than_two_ranked_families_with_the_first_claims_no_order():
+    from bench.report.length import _ranking_lines
+
+    def fam(nll, status="ok"):
+        return {"status": status, "nll": {1: nll}, "tokens": 2e6}
+
+    short = {"families": {"transformer": fam(3.4), "lite_transformer": fam(6.9, "failed")}, "pairs": {}}
+    longer = {"families": {"transformer": fam(3.0), "lite_transformer": fam(2.4)}, "pairs": {}}
+    lines = _ranking_lines([short, longer])
+    assert lines[-1].endswith("(fewer than two families ranked at both lengths: no order to compare)"), lines
+    short["families"]["lite_transformer"] = fam(2.9)
+    assert _ranking_lines([short, longer])[-1].endswith("(the same order)")

@@ -690,6 +690,11 @@ def test_the_budget_step_is_paired_under_one_recipe_and_refused_across_two(tmp_p
     assert "Transformer 500M: trained under another recipe than 100M (pre-norm; dropout 0), not compared" in md
     with pytest.raises(BenchError, match="--combine: budgets trained under different recipes"):
         run(_parse(["--budget", "100M", "--results", str(tmp_path), "--combine", "100M", "500M"]))
+    import shutil
+
+    shutil.copytree(a, tmp_path / "100M-copy")  # two folders of one budget would pool their rows: refused
+    with pytest.raises(BenchError, match="100M and 100M-copy both hold budget 100M: combine one of them"):
+        combined_leaderboard([a, tmp_path / "100M-copy"])
 
 
 def test_the_combined_table_gives_each_row_its_own_peak_rate() -> None:

@@ -579,17 +579,28 @@ def test_the_paper_shape_competes_in_the_confirmation_with_its_own_row(tmp_path,
     recipe = get_schedule("short", **load_budget(str(budget)).schedule_overrides("short")).with_overrides(lr=3e-3)
     row = tmp_path / "results" / "tiny" / "runs" / "transformer-0123456789" / "train-s1.json"
     row.parent.mkdir(parents=True)
-    rec = {"model": "transformer", "stage": "train", "seed": 1, "config": paper["config"],
-           "schedule_config": json.loads(json.dumps(recipe.to_dict())), "valid_nll": 1.2, "train_tokens": 3000}
-    row.write_text(json.dumps({**rec, "config": {**paper["config"], "dropout": 0.3}}))  # another config: not it
-    assert main([*argv, "--confirm"]) == 0
-    saved = json.loads((folder / "chosen.json").read_text())
-    assert saved["paper_runs"] == {} and saved["confirmed"]["transformer"]["shape_slug"] == "L2x2-h2-f4"
+    rec = {"model": "transformer", "stage": "train", "seed": 1, "config": paper["config"], "corpus": "toy",
+           "schedule_config": json.loads(json.dumps(recipe.to_dict())), "valid_nll": 1.2, "train_tokens": 3000,
+           "train_steps": 40, "best_valid_nll": 1.19, "curve": [[40, 3000, 1.2]], "config_hash": "0123456789"}
+    for other in ({"config": {**paper["config"], "dropout": 0.3}}, {"corpus": "libreoffice-en-de"}):
+        row.write_text(json.dumps({**rec, **other}))  # another config, or another corpus: not this search's run
+        assert main([*argv, "--confirm"]) == 0
+        saved = json.loads((folder / "chosen.json").read_text())
+        assert saved["paper_runs"] == {} and saved["confirmed"]["transformer"]["shape_slug"] == "L2x2-h2-f4"
+        assert "Full-recipe runs of the two best (one seed each)" in (folder / "shapes.md").read_text()
     row.write_text(json.dumps(rec))
     capsys.readouterr()
     assert main([*argv, "--confirm"]) == 0
     saved = json.loads((folder / "chosen.json").read_text())
-    assert saved["paper_runs"]["transformer"]["reused_from"] == "tiny/runs/transformer-0123456789/train-s1.json"
+    reused = saved["paper_runs"]["transformer"]
+    assert reused["reused_from"] == "tiny/runs/transformer-0123456789/train-s1.json"
+    # the row's run, not the truncated trial's: its steps, best NLL, curve, hash and recipe; the trial's shape
+    assert (reused["train_steps"], reused["best_valid_nll"], reused["curve"], reused["config_hash"]) == \
+        (40, 1.19, [[40, 3000, 1.2]], "0123456789")
+    assert reused["trial_kind"] == "full" and reused["schedule_config"] == rec["schedule_config"]
+    assert reused["tokens_per_trial"] == recipe.max_tokens and "final_sample_valid_nll" not in reused
+    assert (reused["shape_slug"], reused["d_model"], reused["macs"]) == (paper["shape_slug"], paper["d_model"],
+                                                                          paper["macs"])
     best = saved["confirmed"]["transformer"]
     assert best["shape_slug"] == "L1x1-h2-f4" and best["paper_shape"] and best["ranking"][0] == "L1x1-h2-f4"
     md = (folder / "shapes.md").read_text()
