@@ -14,7 +14,16 @@ from bench.errors import BenchError
 from bench.infra.atomic import write_text
 from bench.report.baselines import models_only
 from bench.report.columns import present, unique_join
-from bench.report.figures import footnote, macs_label, quality_and_macs, quality_spec, scatter, target_line, task_name
+from bench.report.figures import (
+    footnote,
+    macs_label,
+    point_label,
+    quality_and_macs,
+    quality_spec,
+    scatter,
+    target_line,
+    task_name,
+)
 from bench.report.leaderboard import build_leaderboard, current_records, display_name
 from bench.report.quality import pairwise_note, pairwise_table, render_pairwise
 from bench.report.style import MARKERS, family_palette, new_figure, save, styled
@@ -75,7 +84,7 @@ def fig_combined(df: pd.DataFrame) -> tuple[Figure | None, str]:
         maximize_y=q["maximize"],
         yerr=q["std"],
         palette=palette,
-        labels=[display_name(m) for m in data["model"]],
+        labels=[point_label(m) for m in data["model"]],
         markers=markers,
         marker_col="budget",
     )

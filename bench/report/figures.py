@@ -14,6 +14,7 @@ Compressed variants (bench.compress) appear only in the size figure.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,21 @@ def workload_title(workload: str, df: pd.DataFrame) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ drawing
+_VARIANT = re.compile(r"^([a-z0-9_]+) \((.*)\)$")
+_SEARCHED = re.compile(r"searched shape, L(\d+)x(\d+)-h\d+-f\d+")
+
+
+def point_label(model: str) -> str:
+    """A figure's short name of a row: the family's display name ("Lite Transformer"), and for a variant
+    "<family> (<what>)" with the family's display name and a short what ("searched 4+4", "post-norm"); a
+    leaderboard keeps the full label."""
+    m = _VARIANT.match(model)
+    if m is None:
+        return display_name(model)
+    what = _SEARCHED.sub(lambda s: f"searched {s.group(1)}+{s.group(2)}", m.group(2)).replace(", paper", "")
+    return f"{display_name(m.group(1))} ({what})"
+
+
 def _label_points(ax: Axes, xs: np.ndarray, ys: np.ndarray, labels: Sequence[str], fontsize: float = 8) -> None:
     """Label each point just above and to its right (to its left near the right edge), nudging labels up
     where they would overlap; a thin leader line joins a label moved away from its point."""
@@ -146,8 +162,9 @@ def _label_points(ax: Axes, xs: np.ndarray, ys: np.ndarray, labels: Sequence[str
     for i in np.argsort(disp[:, 1], kind="stable"):
         x, y = disp[i]
         width = char_w * len(labels[i])
-        right = x + gap + width < box.x1
+        right = x + gap + width < box.x1 or x - box.x0 < box.x1 - x  # the side with room, else the wider
         x0 = x + gap if right else x - gap - width
+        x0 = min(max(x0, box.x0 + gap), box.x1 - gap - width) if width < box.width - 2 * gap else x0  # inside
         ly = y + gap
         for px0, px1, py in sorted(placed, key=lambda p: p[2]):
             if px0 < x0 + width and x0 < px1 and abs(ly - py) < line_h:
@@ -327,7 +344,7 @@ def fig_quality_vs_macs(df: pd.DataFrame) -> tuple[Figure | None, str]:
         maximize_y=q["maximize"],
         yerr=q["std"],
         palette=family_palette(data["family"]),
-        labels=[display_name(m) for m in data["model"]],
+        labels=[point_label(m) for m in data["model"]],
     )
     ax.set_xlabel(macs_label(df))
     ax.set_ylabel(q["label"])
@@ -357,9 +374,9 @@ def fig_quality_vs_latency(df: pd.DataFrame) -> tuple[Figure | None, str]:
             maximize_y=q["maximize"],
             yerr=q["std"],
             palette=palette,
-            labels=[display_name(m) for m in data["model"]],
+            labels=[point_label(m) for m in data["model"]],
         )
-        draw_hollow(ax, noisy, f"{w}_p50_ms_t1", q["col"], palette, [display_name(m) for m in noisy["model"]], q["std"])
+        draw_hollow(ax, noisy, f"{w}_p50_ms_t1", q["col"], palette, [point_label(m) for m in noisy["model"]], q["std"])
         ax.set_xlabel(latency_label(w, df).replace("\n", ", "))
         ax.set_ylabel(q["label"])
         ax.set_title(workload_title(w, df), fontsize=9)
@@ -386,9 +403,9 @@ def fig_latency_vs_macs(df: pd.DataFrame) -> tuple[Figure | None, str]:
         span = np.linspace(lo - 0.05 * (hi - lo + lo * 0.02), hi + 0.05 * (hi - lo + lo * 0.02), 2)
         ax.plot(span, span * rate, color="0.6", lw=1, ls="-.", zorder=0, label="latency ∝ MACs (median rate)")
         scatter(
-            ax, data, "macs_m", col, maximize_y=False, palette=palette, labels=[display_name(m) for m in data["model"]]
+            ax, data, "macs_m", col, maximize_y=False, palette=palette, labels=[point_label(m) for m in data["model"]]
         )
-        draw_hollow(ax, noisy, "macs_m", col, palette, [display_name(m) for m in noisy["model"]])
+        draw_hollow(ax, noisy, "macs_m", col, palette, [point_label(m) for m in noisy["model"]])
         ax.set_xlabel(macs_label(df))
         ax.set_ylabel(latency_label(w, df, direction=True))
         ax.set_title(workload_title(w, df), fontsize=9)
@@ -413,7 +430,7 @@ def fig_quality_vs_size(df: pd.DataFrame) -> tuple[Figure | None, str]:
     for _, part in data.groupby("model"):
         part = part.sort_values("model_size_mb", ascending=False)
         ax.plot(part["model_size_mb"], part[q["col"]], color=palette[str(part["family"].iloc[0])], lw=0.8, alpha=0.6)
-    labels = [f"{display_name(m)} ({'fp32' if c == 'none' else c})" for m, c in zip(data["model"], data["compression"])]
+    labels = [f"{point_label(m)} ({'fp32' if c == 'none' else c})" for m, c in zip(data["model"], data["compression"])]
     scatter(
         ax, data, "model_size_mb", q["col"], maximize_y=q["maximize"], yerr=q["std"], palette=palette, labels=labels
     )

@@ -730,3 +730,28 @@ def test_the_tuning_section_names_the_trial_kind_and_both_grid_edges(tmp_path):
     assert "Lite Transformer: 0.001 (the grid's smallest rate)" in text
     assert "Transformer: 0.004 (the grid's largest rate)" in text
     assert "Evolved Transformer: 0.002, validation" in text
+
+
+def test_a_figure_names_a_variant_shortly_and_keeps_every_label_inside_its_axes() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.report.figures import _label_points, point_label
+
+    assert point_label("lite_transformer") == "Lite Transformer"
+    assert point_label("evolved_transformer (searched shape, L2x2-h8-f4)") == "Evolved Transformer (searched 2+2)"
+    assert point_label("transformer (post-norm, paper)") == "Transformer (post-norm)"
+    assert point_label("some_new_family") == "some_new_family"  # unknown names as they are
+    fig, ax = plt.subplots(figsize=(5, 3))
+    xs, ys = np.array([1.0, 5.0, 9.0]), np.array([1.0, 2.0, 3.0])
+    ax.scatter(xs, ys)
+    long = "a label far too long to fit on either side of its point"
+    _label_points(ax, xs, ys, [long, long, long])
+    fig.canvas.draw()
+    box = ax.get_window_extent()
+    for text in ax.texts:  # the old placement put the middle and left labels past the axes' left edge
+        ext = text.get_window_extent()
+        assert box.x0 - 1 <= ext.x0 and ext.x1 <= box.x1 + 1, (ext, box)
+    plt.close(fig)
