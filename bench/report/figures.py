@@ -150,8 +150,9 @@ def point_label(model: str) -> str:
 
 
 def _label_points(ax: Axes, xs: np.ndarray, ys: np.ndarray, labels: Sequence[str], fontsize: float = 8) -> None:
-    """Label each point just above and to its right (to its left near the right edge), nudging labels up
-    where they would overlap; a thin leader line joins a label moved away from its point."""
+    """Label each point just above and to its right (to its left when only that side has room), nudging labels
+    up where they would overlap and sideways to stay inside the axes; a thin leader line joins a label moved
+    away from its point."""
     fig = ax.figure
     ax.autoscale_view()
     disp = ax.transData.transform(np.column_stack([xs, ys]))
