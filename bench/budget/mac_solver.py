@@ -4,6 +4,7 @@ family's own shape as its scaling rule allows (a latency budget is solved by mea
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -160,14 +161,8 @@ class LazyGrid:
 
     def first_at_least(self, x: float, lo: int = 0) -> int | None:
         """The first index >= ``lo`` whose MACs are >= ``x``; None when none is."""
-        hi = len(self)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.macs(mid) >= x:
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo if lo < len(self) else None
+        i = self._first(lambda m: m >= x, lo, len(self))
+        return i if i < len(self) else None
 
     def last_at_most(self, x: float, hi: int | None = None) -> int | None:
         """The last index <= ``hi`` (default: the grid's end) whose MACs are <= ``x``; None when none is."""
@@ -182,9 +177,14 @@ class LazyGrid:
             lo: the first index looked at.
             hi: one past the last index looked at.
         """
+        return self._first(lambda m: m > x, lo, hi)
+
+    def _first(self, holds: Callable[[int], bool], lo: int, hi: int) -> int:
+        """The first index in [lo, hi) whose MACs satisfy ``holds`` (false, then true, as width grows); ``hi``
+        when none does: a bisection."""
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.macs(mid) > x:
+            if holds(self.macs(mid)):
                 hi = mid
             else:
                 lo = mid + 1

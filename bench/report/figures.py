@@ -135,7 +135,7 @@ def workload_title(workload: str, df: pd.DataFrame) -> str:
 
 # ------------------------------------------------------------------------------------------------ drawing
 _VARIANT = re.compile(r"^([a-z0-9_]+) \((.*)\)$")
-_SEARCHED = re.compile(r"searched shape, L(\d+)x(\d+)-h\d+-f\d+")
+_SEARCHED = re.compile(r"searched shape, L(\d+)(?:x(\d+))?-h\d+-f[\d.]+")  # bench.budget.shape_plan.Shape.slug
 
 
 def point_label(model: str) -> str:
@@ -145,7 +145,8 @@ def point_label(model: str) -> str:
     m = _VARIANT.match(model)
     if m is None:
         return display_name(model)
-    what = _SEARCHED.sub(lambda s: f"searched {s.group(1)}+{s.group(2)}", m.group(2)).replace(", paper", "")
+    what = _SEARCHED.sub(lambda s: f"searched {s.group(1)}+{s.group(2)}" if s.group(2) else
+                         f"searched {s.group(1)} layers", m.group(2)).replace(", paper", "")
     return f"{display_name(m.group(1))} ({what})"
 
 

@@ -741,7 +741,17 @@ def test_a_figure_names_a_variant_shortly_and_keeps_every_label_inside_its_axes(
     from bench.report.figures import _label_points, point_label
 
     assert point_label("lite_transformer") == "Lite Transformer"
-    assert point_label("evolved_transformer (searched shape, L2x2-h8-f4)") == "Evolved Transformer (searched 2+2)"
+    from bench.budget.shape_plan import Shape
+
+    def searched(**shape):  # the label bench.train.searched_shapes gives a searched row
+        return f"evolved_transformer (searched shape, {Shape(**shape).slug})"
+
+    assert point_label(searched(encoder_layers=2, decoder_layers=2, heads=8, ffn_ratio=4.0)) == \
+        "Evolved Transformer (searched 2+2)"
+    assert point_label(searched(encoder_layers=3, decoder_layers=4, heads=4, ffn_ratio=1.5)) == \
+        "Evolved Transformer (searched 3+4)"
+    assert point_label(searched(encoder_layers=0, decoder_layers=12, heads=8, ffn_ratio=4.0)) == \
+        "Evolved Transformer (searched 12 layers)"
     assert point_label("transformer (post-norm, paper)") == "Transformer (post-norm)"
     assert point_label("some_new_family") == "some_new_family"  # unknown names as they are
     fig, ax = plt.subplots(figsize=(5, 3))
