@@ -97,7 +97,7 @@ report: $(STAMP) ## rebuild leaderboard tables and figures from the run records
 profile-table: $(STAMP) ## the MACs/params tables of results/README.md: every family at 100M and 500M, every counter
 	$(PY) -m bench table
 
-latency-table: $(STAMP) ## the latency table of results/README.md, from the latency records of results/100M and results/500M
+latency-table: $(STAMP) ## the latency table of results/README.md, from the reported configs' latency records of results/100M and results/500M
 	$(PY) -m bench table --latency
 
 recipes: $(STAMP) ## the sample-efficiency study of results/README.md: short schedule vs the plain recipe, 2 seeds

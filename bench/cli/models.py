@@ -93,33 +93,46 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 def latency_table(budgets: list[str], results_root: Path) -> list[str]:
     """The latency table of results/README.md, from the sweep's latency records
-    (results/<budget>/runs/*/latency-*.json)."""
+    (results/<budget>/runs/*/latency-*.json) of each model's current configuration, the one its leaderboard
+    reports (older configurations' records are left out), with the day and commit each row was timed at."""
+    import pandas as pd  # loaded only by `table --latency`
+
     from bench.budget.spec import load_budget  # yaml: loaded only by the commands that read a budget file
-    from bench.report.records import load_records  # pandas: loaded only by `table --latency`
+    from bench.report.leaderboard import current_records
 
     head = ["budget", "model", "fwd p50 ms 1 thr", "fwd p50 ms 2 thr", "transl. p50 ms 1 thr",
             "transl. p50 ms 2 thr", "fwd CV 1 thr", "peak RSS MB", "workload mem MB", "GEMM GMAC/s 1 thr",
-            "efficiency fwd 1 thr"]
+            "efficiency fwd 1 thr", "timed (UTC, commit)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for spec in budgets:
         folder = results_root / load_budget(spec).results_name()
         if not (folder / "runs").is_dir():
             raise BenchError(f"no latency records in {folder}: run `make bench BUDGET={spec}` first")
-        df = load_records(folder)
+        df = current_records(folder)
         lat = df[df["stage"] == "latency"]
+        if "device" in lat.columns:
+            lat = lat[lat["device"].fillna("cpu") == "cpu"]
         for model, part in lat.groupby("model", sort=True):
             def get(workload: str, threads: int, key: str, part=part) -> Any:
                 row = part[(part["workload"] == workload) & (part["threads"] == threads)]
-                return None if row.empty else row.iloc[0][key]
+                if row.empty or key not in row.columns or pd.isna(row.iloc[0][key]):
+                    return None
+                return row.iloc[0][key]
 
-            def ms(v: Any) -> str:
-                return "—" if v is None else f"{v:.2f}"
+            def fmt(v: Any, spec: str) -> str:
+                return "—" if v is None or pd.isna(v) else format(v, spec)
 
-            cells = [spec, model, ms(get("forward", 1, "p50_ms")), ms(get("forward", 2, "p50_ms")),
-                     ms(get("translate", 1, "p50_ms")), ms(get("translate", 2, "p50_ms")),
-                     f"{get('forward', 1, 'cv'):.1%}", f"{part['peak_rss_mb'].max():.0f}",
-                     f"{part['workload_memory_mb'].max():.1f}", f"{get('forward', 1, 'gemm_gmacs'):.0f}",
-                     f"{get('forward', 1, 'efficiency'):.1%}"]
+            def most(col: str, part=part) -> Any:
+                return part[col].max() if col in part.columns else None
+
+            days = sorted({str(c)[:10] for c in part.get("created", pd.Series(dtype=str)).dropna()})
+            commits = sorted({str(c)[:7] for c in part.get("env.git_commit", pd.Series(dtype=str)).dropna() if c})
+            cells = [spec, model, fmt(get("forward", 1, "p50_ms"), ".2f"), fmt(get("forward", 2, "p50_ms"), ".2f"),
+                     fmt(get("translate", 1, "p50_ms"), ".2f"), fmt(get("translate", 2, "p50_ms"), ".2f"),
+                     fmt(get("forward", 1, "cv"), ".1%"), fmt(most("peak_rss_mb"), ".0f"),
+                     fmt(most("workload_memory_mb"), ".1f"), fmt(get("forward", 1, "gemm_gmacs"), ".0f"),
+                     fmt(get("forward", 1, "efficiency"), ".1%"),
+                     ", ".join(days + commits) or "—"]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -765,3 +765,31 @@ def test_a_figure_names_a_variant_shortly_and_keeps_every_label_inside_its_axes(
         ext = text.get_window_extent()
         assert box.x0 - 1 <= ext.x0 and ext.x1 <= box.x1 + 1, (ext, box)
     plt.close(fig)
+
+
+def test_latency_table_reads_each_models_current_configuration(tmp_path):
+    """`bench table --latency` (results/README.md's latency table) takes each model's records of its current
+    configuration, the one the leaderboard reports, never an older configuration's timing from another day,
+    and names the day and commit each row was timed at."""
+    from bench.cli.models import latency_table
+
+    out = make_results(tmp_path)  # config c0ffee, timed 2025-01-02 at abc1234
+    for new in sorted((out / "runs").iterdir()):
+        old = new.with_name(new.name.replace("c0ffee", "01d0ff"))
+        old.mkdir()
+        for f in new.glob("*.json"):
+            rec = json.loads(f.read_text())
+            rec.update(config_hash="01d0ff", created="2024-06-01T00:00:00+00:00",
+                       env={**rec["env"], "git_commit": "0ldc0de"})
+            if rec["stage"] == "latency":
+                rec["p50_ms"] *= 10
+            _write(old / f.name, rec)
+    lines = latency_table(["100M"], tmp_path)
+    rows = {cells[1]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    assert set(rows) == set(MODELS)  # one row per model, none for the older configuration
+    t = rows["transformer"]
+    assert [t[2], t[3], t[4], t[5]] == ["4.00", "2.00", "32.00", "16.00"]  # fwd 1/2 thr, translate 1/2 thr
+    assert t[-1] == "2025-01-02, abc1234"
+    e = rows["evolved_transformer"]  # timed at 1 thread forward only: the rest says so
+    assert e[2] == "6.50" and e[3] == e[4] == e[5] == "—"
+    assert e[8] == "—"  # no workload memory in these records
