@@ -366,12 +366,14 @@ def _variants(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str,
     return out
 
 
-ABLATION_KEYS = ("model", "what", "set", "train", "wall_time_of", "tasks")
+ABLATION_KEYS = ("model", "what", "set", "ffn_ratio", "train", "wall_time_of", "tasks")
 
 
 def _ablations(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str, Variant]:
-    """``ablations: {name: {model, what, set: {config keys}, train: {recipe keys}, wall_time_of: family,
-    tasks}}``: each changes one thing of a family's row (at least one of set, train, wall_time_of)."""
+    """``ablations: {name: {model, what, set: {config keys}, ffn_ratio: r, train: {recipe keys}, wall_time_of:
+    family, tasks}}``: each changes one thing of a family's row (at least one of set, ffn_ratio, train,
+    wall_time_of); ``ffn_ratio`` replaces the family's FFN rule by ffn_dim = r * d_model before the fine knob, as
+    a shape-search candidate's does, so the MACs it saves or spends move the width."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -385,10 +387,15 @@ def _ablations(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str
         if key in models:
             raise BenchError(f"{at} has the name of a family")
         sets, train, other = spec.get("set") or {}, spec.get("train") or {}, spec.get("wall_time_of")
+        ratio = spec.get("ffn_ratio")
         if not isinstance(sets, dict) or not isinstance(train, dict):
             raise BenchError(f"{at}: 'set' maps config keys to values and 'train' recipe keys to values")
-        if not (sets or train or other):
-            raise BenchError(f"{at} changes nothing: give 'set', 'train' or 'wall_time_of'")
+        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
+                                  or not 0 < ratio <= 64):
+            raise BenchError(f"{at}: ffn_ratio must be a number in (0, 64] (ffn_dim = ratio * d_model), "
+                             f"got {ratio!r}")
+        if not (sets or ratio or train or other):
+            raise BenchError(f"{at} changes nothing: give 'set', 'ffn_ratio', 'train' or 'wall_time_of'")
         if other is not None and (not isinstance(other, str) or other not in models or other == spec["model"]):
             raise BenchError(f"{at}: wall_time_of must be another family of the budget ({', '.join(models)}), "
                              f"got {other!r}")
@@ -412,6 +419,7 @@ def _ablations(raw: Any, models: dict[str, ScalingRule], where: str) -> dict[str
             if missing:
                 raise BenchError(f"{at}: {family} is not registered for task(s) {', '.join(missing)}")
         out[str(key)] = Variant(str(key), spec["model"], str(key), dict(sets), tuple(tasks),
+                                ffn_ratio=None if ratio is None else float(ratio),
                                 what=str(spec.get("what") or key), train=dict(train),
                                 wall_time_of=None if other is None else str(other))
     return out

@@ -46,6 +46,9 @@ def _budget(tmp_path: Path, section: str) -> Path:
     ("ablations:\n  a: {model: [transformer], set: {heads: 4}}\n", "needs 'model'"),
     ("ablations:\n  a: {model: transformer, wall_time_of: [lite_transformer]}\n", "wall_time_of must be"),
     ("ablations:\n  a: {model: transformer, set: {d_model: 512}}\n", "which the solver chooses"),
+    ("ablations:\n  a: {model: transformer, ffn_ratio: 0}\n", "ffn_ratio must be a number"),
+    ("ablations:\n  a: {model: transformer, ffn_ratio: wide}\n", "ffn_ratio must be a number"),
+    ("ablations:\n  a: {model: transformer, ffn_ratio: true}\n", "ffn_ratio must be a number"),
 ])
 def test_a_bad_ablation_is_one_line_and_exit_2(tmp_path, capsys, section, message):
     path = _budget(tmp_path, section)
@@ -88,6 +91,10 @@ def test_the_100M_ablations_are_planned_as_their_family_with_one_thing_changed(t
     assert sweep.plan("lite-kernel1").solution.config.kernel_sizes == [1] * 6
     assert sweep.plan("transformer-h4").solution.config.heads == 4
     assert sweep.plan("transformer-warmup250").schedule.warmup_steps == 250
+    # Lite's FFN ratio: ffn_dim = d_model before the fine knob lands the budget, and the MACs it saves buy width
+    ffn1, ref = sweep.plan("transformer-ffn1").solution.config, family["transformer"].solution.config
+    assert 3 * ref.d_model < ref.ffn_dim <= 5 * ref.d_model  # the row keeps its family's rule (about 4d)
+    assert abs(ffn1.ffn_dim - ffn1.d_model) <= 0.1 * ffn1.d_model and ffn1.d_model > ref.d_model
     # the recipe's tokens times the speed ratio: the tokens the Transformer trains in Lite's time
     assert sweep.plan("transformer-lite-time").schedule.max_tokens == int(round(2_000_000 * 1.7, -3))
 
