@@ -119,8 +119,8 @@ def latency_table(budgets: list[str], results_root: Path) -> list[str]:
                     return None
                 return row.iloc[0][key]
 
-            def fmt(v: Any, spec: str) -> str:
-                return "—" if v is None or pd.isna(v) else format(v, spec)
+            def fmt(v: Any, pattern: str) -> str:
+                return "—" if v is None or pd.isna(v) else format(v, pattern)
 
             def most(col: str, part=part) -> Any:
                 return part[col].max() if col in part.columns else None
