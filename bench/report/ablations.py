@@ -26,6 +26,7 @@ from bench.report.quality import N_SAMPLES, pairwise_table, row_status
 
 TABLE = "ablations.md"
 CSV = "ablations.csv"
+SEEDS_WHEN_UNSURE = 3  # an ablation whose one-seed NLL interval crosses zero gets a second and third seed
 
 
 def _mean(part: pd.DataFrame, key: str) -> float | None:
@@ -86,6 +87,11 @@ def ablation_rows(ablations_dir: Path, base_dir: Path, budget: Budget) -> list[d
                     row[f"d_{metric}"] = p[metric]["diff"]
                     row[f"d_{metric}_lo"], row[f"d_{metric}_hi"] = p[metric]["ci95"]
                     row[f"d_{metric}_p"] = p[metric]["p_value"]
+            lo, hi = row.get("d_valid_nll_lo"), row.get("d_valid_nll_hi")
+            if lo is not None and lo <= 0 <= hi and row["seeds"] < SEEDS_WHEN_UNSURE:
+                row["status_reason"] = "; ".join(filter(None, [row["status_reason"], (
+                    f"its NLL interval crosses 0 with {row['seeds']} seed(s): "
+                    f"{SEEDS_WHEN_UNSURE} wanted (--seeds {','.join(map(str, range(2, SEEDS_WHEN_UNSURE + 1)))})")]))
         rows.append(row)
     return rows
 
@@ -129,7 +135,9 @@ def render(rows: list[dict[str, Any]], budget: Budget) -> str:
         "configuration, all its seeds), the validation NLL over the whole validation split first (lower is "
         f"better), then test {name}; interval and p-value: the suite's two-level paired bootstrap, {N_SAMPLES} "
         "resamples (seeds, then sentences shared by both rows). One seed per ablation unless the seeds column "
-        "says more: its interval then leaves out training noise (0.01-0.03 nats between seeds at 100M).")]
+        "says more: its interval then leaves out training noise (0.01-0.03 nats between seeds at 100M). An "
+        f"ablation whose NLL interval crosses zero is trained with {SEEDS_WHEN_UNSURE} seeds; until then its "
+        "status says so.")]
     return "\n".join(lines) + "\n"
 
 

@@ -188,6 +188,7 @@ def test_the_table_pairs_each_ablation_with_its_family_row(tmp_path):
     want = np.mean(ablated[1]) - np.mean([np.mean(v) for v in family.values()])  # the seed means' difference
     assert f"{want:+.3f} [" in row and "| four heads |" in row and "| 1 |" in row
     assert "lite-k1" not in md  # no records yet: no row
+    assert row.endswith("| ok |")  # its interval excludes zero: one seed is enough
     import pandas as pd
 
     csv = pd.read_csv(results / "ablations" / CSV)
@@ -195,6 +196,13 @@ def test_the_table_pairs_each_ablation_with_its_family_row(tmp_path):
     assert csv.loc[0, "d_valid_nll_lo"] <= want <= csv.loc[0, "d_valid_nll_hi"]
     with pytest.raises(BenchError, match="no ablation records"):
         write_ablations(tmp_path / "empty", results, budget)
+    # an ablation no different from its row: the interval crosses zero, and its status asks for seeds 2 and 3
+    _with_sentences(own, "transformer-h4", {1: family[1]})
+    write_ablations(results / "ablations", results, budget)
+    row = next(line for line in (results / "ablations" / TABLE).read_text().splitlines()
+               if line.startswith("| transformer-h4 |"))
+    assert row.endswith("| ok: its NLL interval crosses 0 with 1 seed(s): 3 wanted (--seeds 2,3) |")
+    _with_sentences(own, "transformer-h4", ablated)
     # a failed ablation (its final NLL above the plateau: the leaderboard's rule) is listed as failed, not paired
     train = json.loads((own / "train-s1.json").read_text())
     train["unigram_entropy"] = 2.0
