@@ -104,7 +104,9 @@ def collect(folders: Sequence[tuple[int, Path]]) -> dict[str, Any]:
         ok = sorted(f for f, v in fams.items() if v["status"] == "ok")
         pairs = [(a, b) for a, b in family_pairs(ok) if a in ok and b in ok]
         rows = {(r["a"], r["b"]): r for r in pairwise_table(recs, pairs)} if pairs else {}
-        lengths.append({"factor": factor, "folder": folder, "families": fams, "pairs": rows})
+        trained = recs[recs["stage"] == "train"]
+        dropout = sorted({float(d) for d in trained.get("config.dropout", pd.Series(dtype=float)).dropna()})
+        lengths.append({"factor": factor, "folder": folder, "families": fams, "pairs": rows, "dropout": dropout})
     return {"lengths": lengths, "task": task_of(folders[0][1]) if folders else "mt"}
 
 
@@ -155,6 +157,21 @@ def _factors(lengths: Sequence[dict[str, Any]]) -> str:
     return ", ".join(longer[:-1]) + (" and " if len(longer) > 1 else "") + longer[-1] if longer else "1x"
 
 
+def _same_recipe(lengths: Sequence[dict[str, Any]]) -> str:
+    """What is the same at every length, and the dropout where the lengths' trained rows differ in it (the
+    longest schedule's dropout is set by the rule below, so its gaps are read under another regularisation)."""
+    drops = {ln["folder"].name: ln.get("dropout") or [] for ln in lengths}
+    same = "The same models, data, recipe and peak rates at every length (the short schedule's tuned rates); only " \
+           "the target tokens, and with them the cosine's length, differ."
+    if len({tuple(d) for d in drops.values() if d}) <= 1:
+        return same
+    words = "; ".join(f"{_tok(_mean_tokens(ln))} tokens: dropout " + " / ".join(f"{d:g}" for d in drop)
+                      for ln in lengths if (drop := drops[ln["folder"].name]))
+    return ("The same models, data and peak rates at every length (the short schedule's tuned rates), and the same "
+            f"recipe except dropout ({words}; the rule that set it is below): compare a gap across lengths with that "
+            "in mind. Otherwise only the target tokens, and with them the cosine's length, differ.")
+
+
 def render(data: dict[str, Any]) -> str:
     lengths = data["lengths"]
     task = data.get("task", "mt")
@@ -163,10 +180,9 @@ def render(data: dict[str, Any]) -> str:
     out = [f"# The length study: the short schedule's ranking at {_factors(lengths)} the tokens", "",
            f"Budget {lengths[0]['folder'].name if lengths else ''}, "
            f"{ {'mt': 'translation', 'sum': 'summarization'}[task]}.", "",
-           "The same models, data, recipe and peak rates at every length (the short schedule's tuned rates); only "
-           "the target tokens, and with them the cosine's length, differ. Warm-up: the recipe's 500 updates at "
-           "every length. Folders: " + ", ".join(f"`{ln['folder'].name}` ({_tok(_mean_tokens(ln))} tokens)"
-                                                  for ln in lengths) + ".", "",
+           _same_recipe(lengths) + " Warm-up: the recipe's 500 updates at every length. Folders: "
+           + ", ".join(f"`{ln['folder'].name}` ({_tok(_mean_tokens(ln))} tokens)"
+                       for ln in lengths) + ".", "",
            "## Per family", "",
            f"| family | target tokens | seeds | valid NLL | test {metric} | status |",
            "|:---|---:|---:|---:|---:|:---|"]

@@ -223,3 +223,14 @@ def test_a_length_that_shares_fewer_than_two_ranked_families_with_the_first_clai
     assert lines[-1].endswith("(fewer than two families ranked at both lengths: no order to compare)"), lines
     short["families"]["lite_transformer"] = fam(2.9)
     assert _ranking_lines([short, longer])[-1].endswith("(the same order)")
+
+
+def test_the_table_names_the_dropout_where_lengths_differ_in_it(data: dict):
+    """The committed short rows train without dropout; a length whose rows took another (the 16x rule) is named in
+    the table's first sentence, and equal dropouts leave the sentence as it was."""
+    assert [ln["dropout"] for ln in data["lengths"]] == [[0.0], [0.0]]
+    assert "only the target tokens, and with them the cosine's length, differ." in render(data)
+    longer = {**data, "lengths": [data["lengths"][0], {**data["lengths"][1], "dropout": [0.1]}]}
+    text = render(longer)
+    assert "the same recipe except dropout (2M tokens: dropout 0; 2M tokens: dropout 0.1;" in text
+    assert "Otherwise only the target tokens" in text
