@@ -172,6 +172,14 @@ def _same_recipe(lengths: Sequence[dict[str, Any]]) -> str:
             "in mind. Otherwise only the target tokens, and with them the cosine's length, differ.")
 
 
+def _dropout_note(lengths: Sequence[dict[str, Any]]) -> str:
+    """``; 16x: dropout 0.1`` for each length whose dropout differs from the short schedule's (else nothing)."""
+    base = lengths[0].get("dropout") if lengths else None
+    odd = [f"{ln['factor']}x: dropout " + " / ".join(f"{d:g}" for d in ln["dropout"])
+           for ln in lengths[1:] if ln.get("dropout") and ln["dropout"] != base]
+    return "; " + ", ".join(odd) if odd else ""
+
+
 def render(data: dict[str, Any]) -> str:
     lengths = data["lengths"]
     task = data.get("task", "mt")
@@ -328,7 +336,7 @@ def fig_length(data: dict[str, Any]) -> tuple[Figure | None, str]:
         right.axhline(lead["value"], color="0.35", linestyle="--", linewidth=1, label=lead["name"])
         right.legend(loc="best", fontsize=8)
     left.legend(loc="best", fontsize=8)
-    fig.suptitle(f"The same recipe at 1x and {_factors(lengths)} the short schedule's tokens "
+    fig.suptitle(f"The short schedule's recipe at 1x, {_factors(lengths)} its tokens{_dropout_note(lengths)} "
                  "(band: seed min to max)")
     return fig, ""
 

@@ -234,3 +234,6 @@ def test_the_table_names_the_dropout_where_lengths_differ_in_it(data: dict):
     text = render(longer)
     assert "the same recipe except dropout (2M tokens: dropout 0; 2M tokens: dropout 0.1;" in text
     assert "Otherwise only the target tokens" in text
+    from bench.report.length import _dropout_note
+
+    assert _dropout_note(data["lengths"]) == "" and _dropout_note(longer["lengths"]) == "; 4x: dropout 0.1"
