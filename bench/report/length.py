@@ -172,6 +172,16 @@ def _same_recipe(lengths: Sequence[dict[str, Any]]) -> str:
             "in mind. Otherwise only the target tokens, and with them the cosine's length, differ.")
 
 
+def _best_last(f: dict[str, Any]) -> str:
+    """``best (at tokens) / last`` of the family's in-training curves, means over seeds (– without curves)."""
+    curves = [c for c in f.get("curves", {}).values() if c]
+    if not curves:
+        return "–"
+    best = [min(c, key=lambda e: e["valid_nll"]) for c in curves]
+    return (f"{np.mean([b['valid_nll'] for b in best]):.3f} ({_tok(float(np.mean([b['tokens'] for b in best])))})"
+            f" / {np.mean([c[-1]['valid_nll'] for c in curves]):.3f}")
+
+
 def _dropout_note(lengths: Sequence[dict[str, Any]]) -> str:
     """``; 16x: dropout 0.1`` for each length whose dropout differs from the short schedule's (else nothing)."""
     base = lengths[0].get("dropout") if lengths else None
@@ -192,8 +202,9 @@ def render(data: dict[str, Any]) -> str:
            + ", ".join(f"`{ln['folder'].name}` ({_tok(_mean_tokens(ln))} tokens)"
                        for ln in lengths) + ".", "",
            "## Per family", "",
-           f"| family | target tokens | seeds | valid NLL | test {metric} | status |",
-           "|:---|---:|---:|---:|---:|:---|"]
+           f"| family | target tokens | seeds | valid NLL | sample NLL: best (at tokens) / last | test {metric} "
+           "| status |",
+           "|:---|---:|---:|---:|---:|---:|:---|"]
     for fam in fams:
         for ln in lengths:
             f = ln["families"].get(fam)
@@ -208,11 +219,15 @@ def render(data: dict[str, Any]) -> str:
                 bcell = "–"
             overfit = f["status"] == "ok" and f["reason"] and "overfit" in f["reason"]
             status = "ok, overfit (below)" if overfit else f["status"] + (f" ({f['reason']})" if f["reason"] else "")
-            out.append(f"| {display_name(fam)} | {_tok(f['tokens'])} | {len(f['nll'])} | {cell} | {bcell} | {status} |")
+            out.append(f"| {display_name(fam)} | {_tok(f['tokens'])} | {len(f['nll'])} | {cell} | {_best_last(f)} | "
+                       f"{bcell} | {status} |")
     fitted = [f"{display_name(fam)} at {_tok(f['tokens'])}: {f['reason']}" for fam in fams for ln in lengths
               if (f := ln["families"].get(fam)) and f["status"] == "ok" and f["reason"] and "overfit" in f["reason"]]
     out += ["", "± is the standard deviation over seeds. Valid NLL: nats per target token on the whole validation "
-            "split, lower is better."]
+            "split, lower is better. Sample NLL: the in-training validation (the recipe's fixed sample, every 200 "
+            "updates), its lowest point and the target tokens it was reached at, then its last point, means over "
+            "seeds: a best well below the last is a run that overfit before its schedule ended, and whose valid NLL "
+            "(its final weights) understates what it reached."]
     out += ["", "Overfit (trained, ranked; the evaluated weights are the end of the schedule, as for every row):", ""] \
         + [f"- {x}" for x in fitted] if fitted else []
     out += ["", "## Gaps at each length (A minus B)", "",

@@ -237,3 +237,18 @@ def test_the_table_names_the_dropout_where_lengths_differ_in_it(data: dict):
     from bench.report.length import _dropout_note
 
     assert _dropout_note(data["lengths"]) == "" and _dropout_note(longer["lengths"]) == "; 4x: dropout 0.1"
+
+
+def test_the_table_shows_each_rows_best_and_last_in_training_validation(data: dict):
+    """The sample NLL column by hand from the committed curves: per seed the lowest point and its tokens, then
+    the last point, averaged over seeds."""
+    text = render(data)
+    for fam in ("transformer", "lite_transformer"):
+        folder = _current_folder(fam)
+        curves = [[e for e in json.loads((folder / f"train-s{s}.json").read_text())["curve"]
+                   if e.get("valid_nll") is not None and not e.get("final")] for s in (1, 2, 3)]
+        best = [min(c, key=lambda e: e["valid_nll"]) for c in curves]
+        last = np.mean([c[-1]["valid_nll"] for c in curves])
+        at = np.mean([b["tokens"] for b in best]) / 1e6
+        cell = f"{np.mean([b['valid_nll'] for b in best]):.3f} ({at:.1f}M) / {last:.3f}"
+        assert cell in text, cell
