@@ -157,19 +157,24 @@ def _factors(lengths: Sequence[dict[str, Any]]) -> str:
     return ", ".join(longer[:-1]) + (" and " if len(longer) > 1 else "") + longer[-1] if longer else "1x"
 
 
-def _same_recipe(lengths: Sequence[dict[str, Any]]) -> str:
-    """What is the same at every length, and the dropout where the lengths' trained rows differ in it (the
-    longest schedule's dropout is set by the rule below, so its gaps are read under another regularisation)."""
-    drops = {ln["folder"].name: ln.get("dropout") or [] for ln in lengths}
-    same = "The same models, data, recipe and peak rates at every length (the short schedule's tuned rates); only " \
-           "the target tokens, and with them the cosine's length, differ."
-    if len({tuple(d) for d in drops.values() if d}) <= 1:
-        return same
-    words = "; ".join(f"{_tok(_mean_tokens(ln))} tokens: dropout " + " / ".join(f"{d:g}" for d in drop)
-                      for ln in lengths if (drop := drops[ln["folder"].name]))
+def _dropout_words(ln: dict[str, Any]) -> str:
+    """A length's dropout as its trained rows recorded it: ``dropout 0.1``, ``dropout 0 / 0.1`` (rows differ), or
+    ``dropout not recorded``."""
+    drop = ln.get("dropout") or []
+    return "dropout " + " / ".join(f"{d:g}" for d in drop) if drop else "dropout not recorded"
+
+
+def _same_recipe(lengths: Sequence[dict[str, Any]], task: str = "mt") -> str:
+    """What is the same at every length, and each length's dropout where they differ in it (translation's longest
+    schedule takes the dropout the rule below sets, so its gaps are read under another regularisation)."""
+    if len({_dropout_words(ln) for ln in lengths}) <= 1:
+        return ("The same models, data, recipe and peak rates at every length (the short schedule's tuned rates); "
+                "only the target tokens, and with them the cosine's length, differ.")
+    words = "; ".join(f"{ln['factor']}x ({_tok(_mean_tokens(ln))} tokens): {_dropout_words(ln)}" for ln in lengths)
+    rule = "; the rule that set it is below" if task == "mt" else ""
     return ("The same models, data and peak rates at every length (the short schedule's tuned rates), and the same "
-            f"recipe except dropout ({words}; the rule that set it is below): compare a gap across lengths with that "
-            "in mind. Otherwise only the target tokens, and with them the cosine's length, differ.")
+            f"recipe except dropout ({words}{rule}): compare a gap across lengths with that in mind. Otherwise only "
+            "the target tokens, and with them the cosine's length, differ.")
 
 
 def _best_last(f: dict[str, Any]) -> str:
@@ -183,11 +188,20 @@ def _best_last(f: dict[str, Any]) -> str:
 
 
 def _dropout_note(lengths: Sequence[dict[str, Any]]) -> str:
-    """``; 16x: dropout 0.1`` for each length whose dropout differs from the short schedule's (else nothing)."""
-    base = lengths[0].get("dropout") if lengths else None
-    odd = [f"{ln['factor']}x: dropout " + " / ".join(f"{d:g}" for d in ln["dropout"])
-           for ln in lengths[1:] if ln.get("dropout") and ln["dropout"] != base]
+    """``; 16x: dropout 0.1`` for each longer length whose dropout differs from the first length's (else nothing);
+    the same comparison as the table's first sentence (``_same_recipe``)."""
+    if not lengths:
+        return ""
+    base = _dropout_words(lengths[0])
+    odd = [f"{ln['factor']}x: {_dropout_words(ln)}" for ln in lengths[1:] if _dropout_words(ln) != base]
     return "; " + ", ".join(odd) if odd else ""
+
+
+def figure_title(lengths: Sequence[dict[str, Any]]) -> str:
+    """The length figure's title: the factors in words (``1x, 4x and 16x``) and any dropout that differs."""
+    factors = [f"{ln['factor']}x" for ln in lengths] or ["1x"]
+    said = ", ".join(factors[:-1]) + " and " + factors[-1] if len(factors) > 1 else factors[0]
+    return f"The short schedule's recipe at {said} its tokens{_dropout_note(lengths)} (band: seed min to max)"
 
 
 def render(data: dict[str, Any]) -> str:
@@ -198,7 +212,7 @@ def render(data: dict[str, Any]) -> str:
     out = [f"# The length study: the short schedule's ranking at {_factors(lengths)} the tokens", "",
            f"Budget {lengths[0]['folder'].name if lengths else ''}, "
            f"{ {'mt': 'translation', 'sum': 'summarization'}[task]}.", "",
-           _same_recipe(lengths) + " Warm-up: the recipe's 500 updates at every length. Folders: "
+           _same_recipe(lengths, task) + " Warm-up: the recipe's 500 updates at every length. Folders: "
            + ", ".join(f"`{ln['folder'].name}` ({_tok(_mean_tokens(ln))} tokens)"
                        for ln in lengths) + ".", "",
            "## Per family", "",
@@ -351,8 +365,7 @@ def fig_length(data: dict[str, Any]) -> tuple[Figure | None, str]:
         right.axhline(lead["value"], color="0.35", linestyle="--", linewidth=1, label=lead["name"])
         right.legend(loc="best", fontsize=8)
     left.legend(loc="best", fontsize=8)
-    fig.suptitle(f"The short schedule's recipe at 1x, {_factors(lengths)} its tokens{_dropout_note(lengths)} "
-                 "(band: seed min to max)")
+    fig.suptitle(figure_title(lengths))
     return fig, ""
 
 

@@ -227,16 +227,40 @@ def test_a_length_that_shares_fewer_than_two_ranked_families_with_the_first_clai
 
 def test_the_table_names_the_dropout_where_lengths_differ_in_it(data: dict):
     """The committed short rows train without dropout; a length whose rows took another (the 16x rule) is named in
-    the table's first sentence, and equal dropouts leave the sentence as it was."""
+    the table's first sentence and the figure's title, and equal dropouts leave both as they were."""
+    from bench.report.length import figure_title
+
     assert [ln["dropout"] for ln in data["lengths"]] == [[0.0], [0.0]]
-    assert "only the target tokens, and with them the cosine's length, differ." in render(data)
+    text = render(data)
+    assert "The same models, data, recipe and peak rates at every length" in text and "except dropout" not in text
+    title = figure_title(data["lengths"])
+    assert title == "The short schedule's recipe at 1x and 4x its tokens (band: seed min to max)"
     longer = {**data, "lengths": [data["lengths"][0], {**data["lengths"][1], "dropout": [0.1]}]}
     text = render(longer)
-    assert "the same recipe except dropout (2M tokens: dropout 0; 2M tokens: dropout 0.1;" in text
-    assert "Otherwise only the target tokens" in text
-    from bench.report.length import _dropout_note
+    assert "the same recipe except dropout (1x (2M tokens): dropout 0; 4x (2M tokens): dropout 0.1; the rule" in text
+    assert "data, recipe and peak rates" not in text
+    title = figure_title(longer["lengths"])
+    assert title.startswith("The short schedule's recipe at 1x and 4x its tokens; 4x: dropout 0.1 (")
+    # a length whose records carry no dropout is not read as the same recipe; summarization has no rule to point to
+    unknown = {**data, "task": "sum", "lengths": [data["lengths"][0], {**data["lengths"][1], "dropout": []}]}
+    assert "4x (2M tokens): dropout not recorded): compare" in render(unknown)
+    assert figure_title(unknown["lengths"]).endswith("4x: dropout not recorded (band: seed min to max)")
+    three = [data["lengths"][0], {**data["lengths"][1], "factor": 4}, {**data["lengths"][1], "factor": 16}]
+    assert figure_title(three).startswith("The short schedule's recipe at 1x, 4x and 16x its tokens (")
 
-    assert _dropout_note(data["lengths"]) == "" and _dropout_note(longer["lengths"]) == "; 4x: dropout 0.1"
+
+def test_the_sample_nll_cell_by_hand_on_a_curve_that_overfits():
+    """Best and last differ on an overfitting curve: the cell is the mean of each seed's lowest point, the mean of
+    the tokens it was reached at, then the mean of the last points."""
+    from bench.report.length import _best_last
+
+    c1 = [{"tokens": 1_000_000, "valid_nll": 3.0}, {"tokens": 2_000_000, "valid_nll": 2.5},
+          {"tokens": 3_000_000, "valid_nll": 2.7}]
+    c2 = [{"tokens": 1_000_000, "valid_nll": 2.9}, {"tokens": 2_000_000, "valid_nll": 2.8},
+          {"tokens": 3_000_000, "valid_nll": 2.6}, {"tokens": 4_000_000, "valid_nll": 2.9}]
+    # seed 1: best 2.5 at 2M, last 2.7; seed 2: best 2.6 at 3M, last 2.9
+    assert _best_last({"curves": {1: c1, 2: c2}}) == "2.550 (2.5M) / 2.800"
+    assert _best_last({"curves": {1: []}}) == "–"
 
 
 def test_the_table_shows_each_rows_best_and_last_in_training_validation(data: dict):
