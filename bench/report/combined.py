@@ -166,6 +166,30 @@ def budget_steps(df: pd.DataFrame, records: pd.DataFrame) -> tuple[list[dict[str
     return rows, skipped
 
 
+def step_verdict(rows: Sequence[dict[str, Any]]) -> str:
+    """Does the larger budget help, family by family? Each step's validation NLL difference (larger minus
+    smaller budget) read against its interval: lower and significant, lower within noise, or higher; then
+    whether every family's larger budget is at or below its smaller one (the bar a budget step should pass)."""
+    words, higher = [], []
+    for r in rows:
+        nll = r.get("valid_nll")
+        if not nll:
+            continue
+        fam, big = r["a"].split(" @ ")
+        small = r["b"].split(" @ ")[1]
+        lo, hi = nll["ci95"]
+        verdict = ("higher" if nll["diff"] > 0 else "lower" if hi < 0 else "lower, but its interval crosses 0")
+        words.append(f"{display_name(fam)} {big} - {small}: {nll['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] ({verdict})")
+        if nll["diff"] > 0:
+            higher.append(f"{display_name(fam)} at {big}")
+    if not words:
+        return "No budget step has validation NLL on both sides."
+    bar = ("every family's larger budget is at or below its smaller budget's validation NLL" if not higher else
+           f"not every family's larger budget is at or below its smaller budget's validation NLL: {', '.join(higher)} "
+           "is higher")
+    return "Validation NLL, larger minus smaller budget: " + "; ".join(words) + f". So {bar}."
+
+
 def combined_table(df: pd.DataFrame, records: pd.DataFrame | None = None) -> str:
     """Markdown: each family's own row at every budget (quality with its seed spread, validation NLL, status,
     recipe) and its validation NLL against the smallest budget's, so that "does more compute help, under the
@@ -211,6 +235,7 @@ def combined_table(df: pd.DataFrame, records: pd.DataFrame | None = None) -> str
     if rows:
         name = lambda m: f"{display_name(m.split(' @ ')[0])} @ {m.split(' @ ')[1]}"  # noqa: E731
         text += "\n".join(render_pairwise(rows, name=name)) + "\n\n" + pairwise_note(rows) + "\n"
+        text += "\n" + step_verdict(rows) + "\n"
     text += ("\n" if rows and skipped else "") + "".join(f"{s}.\n" for s in skipped)
     return text
 

@@ -674,6 +674,9 @@ def test_the_budget_step_is_paired_under_one_recipe_and_refused_across_two(tmp_p
         head = f"| {display_name(fam)} @ 500M | {display_name(fam)} @ 100M |"
         line = next(x for x in md.splitlines() if x.startswith(head))
         assert f"| 2/2 | {want:+.3f} | [" in line
+        assert f"{display_name(fam)} 500M - 100M: {want:+.3f} [" in md and f"{want:+.3f} [" in md
+    # every family 0.2 nats lower at 500M, per sentence: each step significant, and the bar met
+    assert md.count("(lower)") == len(small) and "So every family's larger budget is at or below its smaller" in md
     assert (tmp_path / "combined" / "quality_vs_macs.png").exists()
 
     _per_sentence(b, -0.2, dropout=0.1)  # 500M now under another recipe
@@ -695,6 +698,27 @@ def test_the_budget_step_is_paired_under_one_recipe_and_refused_across_two(tmp_p
     shutil.copytree(a, tmp_path / "100M-copy")  # two folders of one budget would pool their rows: refused
     with pytest.raises(BenchError, match="100M and 100M-copy both hold budget 100M: combine one of them"):
         combined_leaderboard([a, tmp_path / "100M-copy"])
+
+
+def test_the_budget_steps_verdict_by_hand() -> None:
+    """The verdict reads each step's difference against its interval, and names a family whose larger budget is
+    worse (the bar of a budget step), whatever the table's order."""
+    from bench.report.combined import step_verdict
+
+    rows = [{"a": "transformer @ 500M", "b": "transformer @ 100M", "valid_nll": {"diff": -0.07, "ci95": [-0.1, -0.04]}},
+            {"a": "lite_transformer @ 500M", "b": "lite_transformer @ 100M",
+             "valid_nll": {"diff": -0.006, "ci95": [-0.02, 0.01]}},
+            {"a": "evolved_transformer @ 500M", "b": "evolved_transformer @ 100M",
+             "valid_nll": {"diff": 0.03, "ci95": [0.01, 0.05]}}]
+    text = step_verdict(rows)
+    assert "Transformer 500M - 100M: -0.070 [-0.100, -0.040] (lower)" in text
+    assert "Lite Transformer 500M - 100M: -0.006 [-0.020, +0.010] (lower, but its interval crosses 0)" in text
+    assert "Evolved Transformer 500M - 100M: +0.030 [+0.010, +0.050] (higher)" in text
+    assert text.endswith("not every family's larger budget is at or below its smaller budget's validation NLL: "
+                         "Evolved Transformer at 500M is higher.")
+    assert step_verdict(rows[:2]).endswith("So every family's larger budget is at or below its smaller budget's "
+                                           "validation NLL.")
+    assert step_verdict([{"a": "x @ 500M", "b": "x @ 100M"}]) == "No budget step has validation NLL on both sides."
 
 
 def test_the_combined_table_gives_each_row_its_own_peak_rate() -> None:
