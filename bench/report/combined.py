@@ -168,7 +168,7 @@ def budget_steps(df: pd.DataFrame, records: pd.DataFrame) -> tuple[list[dict[str
 
 def step_verdict(rows: Sequence[dict[str, Any]]) -> str:
     """Does the larger budget help, family by family? Each step's validation NLL difference (larger minus
-    smaller budget) read against its interval: lower and significant, lower within noise, or higher; then
+    smaller budget) read against its interval: lower or higher, and whether its interval crosses 0; then
     whether every family's larger budget is at or below its smaller one (the bar a budget step should pass)."""
     words, higher = [], []
     for r in rows:
@@ -178,7 +178,8 @@ def step_verdict(rows: Sequence[dict[str, Any]]) -> str:
         fam, big = r["a"].split(" @ ")
         small = r["b"].split(" @ ")[1]
         lo, hi = nll["ci95"]
-        verdict = ("higher" if nll["diff"] > 0 else "lower" if hi < 0 else "lower, but its interval crosses 0")
+        verdict = "higher" if nll["diff"] > 0 else "lower"
+        verdict += "" if hi < 0 or lo > 0 else ", but its interval crosses 0"
         words.append(f"{display_name(fam)} {big} - {small}: {nll['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] ({verdict})")
         if nll["diff"] > 0:
             higher.append(f"{display_name(fam)} at {big}")

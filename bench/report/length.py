@@ -151,10 +151,14 @@ def _gap(r: dict[str, Any] | None, fmt: str) -> str:
     return f"{r['diff']:+{fmt}} [{lo:+{fmt}}, {hi:+{fmt}}] p={r['p_value']:.3f}"
 
 
+def _in_words(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
+
+
 def _factors(lengths: Sequence[dict[str, Any]]) -> str:
     """``4x and 16x``: the longer schedules that have trained runs, in words."""
-    longer = [f"{ln['factor']}x" for ln in lengths if ln["factor"] > 1]
-    return ", ".join(longer[:-1]) + (" and " if len(longer) > 1 else "") + longer[-1] if longer else "1x"
+    return _in_words([f"{ln['factor']}x" for ln in lengths if ln["factor"] > 1]) or "1x"
 
 
 def _dropout_words(ln: dict[str, Any]) -> str:
@@ -199,8 +203,7 @@ def _dropout_note(lengths: Sequence[dict[str, Any]]) -> str:
 
 def figure_title(lengths: Sequence[dict[str, Any]]) -> str:
     """The length figure's title: the factors in words (``1x, 4x and 16x``) and any dropout that differs."""
-    factors = [f"{ln['factor']}x" for ln in lengths] or ["1x"]
-    said = ", ".join(factors[:-1]) + " and " + factors[-1] if len(factors) > 1 else factors[0]
+    said = _in_words([f"{ln['factor']}x" for ln in lengths]) or "1x"
     return f"The short schedule's recipe at {said} its tokens{_dropout_note(lengths)} (band: seed min to max)"
 
 

@@ -719,6 +719,9 @@ def test_the_budget_steps_verdict_by_hand() -> None:
     assert step_verdict(rows[:2]).endswith("So every family's larger budget is at or below its smaller budget's "
                                            "validation NLL.")
     assert step_verdict([{"a": "x @ 500M", "b": "x @ 100M"}]) == "No budget step has validation NLL on both sides."
+    noisy = [{**rows[2], "valid_nll": {"diff": 0.01, "ci95": [-0.01, 0.03]}}]  # higher, within noise: still named
+    assert "+0.010 [-0.010, +0.030] (higher, but its interval crosses 0)" in step_verdict(noisy)
+    assert step_verdict(noisy).endswith("Evolved Transformer at 500M is higher.")
 
 
 def test_the_combined_table_gives_each_row_its_own_peak_rate() -> None:
