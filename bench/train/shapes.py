@@ -44,13 +44,10 @@ import json
 import math
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from bench.budget.shape_plan import Shape, candidates, paper_config, paper_shape, shape_overrides
 from bench.budget.solve import solve_model
@@ -58,10 +55,9 @@ from bench.budget.spec import Budget, load_budget
 from bench.cost.params import count_params
 from bench.errors import BenchError
 from bench.infra.atomic import write_json, write_text
-from bench.infra.cluster import JobsFailed, Resources, Unit, check_cluster, job_cpus, job_info, run_units
-from bench.infra.launcher import call_in_child
-from bench.infra.stage_lock import locked
+from bench.infra.cluster import Resources, check_cluster, job_info
 from bench.records.provenance import REPO, config_hash, environment
+from bench.train import trials as runner
 from bench.train.schedules import Schedule, get_schedule
 from bench.train.searched_shapes import CHOSEN, FOLDER, paper_runs, shape_variant
 from bench.train.tasks import DEFAULT_CORPUS
@@ -211,14 +207,7 @@ def train_trial(family: str, config: dict[str, Any], schedule: dict[str, Any], t
 
 def _run(trial: ShapeTrial, task: str, corpus: str, seed: int, out: Path, what: str) -> dict[str, Any]:
     """Train in its own process at 1 thread; its summary, or {"error": ...} when it diverged."""
-    kwargs = dict(family=trial.family, config=trial.config, schedule=trial.schedule.to_dict(), task=task,
-                  corpus=corpus, seed=seed, out=str(out))
-    try:
-        return call_in_child("bench.train.shapes:train_trial", kwargs, what=f"{what} {trial.name}", threads=1)
-    except BenchError as exc:
-        if "diverged" in str(exc):
-            return {"error": str(exc)}
-        raise
+    return runner.train_in_child("bench.train.shapes:train_trial", trial, task, corpus, seed, out, what)
 
 
 def trial_record(trial: ShapeTrial, budget: Budget, corpus: str, seed: int, summary: dict[str, Any],
@@ -279,22 +268,11 @@ def trial_job(trial: ShapeTrial, budget: Budget, task: str, corpus: str, seed: i
         path: the record file written.
         command: the command line, recorded.
     """
-    threads = job_cpus() or 1
-    torch.set_num_threads(threads)
-    started = datetime.now(timezone.utc)
-    with locked(Path(path).parent, Path(path).stem):
-        if Path(path).exists():
-            return json.loads(Path(path).read_text(encoding="utf-8"))
-        try:
-            summary = train_trial(trial.family, trial.config, trial.schedule.to_dict(), task, corpus, seed, run_dir)
-        except BenchError as exc:
-            if "diverged" not in str(exc):
-                raise
-            summary = {"error": str(exc)}
-        record = trial_record(trial, budget, corpus, seed, summary, Path(run_dir), environment(), command, started,
-                              threads, job_info())
-        write_json(Path(path), record)
-    return record
+    return runner.job_trial(
+        Path(path),
+        lambda: train_trial(trial.family, trial.config, trial.schedule.to_dict(), task, corpus, seed, run_dir),
+        lambda summary, started, threads: trial_record(trial, budget, corpus, seed, summary, Path(run_dir),
+                                                       environment(), command, started, threads, job_info()))
 
 
 def run_trials(trials: list[ShapeTrial], folder: Path, cache: Path, *, budget: Budget, task: str, corpus: str,
@@ -319,41 +297,22 @@ def run_trials(trials: list[ShapeTrial], folder: Path, cache: Path, *, budget: B
         command: the command line, recorded.
         what: what a trial is called in the messages.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     env = environment()
 
-    def go(trial: ShapeTrial) -> dict[str, Any]:
-        path = folder / f"{trial.name}.json"
-        with locked(folder, trial.name):
-            if path.exists():
-                log(f"  {trial.name}: done before, skipped")
-                return json.loads(path.read_text(encoding="utf-8"))
-            tokens = f"{trial_tokens(trial.schedule):,} target tokens"
-            log(f"  {trial.name}: training {tokens} at peak rate {trial.schedule.lr:g} (d_model "
-                f"{trial.config['d_model']}, ffn_dim {trial.config['ffn_dim']})")
-            started = datetime.now(timezone.utc)
-            run_dir = cache / trial.name
-            summary = _run(trial, task, corpus, seed, run_dir, what)
-            record = trial_record(trial, budget, corpus, seed, summary, run_dir, env, command, started, threads=1)
-            write_json(path, record)
-        nll = record["valid_nll"]
-        log(f"  {trial.name}: valid NLL {nll:.3f}" if nll is not None else f"  {trial.name}: {record['error']}")
-        return record
+    def local(trial: ShapeTrial) -> dict[str, Any]:
+        run_dir = cache / trial.name
+        return runner.local_trial(
+            trial, folder / f"{trial.name}.json", log,
+            f"  {trial.name}: training {trial_tokens(trial.schedule):,} target tokens at peak rate "
+            f"{trial.schedule.lr:g} (d_model {trial.config['d_model']}, ffn_dim {trial.config['ffn_dim']})",
+            lambda: _run(trial, task, corpus, seed, run_dir, what),
+            lambda summary, started: trial_record(trial, budget, corpus, seed, summary, run_dir, env, command,
+                                                  started, threads=1))
 
-    if executor == "local":
-        with ThreadPoolExecutor(max(1, jobs)) as pool:
-            return list(pool.map(go, trials))
-    todo = [t for t in trials if not (folder / f"{t.name}.json").exists()]
-    if len(todo) < len(trials):
-        log(f"  {len(trials) - len(todo)} {what}(s) done before, not submitted")
-    units = [Unit(f"{what} {t.name}", "shapes", trial_job,
-                  (t, budget, task, corpus, seed, str(cache / t.name), str(folder / f"{t.name}.json"), command))
-             for t in todo]
-    failed = [o for o in run_units(units, executor, logs, resources, log) if not o.ok]
-    if failed:
-        raise JobsFailed(f"{len(failed)} {what}(s) failed: {'; '.join(o.describe() for o in failed)}. "
-                         "The same command again runs only the ones without a record")
-    return [json.loads((folder / f"{t.name}.json").read_text(encoding="utf-8")) for t in trials]
+    return runner.run(trials, folder, executor=executor, jobs=jobs, local=local, job=trial_job,
+                      job_args=lambda t: (t, budget, task, corpus, seed, str(cache / t.name),
+                                          str(folder / f"{t.name}.json"), command),
+                      stage="shapes", what=what, logs=logs, resources=resources, log=log)
 
 
 # --------------------------------------------------------------------------------------------- ranking

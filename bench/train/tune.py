@@ -17,8 +17,10 @@ search then keeps its trials comparable, and costs more than one seed: chosen.js
 ``executor="slurm"``: one job per trial, as one job array, at the CPUs each job asks for), and are judged on the
 final validation NLL over the whole validation split (never the test split); a trial that diverges counts as the
 worst. Each trial writes ``<results>/tuning/<family>-lr<rate>-<hash>.json`` (the hash covers the trial's config,
-schedule and corpus, so a changed recipe never reuses a stale trial); a finished trial is not run again. The
-choice goes to ``<results>/tuning/chosen.json``, which ``bench run`` reads.
+schedule and corpus, so a changed recipe never reuses a stale trial); a finished trial is not run again, and each
+trains under its own lock, so a second search started beside the first waits and then reads its record
+(bench.train.trials, shared with the shape search). The choice goes to ``<results>/tuning/chosen.json``, which
+``bench run`` reads.
 """
 
 from __future__ import annotations
@@ -27,22 +29,19 @@ import json
 import math
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from bench.budget.solve import solve_model
 from bench.budget.spec import Budget, load_budget
 from bench.budget.tune_plan import TRIAL_KINDS
 from bench.errors import BenchError
 from bench.infra.atomic import write_json
-from bench.infra.cluster import JobsFailed, Resources, Unit, check_cluster, job_cpus, job_info, run_units
-from bench.infra.launcher import call_in_child
+from bench.infra.cluster import Resources, check_cluster, job_info
 from bench.records.provenance import REPO, config_hash, environment
+from bench.train import trials as runner
 from bench.train.schedules import Schedule, get_schedule
 from bench.train.tasks import DEFAULT_CORPUS
 from models import families as registered
@@ -219,18 +218,6 @@ def train_trial(family: str, config: dict[str, Any], schedule: dict[str, Any], t
     return Trainer(family, config, data, sched, seed, Path(out), progress=False).run(resume=True)
 
 
-def _run_trial(trial: Trial, task: str, corpus: str, seed: int, out: Path) -> dict[str, Any]:
-    """Train one trial in its own process at 1 thread; its summary, or {"error": ...} when it diverged."""
-    kwargs = dict(family=trial.family, config=trial.config, schedule=trial.schedule.to_dict(), task=task,
-                  corpus=corpus, seed=seed, out=str(out))
-    try:
-        return call_in_child("bench.train.tune:train_trial", kwargs, what=f"tuning trial {trial.name}", threads=1)
-    except BenchError as exc:
-        if "diverged" in str(exc):
-            return {"error": str(exc)}
-        raise
-
-
 def select(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per family, the rate of the trial with the lowest final validation NLL (a diverged trial, NLL None,
     never wins); ties go to the smaller rate. Also the trial accounting, which must be equal per family."""
@@ -300,31 +287,23 @@ def tune(
     results = Path(results_root) / budget.results_name(schedule.name)
     folder = results / "tuning"
     env, command = environment(), "python -m bench " + " ".join(sys.argv[1:])
+    cache = Path(cache_root) / results.name
 
-    def go(trial: Trial) -> dict[str, Any]:
-        path = folder / f"{trial.name}.json"
-        if path.exists():
-            log(f"  {trial.name}: done before, skipped")
-            return json.loads(path.read_text(encoding="utf-8"))
-        log(f"  {trial.name}: training {trial_tokens(trial.schedule):,} tokens ({kind}), warm-up "
-            f"{trial.schedule.warmup_steps}")
-        started = datetime.now(timezone.utc)
-        run_dir = Path(cache_root) / results.name / trial.name
-        summary = _run_trial(trial, task, corpus, seed, run_dir)
-        record = trial_record(trial, budget.name, corpus, seed, summary, run_dir, env, command, started, threads=1)
-        write_json(path, record)
-        nll = record["valid_nll"]
-        log(f"  {trial.name}: valid NLL {nll:.3f}" if nll is not None else f"  {trial.name}: {record['error']}")
-        return record
+    def local(trial: Trial) -> dict[str, Any]:
+        run_dir = cache / trial.name
+        return runner.local_trial(
+            trial, folder / f"{trial.name}.json", log,
+            f"  {trial.name}: training {trial_tokens(trial.schedule):,} tokens ({kind}), warm-up "
+            f"{trial.schedule.warmup_steps}",
+            lambda: runner.train_in_child("bench.train.tune:train_trial", trial, task, corpus, seed, run_dir,
+                                          "tuning trial"),
+            lambda summary, started: trial_record(trial, budget.name, corpus, seed, summary, run_dir, env, command,
+                                                  started, threads=1))
 
-    folder.mkdir(parents=True, exist_ok=True)
-    if executor == "local":
-        with ThreadPoolExecutor(max(1, jobs)) as pool:
-            records = list(pool.map(go, trials))
-    else:
-        records = _trials_as_jobs(trials, folder, results / "submitit", executor, resources, log,
-                                  budget=budget.name, task=task, corpus=corpus, seed=seed,
-                                  cache=Path(cache_root) / results.name, command=command)
+    records = runner.run(trials, folder, executor=executor, jobs=jobs, local=local, job=trial_job,
+                         job_args=lambda t: (t, budget.name, task, corpus, seed, str(cache / t.name),
+                                             str(folder / f"{t.name}.json"), command),
+                         stage="tune", what="tuning trial", logs=results / "submitit", resources=resources, log=log)
     chosen = select(records)
     summary = {
         "budget": budget.name,
@@ -432,36 +411,11 @@ def trial_job(trial: Trial, budget: str, task: str, corpus: str, seed: int, run_
         path: the record file written.
         command: the command line, recorded.
     """
-    threads = job_cpus() or 1
-    torch.set_num_threads(threads)
-    started = datetime.now(timezone.utc)
-    try:
-        summary = train_trial(trial.family, trial.config, trial.schedule.to_dict(), task, corpus, seed, run_dir)
-    except BenchError as exc:
-        if "diverged" not in str(exc):
-            raise
-        summary = {"error": str(exc)}
-    record = trial_record(trial, budget, corpus, seed, summary, Path(run_dir), environment(), command, started,
-                          threads, job_info())
-    write_json(Path(path), record)
-    return record
-
-
-def _trials_as_jobs(trials: list[Trial], folder: Path, logs: Path, executor: str, resources: Resources | None,
-                    log: Callable[[str], None], *, budget: str, task: str, corpus: str, seed: int, cache: Path,
-                    command: str) -> list[dict[str, Any]]:
-    """Every trial without a record as one job of one array; then every trial's record."""
-    todo = [t for t in trials if not (folder / f"{t.name}.json").exists()]
-    if len(todo) < len(trials):
-        log(f"  {len(trials) - len(todo)} trial(s) done before, not submitted")
-    units = [Unit(f"tuning trial {t.name}", "tune", trial_job,
-                  (t, budget, task, corpus, seed, str(cache / t.name), str(folder / f"{t.name}.json"), command))
-             for t in todo]
-    failed = [o for o in run_units(units, executor, logs, resources, log) if not o.ok]
-    if failed:
-        raise JobsFailed(f"{len(failed)} tuning trial(s) failed: {'; '.join(o.describe() for o in failed)}. "
-                         "The same command again runs only the trials without a record")
-    return [json.loads((folder / f"{t.name}.json").read_text(encoding="utf-8")) for t in trials]
+    return runner.job_trial(
+        Path(path),
+        lambda: train_trial(trial.family, trial.config, trial.schedule.to_dict(), task, corpus, seed, run_dir),
+        lambda summary, started, threads: trial_record(trial, budget, corpus, seed, summary, Path(run_dir),
+                                                       environment(), command, started, threads, job_info()))
 
 
 def _read_curve(run_dir: Path) -> list[dict]:

@@ -16,6 +16,7 @@ import yaml
 
 import bench.train.searched_shapes as searched_shapes
 import bench.train.shapes as shapes
+import bench.train.trials as trials
 from bench.budget.solve import solve_model
 from bench.budget.spec import Variant, load_budget
 from bench.cli import main
@@ -423,7 +424,7 @@ def test_trials_as_cluster_jobs_of_one_array(tmp_path, monkeypatch, solved_once)
     threads = torch.get_num_threads()
     write_tuned(tmp_path / "results", budget_file(tmp_path))
     fake = FakeCluster(monkeypatch)
-    monkeypatch.setattr(shapes, "run_units", fake)
+    monkeypatch.setattr(trials, "run_units", fake)
     monkeypatch.setattr(shapes, "check_cluster", lambda partition: None)
     trained = collections.Counter()
 

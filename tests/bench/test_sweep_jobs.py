@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import bench.sweep.jobs as sweep_jobs
+import bench.train.trials as trials
 import bench.train.tune as tune
 from bench.infra.cluster import JobsFailed, Outcome
 from bench.sweep.runner import Sweep
@@ -166,7 +167,7 @@ def test_a_sweep_through_submitits_local_executor(toy, tmp_path):
 
 def test_tuning_trials_are_jobs_of_one_array(toy, tmp_path, monkeypatch):
     fake = FakeCluster(monkeypatch)
-    monkeypatch.setattr(tune, "run_units", fake)
+    monkeypatch.setattr(trials, "run_units", fake)
     trained = collections.Counter()
 
     def fake_train(family, config, schedule, task, corpus, seed, out):
@@ -189,6 +190,6 @@ def test_tuning_trials_are_jobs_of_one_array(toy, tmp_path, monkeypatch):
     assert len(fake.submitted[-1]) == 1 and trained == {1e-3: 1, 2e-3: 2}
 
     records[1].unlink()
-    monkeypatch.setattr(tune, "run_units", FakeCluster(monkeypatch, fail=(fake.submitted[-1][0][0],)))
+    monkeypatch.setattr(trials, "run_units", FakeCluster(monkeypatch, fail=(fake.submitted[-1][0][0],)))
     with pytest.raises(JobsFailed, match=r"1 tuning trial\(s\) failed: tuning trial transformer-lr0.002-"):
         tune.tune(str(toy["budget"]), **kwargs)
