@@ -10,9 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import torch
 
 import bench.train.trials as trials
 from bench.errors import BenchError
+
+
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """A job's body sets torch's threads to the job's CPUs; put them back for the tests after these."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
@@ -35,14 +44,26 @@ def _local(folder: Path, log: list[str], train):
     return one
 
 
-def test_two_searches_at_once_train_each_trial_once(tmp_path):
+def test_two_searches_at_once_train_each_trial_once(tmp_path, monkeypatch):
     """Two searches over the same trials started together: each trial trains once, the other search waits for
-    its lock and reads the record."""
+    its lock and reads the record. A trial's training waits until the other search has reached that trial's
+    lock, so the two always overlap."""
     calls: list[str] = []
+    reached: dict[str, int] = {}
+    real = trials.locked
+
+    def counted(folder, stage=""):
+        reached[stage] = reached.get(stage, 0) + 1
+        return real(folder, stage)
+
+    monkeypatch.setattr(trials, "locked", counted)
 
     def train(trial):
         calls.append(trial.name)
-        time.sleep(0.2)  # long enough for the other search to reach the lock
+        deadline = time.monotonic() + 10
+        while reached.get(trial.name, 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert reached[trial.name] == 2, "the other search never reached the lock"
         return {"valid_nll": float(len(trial.name))}
 
     todo = [_Trial("a"), _Trial("bb")]
@@ -94,12 +115,6 @@ def test_a_job_writes_its_record_once(tmp_path):
         calls.append(1)
         return {"valid_nll": 3.25}
 
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        first = trials.job_trial(tmp_path / "z.json", train, _record)
-        again = trials.job_trial(tmp_path / "z.json", train, _record)
-    finally:
-        torch.set_num_threads(threads)
+    first = trials.job_trial(tmp_path / "z.json", train, _record)
+    again = trials.job_trial(tmp_path / "z.json", train, _record)
     assert first == again and first["valid_nll"] == 3.25 and first["threads"] >= 1 and calls == [1]
