@@ -148,12 +148,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     # summarization's pilot: 100M-sum, 100M-sum-x4, 100M-sum-x10
     base = re.sub(f"-({'|'.join(LONGER)})$", "", results_dir.name)
     if re.fullmatch(r"[0-9.]+[KMGT](-sum)?", base):
-        from bench.report.length import write_length  # matplotlib: loaded only by `report` of a budget folder
+        from bench.report.length import task_of, write_length  # matplotlib: loaded only by `report`
 
         # translation's study goes to results/combined; summarization's pilot beside its own table
         out = root / "combined" if not base.endswith("-sum") else root / base
+        budget = args.budget or base.removesuffix("-sum")
         try:
-            written += write_length(root / base, out, base.removesuffix("-sum"))
+            written += write_length(root / base, out, base.removesuffix("-sum"),
+                                    _searched_variants(budget, task_of(root / base)))
         except BenchError as exc:
             notes.append(f"length study: skipped, {exc}")
     ablations = results_dir / "ablations"
@@ -180,6 +182,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     return 0
+
+
+def _searched_variants(budget: str, task: str) -> list[str]:
+    """The budget's searched-shape variants (``shape: searched``), for the length study; none when the budget
+    cannot be read (a results folder of a budget file that is not here)."""
+    from bench.budget.spec import load_budget
+
+    try:
+        return sorted(load_budget(budget, task).searched)
+    except BenchError:
+        return []
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:

@@ -11,9 +11,12 @@ differ) and writes ``results/combined/length.md`` and ``length.png|pdf``:
   fixed 400-sentence validation subset, so a little off the whole-split figures);
 - the rule that sets the 16x runs' dropout, evaluated on the 4x curves: if any family's 4x curve rises more
   than ``OVERFIT_RISE`` nats above its best before the end, the 16x runs train with dropout 0.1 for every
-  family, otherwise without.
+  family, otherwise without;
+- the searched shapes, where a length has them (the budget's ``shape: searched`` variants): each family's
+  searched-shape row per length with its seeds, the gaps between the searched rows and of each against its
+  family's paper-shape row; dashed lines in the figure.
 
-Only primary rows (no variants, no compressed rows) of runs that trained (status ok) enter.
+Everything else reads the primary rows (no other variants, no compressed rows) of runs that trained (status ok).
 """
 
 from __future__ import annotations
@@ -75,30 +78,49 @@ def task_of(folder: Path | str) -> str:
     return next((t for t in ("sum", "lm") if name.endswith(f"-{t}")), "mt")
 
 
-def collect(folders: Sequence[tuple[int, Path]]) -> dict[str, Any]:
+def _figures(part: pd.DataFrame, key: str | None) -> dict[str, Any] | None:
+    """One row's figures at one length (its train and eval records): status, mean target tokens, per-seed
+    validation NLL and test metric, in-training curves; None when it has not trained."""
+    train, evals = part[part["stage"] == "train"], part[part["stage"] == "eval"]
+    if train.empty:
+        return None
+    status, reason = row_status(train, evals)
+    test = {int(s): float(b) for s, b in zip(evals["seed"], evals.get(key, []), strict=False)
+            if b is not None and not (isinstance(b, float) and math.isnan(b))}
+    return {
+        "model": str(train["model"].iloc[0]),
+        "status": status,
+        "reason": reason,
+        "tokens": float(np.mean(train["train_tokens"])),
+        "nll": {int(s): float(v) for s, v in zip(train["seed"], train["valid_nll"], strict=True)},
+        "test": test,
+        "curves": {int(s): [e for e in c if e.get("valid_nll") is not None and not e.get("final")]
+                   for s, c in zip(train["seed"], train["curve"], strict=True) if isinstance(c, list)},
+    }
+
+
+def _searched(records: pd.DataFrame, variants: Sequence[str] | set[str]) -> pd.DataFrame:
+    """The searched-shape rows (the budget's ``shape: searched`` variants) among ``records``."""
+    if not variants or "variant" not in records.columns:
+        return records.iloc[0:0]
+    rows = records[records["variant"].isin(list(variants))]
+    if "compression" in rows.columns:
+        rows = rows[rows["compression"].isna() | (rows["compression"] == "none")]
+    return rows
+
+
+def collect(folders: Sequence[tuple[int, Path]], searched: Sequence[str] | set[str] = ()) -> dict[str, Any]:
     """Per length: the folder, its primary records, per-family seed figures (``test``: the task's test metric,
-    METRICS) and the pairwise gaps."""
+    METRICS) and the pairwise gaps; with ``searched`` (the budget's searched-shape variants), per family its
+    searched-shape row's figures and gaps too (``searched``, ``searched_pairs``: the searched rows against each
+    other, and each against its family's paper-shape row)."""
     key = METRICS.get(task_of(folders[0][1]) if folders else "mt", (None,))[0]
     lengths = []
     for factor, folder in folders:
-        recs = _primary(current_records(folder))
-        fams: dict[str, dict[str, Any]] = {}
-        for fam, part in recs.groupby("family", sort=True):
-            train, evals = part[part["stage"] == "train"], part[part["stage"] == "eval"]
-            if train.empty:
-                continue
-            status, reason = row_status(train, evals)
-            test = {int(s): float(b) for s, b in zip(evals["seed"], evals.get(key, []), strict=False)
-                    if b is not None and not (isinstance(b, float) and math.isnan(b))}
-            fams[str(fam)] = {
-                "status": status,
-                "reason": reason,
-                "tokens": float(np.mean(train["train_tokens"])),
-                "nll": {int(s): float(v) for s, v in zip(train["seed"], train["valid_nll"], strict=True)},
-                "test": test,
-                "curves": {int(s): [e for e in c if e.get("valid_nll") is not None and not e.get("final")]
-                           for s, c in zip(train["seed"], train["curve"], strict=True) if isinstance(c, list)},
-            }
+        every = current_records(folder)
+        recs = _primary(every)
+        fams = {str(fam): f for fam, part in recs.groupby("family", sort=True)
+                if (f := _figures(part, key)) is not None}
         if not fams:
             continue  # a length whose runs have not trained yet (only profiles): nothing to compare
         ok = sorted(f for f, v in fams.items() if v["status"] == "ok")
@@ -106,7 +128,16 @@ def collect(folders: Sequence[tuple[int, Path]]) -> dict[str, Any]:
         rows = {(r["a"], r["b"]): r for r in pairwise_table(recs, pairs)} if pairs else {}
         trained = recs[recs["stage"] == "train"]
         dropout = sorted({float(d) for d in trained.get("config.dropout", pd.Series(dtype=float)).dropna()})
-        lengths.append({"factor": factor, "folder": folder, "families": fams, "pairs": rows, "dropout": dropout})
+        shaped = _searched(every, searched)
+        found = {str(fam): f for fam, part in shaped.groupby("family", sort=True)
+                 if (f := _figures(part, key)) is not None}
+        good = sorted(f for f, v in found.items() if v["status"] == "ok")
+        spairs = [(a, b) for a, b in family_pairs(good) if a in good and b in good]
+        by_model = [(found[a]["model"], found[b]["model"]) for a, b in spairs] \
+            + [(found[f]["model"], f) for f in good if f in ok]
+        srows = {(r["a"], r["b"]): r for r in pairwise_table(pd.concat([recs, shaped]), by_model)} if by_model else {}
+        lengths.append({"factor": factor, "folder": folder, "families": fams, "pairs": rows, "dropout": dropout,
+                        "searched": found, "searched_pairs": srows})
     return {"lengths": lengths, "task": task_of(folders[0][1]) if folders else "mt"}
 
 
@@ -202,9 +233,12 @@ def _dropout_note(lengths: Sequence[dict[str, Any]]) -> str:
 
 
 def figure_title(lengths: Sequence[dict[str, Any]]) -> str:
-    """The length figure's title: the factors in words (``1x, 4x and 16x``) and any dropout that differs."""
+    """The length figure's title: the factors in words (``1x, 4x and 16x``), any dropout that differs, and what
+    the dashed lines are when the searched shapes are drawn."""
     said = _in_words([f"{ln['factor']}x" for ln in lengths]) or "1x"
-    return f"The short schedule's recipe at {said} its tokens{_dropout_note(lengths)} (band: seed min to max)"
+    dashed = "; dashed: searched shapes" if any(ln.get("searched") for ln in lengths) else ""
+    return (f"The short schedule's recipe at {said} its tokens{_dropout_note(lengths)} (band: seed min to max"
+            f"{dashed})")
 
 
 def render(data: dict[str, Any]) -> str:
@@ -227,17 +261,8 @@ def render(data: dict[str, Any]) -> str:
             f = ln["families"].get(fam)
             if f is None:
                 continue
-            nll, nsd = _mean_sd(f["nll"].values())
-            cell = f"{nll:.3f}" + (f" ± {nsd:.3f}" if nsd is not None else "")
-            if f["test"]:
-                b, bsd = _mean_sd(f["test"].values())
-                bcell = f"{b:.2f}" + (f" ± {bsd:.2f}" if bsd is not None else "")
-            else:
-                bcell = "–"
-            overfit = f["status"] == "ok" and f["reason"] and "overfit" in f["reason"]
-            status = "ok, overfit (below)" if overfit else f["status"] + (f" ({f['reason']})" if f["reason"] else "")
-            out.append(f"| {display_name(fam)} | {_tok(f['tokens'])} | {len(f['nll'])} | {cell} | {_best_last(f)} | "
-                       f"{bcell} | {status} |")
+            out.append(f"| {display_name(fam)} | {_tok(f['tokens'])} | {len(f['nll'])} | {_cell(f['nll'], '.3f')} | "
+                       f"{_best_last(f)} | {_cell(f['test'], '.2f')} | {_status(f)} |")
     fitted = [f"{display_name(fam)} at {_tok(f['tokens'])}: {f['reason']}" for fam in fams for ln in lengths
               if (f := ln["families"].get(fam)) and f["status"] == "ok" and f["reason"] and "overfit" in f["reason"]]
     out += ["", "± is the standard deviation over seeds. Valid NLL: nats per target token on the whole validation "
@@ -263,6 +288,7 @@ def render(data: dict[str, Any]) -> str:
             f"sentences shared by both rows; with one seed per row, {one}), on each length's "
             "own records. An interval that excludes 0 with p < 0.05 is significant.", ""]
     out += _ranking_lines(lengths)
+    out += _searched_lines(lengths, task)
     out += ["", "## Target tokens to reach a validation NLL", "",
             "From each run's in-training curve (validation every 200 updates on the recipe's fixed 400-sentence "
             "subset, seed 1). A longer schedule holds its rate high for longer, so the same family can reach a "
@@ -303,6 +329,81 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _cell(values: dict[int, float], fmt: str) -> str:
+    """``mean ± sd`` over seeds (``mean`` for one seed, – for none)."""
+    if not values:
+        return "–"
+    m, sd = _mean_sd(values.values())
+    return f"{m:{fmt}}" + (f" ± {sd:{fmt}}" if sd is not None else "")
+
+
+def _status(f: dict[str, Any]) -> str:
+    overfit = f["status"] == "ok" and f["reason"] and "overfit" in f["reason"]
+    return "ok, overfit (below)" if overfit else f["status"] + (f" ({f['reason']})" if f["reason"] else "")
+
+
+def _seeds(f: dict[str, Any]) -> str:
+    """``3 (2-4)``, ``2 (1, 3)``, ``1 (1)``: how many seeds and which."""
+    seeds = sorted(f["nll"])
+    which = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)) \
+        else ", ".join(map(str, seeds))
+    return f"{len(seeds)} ({which})"
+
+
+def _searched_lines(lengths: Sequence[dict[str, Any]], task: str) -> list[str]:
+    """The searched shapes across lengths: each family's searched-shape row per length, the gaps between them and
+    against each family's paper-shape row (nothing when no length has searched-shape rows)."""
+    if not any(ln.get("searched") for ln in lengths):
+        return []
+    metric, key = METRICS[task][2], METRICS[task][1]
+    fams = sorted({f for ln in lengths for f in ln["searched"]})
+    out = ["", "## At the searched shapes", "",
+           "Each family's shape from the budget's equal-budget shape search (its `shape: searched` rows), trained at "
+           "each length with the recipe, data and peak rate of its paper-shape row. Which seeds each row has is "
+           "listed: the short schedule's searched rows leave out the seed whose trials chose the shape.", "",
+           f"| family | row | target tokens | seeds | valid NLL | sample NLL: best (at tokens) / last | test {metric} "
+           "| status |",
+           "|:---|:---|---:|---:|---:|---:|---:|:---|"]
+    for fam in fams:
+        for ln in lengths:
+            if (f := ln["searched"].get(fam)) is not None:
+                out.append(f"| {display_name(fam)} | {f['model']} | {_tok(f['tokens'])} | {_seeds(f)} | "
+                           f"{_cell(f['nll'], '.3f')} | {_best_last(f)} | {_cell(f['test'], '.2f')} | {_status(f)} |")
+    fitted = [f"{f['model']} at {_tok(f['tokens'])}: {f['reason']}" for fam in fams for ln in lengths
+              if (f := ln["searched"].get(fam)) and f["status"] == "ok" and f["reason"] and "overfit" in f["reason"]]
+    if fitted:
+        out += ["", "Overfit (trained, ranked):", ""] + [f"- {x}" for x in fitted]
+    out += ["", f"| A | B | target tokens | seeds A/B | Δvalid NLL [95% interval] | Δ{metric} [95% interval] |",
+            "|:---|:---|---:|---:|:---|:---|"]
+    said: list[tuple[str, list[str]]] = []
+
+    def rows(a_of, b_of, a_name: str, b_name: str) -> None:
+        parts = []
+        for ln in lengths:
+            a, b = a_of(ln), b_of(ln)
+            r = ln["searched_pairs"].get((a, b)) if a and b else None
+            if r is None:
+                continue
+            out.append(f"| {a} | {b if b not in fams else display_name(b) + ' (paper shape)'} | "
+                       f"{_tok(_mean_tokens(ln))} | {r['seeds_a']}/{r['seeds_b']} | "
+                       f"{_gap(r.get('valid_nll'), '.3f')} | {_gap(r.get(key), '.2f')} |")
+            if r.get("valid_nll"):
+                parts.append(f"{r['valid_nll']['diff']:+.3f} nats at {_tok(_mean_tokens(ln))}")
+        if parts:
+            said.append((f"{a_name} minus {b_name}", parts))
+
+    def model(fam: str):
+        return lambda ln: (ln["searched"].get(fam) or {}).get("model")
+
+    for a, b in family_pairs(fams):
+        rows(model(a), model(b), f"{display_name(a)} (searched)", f"{display_name(b)} (searched)")
+    for fam in fams:
+        rows(model(fam), lambda ln, fam=fam: fam if fam in ln["families"] else None,
+             f"{display_name(fam)}'s searched shape", "its paper shape")
+    out += [""] + [f"- {what}: " + ", ".join(parts) + "." for what, parts in said]
+    return out
+
+
 def _mean_tokens(ln: dict[str, Any]) -> float:
     return float(np.mean([f["tokens"] for f in ln["families"].values()]))
 
@@ -341,10 +442,11 @@ def fig_length(data: dict[str, Any]) -> tuple[Figure | None, str]:
     metric = METRICS[data.get("task", "mt")][2]
     for ax, key, label in ((left, "nll", "validation NLL (nats/token), lower is better"),
                            (right, "test", f"test {metric}, higher is better")):
-        for fam in fams:
+        # the paper's shapes: solid lines with seed bands; the searched shapes (where trained): dashed, no band
+        for fam, rows, style in [(f, "families", "-") for f in fams] + [(f, "searched", "--") for f in fams]:
             xs, ys, lo, hi = [], [], [], []
             for ln in lengths:
-                f = ln["families"].get(fam)
+                f = ln.get(rows, {}).get(fam)
                 if f is None or f["status"] != "ok" or not f[key]:
                     continue
                 v = np.asarray(list(f[key].values()), dtype=float)
@@ -353,10 +455,13 @@ def fig_length(data: dict[str, Any]) -> tuple[Figure | None, str]:
                 lo.append(v.min())
                 hi.append(v.max())
                 ax.scatter([f["tokens"]] * len(v), v, color=palette[fam], s=10, alpha=0.5, linewidths=0)
-            if xs:
-                ax.plot(xs, ys, marker="o", color=palette[fam], label=display_name(fam))
-                if any(h > lo_ for lo_, h in zip(lo, hi, strict=True)):
-                    ax.fill_between(xs, lo, hi, color=palette[fam], alpha=0.18, linewidth=0)
+            if not xs:
+                continue
+            name = display_name(fam) + (" (searched shape)" if rows == "searched" else "")
+            ax.plot(xs, ys, marker="o" if rows == "families" else "s", linestyle=style, color=palette[fam],
+                    label=name, fillstyle="full" if rows == "families" else "none")
+            if rows == "families" and any(h > lo_ for lo_, h in zip(lo, hi, strict=True)):
+                ax.fill_between(xs, lo, hi, color=palette[fam], alpha=0.18, linewidth=0)
         ax.set_xscale("log")
         ticks = [_mean_tokens(ln) for ln in lengths]
         ax.set_xticks(ticks, [_tok(t) for t in ticks])
@@ -396,7 +501,8 @@ def _baseline_lines(data: dict[str, Any]) -> list[str]:
 STUDY_BUDGET = "100M"  # the length study's budget writes length.*; another budget length-<budget>.*
 
 
-def write_length(base: Path | str, out_dir: Path | str, budget: str | None = None) -> list[Path]:
+def write_length(base: Path | str, out_dir: Path | str, budget: str | None = None,
+                 searched: Sequence[str] | set[str] = ()) -> list[Path]:
     """``length.md`` and ``length.png|pdf`` in ``out_dir`` from ``base`` and its longer siblings (another
     budget than the study's: ``length-<budget>.*``); [] when there are fewer than two lengths.
 
@@ -404,13 +510,14 @@ def write_length(base: Path | str, out_dir: Path | str, budget: str | None = Non
         base: the short schedule's results folder (results/<budget>).
         out_dir: where the files go.
         budget: the budget the files are named for; None: ``base``'s folder name.
+        searched: the budget's searched-shape variants (``shape: searched``), compared across lengths too.
     """
     budget = budget or Path(base).name
     stem = "length" if budget == STUDY_BUDGET else f"length-{budget}"
     folders = length_folders(base)
     if len(folders) < 2:
         return []
-    data = collect(folders)
+    data = collect(folders, searched)
     if not any(ln["families"] for ln in data["lengths"]):
         raise BenchError(f"no train records in {', '.join(str(f) for _, f in folders)}")
     if len(data["lengths"]) < 2:

@@ -101,7 +101,7 @@ def test_the_length_table_against_the_records_by_hand(two_lengths: Path, data: d
 def test_write_length_writes_the_table_and_both_figures(two_lengths: Path, data: dict, tmp_path: Path, monkeypatch):
     import bench.report.length as length
 
-    monkeypatch.setattr(length, "collect", lambda folders: data)  # the fixture's, not the bootstrap again
+    monkeypatch.setattr(length, "collect", lambda folders, searched=(): data)  # the fixture's, not the bootstrap again
     out = tmp_path / "combined"
     written = write_length(two_lengths / "100M", out, "100M")
     assert sorted(p.name for p in written) == ["length.md", "length.pdf", "length.png"]
@@ -276,3 +276,39 @@ def test_the_table_shows_each_rows_best_and_last_in_training_validation(data: di
         at = np.mean([b["tokens"] for b in best]) / 1e6
         cell = f"{np.mean([b['valid_nll'] for b in best]):.3f} ({at:.1f}M) / {last:.3f}"
         assert cell in text, cell
+
+
+def test_the_searched_shapes_across_lengths_against_the_records_by_hand(two_lengths: Path, tmp_path: Path):
+    """The committed searched-shape rows (seeds 2-4) beside their paper-shape rows at two lengths: each row's
+    figures from its own records, the gap to its paper shape from the same bootstrap as the leaderboard's, and
+    nothing of it without the budget's searched variants."""
+    from bench.cli.sweep import _searched_variants
+    from bench.report.length import figure_title
+
+    assert _searched_variants("100M", "mt") == ["evolved_transformer-searched", "lite_transformer-searched",
+                                                "transformer-searched"]
+    assert _searched_variants("no-such-budget", "mt") == []
+    root = tmp_path / "results"
+    shutil.copytree(two_lengths, root)
+    (searched,) = (COMMITTED / "runs").glob("transformer-searched-*")
+    for name in ("100M", "100M-x4"):
+        shutil.copytree(searched, root / name / "runs" / searched.name)
+    data = collect(length_folders(root / "100M"), ["transformer-searched"])
+    text = render(data)
+    trains = [json.loads((searched / f"train-s{s}.json").read_text()) for s in (2, 3, 4)]
+    evals = [json.loads((searched / f"eval-s{s}.json").read_text()) for s in (2, 3, 4)]
+    nll, bleu = np.mean([t["valid_nll"] for t in trains]), np.mean([e["test"]["bleu"] for e in evals])
+    for ln in data["lengths"]:
+        row = ln["searched"]["transformer"]
+        assert sorted(row["nll"]) == [2, 3, 4] and row["model"] == trains[0]["model"]
+        assert np.mean(list(row["nll"].values())) == pytest.approx(nll)
+        assert np.mean(list(row["test"].values())) == pytest.approx(bleu)
+        gap = ln["searched_pairs"][(row["model"], "transformer")]["valid_nll"]
+        paper = np.mean(list(ln["families"]["transformer"]["nll"].values()))
+        assert gap["diff"] == pytest.approx(nll - paper, abs=1e-3) and gap["ci95"][0] < gap["diff"] < gap["ci95"][1]
+    assert "## At the searched shapes" in text and "| 3 (2-4) |" in text and f"{nll:.3f} ± " in text
+    assert f"- Transformer's searched shape minus its paper shape: {gap['diff']:+.3f} nats at 2M, " in text
+    assert "| Transformer (paper shape) |" in text
+    assert "dashed: searched shapes" in figure_title(data["lengths"])
+    plain = collect(length_folders(root / "100M"))
+    assert "searched shape" not in render(plain) and "dashed" not in figure_title(plain["lengths"])
