@@ -148,7 +148,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     # summarization's pilot: 100M-sum, 100M-sum-x4, 100M-sum-x10
     base = re.sub(f"-({'|'.join(LONGER)})$", "", results_dir.name)
     if re.fullmatch(r"[0-9.]+[KMGT](-sum)?", base):
-        from bench.report.length import task_of, write_length  # matplotlib: loaded only by `report`
+        from bench.report.length import write_length  # matplotlib: loaded only by `report`
+        from bench.report.length_data import task_of
 
         # translation's study goes to results/combined; summarization's pilot beside its own table
         out = root / "combined" if not base.endswith("-sum") else root / base
@@ -162,7 +163,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if (ablations / "runs").is_dir():  # the budget's ablations, each against its family's rebuilt row
         from bench.budget.spec import load_budget
         from bench.report.ablations import write_ablations  # pandas: loaded only by `report`
-        from bench.report.length import task_of
+        from bench.report.length_data import task_of
 
         task = task_of(results_dir)
         budget = args.budget or re.sub(r"-(lm|sum)$", "", results_dir.name)

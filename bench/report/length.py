@@ -17,156 +17,36 @@ differ) and writes ``results/combined/length.md`` and ``length.png|pdf``:
   family's paper-shape row; dashed lines in the figure.
 
 Everything else reads the primary rows (no other variants, no compressed rows) of runs that trained (status ok).
+The data (bench.report.length_data) is read apart from its rendering here.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.errors import BenchError
 from bench.infra.atomic import write_text
-from bench.report import has_records
 from bench.report.baselines import lead_k, read_baseline, row_name
-from bench.report.leaderboard import current_records, display_name
-from bench.report.quality import pairwise_table, row_status
-from bench.report.style import family_order, family_palette, new_figure, save, styled
-from bench.train.schedules import LONGER
+from bench.report.leaderboard import display_name
+from bench.report.length_data import (
+    METRICS,
+    OVERFIT_RISE,
+    collect,
+    family_pairs,
+    length_folders,
+    mean_sd,
+    mean_tokens,
+    overfit_rule,
+    tokens_to_reach,
+)
+from bench.report.style import family_palette, new_figure, save, styled
 
-OVERFIT_RISE = 0.02  # nats above the curve's best that decide the longest schedule's dropout
-# the test metric per task: the eval record's key, the pairwise table's key, its name (a language model: none)
-METRICS = {"mt": ("test.bleu", "bleu", "BLEU"), "sum": ("test.rougeL", "rouge_l", "ROUGE-L")}
 REACH = (4.0, 3.5, 3.0, 2.75, 2.5, 2.25)  # validation NLLs whose first crossing the tokens table reports
-
-
-def family_pairs(present: list[str] | set[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    """Every two families, the later in the registry's order first (A minus B): against the Transformer first,
-    then the others (Lite minus Transformer, ET minus Transformer, Lite minus ET for the paper's three)."""
-    order = family_order(present)
-    return [(b, a) for i, a in enumerate(order) for b in reversed(order[i + 1:])]
-
-
-def length_folders(base: Path | str) -> list[tuple[int, Path]]:
-    """(factor on the short schedule's tokens, folder) for ``base`` and each longer sibling with records."""
-    base = Path(base)
-    out = [(1, base)] if has_records(base) else []
-    for name, (parent, factor) in LONGER.items():
-        folder = base.parent / f"{base.name}-{name}"
-        if parent == "short" and has_records(folder):
-            out.append((factor, folder))
-    return sorted(out)
-
-
-def _primary(records: pd.DataFrame) -> pd.DataFrame:
-    rows = records[records["model"].astype(str) == records["family"].astype(str)]
-    if "compression" in rows.columns:
-        rows = rows[rows["compression"].isna() | (rows["compression"] == "none")]
-    return rows
-
-
-def task_of(folder: Path | str) -> str:
-    """The task of a budget's results folder by its name: ``100M-sum`` summarization, ``100M-lm`` language
-    modelling, else translation."""
-    name = re.sub(r"-x[0-9]+$", "", Path(folder).name)
-    return next((t for t in ("sum", "lm") if name.endswith(f"-{t}")), "mt")
-
-
-def _figures(part: pd.DataFrame, key: str | None) -> dict[str, Any] | None:
-    """One row's figures at one length (its train and eval records): status, mean target tokens, per-seed
-    validation NLL and test metric, in-training curves; None when it has not trained."""
-    train, evals = part[part["stage"] == "train"], part[part["stage"] == "eval"]
-    if train.empty:
-        return None
-    status, reason = row_status(train, evals)
-    test = {int(s): float(b) for s, b in zip(evals["seed"], evals.get(key, []), strict=False)
-            if b is not None and not (isinstance(b, float) and math.isnan(b))}
-    return {
-        "model": str(train["model"].iloc[0]),
-        "status": status,
-        "reason": reason,
-        "tokens": float(np.mean(train["train_tokens"])),
-        "nll": {int(s): float(v) for s, v in zip(train["seed"], train["valid_nll"], strict=True)},
-        "test": test,
-        "curves": {int(s): [e for e in c if e.get("valid_nll") is not None and not e.get("final")]
-                   for s, c in zip(train["seed"], train["curve"], strict=True) if isinstance(c, list)},
-    }
-
-
-def _searched(records: pd.DataFrame, variants: Sequence[str] | set[str]) -> pd.DataFrame:
-    """The searched-shape rows (the budget's ``shape: searched`` variants) among ``records``."""
-    if not variants or "variant" not in records.columns:
-        return records.iloc[0:0]
-    rows = records[records["variant"].isin(list(variants))]
-    if "compression" in rows.columns:
-        rows = rows[rows["compression"].isna() | (rows["compression"] == "none")]
-    return rows
-
-
-def collect(folders: Sequence[tuple[int, Path]], searched: Sequence[str] | set[str] = ()) -> dict[str, Any]:
-    """Per length: the folder, its primary records, per-family seed figures (``test``: the task's test metric,
-    METRICS) and the pairwise gaps; with ``searched`` (the budget's searched-shape variants), per family its
-    searched-shape row's figures and gaps too (``searched``, ``searched_pairs``: the searched rows against each
-    other, and each against its family's paper-shape row)."""
-    key = METRICS.get(task_of(folders[0][1]) if folders else "mt", (None,))[0]
-    lengths = []
-    for factor, folder in folders:
-        every = current_records(folder)
-        recs = _primary(every)
-        fams = {str(fam): f for fam, part in recs.groupby("family", sort=True)
-                if (f := _figures(part, key)) is not None}
-        if not fams:
-            continue  # a length whose runs have not trained yet (only profiles): nothing to compare
-        ok = sorted(f for f, v in fams.items() if v["status"] == "ok")
-        pairs = [(a, b) for a, b in family_pairs(ok) if a in ok and b in ok]
-        rows = {(r["a"], r["b"]): r for r in pairwise_table(recs, pairs)} if pairs else {}
-        trained = recs[recs["stage"] == "train"]
-        dropout = sorted({float(d) for d in trained.get("config.dropout", pd.Series(dtype=float)).dropna()})
-        shaped = _searched(every, searched)
-        found = {str(fam): f for fam, part in shaped.groupby("family", sort=True)
-                 if (f := _figures(part, key)) is not None}
-        good = sorted(f for f, v in found.items() if v["status"] == "ok")
-        spairs = [(a, b) for a, b in family_pairs(good) if a in good and b in good]
-        by_model = [(found[a]["model"], found[b]["model"]) for a, b in spairs] \
-            + [(found[f]["model"], f) for f in good if f in ok]
-        srows = {(r["a"], r["b"]): r for r in pairwise_table(pd.concat([recs, shaped]), by_model)} if by_model else {}
-        lengths.append({"factor": factor, "folder": folder, "families": fams, "pairs": rows, "dropout": dropout,
-                        "searched": found, "searched_pairs": srows})
-    return {"lengths": lengths, "task": task_of(folders[0][1]) if folders else "mt"}
-
-
-def _mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
-    v = np.asarray(list(values), dtype=float)
-    return float(v.mean()), (float(v.std(ddof=1)) if len(v) > 1 else None)
-
-
-def overfit_rule(curves: dict[str, list[dict[str, Any]]], rise: float = OVERFIT_RISE) -> dict[str, Any]:
-    """Each family's largest rise of its in-training validation curve above its best so far, and whether any
-    family rose more than ``rise`` (then the longest schedule trains with dropout 0.1 for every family)."""
-    per = {}
-    for fam, curve in curves.items():
-        if not curve:
-            continue
-        best, worst = math.inf, 0.0
-        for e in curve:
-            best = min(best, e["valid_nll"])
-            worst = max(worst, e["valid_nll"] - best)
-        per[fam] = {"best": best, "rise": worst, "last": curve[-1]["valid_nll"] if curve else None}
-    return {"per_family": per, "dropout": 0.1 if any(v["rise"] > rise for v in per.values()) else 0.0}
-
-
-def tokens_to_reach(curve: list[dict[str, Any]], level: float) -> int | None:
-    """The target tokens at the curve's first validation at or below ``level`` (None: never)."""
-    for e in curve:
-        if e["valid_nll"] <= level:
-            return int(e["tokens"])
-    return None
 
 
 def _tok(n: float) -> str:
@@ -205,7 +85,7 @@ def _same_recipe(lengths: Sequence[dict[str, Any]], task: str = "mt") -> str:
     if len({_dropout_words(ln) for ln in lengths}) <= 1:
         return ("The same models, data, recipe and peak rates at every length (the short schedule's tuned rates); "
                 "only the target tokens, and with them the cosine's length, differ.")
-    words = "; ".join(f"{ln['factor']}x ({_tok(_mean_tokens(ln))} tokens): {_dropout_words(ln)}" for ln in lengths)
+    words = "; ".join(f"{ln['factor']}x ({_tok(mean_tokens(ln))} tokens): {_dropout_words(ln)}" for ln in lengths)
     rule = "; the rule that set it is below" if task == "mt" else ""
     return ("The same models, data and peak rates at every length (the short schedule's tuned rates), and the same "
             f"recipe except dropout ({words}{rule}): compare a gap across lengths with that in mind. Otherwise only "
@@ -250,7 +130,7 @@ def render(data: dict[str, Any]) -> str:
            f"Budget {lengths[0]['folder'].name if lengths else ''}, "
            f"{ {'mt': 'translation', 'sum': 'summarization'}[task]}.", "",
            _same_recipe(lengths, task) + " Warm-up: the recipe's 500 updates at every length. Folders: "
-           + ", ".join(f"`{ln['folder'].name}` ({_tok(_mean_tokens(ln))} tokens)"
+           + ", ".join(f"`{ln['folder'].name}` ({_tok(mean_tokens(ln))} tokens)"
                        for ln in lengths) + ".", "",
            "## Per family", "",
            f"| family | target tokens | seeds | valid NLL | sample NLL: best (at tokens) / last | test {metric} "
@@ -281,7 +161,7 @@ def render(data: dict[str, Any]) -> str:
             if r is None:
                 continue
             gaps = f"{_gap(r.get('valid_nll'), '.3f')} | {_gap(r.get(METRICS[task][1]), '.2f')}"
-            out.append(f"| {display_name(a)} | {display_name(b)} | {_tok(_mean_tokens(ln))} | "
+            out.append(f"| {display_name(a)} | {display_name(b)} | {_tok(mean_tokens(ln))} | "
                        f"{r['seeds_a']}/{r['seeds_b']} | {gaps} |")
     one = "sacreBLEU's paired bootstrap" if task == "mt" else "a paired bootstrap over sentences and summaries"
     out += ["", "Interval and p-value: the suite's two-level paired bootstrap (seeds with replacement per row, then "
@@ -302,7 +182,7 @@ def render(data: dict[str, Any]) -> str:
                 continue
             curve = f["curves"].get(1) or next(iter(f["curves"].values()))
             cells = [(_tok(t) if (t := tokens_to_reach(curve, x)) is not None else "–") for x in REACH]
-            out.append(f"| {display_name(fam)} | {_tok(_mean_tokens(ln))} | " + " | ".join(cells) + " |")
+            out.append(f"| {display_name(fam)} | {_tok(mean_tokens(ln))} | " + " | ".join(cells) + " |")
     if task != "mt":  # the 16x dropout rule is translation's length study
         return "\n".join(out + _baseline_lines(data)) + "\n"
     x4 = next((ln for ln in lengths if ln["factor"] == 4), None)
@@ -333,7 +213,7 @@ def _cell(values: dict[int, float], fmt: str) -> str:
     """``mean ± sd`` over seeds (``mean`` for one seed, – for none)."""
     if not values:
         return "–"
-    m, sd = _mean_sd(values.values())
+    m, sd = mean_sd(values.values())
     return f"{m:{fmt}}" + (f" ± {sd:{fmt}}" if sd is not None else "")
 
 
@@ -385,10 +265,10 @@ def _searched_lines(lengths: Sequence[dict[str, Any]], task: str) -> list[str]:
             if r is None:
                 continue
             out.append(f"| {a} | {b if b not in fams else display_name(b) + ' (paper shape)'} | "
-                       f"{_tok(_mean_tokens(ln))} | {r['seeds_a']}/{r['seeds_b']} | "
+                       f"{_tok(mean_tokens(ln))} | {r['seeds_a']}/{r['seeds_b']} | "
                        f"{_gap(r.get('valid_nll'), '.3f')} | {_gap(r.get(key), '.2f')} |")
             if r.get("valid_nll"):
-                parts.append(f"{r['valid_nll']['diff']:+.3f} nats at {_tok(_mean_tokens(ln))}")
+                parts.append(f"{r['valid_nll']['diff']:+.3f} nats at {_tok(mean_tokens(ln))}")
         if parts:
             said.append((f"{a_name} minus {b_name}", parts))
 
@@ -402,10 +282,6 @@ def _searched_lines(lengths: Sequence[dict[str, Any]], task: str) -> list[str]:
              f"{display_name(fam)}'s searched shape", "its paper shape")
     out += [""] + [f"- {what}: " + ", ".join(parts) + "." for what, parts in said]
     return out
-
-
-def _mean_tokens(ln: dict[str, Any]) -> float:
-    return float(np.mean([f["tokens"] for f in ln["families"].values()]))
 
 
 def _ranking_lines(lengths: list[dict[str, Any]]) -> list[str]:
@@ -423,9 +299,9 @@ def _ranking_lines(lengths: list[dict[str, Any]]) -> list[str]:
                    " (one family so far: no order yet)" if len(order) < 2 else
                    " (fewer than two families ranked at both lengths: no order to compare)" if len(shared) < 2 else
                    " (the same order)" if same else " (**another order**)")
-        out.append(f"- {_tok(_mean_tokens(ln))} tokens: " + " < ".join(map(display_name, order)) + verdict)
+        out.append(f"- {_tok(mean_tokens(ln))} tokens: " + " < ".join(map(display_name, order)) + verdict)
     for a, b in family_pairs({f for ln in lengths for f in ln["families"]}):
-        parts = [f"{r['valid_nll']['diff']:+.3f} nats at {_tok(_mean_tokens(ln))}"
+        parts = [f"{r['valid_nll']['diff']:+.3f} nats at {_tok(mean_tokens(ln))}"
                  for ln in lengths if (r := ln["pairs"].get((a, b))) and r.get("valid_nll")]
         if parts:
             out.append(f"- {display_name(a)} minus {display_name(b)}: " + ", ".join(parts) + ".")
@@ -463,7 +339,7 @@ def fig_length(data: dict[str, Any]) -> tuple[Figure | None, str]:
             if rows == "families" and any(h > lo_ for lo_, h in zip(lo, hi, strict=True)):
                 ax.fill_between(xs, lo, hi, color=palette[fam], alpha=0.18, linewidth=0)
         ax.set_xscale("log")
-        ticks = [_mean_tokens(ln) for ln in lengths]
+        ticks = [mean_tokens(ln) for ln in lengths]
         ax.set_xticks(ticks, [_tok(t) for t in ticks])
         ax.minorticks_off()
         ax.set_xlabel("training target tokens (log)")
@@ -491,7 +367,7 @@ def _baseline_lines(data: dict[str, Any]) -> list[str]:
     if lead is None:
         return []
     passed = [f"{display_name(fam)} at {_tok(f['tokens'])}" for ln in data["lengths"]
-              for fam, f in sorted(ln["families"].items()) if f["test"] and _mean_sd(f["test"].values())[0]
+              for fam, f in sorted(ln["families"].items()) if f["test"] and mean_sd(f["test"].values())[0]
               > lead["value"]]
     return ["", "## Against the baseline", "",
             f"{lead['name']} (the first words of the description, k chosen on validation) scores test ROUGE-L "

@@ -55,8 +55,18 @@ def diverged_as_error(train: Callable[[], Summary]) -> Summary:
 
 
 def train_in_child(target: str, trial: Trial, task: str, corpus: str, seed: int, out: Path, what: str) -> Summary:
-    """Train ``trial`` in its own process at 1 thread (``target``: "module:function" taking the family, config,
-    schedule as a dict, task, corpus, seed and run folder); its summary, or {"error": ...} when it diverged."""
+    """Train ``trial`` in its own process at 1 thread; its summary, or {"error": ...} when it diverged.
+
+    Args:
+        target: "module:function" the child runs, taking the family, config, schedule (a dict), task, corpus,
+            seed and run folder.
+        trial: the trial.
+        task: mt, lm or sum.
+        corpus: the training corpus.
+        seed: the training seed.
+        out: the trial's run folder.
+        what: what a trial is called in the messages.
+    """
     kwargs = dict(family=trial.family, config=trial.config, schedule=trial.schedule.to_dict(), task=task,
                   corpus=corpus, seed=seed, out=str(out))
     return diverged_as_error(lambda: call_in_child(target, kwargs, what=f"{what} {trial.name}", threads=1))
@@ -96,8 +106,14 @@ def local_trial(trial: Trial, path: Path, log: Callable[[str], None], start: str
 
 
 def job_trial(path: Path, train: Callable[[], Summary], record: Callable[[Summary, datetime, int], Record]) -> Record:
-    """One trial as a cluster job's body: trains in this process at the job's CPUs (``train`` trains it here),
-    under its lock, and writes its record (``record``: from the summary, the start time and the threads)."""
+    """One trial as a cluster job's body: trains in this process at the job's CPUs, under the trial's lock, and
+    writes its record; the record already there when another search wrote it first.
+
+    Args:
+        path: the trial's record file.
+        train: trains it here; the Trainer's summary.
+        record: its record, from the summary (or {"error": ...} when it diverged), the start time and the threads.
+    """
     import torch  # the job's process trains here: its threads are the job's CPUs
 
     threads = job_cpus() or 1

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from bench.budget.spec import load_budget
-from bench.report.length import collect, length_folders, overfit_rule, render, tokens_to_reach, write_length
+from bench.report.length import render, write_length
+from bench.report.length_data import collect, length_folders, overfit_rule, tokens_to_reach
 from bench.sweep.runner import Sweep, SweepOptions
 from bench.train.schedules import get_schedule
 

@@ -24,7 +24,7 @@ from bench.budget.spec import load_budget
 from bench.cost.analytic import Protocol, has_formula
 from bench.cost.counting import count_macs
 from bench.errors import BenchError
-from bench.report.length import family_pairs
+from bench.report.length_data import family_pairs
 from bench.report.style import family_order, family_palette
 from bench.sweep.runner import Sweep, SweepOptions
 from models import create_model, families, resolve_config, supports, unregister_model
