@@ -256,30 +256,25 @@ def _searched_lines(lengths: Sequence[dict[str, Any]], task: str) -> list[str]:
     out += ["", f"| A | B | target tokens | seeds A/B | Δvalid NLL [95% interval] | Δ{metric} [95% interval] |",
             "|:---|:---|---:|---:|:---|:---|"]
     said: list[tuple[str, list[str]]] = []
-
-    def rows(a_of, b_of, a_name: str, b_name: str) -> None:
+    # (A's family, B's family, B at its searched shape too): the searched rows among themselves, then each
+    # against its family's paper-shape row
+    for a, b, searched_b in [(a, b, True) for a, b in family_pairs(fams)] + [(f, f, False) for f in fams]:
+        what = (f"{display_name(a)} (searched) minus {display_name(b)} (searched)" if searched_b else
+                f"{display_name(a)}'s searched shape minus its paper shape")
         parts = []
         for ln in lengths:
-            a, b = a_of(ln), b_of(ln)
-            r = ln["searched_pairs"].get((a, b)) if a and b else None
+            row_a, row_b = ln["searched"].get(a), ln["searched"].get(b) if searched_b else None
+            name_b = row_b["model"] if row_b else (b if not searched_b else None)
+            r = ln["searched_pairs"].get((row_a["model"], name_b)) if row_a and name_b else None
             if r is None:
                 continue
-            out.append(f"| {a} | {b if b not in fams else display_name(b) + ' (paper shape)'} | "
-                       f"{_tok(mean_tokens(ln))} | {r['seeds_a']}/{r['seeds_b']} | "
+            shown_b = name_b if searched_b else f"{display_name(b)} (paper shape)"
+            out.append(f"| {row_a['model']} | {shown_b} | {_tok(mean_tokens(ln))} | {r['seeds_a']}/{r['seeds_b']} | "
                        f"{_gap(r.get('valid_nll'), '.3f')} | {_gap(r.get(key), '.2f')} |")
             if r.get("valid_nll"):
                 parts.append(f"{r['valid_nll']['diff']:+.3f} nats at {_tok(mean_tokens(ln))}")
         if parts:
-            said.append((f"{a_name} minus {b_name}", parts))
-
-    def model(fam: str):
-        return lambda ln: (ln["searched"].get(fam) or {}).get("model")
-
-    for a, b in family_pairs(fams):
-        rows(model(a), model(b), f"{display_name(a)} (searched)", f"{display_name(b)} (searched)")
-    for fam in fams:
-        rows(model(fam), lambda ln, fam=fam: fam if fam in ln["families"] else None,
-             f"{display_name(fam)}'s searched shape", "its paper shape")
+            said.append((what, parts))
     out += [""] + [f"- {what}: " + ", ".join(parts) + "." for what, parts in said]
     return out
 
