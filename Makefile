@@ -30,7 +30,7 @@ JOB_GPUS  ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-slow test-slurm slurm-start slurm-stop benchmark bench tune shapes report profile-table \
-	latency-table recipes check-latency curves ablations lint clean
+	latency-table recipes check-latency curves ablations park unpark lint clean
 
 help: ## list the targets
 	@echo "litebench — make targets (variables: BUDGET=$(BUDGET) MODELS= SEEDS= DEVICE= THREADS= SCHEDULE= TASK= QUICK=1 FORCE=1 COMPRESS=;"
@@ -105,6 +105,12 @@ recipes: $(STAMP) ## the sample-efficiency study of results/README.md: short sch
 
 check-latency: $(STAMP) ## quiet machine only: paired ratios agree twice, two sweeps at once never time beside compute
 	PY=$(PY) scripts/check-latency-isolation.sh
+
+park: ## copy unfinished training runs (checkpoint, log) from .cache/runs/ into parked/, to commit for the next machine
+	scripts/park-runs.sh save
+
+unpark: ## on a fresh clone: put parked/ runs back into .cache/runs/ (the same command then resumes them)
+	scripts/park-runs.sh restore
 
 lint: $(STAMP) ## ruff
 	$(PY) -m ruff check models bench tests
