@@ -91,10 +91,17 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
-def latency_table(budgets: list[str], results_root: Path) -> list[str]:
+def latency_table(budgets: list[str], results_root: Path, strict: bool = True) -> list[str]:
     """The latency table of results/README.md, from the sweep's latency records
     (results/<budget>/runs/*/latency-*.json) of each model's current configuration, the one its leaderboard
-    reports (older configurations' records are left out), with the day and commit each row was timed at."""
+    reports (older configurations' records are left out), with the day and commit each row was timed at.
+
+    Args:
+        budgets: budget specs, in table order.
+        results_root: the folder holding results/<budget>/.
+        strict: a budget without records is an error; otherwise it is left out with a note on stderr (the
+            default budgets, one of which may be re-running), as long as one budget has records.
+    """
     import pandas as pd  # loaded only by `table --latency`
 
     from bench.budget.spec import load_budget  # yaml: loaded only by the commands that read a budget file
@@ -104,10 +111,12 @@ def latency_table(budgets: list[str], results_root: Path) -> list[str]:
             "transl. p50 ms 2 thr", "fwd CV 1 thr", "peak RSS MB", "workload mem MB", "GEMM GMAC/s 1 thr",
             "efficiency fwd 1 thr", "timed (UTC, commit)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    missing = []
     for spec in budgets:
         folder = results_root / load_budget(spec).results_name()
         if not (folder / "runs").is_dir():
-            raise BenchError(f"no latency records in {folder}: run `make bench BUDGET={spec}` first")
+            missing.append(f"no latency records in {folder}: run `make bench BUDGET={spec}` first")
+            continue
         df = current_records(folder)
         lat = df[df["stage"] == "latency"]
         if "device" in lat.columns:
@@ -134,6 +143,10 @@ def latency_table(budgets: list[str], results_root: Path) -> list[str]:
                      fmt(get("forward", 1, "efficiency"), ".1%"),
                      ", ".join(days + commits) or "—"]
             lines.append("| " + " | ".join(cells) + " |")
+    if missing and (strict or len(missing) == len(budgets)):
+        raise BenchError(missing[0])
+    for note in missing:
+        print(f"note: {note}; left out of the table", file=sys.stderr)
     return lines
 
 
@@ -142,7 +155,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     latency table from the sweep's records instead)."""
     budgets = args.budgets or ["100M", "500M"]
     if args.latency:
-        print("\n".join(latency_table(budgets, Path(args.results))))
+        print("\n".join(latency_table(budgets, Path(args.results), strict=bool(args.budgets))))
         return 0
     from bench.budget.solve import solve_budget  # yaml, the solvers: loaded only by `table`
     from bench.budget.spec import load_budget  # yaml: loaded only by the commands that read a budget file

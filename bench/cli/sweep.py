@@ -144,6 +144,17 @@ def cmd_report(args: argparse.Namespace) -> int:
             for stale in (out.with_suffix(".png"), out.with_suffix(".pdf")):  # an older figure no longer holds
                 stale.unlink(missing_ok=True)
             notes.append(f"combined figure: skipped, {exc}")
+    elif args.combine is None and has_records(results_dir):
+        # one budget of this task has records (another's were moved aside for a re-run): an older table and figure
+        # across budgets no longer follow from the records, so they go
+        out = root / f"combined{suffix}"
+        stale = [p for p in (out / "combined.md", out / "quality_vs_macs.png", out / "quality_vs_macs.pdf")
+                 if p.exists()]
+        for path in stale:
+            path.unlink()
+        if stale:
+            notes.append(f"combined table: removed {', '.join(str(p) for p in stale)}; "
+                         "fewer than two budgets of this task have records")
     # the length study: a translation budget folder and its longer-schedule siblings (100M, 100M-x4, 100M-x16);
     # summarization's pilot: 100M-sum, 100M-sum-x4, 100M-sum-x10
     base = re.sub(f"-({'|'.join(LONGER)})$", "", results_dir.name)

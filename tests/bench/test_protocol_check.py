@@ -71,13 +71,14 @@ def test_the_committed_100m_results_hold_one_protocol():
 
 
 def test_the_committed_tuning_records_give_every_family_the_same_trials():
-    """100M and 500M translation, and every other committed task's tuning: chosen.json's trials exist, and every
-    family has the same rates, trial count, tokens per trial and kind of trial; the chosen rate is that family's
-    lowest final validation NLL."""
+    """Every committed tuning (each budget and task, and the superseded runs' tuning, e.g. 500M translation with
+    dropout 0.1, whose re-run tunes again): chosen.json's trials exist, and every family has the same rates, trial
+    count, tokens per trial and kind of trial; the chosen rate is that family's lowest final validation NLL."""
     root = Path(__file__).resolve().parents[2] / "results"
-    others = sorted(p.parent.parent.name for p in root.glob("*-*/tuning/chosen.json"))
-    for budget in ("100M", "500M", *others):
-        folder = root / budget / "tuning"
+    found = sorted(p.parent.relative_to(root).as_posix() for p in root.rglob("tuning/chosen.json"))
+    assert {"100M/tuning", "500M/superseded/dropout-0.1/tuning", "100M-lm/tuning"} <= set(found), found
+    for name in found:
+        folder = root / name
         chosen = json.loads((folder / "chosen.json").read_text())
         trials = [json.loads((folder / name).read_text()) for name in chosen["trials"]]
         plan = {f: sorted((t["lr"], t["tokens_per_trial"], t["trial_kind"]) for t in trials if t["family"] == f)

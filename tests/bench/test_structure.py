@@ -141,7 +141,8 @@ def test_one_definition_of_the_repository_root():
     ("100M", "mt", "x4", "100M-x4"),
     ("100M", "lm", "short", "100M-lm"),
     ("100M", "sum", "short", "100M-sum"),
-    ("500M", "mt", "short", "500M"),
+    # 500M translation is being re-run without dropout: its case returns with the re-run's leaderboard (the
+    # dropout-0.1 records in results/500M/superseded/dropout-0.1/ are another recipe, so another hash)
     ("500M", "lm", "short", "500M-lm"),
     ("500M", "sum", "short", "500M-sum"),
 ])
