@@ -105,6 +105,7 @@ def latency_table(budgets: list[str], results_root: Path, strict: bool = True) -
     import pandas as pd  # loaded only by `table --latency`
 
     from bench.budget.spec import load_budget  # yaml: loaded only by the commands that read a budget file
+    from bench.report import has_records
     from bench.report.leaderboard import current_records
 
     head = ["budget", "model", "fwd p50 ms 1 thr", "fwd p50 ms 2 thr", "transl. p50 ms 1 thr",
@@ -114,13 +115,13 @@ def latency_table(budgets: list[str], results_root: Path, strict: bool = True) -
     missing = []
     for spec in budgets:
         folder = results_root / load_budget(spec).results_name()
-        if not (folder / "runs").is_dir():
+        lat = current_records(folder) if has_records(folder) else None
+        lat = lat[lat["stage"] == "latency"] if lat is not None else None
+        if lat is not None and "device" in lat.columns:
+            lat = lat[lat["device"].fillna("cpu") == "cpu"]
+        if lat is None or lat.empty:  # no records yet, or records without a CPU timing (a re-run still training)
             missing.append(f"no latency records in {folder}: run `make bench BUDGET={spec}` first")
             continue
-        df = current_records(folder)
-        lat = df[df["stage"] == "latency"]
-        if "device" in lat.columns:
-            lat = lat[lat["device"].fillna("cpu") == "cpu"]
         for model, part in lat.groupby("model", sort=True):
             def get(workload: str, threads: int, key: str, part=part) -> Any:
                 row = part[(part["workload"] == workload) & (part["threads"] == threads)]

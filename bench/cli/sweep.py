@@ -102,21 +102,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     # the task's folder suffix: "" (translation), "-lm" or "-sum", from --task or the folder's name
     suffix = next((f"-{t}" for t in ("lm", "sum") if args.task == t or results_dir.name.endswith(f"-{t}")), "")
+    # budget folders of this task only (100M, 500M-lm, ...): not smoke runs (-quick), longer schedules nor studies
+    budget_folders = [
+        d
+        for d in (sorted(root.iterdir()) if root.is_dir() else [])
+        if d.is_dir()
+        and re.fullmatch(r"[0-9.]+[KMGT](-lm|-sum)?", d.name)
+        and re.sub(r"^[0-9.]+[KMGT]", "", d.name) == suffix
+        and has_records(d)
+    ]
+    is_budget_folder = results_dir.resolve() in [d.resolve() for d in budget_folders]
     if args.combine is None:  # every budget of this task with records, when there are several
-        folders = (
-            [
-                d
-                for d in sorted(root.iterdir())
-                # budget folders only (100M, 500M-lm, ...): not smoke runs (-quick) nor other studies
-                if d.is_dir()
-                and re.fullmatch(r"[0-9.]+[KMGT](-lm|-sum)?", d.name)
-                and re.sub(r"^[0-9.]+[KMGT]", "", d.name) == suffix
-                and has_records(d)
-            ]
-            if root.is_dir()
-            else []
-        )
-        folders = folders if len(folders) >= 2 and results_dir.resolve() in [d.resolve() for d in folders] else []
+        folders = budget_folders if len(budget_folders) >= 2 and is_budget_folder else []
         strict = False
     else:  # asked for: every folder must exist and have records, checked before anything is written
         folders = [
@@ -144,7 +141,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             for stale in (out.with_suffix(".png"), out.with_suffix(".pdf")):  # an older figure no longer holds
                 stale.unlink(missing_ok=True)
             notes.append(f"combined figure: skipped, {exc}")
-    elif args.combine is None and has_records(results_dir):
+    elif args.combine is None and is_budget_folder and len(budget_folders) < 2:
         # one budget of this task has records (another's were moved aside for a re-run): an older table and figure
         # across budgets no longer follow from the records, so they go
         out = root / f"combined{suffix}"

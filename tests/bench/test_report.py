@@ -6,6 +6,7 @@ import argparse
 import itertools
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -549,8 +550,6 @@ def test_cli_rebuilds_tables_figures_and_combined(
 def test_a_combined_table_that_no_longer_follows_from_the_records_is_removed(tmp_path, capsys) -> None:
     """A budget's records moved aside for a re-run (500M to superseded/): the table and figure across budgets
     were drawn from them, so the next report of the other budget removes them, and says so; another task's stay."""
-    import shutil
-
     make_results(tmp_path, "100M")
     make_results(tmp_path, "500M", scale=5.0)
     assert run(_parse(["--budget", "100M", "--results", str(tmp_path)])) == 0
@@ -566,6 +565,22 @@ def test_a_combined_table_that_no_longer_follows_from_the_records_is_removed(tmp
     assert "combined table: removed" in capsys.readouterr().err
     assert run(_parse(["--budget", "100M", "--results", str(tmp_path)])) == 0  # nothing left to remove
     assert "combined table" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("folder", ["100M-x4", "5.4ms", "100M-quick", "100M-sum"])
+def test_a_report_of_another_folder_keeps_a_combined_table_that_holds(tmp_path, folder, capsys) -> None:
+    """A longer schedule's, a latency budget's, a smoke run's or another task's report is not a budget folder of
+    translation: it neither redraws nor removes translation's table across budgets, which its records still give."""
+    make_results(tmp_path, "100M")
+    make_results(tmp_path, "500M", scale=5.0)
+    assert run(_parse(["--budget", "100M", "--results", str(tmp_path)])) == 0
+    combined = [tmp_path / "combined" / n for n in ("combined.md", "quality_vs_macs.png", "quality_vs_macs.pdf")]
+    before = [p.read_bytes() for p in combined]
+    shutil.copytree(tmp_path / "100M", tmp_path / folder)
+    capsys.readouterr()
+    assert run(_parse(["--results", str(tmp_path / folder)])) == 0
+    assert [p.read_bytes() for p in combined] == before
+    assert "combined table: removed" not in capsys.readouterr().err
 
 
 def test_cli_missing_folder_is_one_clear_line(tmp_path: Path) -> None:
@@ -848,3 +863,11 @@ def test_latency_table_reads_each_models_current_configuration(tmp_path):
         latency_table(["100M", "500M"], tmp_path)
     with pytest.raises(BenchError, match="no latency records in .*500M"):
         latency_table(["500M"], tmp_path, strict=False)  # nothing left to tabulate
+    # a re-run that has trained but not yet been timed: left out the same way, not a traceback nor a silent gap
+    (tmp_path / "500M" / "runs").mkdir(parents=True)
+    train = next((out / "runs").glob("*/train-s1.json"))
+    (tmp_path / "500M" / "runs" / train.parent.name).mkdir()
+    shutil.copy(train, tmp_path / "500M" / "runs" / train.parent.name / train.name)
+    assert latency_table(["100M", "500M"], tmp_path, strict=False) == lines
+    with pytest.raises(BenchError, match="no latency records in .*500M"):
+        latency_table(["100M", "500M"], tmp_path)

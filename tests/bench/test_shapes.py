@@ -134,11 +134,13 @@ def _error_line(capsys) -> str:
 
 
 # ------------------------------------------------------------------------------------------ the 100M section
-def test_100M_candidates_are_eight_per_family_paper_first_moving_one_knob():
-    """At 100M every family gets 8 candidates of 666,666 target tokens: the paper's shape (the budget file's own
-    fixed knobs, read here from the YAML) and the seven one-knob moves of the grid, in the documented order."""
-    raw = yaml.safe_load((REPO / "budgets" / "100M.yaml").read_text())
-    budget = load_budget("100M")
+@pytest.mark.parametrize("name", ["100M", "500M"])
+def test_candidates_are_eight_per_family_paper_first_moving_one_knob(name):
+    """At 100M and 500M (the same grids) every family gets 8 candidates of 666,666 target tokens: the paper's shape
+    (the budget file's own fixed knobs, read here from the YAML) and the seven one-knob moves of the grid, in the
+    documented order."""
+    raw = yaml.safe_load((REPO / "budgets" / f"{name}.yaml").read_text())
+    budget = load_budget(name)
     assert budget.shapes.trials_per_family == 8 and budget.shapes.tokens_per_trial == 666_666
     expected = {
         "transformer": ["L6x6-h8-f4", "L3x3-h8-f4", "L4x4-h8-f4", "L8x8-h8-f4", "L6x6-h4-f4", "L6x6-h16-f4",
@@ -169,13 +171,15 @@ def test_100M_candidates_are_eight_per_family_paper_first_moving_one_knob():
 
 
 @pytest.mark.slow
-def test_every_100M_candidate_is_within_the_budget_by_the_primary_counter():
-    """Every 100M candidate (24 solves, minutes): within +-2% of 100M MACs counted again here on the built model;
-    the paper's shape is the sweep's own config, and its trial is the tuning trial at the chosen rate."""
+@pytest.mark.parametrize("name", ["100M", "500M"])
+def test_every_candidate_is_within_the_budget_by_the_primary_counter(name):
+    """Every candidate (24 solves per budget, minutes): within +-2% of the budget's MACs counted again here on the
+    built model; the paper's shape is the sweep's own config, and its trial is the tuning trial at that rate."""
     from bench.train.tune import plan as tune_plan
     from models import create_model
 
-    budget = load_budget("100M")
+    budget = load_budget(name)
+    target = budget.target_macs
     schedule = get_schedule("short", **budget.schedule_overrides("short"))
     rates = {"transformer": 4e-3, "evolved_transformer": 4e-3, "lite_transformer": 4e-3}
     trials = shapes.plan(budget, schedule, "libreoffice-en-de", rates)
@@ -186,7 +190,7 @@ def test_every_100M_candidate_is_within_the_budget_by_the_primary_counter():
     for t in trials:
         macs = count_macs(create_model(t.family, **t.config), counters=("flop_counter",),
                           protocol=budget.protocol).macs_by_counter["flop_counter"]
-        assert 0.98 * 100_000_000 <= macs <= 1.02 * 100_000_000 and macs == t.solved.macs, t.name
+        assert 0.98 * target <= macs <= 1.02 * target and macs == t.solved.macs, t.name
     tuned = {t.family: t for t in tune_plan(budget, schedule, "libreoffice-en-de", grid=(4e-3,),
                                              tokens_per_trial=666_666)}
     for t in trials:
