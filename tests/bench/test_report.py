@@ -547,9 +547,13 @@ def test_cli_rebuilds_tables_figures_and_combined(
     assert (tmp_path / "500M" / "leaderboard.csv").exists()
 
 
-def test_a_combined_table_that_no_longer_follows_from_the_records_is_removed(tmp_path, capsys) -> None:
+def test_a_combined_table_that_no_longer_follows_from_the_records_is_removed(tmp_path, capsys,
+                                                                             monkeypatch) -> None:
     """A budget's records moved aside for a re-run (500M to superseded/): the table and figure across budgets
     were drawn from them, so the next report of the other budget removes them, and says so; another task's stay."""
+    import bench.report.figures as figs
+
+    monkeypatch.setattr(figs, "write_figures", lambda results_dir, notes=None: [])  # each folder's own: not asked
     make_results(tmp_path, "100M")
     make_results(tmp_path, "500M", scale=5.0)
     assert run(_parse(["--budget", "100M", "--results", str(tmp_path)])) == 0
@@ -568,9 +572,13 @@ def test_a_combined_table_that_no_longer_follows_from_the_records_is_removed(tmp
 
 
 @pytest.mark.parametrize("folder", ["100M-x4", "5.4ms", "100M-quick", "100M-sum"])
-def test_a_report_of_another_folder_keeps_a_combined_table_that_holds(tmp_path, folder, capsys) -> None:
+def test_a_report_of_another_folder_keeps_a_combined_table_that_holds(tmp_path, folder, capsys,
+                                                                      monkeypatch) -> None:
     """A longer schedule's, a latency budget's, a smoke run's or another task's report is not a budget folder of
     translation: it neither redraws nor removes translation's table across budgets, which its records still give."""
+    import bench.report.figures as figs
+
+    monkeypatch.setattr(figs, "write_figures", lambda results_dir, notes=None: [])  # each folder's own: not asked
     make_results(tmp_path, "100M")
     make_results(tmp_path, "500M", scale=5.0)
     assert run(_parse(["--budget", "100M", "--results", str(tmp_path)])) == 0
