@@ -79,7 +79,7 @@ case "$1" in
         continue
       fi
       copy_run "$CACHE/$run" "$PARK/$run"
-      echo "parked $run (update $here)"
+      echo "parked $run (log to update $here)"
       n=$((n + 1))
     done
     echo "$n unfinished run(s) parked in $PARK/ (commit it; scripts/park-runs.sh restore on the next machine)"
@@ -93,7 +93,7 @@ case "$1" in
         echo "skipped $run: $CACHE/$run already holds a checkpoint"
       else
         copy_run "$PARK/$run" "$CACHE/$run"
-        echo "restored $run (update $(last_step "$PARK/$run"))"
+        echo "restored $run (log to update $(last_step "$PARK/$run"); the checkpoint is at most checkpoint_every updates behind)"
         n=$((n + 1))
       fi
     done
