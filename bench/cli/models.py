@@ -115,11 +115,13 @@ def latency_table(budgets: list[str], results_root: Path, strict: bool = True) -
     missing = []
     for spec in budgets:
         folder = results_root / load_budget(spec).results_name()
-        lat = current_records(folder) if has_records(folder) else None
-        lat = lat[lat["stage"] == "latency"] if lat is not None else None
-        if lat is not None and "device" in lat.columns:
-            lat = lat[lat["device"].fillna("cpu") == "cpu"]
-        if lat is None or lat.empty:  # no records yet, or records without a CPU timing (a re-run still training)
+        lat = pd.DataFrame()
+        if has_records(folder):
+            df = current_records(folder)
+            lat = df[df["stage"] == "latency"]
+            if "device" in lat.columns:
+                lat = lat[lat["device"].fillna("cpu") == "cpu"]
+        if lat.empty:  # no records yet, or records without a CPU timing (a re-run still training)
             missing.append(f"no latency records in {folder}: run `make bench BUDGET={spec}` first")
             continue
         for model, part in lat.groupby("model", sort=True):
